@@ -1,0 +1,30 @@
+# warmcache: `make` lists the targets. `make run` and `make test` set up everything they need.
+SHELL := /bin/bash
+GO ?= go
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: run
+run: ## start PostgreSQL and Redis, load demo data, run the product
+	scripts/run
+
+.PHONY: test
+test: servers ## vet and run every test against real PostgreSQL and Redis, with the race detector
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+.PHONY: servers
+servers: ## install (if missing) and start the local PostgreSQL and Redis
+	@scripts/servers up >/dev/null
+
+.PHONY: servers-down
+servers-down: ## stop the local PostgreSQL and Redis
+	scripts/servers down
+
+.PHONY: build
+build: ## build the binaries into bin/
+	$(GO) build -o bin/ ./cmd/...

@@ -1,0 +1,151 @@
+// Package conf reads warmcache's configuration from the environment, 12-factor style, for both
+// binaries: the tutorials' variable names are accepted as aliases, durations may be plain
+// seconds as the tutorials wrote them, and every error names the setting at fault.
+package conf
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// aliases maps the tutorials' names onto warmcache's. The warmcache name wins when both are set.
+var aliases = map[string]string{
+	"PG_SERVICE_URI":        "DATABASE_URL",
+	"VALKEY_SERVICE_URI":    "REDIS_URL",
+	"CACHE_TIMEOUT_SECONDS": "CACHE_TTL",
+}
+
+// Error is a configuration error: the setting and what is wrong with it. Binaries exit with
+// status 2 on it.
+type Error struct {
+	Setting string
+	Err     error
+}
+
+func (e *Error) Error() string { return e.Setting + ": " + e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errorf returns an *Error for setting.
+func Errorf(setting, format string, args ...any) error {
+	return &Error{Setting: setting, Err: fmt.Errorf(format, args...)}
+}
+
+// Load fills cfg, a pointer to a struct with env tags, from environ (os.Environ's form).
+func Load(cfg any, environ []string) error {
+	vars := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			vars[k] = v
+		}
+	}
+	for alias, name := range aliases {
+		if v, ok := vars[alias]; ok {
+			if _, set := vars[name]; !set {
+				vars[name] = v
+			}
+		}
+	}
+	err := env.ParseWithOptions(cfg, env.Options{
+		Environment: vars,
+		FuncMap:     map[reflect.Type]env.ParserFunc{reflect.TypeFor[time.Duration](): parseDuration},
+	})
+	if err == nil {
+		return nil
+	}
+	// env names struct fields in its errors; say which variable instead.
+	var parseErr env.ParseError
+	if errors.As(err, &parseErr) {
+		return &Error{Setting: envName(cfg, parseErr.Name), Err: parseErr.Err}
+	}
+	return err
+}
+
+// parseDuration reads a Go duration ("90s", "5m") or a whole number of seconds ("300").
+func parseDuration(s string) (any, error) {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return time.Duration(n) * time.Second, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return nil, fmt.Errorf("%q is neither a duration (90s, 5m) nor a number of seconds", s)
+	}
+	return d, nil
+}
+
+// envName finds the env tag of the field called field anywhere in cfg's struct.
+func envName(cfg any, field string) string {
+	var find func(t reflect.Type) string
+	find = func(t reflect.Type) string {
+		for f := range t.Fields() {
+			if f.Name == field {
+				name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+				return name
+			}
+			if f.Type.Kind() == reflect.Struct {
+				if name := find(f.Type); name != "" {
+					return name
+				}
+			}
+		}
+		return ""
+	}
+	if name := find(reflect.TypeOf(cfg).Elem()); name != "" {
+		return name
+	}
+	return field
+}
+
+// Logging configures the structured log.
+type Logging struct {
+	Level  string `env:"LOG_LEVEL" envDefault:"info"`
+	Format string `env:"LOG_FORMAT" envDefault:"json"`
+}
+
+// Logger returns the logger Logging describes, writing to w.
+func (l Logging) Logger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(l.Level)); err != nil {
+		return nil, Errorf("LOG_LEVEL", "%q is not one of debug, info, warn, error", l.Level)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch l.Format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return nil, Errorf("LOG_FORMAT", "%q is not json or text", l.Format)
+}
+
+// MaskURL returns rawURL with its password replaced, for logging the effective configuration.
+func MaskURL(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.User == nil {
+		if err != nil {
+			return "(unparsable)"
+		}
+		return rawURL
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
+
+// LoadLocation loads the IANA time zone named by setting's value.
+func LoadLocation(setting, name string) (*time.Location, error) {
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, Errorf(setting, "%q is not a known time zone (want an IANA name such as Europe/Paris)", name)
+	}
+	return loc, nil
+}

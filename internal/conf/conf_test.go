@@ -1,0 +1,107 @@
+package conf_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/warmcache/warmcache/internal/conf"
+)
+
+type config struct {
+	DatabaseURL string        `env:"DATABASE_URL"`
+	TTL         time.Duration `env:"CACHE_TTL" envDefault:"5m"`
+	conf.Logging
+}
+
+func TestLoad(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		environ []string
+		want    config
+	}{
+		{"defaults", nil, config{TTL: 5 * time.Minute, Logging: conf.Logging{Level: "info", Format: "json"}}},
+		{"tutorial aliases", []string{"PG_SERVICE_URI=postgres://a", "CACHE_TIMEOUT_SECONDS=30"},
+			config{DatabaseURL: "postgres://a", TTL: 30 * time.Second, Logging: conf.Logging{Level: "info", Format: "json"}}},
+		{"warmcache names win over aliases", []string{"PG_SERVICE_URI=postgres://alias", "DATABASE_URL=postgres://name", "CACHE_TTL=90s", "CACHE_TIMEOUT_SECONDS=30"},
+			config{DatabaseURL: "postgres://name", TTL: 90 * time.Second, Logging: conf.Logging{Level: "info", Format: "json"}}},
+		{"embedded structs", []string{"LOG_LEVEL=debug", "LOG_FORMAT=text"},
+			config{TTL: 5 * time.Minute, Logging: conf.Logging{Level: "debug", Format: "text"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got config
+			if err := conf.Load(&got, tc.environ); err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
+				t.Errorf("Load = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestLoadNamesTheSetting(t *testing.T) {
+	t.Parallel()
+	for environ, setting := range map[string]string{
+		"CACHE_TTL=soon":             "CACHE_TTL",
+		"CACHE_TIMEOUT_SECONDS=soon": "CACHE_TTL",
+	} {
+		var c config
+		err := conf.Load(&c, []string{environ})
+		var confErr *conf.Error
+		if !errors.As(err, &confErr) || confErr.Setting != setting || !strings.HasPrefix(err.Error(), setting+": ") {
+			t.Errorf("%s: error %v, want a conf.Error naming %s", environ, err, setting)
+		}
+	}
+}
+
+func TestLogger(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		logging conf.Logging
+		setting string
+	}{
+		{conf.Logging{Level: "debug", Format: "json"}, ""},
+		{conf.Logging{Level: "WARN", Format: "text"}, ""},
+		{conf.Logging{Level: "verbose", Format: "json"}, "LOG_LEVEL"},
+		{conf.Logging{Level: "info", Format: "xml"}, "LOG_FORMAT"},
+	} {
+		_, err := tc.logging.Logger(nil)
+		var confErr *conf.Error
+		if tc.setting == "" && err != nil || tc.setting != "" && (!errors.As(err, &confErr) || confErr.Setting != tc.setting) {
+			t.Errorf("%+v: error %v, want one naming %q", tc.logging, err, tc.setting)
+		}
+	}
+}
+
+func TestMaskURL(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"postgres://user:secret@db:5432/app?sslmode=require": "postgres://user:xxxxx@db:5432/app?sslmode=require",
+		"rediss://:secret@cache:6380/0":                      "rediss://:xxxxx@cache:6380/0",
+		"redis://cache:6379/0":                               "redis://cache:6379/0",
+	} {
+		if got := conf.MaskURL(in); got != want || strings.Contains(got, "secret") {
+			t.Errorf("MaskURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func FuzzLoadDuration(f *testing.F) {
+	for _, s := range []string{"300", "90s", "5m", "-1", "1h30m", "", "soon", "99999999999999999999"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, value string) {
+		if strings.ContainsAny(value, "\x00=") {
+			return
+		}
+		var c config
+		err := conf.Load(&c, []string{"CACHE_TTL=" + value})
+		var confErr *conf.Error
+		if err != nil && (!errors.As(err, &confErr) || confErr.Setting != "CACHE_TTL") {
+			t.Fatalf("CACHE_TTL=%q: error %v does not name the setting", value, err)
+		}
+	})
+}

@@ -1,0 +1,175 @@
+// Package testenv gives tests real PostgreSQL and Redis servers and isolates tests from each
+// other on them: each test gets a database of its own, cloned from a template that holds the
+// dellstore2 data (the real dump when it is present, generated data of the same size otherwise)
+// with warmcache's migrations applied, and a Redis key namespace of its own.
+//
+// The servers come from TEST_DATABASE_URL (a superuser URL) and TEST_REDIS_URL, or else from
+// scripts/servers, which installs and starts them. A server that cannot be had fails the test;
+// it never skips.
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Servers are the URLs of the servers tests run against.
+type Servers struct {
+	// AdminURL is a PostgreSQL superuser URL, used to create and drop test databases.
+	AdminURL string
+	// RedisURL is a Redis URL; tests isolate themselves with key namespaces.
+	RedisURL string
+}
+
+var (
+	serversOnce sync.Once
+	servers     Servers
+	serversErr  error
+)
+
+// Get returns the servers, starting them with scripts/servers on first use when
+// TEST_DATABASE_URL and TEST_REDIS_URL are not set. It fails the test if they cannot be had.
+func Get(t testing.TB) Servers {
+	t.Helper()
+	serversOnce.Do(func() { servers, serversErr = findServers() })
+	if serversErr != nil {
+		t.Fatalf("testenv: no servers to test against: %v", serversErr)
+	}
+	return servers
+}
+
+func findServers() (Servers, error) {
+	s := Servers{AdminURL: os.Getenv("TEST_DATABASE_URL"), RedisURL: os.Getenv("TEST_REDIS_URL")}
+	if s.AdminURL != "" && s.RedisURL != "" {
+		return s, nil
+	}
+	script := filepath.Join(RepoRoot(), "scripts", "servers")
+	var stderr bytes.Buffer
+	cmd := exec.Command(script, "up")
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return s, fmt.Errorf("%s up: %v\n%s", script, err, stderr.String())
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		k, v, _ := strings.Cut(line, "=")
+		switch {
+		case k == "WARMCACHE_PG_ADMIN_URL" && s.AdminURL == "":
+			s.AdminURL = v
+		case k == "WARMCACHE_REDIS_URL" && s.RedisURL == "":
+			s.RedisURL = v
+		}
+	}
+	if s.AdminURL == "" || s.RedisURL == "" {
+		return s, fmt.Errorf("%s up printed no server URLs:\n%s", script, out)
+	}
+	return s, nil
+}
+
+// RepoRoot returns the repository's top directory.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// Dellstore2Dump returns the path of the real dellstore2 dump, from DELLSTORE2_DUMP or beside the
+// repository in ../shared, and whether it exists.
+func Dellstore2Dump() (string, bool) {
+	path := os.Getenv("DELLSTORE2_DUMP")
+	if path == "" {
+		path = filepath.Join(RepoRoot(), "..", "shared", "data", "dellstore2", "dellstore2-normal-1.0.sql.gz")
+	}
+	_, err := os.Stat(path)
+	return path, err == nil
+}
+
+// RequireDellstore2 is for tests that check the real data set's known figures. Without the dump
+// they are skipped on a developer's machine and fail in CI (CI set), where the dump must be.
+func RequireDellstore2(t testing.TB) {
+	t.Helper()
+	if path, ok := Dellstore2Dump(); !ok {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("testenv: CI is set but the dellstore2 dump is missing at %s", path)
+		}
+		t.Skipf("the dellstore2 dump is not at %s; its known figures cannot be checked", path)
+	}
+}
+
+// NewDatabase creates a database for this test, a copy of the template with the dellstore2 data
+// and migrations, and drops it when the test ends. It returns the database's URL.
+func NewDatabase(t testing.TB) string {
+	t.Helper()
+	tmpl, err := template(Get(t).AdminURL)
+	if err != nil {
+		t.Fatalf("testenv: template database: %v", err)
+	}
+	return newDatabase(t, "TEMPLATE "+tmpl)
+}
+
+// NewEmptyDatabase creates an empty database for this test and drops it when the test ends. It
+// returns the database's URL.
+func NewEmptyDatabase(t testing.TB) string {
+	t.Helper()
+	return newDatabase(t, "")
+}
+
+func newDatabase(t testing.TB, options string) string {
+	t.Helper()
+	admin := Get(t).AdminURL
+	name := fmt.Sprintf("wc_t_%d_%s", time.Now().Unix(), randomHex(4))
+	ctx := context.Background()
+	if err := adminExec(ctx, admin, fmt.Sprintf("CREATE DATABASE %s %s", name, options)); err != nil {
+		t.Fatalf("testenv: create database: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := adminExec(ctx, admin, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Errorf("testenv: drop database %s: %v", name, err)
+		}
+	})
+	return withDatabase(admin, name)
+}
+
+// Namespace returns a Redis key namespace of this test's own.
+func Namespace(t testing.TB) string {
+	t.Helper()
+	return "t" + randomHex(6)
+}
+
+func withDatabase(adminURL, name string) string {
+	u, err := url.Parse(adminURL)
+	if err != nil {
+		panic(fmt.Sprintf("testenv: admin URL: %v", err))
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+func adminExec(ctx context.Context, adminURL, sql string) error {
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, sql)
+	return err
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}

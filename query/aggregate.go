@@ -1,0 +1,139 @@
+package query
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Row is one result of an aggregate: the key it is stored under (empty for a single-value
+// aggregate) and its value, which marshals to the JSON body the API serves.
+type Row struct {
+	Key   string
+	Value any
+}
+
+// Params are the inputs an aggregate may depend on besides the data.
+type Params struct {
+	// Today is the reference date for anything relative to the calendar, such as whether a
+	// credit card has expired. The caller derives it from its clock in its time zone.
+	Today Date
+}
+
+// Snapshot identifies the database state an aggregate was computed from.
+type Snapshot struct {
+	// Version is PostgreSQL's transaction start time in microseconds since the Unix epoch.
+	// Every commit acknowledged before it is reflected in the result, so a value with a
+	// higher version never loses a write that one with a lower version saw.
+	Version int64
+}
+
+// Aggregate is a query a job runs: the SQL that yields every row in one pass, the SQL that
+// yields the row of one key, and how a result row becomes a Row. The built-in aggregates and
+// users' SQL jobs are all values of this one type.
+type Aggregate struct {
+	// Keyed reports whether the aggregate yields one row per key; otherwise it yields exactly
+	// one row.
+	Keyed bool
+
+	streamSQL string
+	lookupSQL string
+	// args returns the statement arguments; the lookup key, when there is one, comes after.
+	args func(Params) []any
+	// canonical checks a lookup key and returns its canonical spelling.
+	canonical func(key string) (string, error)
+	scan      func(rows pgx.Rows) (Row, error)
+}
+
+// CanonicalKey checks that key can name a row of a keyed aggregate and returns the spelling
+// it is stored under (for customer ids, the decimal number without leading zeros). It returns
+// ErrInvalidKey for a key that can never match.
+func (a Aggregate) CanonicalKey(key string) (string, error) {
+	if a.canonical == nil {
+		return key, nil
+	}
+	return a.canonical(key)
+}
+
+// Stream runs agg over every key in one read-only snapshot and hands each row to fn as it
+// arrives from the server: nothing is buffered, so memory stays flat whatever the number of
+// rows. An error from fn stops the query and is returned.
+func (db *DB) Stream(ctx context.Context, agg Aggregate, p Params, fn func(Row) error) (Snapshot, error) {
+	var snap Snapshot
+	err := db.snapshot(ctx, func(tx pgx.Tx, s Snapshot) error {
+		snap = s
+		rows, err := tx.Query(ctx, agg.streamSQL, agg.args(p)...)
+		if err != nil {
+			return translate(err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			row, err := agg.scan(rows)
+			if err != nil {
+				return fmt.Errorf("scan row: %w", err)
+			}
+			if err := fn(row); err != nil {
+				return err
+			}
+		}
+		return translate(rows.Err())
+	})
+	return snap, err
+}
+
+// Lookup computes the row of one key (ignored for a single-value aggregate). It returns
+// ErrInvalidKey for a malformed key and ErrNotFound when the key has no row.
+func (db *DB) Lookup(ctx context.Context, agg Aggregate, p Params, key string) (Row, Snapshot, error) {
+	args := agg.args(p)
+	if agg.Keyed {
+		canon, err := agg.CanonicalKey(key)
+		if err != nil {
+			return Row{}, Snapshot{}, err
+		}
+		args = append(args, canon)
+	}
+	var (
+		row  Row
+		snap Snapshot
+	)
+	err := db.snapshot(ctx, func(tx pgx.Tx, s Snapshot) error {
+		snap = s
+		rows, err := tx.Query(ctx, agg.lookupSQL, args...)
+		if err != nil {
+			return translate(err)
+		}
+		defer rows.Close()
+		if !rows.Next() {
+			if err := rows.Err(); err != nil {
+				return translate(err)
+			}
+			return ErrNotFound
+		}
+		if row, err = agg.scan(rows); err != nil {
+			return fmt.Errorf("scan row: %w", err)
+		}
+		return nil
+	})
+	return row, snap, err
+}
+
+// snapshot runs fn in a read-only repeatable-read transaction, so every statement of fn sees one
+// database state, and tells fn the version of that state. fn translates its own driver errors:
+// its callbacks' errors must reach the caller unchanged.
+func (db *DB) snapshot(ctx context.Context, fn func(pgx.Tx, Snapshot) error) error {
+	tx, err := db.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return translate(err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // after Commit it is a no-op
+	var started time.Time
+	if err := tx.QueryRow(ctx, "SELECT now()").Scan(&started); err != nil {
+		return translate(err)
+	}
+	if err := fn(tx, Snapshot{Version: started.UnixMicro()}); err != nil {
+		return err
+	}
+	return translate(tx.Commit(ctx))
+}

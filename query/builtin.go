@@ -1,0 +1,205 @@
+package query
+
+import (
+	"strconv"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// OrdersTotal is the result of the orders_total aggregate.
+type OrdersTotal struct {
+	Count   int64   `json:"count"`
+	Revenue Decimal `json:"revenue"`
+}
+
+// CustomerOrders is one row of orders_by_customer: how many orders a customer placed, 0
+// included.
+type CustomerOrders struct {
+	CustomerID int64 `json:"customerid"`
+	Count      int64 `json:"count"`
+}
+
+// CustomerCredit is one row of credit_by_customer: a customer's consumer credit summary. It
+// carries the card's last four digits only; the full number and the password are never read.
+type CustomerCredit struct {
+	CustomerID    int64    `json:"customerid"`
+	Income        *int64   `json:"income"`
+	CardType      int64    `json:"card_type"`
+	CardLast4     string   `json:"card_last4"`
+	CardExpiry    string   `json:"card_expiry"`
+	CardExpired   bool     `json:"card_expired"`
+	Orders        int64    `json:"orders"`
+	TotalSpent    Decimal  `json:"total_spent"`
+	AverageOrder  Decimal  `json:"average_order_value"`
+	LastOrderDate *Date    `json:"last_order_date"`
+	SpendToIncome *Decimal `json:"spend_to_income"`
+}
+
+// CreditOverview is the result of credit_overview: the credit figures by card type, and the
+// same figures over all customers.
+type CreditOverview struct {
+	All       CardTypeCredit   `json:"all"`
+	CardTypes []CardTypeCredit `json:"card_types"`
+}
+
+// CardTypeCredit aggregates CustomerCredit over the customers holding one card type (CardType
+// is 0 for the figures over all customers).
+type CardTypeCredit struct {
+	CardType      int64   `json:"card_type,omitempty"`
+	Customers     int64   `json:"customers"`
+	ExpiredCards  int64   `json:"expired_cards"`
+	Orders        int64   `json:"orders"`
+	TotalSpent    Decimal `json:"total_spent"`
+	AverageOrder  Decimal `json:"average_order_value"`
+	AverageIncome Decimal `json:"average_income"`
+}
+
+// The built-in aggregates of SPEC §3. Each keyed one has a streaming statement that reads every
+// customer in one pass (a join against one GROUP BY over orders, never a query per customer)
+// and a lookup statement for one customer, used by the API's read-through.
+var (
+	OrdersTotalAggregate = Aggregate{
+		streamSQL: ordersTotalSQL,
+		lookupSQL: ordersTotalSQL,
+		args:      noArgs,
+		scan:      scanOrdersTotal,
+	}
+	OrdersByCustomerAggregate = Aggregate{
+		Keyed:     true,
+		streamSQL: ordersByCustomerSQL,
+		lookupSQL: ordersOfCustomerSQL,
+		args:      noArgs,
+		canonical: customerKey,
+		scan:      scanCustomerOrders,
+	}
+	CreditByCustomerAggregate = Aggregate{
+		Keyed:     true,
+		streamSQL: creditByCustomerSQL,
+		lookupSQL: creditOfCustomerSQL,
+		args:      todayArg,
+		canonical: customerKey,
+		scan:      scanCustomerCredit,
+	}
+	CreditOverviewAggregate = Aggregate{
+		streamSQL: creditOverviewSQL,
+		lookupSQL: creditOverviewSQL,
+		args:      todayArg,
+		scan:      scanCreditOverview,
+	}
+)
+
+const ordersTotalSQL = `
+SELECT count(*), COALESCE(sum(totalamount), 0) FROM orders`
+
+// Customers without orders get 0 from the LEFT JOIN. The lookup counts with the orders index.
+const (
+	ordersByCustomerSQL = `
+SELECT c.customerid, COALESCE(o.orders, 0)
+FROM customers c
+LEFT JOIN (SELECT customerid, count(*) AS orders FROM orders GROUP BY customerid) o
+       ON o.customerid = c.customerid`
+
+	ordersOfCustomerSQL = `
+SELECT c.customerid, (SELECT count(*) FROM orders o WHERE o.customerid = c.customerid)
+FROM customers c
+WHERE c.customerid = $1`
+)
+
+// creditSelect is the per-customer credit summary; the stream joins it against all orders
+// grouped once, the lookup against one customer's orders. A card is valid through the last
+// day of its expiry month ('YYYY/MM'); $1 is the reference date.
+const (
+	creditColumns = `
+SELECT c.customerid, c.income, c.creditcardtype, right(c.creditcard, 4),
+       replace(c.creditcardexpiration, '/', '-'),
+       to_date(c.creditcardexpiration, 'YYYY/MM') + interval '1 month' <= $1::date,
+       COALESCE(o.orders, 0), COALESCE(o.spent, 0),
+       COALESCE(round(o.spent / o.orders, 2), 0), o.last_order,
+       round(COALESCE(o.spent, 0) / NULLIF(c.income, 0), 4)
+FROM customers c`
+
+	creditByCustomerSQL = creditColumns + `
+LEFT JOIN (SELECT customerid, count(*) AS orders, sum(totalamount) AS spent, max(orderdate) AS last_order
+           FROM orders GROUP BY customerid) o
+       ON o.customerid = c.customerid`
+
+	creditOfCustomerSQL = creditColumns + `
+LEFT JOIN LATERAL (SELECT count(*) AS orders, sum(totalamount) AS spent, max(orderdate) AS last_order
+                   FROM orders WHERE customerid = c.customerid) o ON true
+WHERE c.customerid = $2`
+
+	// ROLLUP adds the row over all card types, whose creditcardtype is NULL.
+	creditOverviewSQL = `
+SELECT COALESCE(c.creditcardtype, 0), count(*),
+       count(*) FILTER (WHERE to_date(c.creditcardexpiration, 'YYYY/MM') + interval '1 month' <= $1::date),
+       COALESCE(sum(o.orders), 0), COALESCE(sum(o.spent), 0),
+       COALESCE(round(sum(o.spent) / NULLIF(sum(o.orders), 0), 2), 0),
+       COALESCE(round(avg(c.income), 2), 0)
+FROM customers c
+LEFT JOIN (SELECT customerid, count(*) AS orders, sum(totalamount) AS spent
+           FROM orders GROUP BY customerid) o
+       ON o.customerid = c.customerid
+GROUP BY ROLLUP (c.creditcardtype)
+ORDER BY c.creditcardtype NULLS FIRST`
+)
+
+func noArgs(Params) []any     { return nil }
+func todayArg(p Params) []any { return []any{p.Today} }
+
+// customerKey accepts a positive decimal customer id that fits PostgreSQL's integer.
+func customerKey(key string) (string, error) {
+	if key == "" || key[0] < '0' || key[0] > '9' {
+		return "", ErrInvalidKey
+	}
+	id, err := strconv.ParseInt(key, 10, 32)
+	if err != nil || id <= 0 {
+		return "", ErrInvalidKey
+	}
+	return strconv.FormatInt(id, 10), nil
+}
+
+func scanOrdersTotal(rows pgx.Rows) (Row, error) {
+	var v OrdersTotal
+	err := rows.Scan(&v.Count, &v.Revenue)
+	return Row{Value: v}, err
+}
+
+func scanCustomerOrders(rows pgx.Rows) (Row, error) {
+	var v CustomerOrders
+	if err := rows.Scan(&v.CustomerID, &v.Count); err != nil {
+		return Row{}, err
+	}
+	return Row{Key: strconv.FormatInt(v.CustomerID, 10), Value: v}, nil
+}
+
+func scanCustomerCredit(rows pgx.Rows) (Row, error) {
+	var v CustomerCredit
+	err := rows.Scan(&v.CustomerID, &v.Income, &v.CardType, &v.CardLast4, &v.CardExpiry, &v.CardExpired,
+		&v.Orders, &v.TotalSpent, &v.AverageOrder, &v.LastOrderDate, &v.SpendToIncome)
+	if err != nil {
+		return Row{}, err
+	}
+	return Row{Key: strconv.FormatInt(v.CustomerID, 10), Value: v}, nil
+}
+
+// scanCreditOverview reads every row of the ROLLUP: the first is the total, then one per type.
+func scanCreditOverview(rows pgx.Rows) (Row, error) {
+	var v CreditOverview
+	for first := true; first || rows.Next(); first = false {
+		var t CardTypeCredit
+		err := rows.Scan(&t.CardType, &t.Customers, &t.ExpiredCards, &t.Orders, &t.TotalSpent,
+			&t.AverageOrder, &t.AverageIncome)
+		if err != nil {
+			return Row{}, err
+		}
+		if t.CardType == 0 {
+			v.All = t
+		} else {
+			v.CardTypes = append(v.CardTypes, t)
+		}
+	}
+	if v.CardTypes == nil {
+		v.CardTypes = []CardTypeCredit{}
+	}
+	return Row{Value: v}, rows.Err()
+}

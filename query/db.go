@@ -1,0 +1,104 @@
+// Package query owns every SQL statement warmcache runs: the dellstore2 schema and the product's
+// migrations, the built-in aggregates in a streaming and a single-key form, users' own SQL jobs,
+// and bulk loading for the data generator. Callers see Go types and the errors of this package,
+// never pgx.
+package query
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// ErrNotFound reports that the requested row (a customer, a key of a job) does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrInvalidKey reports a key that cannot name a row of the aggregate, such as a customer id
+// that is not a number.
+var ErrInvalidKey = errors.New("invalid key")
+
+// ErrUnavailable reports that PostgreSQL could not be reached or failed to answer. It wraps the
+// driver's error, so the text says what happened.
+var ErrUnavailable = errors.New("postgresql unavailable")
+
+// DB runs warmcache's SQL on a pool of PostgreSQL connections.
+type DB struct {
+	pool *pgxpool.Pool
+}
+
+// Options tunes the connection pool. Zero values keep pgx's defaults or the URL's settings.
+type Options struct {
+	// MaxConns bounds the pool; it is the concurrency limit of everything that queries.
+	MaxConns int32
+	// ConnectTimeout bounds establishing one connection.
+	ConnectTimeout time.Duration
+	// StatementTimeout, when set, makes PostgreSQL cancel statements running longer.
+	StatementTimeout time.Duration
+}
+
+// Open parses url (a postgres:// URL or key=value DSN; sslmode, passwords and the like are
+// honoured) and opens a pool. It does not wait for the server: connections are made on demand,
+// so a process can start while PostgreSQL is still down.
+func Open(ctx context.Context, url string, opts Options) (*DB, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse database url: %w", err)
+	}
+	if opts.MaxConns > 0 {
+		cfg.MaxConns = opts.MaxConns
+	}
+	if opts.ConnectTimeout > 0 {
+		cfg.ConnConfig.ConnectTimeout = opts.ConnectTimeout
+	}
+	if opts.StatementTimeout > 0 {
+		cfg.ConnConfig.RuntimeParams["statement_timeout"] = fmt.Sprint(opts.StatementTimeout.Milliseconds())
+	}
+	cfg.ConnConfig.RuntimeParams["application_name"] = "warmcache"
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open database pool: %w", err)
+	}
+	return &DB{pool: pool}, nil
+}
+
+// Close closes every connection of the pool.
+func (db *DB) Close() { db.pool.Close() }
+
+// Ping checks that PostgreSQL answers a query.
+func (db *DB) Ping(ctx context.Context) error {
+	if _, err := db.pool.Exec(ctx, "SELECT 1"); err != nil {
+		return translate(err)
+	}
+	return nil
+}
+
+// translate maps driver errors onto this package's errors, once, at the boundary.
+func translate(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ErrNotFound
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		// Class 08 (connection exception), 57P (operator intervention: shutdown, crash) and
+		// 53 (insufficient resources) mean the server, not the statement, is the problem.
+		switch {
+		case pgErr.Code[:2] == "08", pgErr.Code[:3] == "57P", pgErr.Code[:2] == "53":
+			return fmt.Errorf("%w: %s", ErrUnavailable, pgErr.Message)
+		}
+		return err
+	}
+	// Anything else pgx reports (refused connections, resets, EOF mid-result) is the network or
+	// the server going away.
+	return fmt.Errorf("%w: %v", ErrUnavailable, err)
+}
