@@ -42,19 +42,21 @@ type Aggregate struct {
 	lookupSQL string
 	// args returns the statement arguments; the lookup key, when there is one, comes after.
 	args func(Params) []any
-	// canonical checks a lookup key and returns its canonical spelling.
-	canonical func(key string) (string, error)
-	scan      func(rows pgx.Rows) (Row, error)
+	// keyArgs checks a lookup key and returns its canonical spelling and the lookup
+	// statement's arguments for it.
+	keyArgs func(key string) (canonical string, args []any, err error)
+	scan    func(rows pgx.Rows) (Row, error)
 }
 
 // CanonicalKey checks that key can name a row of a keyed aggregate and returns the spelling
 // it is stored under (for customer ids, the decimal number without leading zeros). It returns
 // ErrInvalidKey for a key that can never match.
 func (a Aggregate) CanonicalKey(key string) (string, error) {
-	if a.canonical == nil {
-		return key, nil
+	if !a.Keyed {
+		return "", nil
 	}
-	return a.canonical(key)
+	canon, _, err := a.keyArgs(key)
+	return canon, err
 }
 
 // Stream runs agg over every key in one read-only snapshot and hands each row to fn as it
@@ -88,11 +90,11 @@ func (db *DB) Stream(ctx context.Context, agg Aggregate, p Params, fn func(Row) 
 func (db *DB) Lookup(ctx context.Context, agg Aggregate, p Params, key string) (Row, Snapshot, error) {
 	args := agg.args(p)
 	if agg.Keyed {
-		canon, err := agg.CanonicalKey(key)
+		_, keyArgs, err := agg.keyArgs(key)
 		if err != nil {
 			return Row{}, Snapshot{}, err
 		}
-		args = append(args, canon)
+		args = append(args, keyArgs...)
 	}
 	var (
 		row  Row
@@ -136,4 +138,21 @@ func (db *DB) snapshot(ctx context.Context, fn func(pgx.Tx, Snapshot) error) err
 		return err
 	}
 	return translate(tx.Commit(ctx))
+}
+
+// Check asks PostgreSQL to parse and plan agg's statements without running them, so that a
+// user's job with a syntax error, an unknown table or a key column its result lacks is refused
+// at start-up rather than at its first run.
+func (db *DB) Check(ctx context.Context, agg Aggregate) error {
+	conn, err := db.pool.Acquire(ctx)
+	if err != nil {
+		return translate(err)
+	}
+	defer conn.Release()
+	for _, sql := range []string{agg.streamSQL, agg.lookupSQL} {
+		if _, err := conn.Conn().Prepare(ctx, "", sql); err != nil {
+			return translate(err)
+		}
+	}
+	return nil
 }

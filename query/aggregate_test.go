@@ -166,7 +166,7 @@ func TestCreditOnDellstore2(t *testing.T) {
 func TestCreditNeverCarriesSecrets(t *testing.T) {
 	t.Parallel()
 	db := openDB(t)
-	secrets, err := query.UserSQL("SELECT customerid, creditcard, password FROM customers", "customerid")
+	secrets, err := query.UserSQL("SELECT customerid, creditcard, password FROM customers", "{customerid}")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +259,7 @@ func TestMigrateIsIdempotent(t *testing.T) {
 
 func customerIDs(t *testing.T, db *query.DB) []string {
 	t.Helper()
-	ids, err := query.UserSQL("SELECT customerid FROM customers ORDER BY customerid", "customerid")
+	ids, err := query.UserSQL("SELECT customerid FROM customers ORDER BY customerid", "{customerid}")
 	if err != nil {
 		t.Fatal(err)
 	}

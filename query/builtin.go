@@ -69,7 +69,7 @@ var (
 		streamSQL: ordersByCustomerSQL,
 		lookupSQL: ordersOfCustomerSQL,
 		args:      noArgs,
-		canonical: customerKey,
+		keyArgs:   customerKey,
 		scan:      scanCustomerOrders,
 	}
 	CreditByCustomerAggregate = Aggregate{
@@ -77,7 +77,7 @@ var (
 		streamSQL: creditByCustomerSQL,
 		lookupSQL: creditOfCustomerSQL,
 		args:      todayArg,
-		canonical: customerKey,
+		keyArgs:   customerKey,
 		scan:      scanCustomerCredit,
 	}
 	CreditOverviewAggregate = Aggregate{
@@ -147,15 +147,15 @@ func noArgs(Params) []any     { return nil }
 func todayArg(p Params) []any { return []any{p.Today} }
 
 // customerKey accepts a positive decimal customer id that fits PostgreSQL's integer.
-func customerKey(key string) (string, error) {
+func customerKey(key string) (string, []any, error) {
 	if key == "" || key[0] < '0' || key[0] > '9' {
-		return "", ErrInvalidKey
+		return "", nil, ErrInvalidKey
 	}
 	id, err := strconv.ParseInt(key, 10, 32)
 	if err != nil || id <= 0 {
-		return "", ErrInvalidKey
+		return "", nil, ErrInvalidKey
 	}
-	return strconv.FormatInt(id, 10), nil
+	return strconv.FormatInt(id, 10), []any{int32(id)}, nil
 }
 
 func scanOrdersTotal(rows pgx.Rows) (Row, error) {

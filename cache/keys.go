@@ -1,0 +1,50 @@
+// Package cache owns everything warmcache keeps in Redis: the key of every value, the byte
+// format of cached entries, TTL policies, the versioned writes that keep an older result from
+// overwriting a newer one, job run records, and invalidation events.
+package cache
+
+import (
+	"fmt"
+	"regexp"
+)
+
+var namespacePattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+// Keys builds every Redis key of one namespace. Values live at <namespace>:<job> for
+// single-value jobs and <namespace>:<job>:<key> for keyed ones; the product's own records live
+// under <namespace>:_ (job names cannot start with an underscore, so the two never meet).
+type Keys struct {
+	ns string
+}
+
+// NewKeys returns the keys of namespace, which must be 1 to 64 letters, digits or "_.-".
+func NewKeys(namespace string) (Keys, error) {
+	if !namespacePattern.MatchString(namespace) {
+		return Keys{}, fmt.Errorf("namespace %q must be 1 to 64 letters, digits, '_', '.' or '-'", namespace)
+	}
+	return Keys{ns: namespace}, nil
+}
+
+// Namespace returns the namespace the keys are in.
+func (k Keys) Namespace() string { return k.ns }
+
+// Value is the key of a job's value: key is empty for a single-value job.
+func (k Keys) Value(job, key string) string {
+	if key == "" {
+		return k.ns + ":" + job
+	}
+	return k.ns + ":" + job + ":" + key
+}
+
+// Run is the key of a job's last run record.
+func (k Keys) Run(job string) string { return k.ns + ":_run:" + job }
+
+// Lease is the key of the short lease that lets one process compute a missing value while the
+// others wait for it.
+func (k Keys) Lease(job, key string) string { return k.ns + ":_lease:" + job + ":" + key }
+
+// Events is the stream invalidation events travel on.
+func (k Keys) Events() string { return k.ns + ":_events" }
+
+// All matches every key of the namespace, for tests and for clearing a namespace.
+func (k Keys) All() string { return k.ns + ":*" }

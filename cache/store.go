@@ -1,0 +1,170 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrMiss reports that a key holds no entry.
+var ErrMiss = errors.New("cache: miss")
+
+// ErrUnavailable reports that Redis could not be reached or failed to answer. It wraps the
+// driver's error, so the text says what happened.
+var ErrUnavailable = errors.New("redis unavailable")
+
+// Store reads and writes warmcache's entries and records in Redis.
+type Store struct {
+	rdb     redis.UniversalClient
+	keys    Keys
+	cluster bool
+}
+
+// Options tunes the Redis client. Zero values keep go-redis's defaults or the URL's settings.
+type Options struct {
+	PoolSize     int
+	DialTimeout  time.Duration
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+}
+
+// Open parses url and returns a Store on it. It does not wait for the server. The URL is
+// redis:// (or rediss:// for TLS, with user and password in the URL as usual), and names:
+//   - a Sentinel deployment when it carries master_name=NAME (the host and any addr= parameters
+//     are the sentinels);
+//   - a Redis Cluster when it carries cluster=true or several addr= parameters (the host and the
+//     addr= parameters are seed nodes);
+//   - a single server otherwise.
+func Open(rawURL string, keys Keys, opts Options) (*Store, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("parse redis url: %w", err)
+	}
+	q := u.Query()
+	var (
+		rdb     redis.UniversalClient
+		cluster bool
+	)
+	switch {
+	case q.Has("master_name"):
+		o, err := redis.ParseFailoverURL(rawURL)
+		if err != nil {
+			return nil, fmt.Errorf("parse redis sentinel url: %w", err)
+		}
+		opts.apply(&o.PoolSize, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
+		rdb = redis.NewFailoverClient(o)
+	case q.Get("cluster") == "true" || len(q["addr"]) > 0:
+		q.Del("cluster")
+		u.RawQuery = q.Encode()
+		o, err := redis.ParseClusterURL(u.String())
+		if err != nil {
+			return nil, fmt.Errorf("parse redis cluster url: %w", err)
+		}
+		opts.apply(&o.PoolSize, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
+		rdb, cluster = redis.NewClusterClient(o), true
+	default:
+		o, err := redis.ParseURL(rawURL)
+		if err != nil {
+			return nil, fmt.Errorf("parse redis url: %w", err)
+		}
+		opts.apply(&o.PoolSize, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
+		rdb = redis.NewClient(o)
+	}
+	return &Store{rdb: rdb, keys: keys, cluster: cluster}, nil
+}
+
+// apply overrides the URL's settings with the options that are set.
+func (o Options) apply(poolSize *int, dial, read, write *time.Duration) {
+	if o.PoolSize > 0 {
+		*poolSize = o.PoolSize
+	}
+	for _, d := range []struct {
+		to   *time.Duration
+		from time.Duration
+	}{{dial, o.DialTimeout}, {read, o.ReadTimeout}, {write, o.WriteTimeout}} {
+		if d.from != 0 {
+			*d.to = d.from
+		}
+	}
+}
+
+// Keys returns the keys of the store's namespace.
+func (s *Store) Keys() Keys { return s.keys }
+
+// Close closes the connections.
+func (s *Store) Close() error { return s.rdb.Close() }
+
+// Ping checks that Redis answers.
+func (s *Store) Ping(ctx context.Context) error {
+	return translate(s.rdb.Ping(ctx).Err())
+}
+
+// Get returns the stored bytes of a job's value, or ErrMiss. The bytes are what DecodeEntry
+// reads; the API writes their body part as it is.
+func (s *Store) Get(ctx context.Context, job, key string) ([]byte, error) {
+	b, err := s.rdb.Get(ctx, s.keys.Value(job, key)).Bytes()
+	if err != nil {
+		return nil, translate(err)
+	}
+	return b, nil
+}
+
+// Delete removes every key of the namespace. It is for tests and for operators starting over.
+func (s *Store) Delete(ctx context.Context) error {
+	iter := s.rdb.Scan(ctx, 0, s.keys.All(), 1000).Iterator()
+	var batch []string
+	for iter.Next(ctx) {
+		batch = append(batch, iter.Val())
+		if len(batch) == 1000 {
+			if err := s.rdb.Del(ctx, batch...).Err(); err != nil {
+				return translate(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return translate(err)
+	}
+	if len(batch) > 0 {
+		return translate(s.rdb.Del(ctx, batch...).Err())
+	}
+	return nil
+}
+
+// translate maps go-redis errors onto this package's errors, once, at the boundary.
+func translate(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, redis.Nil):
+		return ErrMiss
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	}
+	var redisErr redis.Error
+	if errors.As(err, &redisErr) && !isServerGone(redisErr.Error()) {
+		return err // the server answered with an error about the command
+	}
+	return fmt.Errorf("%w: %v", ErrUnavailable, err)
+}
+
+// isServerGone recognises the error replies of a server that cannot serve right now.
+func isServerGone(msg string) bool {
+	for _, prefix := range []string{"LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "READONLY"} {
+		if strings.HasPrefix(msg, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// TTL returns the remaining lifetime of a job's key.
+func (s *Store) TTL(ctx context.Context, job, key string) (time.Duration, error) {
+	d, err := s.rdb.PTTL(ctx, s.keys.Value(job, key)).Result()
+	return d, translate(err)
+}

@@ -1,0 +1,200 @@
+package cache_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/warmcache/warmcache/cache"
+	"github.com/warmcache/warmcache/internal/testenv"
+)
+
+func newStore(t *testing.T) *cache.Store {
+	t.Helper()
+	keys, err := cache.NewKeys(testenv.Namespace(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := cache.Open(testenv.Get(t).RedisURL, keys, cache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Delete(context.Background()); err != nil {
+			t.Errorf("clear namespace: %v", err)
+		}
+		s.Close()
+	})
+	return s
+}
+
+func item(t *testing.T, job, key string, version int64, body string) cache.Item {
+	t.Helper()
+	now := time.Now()
+	b, err := cache.NewEntry([]byte(body), version, now, now.Add(time.Minute), false).MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cache.Item{Job: job, Key: key, Entry: b, TTL: time.Hour}
+}
+
+func body(t *testing.T, s *cache.Store, job, key string) string {
+	t.Helper()
+	b, err := s.Get(context.Background(), job, key)
+	if err != nil {
+		t.Fatalf("get %s/%s: %v", job, key, err)
+	}
+	e, err := cache.DecodeEntry(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(e.Body)
+}
+
+// TestPutNeverReplacesNewerData is the guard against the stale-set race and against a warmer
+// that lost its lock: an entry computed from an older snapshot never replaces a newer one.
+func TestPutNeverReplacesNewerData(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := context.Background()
+	for _, step := range []struct {
+		name    string
+		version int64
+		body    string
+		written int
+		want    string
+	}{
+		{"first write", 1000, `{"v":"first"}`, 1, `{"v":"first"}`},
+		{"older snapshot is refused", 999, `{"v":"older"}`, 0, `{"v":"first"}`},
+		{"same snapshot rewrites", 1000, `{"v":"again"}`, 1, `{"v":"again"}`},
+		{"newer snapshot wins", 1001, `{"v":"newer"}`, 1, `{"v":"newer"}`},
+		{"much older is refused", 1, `{"v":"ancient"}`, 0, `{"v":"newer"}`},
+		{"versions compare as numbers, not text", 256, `{"v":"256"}`, 0, `{"v":"newer"}`},
+	} {
+		n, err := s.Put(ctx, []cache.Item{item(t, "job", "k", step.version, step.body)})
+		if err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		if got := body(t, s, "job", "k"); n != step.written || got != step.want {
+			t.Errorf("%s: wrote %d, key holds %s; want %d, %s", step.name, n, got, step.written, step.want)
+		}
+	}
+}
+
+func TestPutBatchAndTTL(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := context.Background()
+	var items []cache.Item
+	for i := range 2500 {
+		items = append(items, item(t, "orders_by_customer", fmt.Sprint(i+1), 7, fmt.Sprintf(`{"customerid":%d}`, i+1)))
+	}
+	items = append(items, item(t, "orders_total", "", 7, `{"count":1}`))
+	n, err := s.Put(ctx, items)
+	if err != nil || n != len(items) {
+		t.Fatalf("put %d items: wrote %d, %v", len(items), n, err)
+	}
+	if got := body(t, s, "orders_by_customer", "2500"); got != `{"customerid":2500}` {
+		t.Errorf("key 2500 holds %s", got)
+	}
+	if got := body(t, s, "orders_total", ""); got != `{"count":1}` {
+		t.Errorf("single-value key holds %s", got)
+	}
+	if _, err := s.Get(ctx, "orders_by_customer", "2501"); !errors.Is(err, cache.ErrMiss) {
+		t.Errorf("get of a key never written: %v, want ErrMiss", err)
+	}
+	ttl, err := s.TTL(ctx, "orders_by_customer", "1")
+	if err != nil || ttl <= 59*time.Minute || ttl > time.Hour {
+		t.Errorf("TTL %s, %v: want about an hour", ttl, err)
+	}
+}
+
+func TestRuns(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := context.Background()
+	ok := cache.Run{Job: "a", Started: time.Unix(1000, 0).UTC(), Duration: 1500 * time.Millisecond, Keys: 20000,
+		LastSuccess: time.Unix(1000, 0).UTC(), Next: time.Unix(1060, 0).UTC()}
+	if err := s.PutRun(ctx, ok); err != nil {
+		t.Fatal(err)
+	}
+	failed := cache.Run{Job: "a", Started: time.Unix(1060, 0).UTC(), Duration: time.Second, Error: "postgresql unavailable"}
+	if err := s.PutRun(ctx, failed); err != nil {
+		t.Fatal(err)
+	}
+	runs, err := s.Runs(ctx, "a", "never")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := runs["a"]
+	if len(runs) != 1 || got.Error != failed.Error || !got.Started.Equal(failed.Started) ||
+		!got.LastSuccess.Equal(ok.LastSuccess) || got.Duration != time.Second {
+		t.Errorf("runs = %+v: want the failed run, keeping the last success", runs)
+	}
+}
+
+func TestUnavailable(t *testing.T) {
+	t.Parallel()
+	keys, _ := cache.NewKeys("t")
+	s, err := cache.Open("redis://127.0.0.1:1/0?dial_timeout=1s", keys, cache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if _, err := s.Get(ctx, "job", "k"); !errors.Is(err, cache.ErrUnavailable) {
+		t.Errorf("get: %v, want ErrUnavailable", err)
+	}
+	if _, err := s.Put(ctx, []cache.Item{item(t, "job", "k", 1, "{}")}); !errors.Is(err, cache.ErrUnavailable) {
+		t.Errorf("put: %v, want ErrUnavailable", err)
+	}
+}
+
+func TestOpenURLs(t *testing.T) {
+	t.Parallel()
+	keys, _ := cache.NewKeys("t")
+	for url, ok := range map[string]bool{
+		"redis://127.0.0.1:6379/0":                                              true,
+		"rediss://user:secret@cache.example:6380/2":                             true,
+		"redis://:pw@sentinel-1:26379/0?master_name=main&addr=sentinel-2:26379": true,
+		"redis://node-1:6379?addr=node-2:6379&addr=node-3:6379":                 true,
+		"redis://node-1:6379?cluster=true":                                      true,
+		"http://127.0.0.1:6379":                                                 false,
+		"redis://127.0.0.1:6379/0?bogus_option=1":                               false,
+		"://": false,
+	} {
+		s, err := cache.Open(url, keys, cache.Options{})
+		if (err == nil) != ok {
+			t.Errorf("Open(%q): %v, want ok %v", url, err, ok)
+		}
+		if err == nil {
+			s.Close()
+		}
+	}
+}
+
+func TestKeys(t *testing.T) {
+	t.Parallel()
+	k, err := cache.NewKeys("warmcache")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for got, want := range map[string]string{
+		k.Value("orders_total", ""):         "warmcache:orders_total",
+		k.Value("orders_by_customer", "42"): "warmcache:orders_by_customer:42",
+		k.Run("orders_total"):               "warmcache:_run:orders_total",
+		k.Events():                          "warmcache:_events",
+	} {
+		if got != want {
+			t.Errorf("key %q, want %q", got, want)
+		}
+	}
+	for _, ns := range []string{"", "a:b", "with space", strings.Repeat("x", 65)} {
+		if _, err := cache.NewKeys(ns); err == nil {
+			t.Errorf("namespace %q accepted", ns)
+		}
+	}
+}

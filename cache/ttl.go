@@ -1,0 +1,120 @@
+package cache
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// Policy says how long a value stays fresh after it is computed: a fixed duration, or until the
+// end of the day or of the week in the configured time zone.
+type Policy struct {
+	kind     policyKind
+	duration time.Duration
+}
+
+type policyKind int
+
+const (
+	fixedDuration policyKind = iota
+	endOfDay
+	endOfWeek
+)
+
+// ParsePolicy reads a TTL policy: a Go duration ("90s", "10m"), a whole number of seconds
+// ("300"), "end_of_day" or "end_of_week". Weeks end at midnight between Sunday and Monday.
+func ParsePolicy(s string) (Policy, error) {
+	switch s {
+	case "end_of_day":
+		return Policy{kind: endOfDay}, nil
+	case "end_of_week":
+		return Policy{kind: endOfWeek}, nil
+	}
+	d, err := time.ParseDuration(s)
+	if n, nerr := strconv.ParseInt(s, 10, 64); nerr == nil {
+		d, err = time.Duration(n)*time.Second, nil
+	}
+	if err != nil {
+		return Policy{}, fmt.Errorf("%q is not a duration (90s, 10m), a number of seconds, end_of_day or end_of_week", s)
+	}
+	if d < time.Second {
+		return Policy{}, fmt.Errorf("%q is shorter than one second", s)
+	}
+	return Policy{kind: fixedDuration, duration: d}, nil
+}
+
+// Duration returns a fixed-duration policy.
+func Duration(d time.Duration) Policy { return Policy{kind: fixedDuration, duration: d} }
+
+// String returns the policy as ParsePolicy reads it.
+func (p Policy) String() string {
+	switch p.kind {
+	case endOfDay:
+		return "end_of_day"
+	case endOfWeek:
+		return "end_of_week"
+	}
+	return p.duration.String()
+}
+
+// Expiry returns when a value computed at t stops being fresh.
+func (p Policy) Expiry(t time.Time, loc *time.Location) time.Time {
+	local := t.In(loc)
+	y, m, d := local.Date()
+	switch p.kind {
+	case endOfDay:
+		return time.Date(y, m, d+1, 0, 0, 0, 0, loc)
+	case endOfWeek:
+		// Days until the next Monday: Monday → 7, Sunday → 1.
+		days := (8 - int(local.Weekday())) % 7
+		if days == 0 {
+			days = 7
+		}
+		return time.Date(y, m, d+days, 0, 0, 0, 0, loc)
+	}
+	return t.Add(p.duration)
+}
+
+// Covers reports whether a value refreshed at most every interval never expires between two
+// refreshes: the fixed duration is at least the interval; a calendar policy needs a refresh at
+// least once a day or a week (a day is 25 hours long when the clocks go back).
+func (p Policy) Covers(interval time.Duration) bool {
+	switch p.kind {
+	case endOfDay:
+		return interval <= 25*time.Hour
+	case endOfWeek:
+		return interval <= 7*24*time.Hour+time.Hour
+	}
+	return p.duration >= interval
+}
+
+// Lifetime is how a job's values age: the freshness policy, jitter that spreads expiry so keys
+// do not all expire together, and a grace period past freshness during which Redis keeps the
+// value, so the API can serve it as stale while PostgreSQL is down.
+type Lifetime struct {
+	Policy   Policy
+	Jitter   time.Duration
+	Grace    time.Duration
+	Location *time.Location
+}
+
+// Times returns when the value of key computed at t is fresh until, and the TTL its Redis key
+// gets. Jitter shortens freshness by a fraction of Jitter fixed by the key, so that a value
+// never outlives its policy (end_of_day means the end of the day) and a key keeps its place in
+// the spread from one run to the next.
+func (l Lifetime) Times(t time.Time, key string) (freshUntil time.Time, ttl time.Duration) {
+	freshUntil = l.Policy.Expiry(t, l.Location)
+	if l.Jitter > 0 {
+		freshUntil = freshUntil.Add(-time.Duration(xxhash.Sum64String(key) % uint64(l.Jitter)))
+	}
+	if freshUntil.Before(t) {
+		freshUntil = t
+	}
+	ttl = freshUntil.Sub(t) + l.Grace
+	if ttl < time.Millisecond {
+		ttl = time.Millisecond
+	}
+	return freshUntil, ttl
+}

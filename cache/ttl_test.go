@@ -1,0 +1,116 @@
+package cache_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/warmcache/warmcache/cache"
+)
+
+func TestPolicyExpiry(t *testing.T) {
+	t.Parallel()
+	paris, err := time.LoadLocation("Europe/Paris")
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := func(s string) time.Time {
+		v, err := time.ParseInLocation("2006-01-02 15:04", s, paris)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	for _, tc := range []struct {
+		policy   string
+		computed string
+		want     string
+	}{
+		{"10m", "2026-03-10 12:00", "2026-03-10 12:10"},
+		{"300", "2026-03-10 12:00", "2026-03-10 12:05"},
+		{"end_of_day", "2026-03-10 12:00", "2026-03-11 00:00"},
+		{"end_of_day", "2026-03-10 00:00", "2026-03-11 00:00"},
+		{"end_of_day", "2026-12-31 23:59", "2027-01-01 00:00"},
+		{"end_of_day", "2026-03-28 23:00", "2026-03-29 00:00"},  // the night before the clocks go forward
+		{"end_of_week", "2026-03-11 12:00", "2026-03-16 00:00"}, // Wednesday
+		{"end_of_week", "2026-03-15 23:59", "2026-03-16 00:00"}, // Sunday
+		{"end_of_week", "2026-03-16 00:00", "2026-03-23 00:00"}, // Monday midnight: a whole week
+		{"end_of_week", "2026-03-25 08:00", "2026-03-30 00:00"}, // a week of 167 hours (DST on Sunday)
+		{"end_of_week", "2026-12-30 10:00", "2027-01-04 00:00"}, // across the new year
+	} {
+		p, err := cache.ParsePolicy(tc.policy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := p.Expiry(at(tc.computed), paris); !got.Equal(at(tc.want)) {
+			t.Errorf("%s computed %s: expires %s, want %s", tc.policy, tc.computed, got.In(paris), tc.want)
+		}
+	}
+}
+
+func TestParsePolicyRefuses(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{"", "0", "-5m", "500ms", "tomorrow", "end_of_month", "1e3"} {
+		if _, err := cache.ParsePolicy(s); err == nil {
+			t.Errorf("ParsePolicy(%q) accepted", s)
+		}
+	}
+}
+
+func TestPolicyCovers(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		policy   string
+		interval time.Duration
+		want     bool
+	}{
+		{"10m", 5 * time.Minute, true},
+		{"10m", 10 * time.Minute, true},
+		{"10m", 11 * time.Minute, false},
+		{"end_of_day", 24 * time.Hour, true},
+		{"end_of_day", 25 * time.Hour, true}, // a daily job on the day the clocks go back
+		{"end_of_day", 48 * time.Hour, false},
+		{"end_of_week", 7 * 24 * time.Hour, true},
+		{"end_of_week", 8 * 24 * time.Hour, false},
+	} {
+		p, _ := cache.ParsePolicy(tc.policy)
+		if got := p.Covers(tc.interval); got != tc.want {
+			t.Errorf("%s covers %s: %v, want %v", tc.policy, tc.interval, got, tc.want)
+		}
+	}
+}
+
+func TestLifetimeJitterAndGrace(t *testing.T) {
+	t.Parallel()
+	l := cache.Lifetime{Policy: cache.Duration(10 * time.Minute), Jitter: time.Minute, Grace: time.Hour, Location: time.UTC}
+	now := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
+	spread := map[time.Time]bool{}
+	for _, key := range []string{"1", "2", "3", "4", "5", "6", "7", "8"} {
+		fresh, ttl := l.Times(now, key)
+		if fresh.After(now.Add(10*time.Minute)) || fresh.Before(now.Add(9*time.Minute)) {
+			t.Errorf("key %s fresh until %s: want within the last minute of the policy", key, fresh)
+		}
+		if ttl != fresh.Sub(now)+time.Hour {
+			t.Errorf("key %s: Redis TTL %s, want freshness plus an hour of grace", key, ttl)
+		}
+		if again, _ := l.Times(now, key); !again.Equal(fresh) {
+			t.Errorf("key %s: jitter differs between runs", key)
+		}
+		spread[fresh] = true
+	}
+	if len(spread) < 6 {
+		t.Errorf("8 keys expire at only %d distinct times: jitter does not spread them", len(spread))
+	}
+	eod := cache.Lifetime{Policy: mustPolicy(t, "end_of_day"), Jitter: time.Minute, Location: time.UTC}
+	if fresh, _ := eod.Times(time.Date(2026, 3, 10, 23, 59, 50, 0, time.UTC), "k"); fresh.After(time.Date(2026, 3, 11, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("end_of_day value fresh until %s, past the end of the day", fresh)
+	}
+}
+
+func mustPolicy(t *testing.T, s string) cache.Policy {
+	t.Helper()
+	p, err := cache.ParsePolicy(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

@@ -1,0 +1,145 @@
+package query_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/warmcache/warmcache/query"
+)
+
+func TestUserSQLKeyedByTemplate(t *testing.T) {
+	t.Parallel()
+	db := openDB(t)
+	agg, err := query.UserSQL(`
+		SELECT p.category, p.prod_id, p.price, o.orderdate AS first_sold
+		FROM products p JOIN LATERAL (SELECT min(orderdate) AS orderdate FROM orderlines l
+		                              WHERE l.prod_id = p.prod_id) o ON true
+		WHERE p.prod_id <= 50;`, "c{category}:p{prod_id}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Check(context.Background(), agg); err != nil {
+		t.Fatalf("check: %v", err)
+	}
+	streamed := streamAll(t, db, agg)
+	if len(streamed) != 50 {
+		t.Fatalf("streamed %d rows, want 50", len(streamed))
+	}
+	for key, body := range streamed {
+		row, _, err := db.Lookup(context.Background(), agg, today, key)
+		if err != nil {
+			t.Fatalf("lookup %q: %v", key, err)
+		}
+		if got := marshal(t, row.Value); got != body || row.Key != key {
+			t.Fatalf("lookup %q = %q %s, stream gave %s", key, row.Key, got, body)
+		}
+		var v struct {
+			Category  int             `json:"category"`
+			ProdID    int             `json:"prod_id"`
+			Price     json.RawMessage `json:"price"`
+			FirstSold *query.Date     `json:"first_sold"`
+		}
+		if err := json.Unmarshal([]byte(body), &v); err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+		if !strings.HasPrefix(key, "c") || !strings.Contains(key, ":p") || !strings.Contains(string(v.Price), ".") {
+			t.Fatalf("key %q, body %s", key, body)
+		}
+	}
+	if _, _, err := db.Lookup(context.Background(), agg, today, "c1:p999999"); !errors.Is(err, query.ErrNotFound) {
+		t.Errorf("lookup of a missing key: %v, want ErrNotFound", err)
+	}
+	if _, _, err := db.Lookup(context.Background(), agg, today, "nonsense"); !errors.Is(err, query.ErrInvalidKey) {
+		t.Errorf("lookup of a key the template cannot make: %v, want ErrInvalidKey", err)
+	}
+}
+
+func TestUserSQLSingleValue(t *testing.T) {
+	t.Parallel()
+	db := openDB(t)
+	agg, err := query.UserSQL("SELECT count(*) AS customers, max(income) AS top_income, 'x''y' AS quoted FROM customers", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row, _, err := db.Lookup(context.Background(), agg, today, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := marshal(t, row.Value); got != `{"customers":20000,"top_income":100000,"quoted":"x'y"}` {
+		t.Errorf("single value = %s", got)
+	}
+}
+
+func TestUserSQLRefusals(t *testing.T) {
+	t.Parallel()
+	db := openDB(t)
+	for _, tc := range []struct{ name, sql, key, want string }{
+		{"empty", " ; ", "", "empty"},
+		{"two statements", "SELECT 1; SELECT 2", "", "one statement"},
+		{"template without column", "SELECT 1 AS a", "static", "names no"},
+		{"bad column name", "SELECT 1 AS a", "{a b}", "not a column"},
+		{"unbalanced", "SELECT 1 AS a", "{a}}", "brace"},
+	} {
+		if _, err := query.UserSQL(tc.sql, tc.key); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want one mentioning %q", tc.name, err, tc.want)
+		}
+	}
+	for _, tc := range []struct{ name, sql, key, want string }{
+		{"syntax", "SELEC 1", "", "syntax"},
+		{"unknown table", "SELECT * FROM nowhere", "", "nowhere"},
+		{"missing key column", "SELECT customerid FROM customers", "{prod_id}", "prod_id"},
+	} {
+		agg, err := query.UserSQL(tc.sql, tc.key)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if err := db.Check(context.Background(), agg); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: check error %v, want one mentioning %q", tc.name, err, tc.want)
+		}
+	}
+	writes, err := query.UserSQL("DELETE FROM orders RETURNING orderid", "{orderid}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Stream(context.Background(), writes, today, func(query.Row) error { return nil }); err == nil {
+		t.Error("a job's DELETE ran: jobs must run read-only")
+	}
+}
+
+func TestUserSQLNullKey(t *testing.T) {
+	t.Parallel()
+	db := openDB(t)
+	agg, err := query.UserSQL("SELECT NULL::int AS id", "{id}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = db.Stream(context.Background(), agg, today, func(query.Row) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), "NULL") {
+		t.Errorf("stream of a NULL key: %v, want an error naming NULL", err)
+	}
+}
+
+func FuzzKeyTemplate(f *testing.F) {
+	for _, s := range []string{"{a}", "c{a}:p{b}", "{a}{b}", "x", "{", "{a", "a}", "{{a}}", "{a}-{b}-{c}"} {
+		f.Add(s, "c1:p2")
+	}
+	f.Fuzz(func(t *testing.T, tmpl, key string) {
+		agg, err := query.UserSQL("SELECT 1 AS a, 2 AS b, 3 AS c", tmpl)
+		if err != nil {
+			return
+		}
+		canon, err := agg.CanonicalKey(key)
+		if err != nil && !errors.Is(err, query.ErrInvalidKey) {
+			t.Fatalf("template %q, key %q: %v", tmpl, key, err)
+		}
+		switch {
+		case !agg.Keyed && (err != nil || canon != ""):
+			t.Fatalf("single-value job: key %q gave %q, %v; want it ignored", key, canon, err)
+		case agg.Keyed && err == nil && canon != key:
+			t.Fatalf("template %q: key %q canonicalised to %q", tmpl, key, canon)
+		}
+	})
+}
