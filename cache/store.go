@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strings"
 	"time"
@@ -167,4 +168,15 @@ func isServerGone(msg string) bool {
 func (s *Store) TTL(ctx context.Context, job, key string) (time.Duration, error) {
 	d, err := s.rdb.PTTL(ctx, s.keys.Value(job, key)).Result()
 	return d, translate(err)
+}
+
+// RouteDriverLogs sends go-redis's own log lines (reconnection attempts and the like, which the
+// errors this package returns already report) to logger at debug level. go-redis keeps its
+// logger in a global, so only a main calls this, once.
+func RouteDriverLogs(logger *slog.Logger) { redis.SetLogger(driverLogger{logger}) }
+
+type driverLogger struct{ logger *slog.Logger }
+
+func (l driverLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.logger.DebugContext(ctx, "redis_driver", "message", fmt.Sprintf(format, v...))
 }

@@ -2,10 +2,11 @@ package cache
 
 import (
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
+
+	"github.com/warmcache/warmcache/internal/conf"
 )
 
 // Policy says how long a value stays fresh after it is computed: a fixed duration, or until the
@@ -32,10 +33,7 @@ func ParsePolicy(s string) (Policy, error) {
 	case "end_of_week":
 		return Policy{kind: endOfWeek}, nil
 	}
-	d, err := time.ParseDuration(s)
-	if n, nerr := strconv.ParseInt(s, 10, 64); nerr == nil {
-		d, err = time.Duration(n)*time.Second, nil
-	}
+	d, err := conf.ParseDuration(s)
 	if err != nil {
 		return Policy{}, fmt.Errorf("%q is not a duration (90s, 10m), a number of seconds, end_of_day or end_of_week", s)
 	}
@@ -58,6 +56,10 @@ func (p Policy) String() string {
 	}
 	return p.duration.String()
 }
+
+// Calendar reports whether the policy expires at the end of a day or week rather than after a
+// fixed duration.
+func (p Policy) Calendar() bool { return p.kind != fixedDuration }
 
 // Expiry returns when a value computed at t stops being fresh.
 func (p Policy) Expiry(t time.Time, loc *time.Location) time.Time {

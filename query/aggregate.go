@@ -9,10 +9,15 @@ import (
 )
 
 // Row is one result of an aggregate: the key it is stored under (empty for a single-value
-// aggregate) and its value, which marshals to the JSON body the API serves.
+// aggregate), its value, which marshals to the JSON body the API serves, and the version of the
+// snapshot it was computed from.
 type Row struct {
 	Key   string
 	Value any
+	// Version is PostgreSQL's transaction start time in microseconds since the Unix epoch. Every
+	// commit acknowledged before it is reflected in the row, so a row with a higher version never
+	// lost a write that one with a lower version saw.
+	Version int64
 }
 
 // Params are the inputs an aggregate may depend on besides the data.
@@ -20,14 +25,6 @@ type Params struct {
 	// Today is the reference date for anything relative to the calendar, such as whether a
 	// credit card has expired. The caller derives it from its clock in its time zone.
 	Today Date
-}
-
-// Snapshot identifies the database state an aggregate was computed from.
-type Snapshot struct {
-	// Version is PostgreSQL's transaction start time in microseconds since the Unix epoch.
-	// Every commit acknowledged before it is reflected in the result, so a value with a
-	// higher version never loses a write that one with a lower version saw.
-	Version int64
 }
 
 // Aggregate is a query a job runs: the SQL that yields every row in one pass, the SQL that
@@ -61,11 +58,9 @@ func (a Aggregate) CanonicalKey(key string) (string, error) {
 
 // Stream runs agg over every key in one read-only snapshot and hands each row to fn as it
 // arrives from the server: nothing is buffered, so memory stays flat whatever the number of
-// rows. An error from fn stops the query and is returned.
-func (db *DB) Stream(ctx context.Context, agg Aggregate, p Params, fn func(Row) error) (Snapshot, error) {
-	var snap Snapshot
-	err := db.snapshot(ctx, func(tx pgx.Tx, s Snapshot) error {
-		snap = s
+// rows. An error from fn stops the query and is returned unchanged.
+func (db *DB) Stream(ctx context.Context, agg Aggregate, p Params, fn func(Row) error) error {
+	return db.snapshot(ctx, func(tx pgx.Tx, version int64) error {
 		rows, err := tx.Query(ctx, agg.streamSQL, agg.args(p)...)
 		if err != nil {
 			return translate(err)
@@ -76,32 +71,28 @@ func (db *DB) Stream(ctx context.Context, agg Aggregate, p Params, fn func(Row) 
 			if err != nil {
 				return fmt.Errorf("scan row: %w", err)
 			}
+			row.Version = version
 			if err := fn(row); err != nil {
 				return err
 			}
 		}
 		return translate(rows.Err())
 	})
-	return snap, err
 }
 
 // Lookup computes the row of one key (ignored for a single-value aggregate). It returns
 // ErrInvalidKey for a malformed key and ErrNotFound when the key has no row.
-func (db *DB) Lookup(ctx context.Context, agg Aggregate, p Params, key string) (Row, Snapshot, error) {
+func (db *DB) Lookup(ctx context.Context, agg Aggregate, p Params, key string) (Row, error) {
 	args := agg.args(p)
 	if agg.Keyed {
 		_, keyArgs, err := agg.keyArgs(key)
 		if err != nil {
-			return Row{}, Snapshot{}, err
+			return Row{}, err
 		}
 		args = append(args, keyArgs...)
 	}
-	var (
-		row  Row
-		snap Snapshot
-	)
-	err := db.snapshot(ctx, func(tx pgx.Tx, s Snapshot) error {
-		snap = s
+	var row Row
+	err := db.snapshot(ctx, func(tx pgx.Tx, version int64) error {
 		rows, err := tx.Query(ctx, agg.lookupSQL, args...)
 		if err != nil {
 			return translate(err)
@@ -116,15 +107,16 @@ func (db *DB) Lookup(ctx context.Context, agg Aggregate, p Params, key string) (
 		if row, err = agg.scan(rows); err != nil {
 			return fmt.Errorf("scan row: %w", err)
 		}
+		row.Version = version
 		return nil
 	})
-	return row, snap, err
+	return row, err
 }
 
 // snapshot runs fn in a read-only repeatable-read transaction, so every statement of fn sees one
 // database state, and tells fn the version of that state. fn translates its own driver errors:
 // its callbacks' errors must reach the caller unchanged.
-func (db *DB) snapshot(ctx context.Context, fn func(pgx.Tx, Snapshot) error) error {
+func (db *DB) snapshot(ctx context.Context, fn func(tx pgx.Tx, version int64) error) error {
 	tx, err := db.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return translate(err)
@@ -134,7 +126,7 @@ func (db *DB) snapshot(ctx context.Context, fn func(pgx.Tx, Snapshot) error) err
 	if err := tx.QueryRow(ctx, "SELECT now()").Scan(&started); err != nil {
 		return translate(err)
 	}
-	if err := fn(tx, Snapshot{Version: started.UnixMicro()}); err != nil {
+	if err := fn(tx, started.UnixMicro()); err != nil {
 		return err
 	}
 	return translate(tx.Commit(ctx))

@@ -39,7 +39,7 @@ func marshal(t *testing.T, v any) string {
 func streamAll(t *testing.T, db *query.DB, agg query.Aggregate) map[string]string {
 	t.Helper()
 	rows := map[string]string{}
-	_, err := db.Stream(context.Background(), agg, today, func(r query.Row) error {
+	err := db.Stream(context.Background(), agg, today, func(r query.Row) error {
 		if _, dup := rows[r.Key]; dup {
 			t.Errorf("key %q streamed twice", r.Key)
 		}
@@ -56,14 +56,14 @@ func TestOrdersTotalOnDellstore2(t *testing.T) {
 	t.Parallel()
 	testenv.RequireDellstore2(t)
 	db := openDB(t)
-	row, snap, err := db.Lookup(context.Background(), query.OrdersTotalAggregate, today, "")
+	row, err := db.Lookup(context.Background(), query.OrdersTotalAggregate, today, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got, want := marshal(t, row.Value), `{"count":12000,"revenue":2567386.79}`; got != want {
 		t.Errorf("orders_total = %s, want %s", got, want)
 	}
-	if snap.Version == 0 {
+	if row.Version == 0 {
 		t.Error("lookup returned no snapshot version")
 	}
 }
@@ -85,7 +85,7 @@ func TestKeyedAggregatesAgree(t *testing.T) {
 				t.Fatalf("streamed %d keys, want one per customer (%d)", len(streamed), len(customers))
 			}
 			for _, id := range customers {
-				row, _, err := db.Lookup(context.Background(), agg, today, id)
+				row, err := db.Lookup(context.Background(), agg, today, id)
 				if err != nil {
 					t.Fatalf("lookup %s: %v", id, err)
 				}
@@ -117,7 +117,7 @@ func TestOrdersByCustomerOnDellstore2(t *testing.T) {
 	if marshal(t, perCount) != marshal(t, want) {
 		t.Errorf("customers per order count = %v, want %v", perCount, want)
 	}
-	row, _, err := db.Lookup(context.Background(), query.OrdersByCustomerAggregate, today, "19887")
+	row, err := db.Lookup(context.Background(), query.OrdersByCustomerAggregate, today, "19887")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +130,7 @@ func TestCreditOnDellstore2(t *testing.T) {
 	t.Parallel()
 	testenv.RequireDellstore2(t)
 	db := openDB(t)
-	row, _, err := db.Lookup(context.Background(), query.CreditByCustomerAggregate, today, "19887")
+	row, err := db.Lookup(context.Background(), query.CreditByCustomerAggregate, today, "19887")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +143,7 @@ func TestCreditOnDellstore2(t *testing.T) {
 		t.Errorf("customer 19887: last order %v, card expired %v", c.LastOrderDate, c.CardExpired)
 	}
 
-	row, _, err = db.Lookup(context.Background(), query.CreditOverviewAggregate, today, "")
+	row, err = db.Lookup(context.Background(), query.CreditOverviewAggregate, today, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func TestCreditNeverCarriesSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	cards := map[string]string{}
-	_, err = db.Stream(context.Background(), secrets, today, func(r query.Row) error {
+	err = db.Stream(context.Background(), secrets, today, func(r query.Row) error {
 		var v struct{ Creditcard, Password string }
 		if err := json.Unmarshal(r.Value.(json.RawMessage), &v); err != nil {
 			return err
@@ -209,7 +209,7 @@ func TestLookupErrors(t *testing.T) {
 		{"empty", "", query.ErrInvalidKey},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, _, err := db.Lookup(context.Background(), query.CreditByCustomerAggregate, today, tc.key)
+			_, err := db.Lookup(context.Background(), query.CreditByCustomerAggregate, today, tc.key)
 			if !errors.Is(err, tc.want) {
 				t.Errorf("lookup %q: error %v, want %v", tc.key, err, tc.want)
 			}
@@ -222,7 +222,7 @@ func TestStreamStopsOnCallbackError(t *testing.T) {
 	db := openDB(t)
 	stop := errors.New("stop here")
 	calls := 0
-	_, err := db.Stream(context.Background(), query.OrdersByCustomerAggregate, today, func(query.Row) error {
+	err := db.Stream(context.Background(), query.OrdersByCustomerAggregate, today, func(query.Row) error {
 		calls++
 		if calls == 10 {
 			return stop
@@ -264,7 +264,7 @@ func customerIDs(t *testing.T, db *query.DB) []string {
 		t.Fatal(err)
 	}
 	var keys []string
-	if _, err := db.Stream(context.Background(), ids, today, func(r query.Row) error {
+	if err := db.Stream(context.Background(), ids, today, func(r query.Row) error {
 		keys = append(keys, r.Key)
 		return nil
 	}); err != nil {

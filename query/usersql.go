@@ -49,11 +49,11 @@ func ParseKeyTemplate(s string) (KeyTemplate, error) {
 		pattern += regexp.QuoteMeta(s[last:m[0]]) + "(.+?)"
 		last = m[1]
 	}
-	if len(t.columns) == 0 {
-		return t, fmt.Errorf("key template %q names no {column}", s)
-	}
 	if strings.ContainsAny(s[last:], "{}") || strings.ContainsAny(strings.Join(t.literals, ""), "{}") {
 		return t, fmt.Errorf("key template %q has an unbalanced brace", s)
+	}
+	if len(t.columns) == 0 {
+		return t, fmt.Errorf("key template %q names no {column}", s)
 	}
 	t.literals = append(t.literals, s[last:])
 	match, err := regexp.Compile(pattern + regexp.QuoteMeta(s[last:]) + "$")

@@ -29,7 +29,7 @@ func TestUserSQLKeyedByTemplate(t *testing.T) {
 		t.Fatalf("streamed %d rows, want 50", len(streamed))
 	}
 	for key, body := range streamed {
-		row, _, err := db.Lookup(context.Background(), agg, today, key)
+		row, err := db.Lookup(context.Background(), agg, today, key)
 		if err != nil {
 			t.Fatalf("lookup %q: %v", key, err)
 		}
@@ -49,10 +49,10 @@ func TestUserSQLKeyedByTemplate(t *testing.T) {
 			t.Fatalf("key %q, body %s", key, body)
 		}
 	}
-	if _, _, err := db.Lookup(context.Background(), agg, today, "c1:p999999"); !errors.Is(err, query.ErrNotFound) {
+	if _, err := db.Lookup(context.Background(), agg, today, "c1:p999999"); !errors.Is(err, query.ErrNotFound) {
 		t.Errorf("lookup of a missing key: %v, want ErrNotFound", err)
 	}
-	if _, _, err := db.Lookup(context.Background(), agg, today, "nonsense"); !errors.Is(err, query.ErrInvalidKey) {
+	if _, err := db.Lookup(context.Background(), agg, today, "nonsense"); !errors.Is(err, query.ErrInvalidKey) {
 		t.Errorf("lookup of a key the template cannot make: %v, want ErrInvalidKey", err)
 	}
 }
@@ -64,7 +64,7 @@ func TestUserSQLSingleValue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	row, _, err := db.Lookup(context.Background(), agg, today, "")
+	row, err := db.Lookup(context.Background(), agg, today, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func TestUserSQLRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Stream(context.Background(), writes, today, func(query.Row) error { return nil }); err == nil {
+	if err := db.Stream(context.Background(), writes, today, func(query.Row) error { return nil }); err == nil {
 		t.Error("a job's DELETE ran: jobs must run read-only")
 	}
 }
@@ -116,7 +116,7 @@ func TestUserSQLNullKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = db.Stream(context.Background(), agg, today, func(query.Row) error { return nil })
+	err = db.Stream(context.Background(), agg, today, func(query.Row) error { return nil })
 	if err == nil || !strings.Contains(err.Error(), "NULL") {
 		t.Errorf("stream of a NULL key: %v, want an error naming NULL", err)
 	}

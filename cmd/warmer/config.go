@@ -1,33 +1,53 @@
 package main
 
 import (
-	"context"
+	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/warmcache/warmcache/internal/conf"
-	"github.com/warmcache/warmcache/query"
 )
 
 // Config is the warmer's configuration, read from the environment.
 type Config struct {
-	DatabaseURL string `env:"DATABASE_URL"`
+	conf.Cache
+	// WarmerDatabaseURL, when set, is where the aggregates are read: a replica, say. Claims,
+	// locks and migrations stay on DATABASE_URL.
+	WarmerDatabaseURL string        `env:"WARMER_DATABASE_URL"`
+	MetricsAddr       string        `env:"METRICS_ADDR" envDefault:":9091"`
+	Migrate           bool          `env:"MIGRATE" envDefault:"true"`
+	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s"`
 	conf.Logging
 }
 
 func (c Config) validate() error {
-	if c.DatabaseURL == "" {
-		return conf.Errorf("DATABASE_URL", "is not set (alias PG_SERVICE_URI)")
+	if err := c.Cache.Validate(); err != nil {
+		return err
+	}
+	if c.ShutdownTimeout <= 0 {
+		return conf.Errorf("SHUTDOWN_TIMEOUT", "%s is not positive", c.ShutdownTimeout)
 	}
 	return nil
 }
 
-// migrate applies the migrations alone, for a Kubernetes Job or init container.
-func migrate(ctx context.Context, cfg Config, logger *slog.Logger) error {
-	db, err := query.Open(ctx, cfg.DatabaseURL, query.Options{MaxConns: 2})
-	if err != nil {
-		return &conf.Error{Setting: "DATABASE_URL", Err: err}
+func (c Config) readerURL() string {
+	if c.WarmerDatabaseURL != "" {
+		return c.WarmerDatabaseURL
 	}
-	defer db.Close()
-	logger.Info("migrate_started", "database", conf.MaskURL(cfg.DatabaseURL))
-	return db.Migrate(ctx, logger)
+	return c.DatabaseURL
+}
+
+// log writes the effective configuration, secrets masked.
+func (c Config) log(logger *slog.Logger) {
+	logger.Info("config",
+		"database_url", conf.MaskURL(c.DatabaseURL), "warmer_database_url", conf.MaskURL(c.WarmerDatabaseURL),
+		"redis_url", conf.MaskURL(c.RedisURL), "namespace", c.Namespace, "ttl", c.TTL.String(),
+		"grace", c.Grace.String(), "timezone", c.TimeZone, "jobs_file", c.JobsFile,
+		"metrics_addr", c.MetricsAddr, "migrate", c.Migrate, "shutdown_timeout", c.ShutdownTimeout.String(),
+		"log_level", c.Level, "log_format", c.Format)
+}
+
+// setting names the variable an error at opening a connection is about.
+func setting(name string, err error) error {
+	return &conf.Error{Setting: name, Err: fmt.Errorf("%w", err)}
 }

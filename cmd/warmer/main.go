@@ -1,20 +1,26 @@
 // Command warmer keeps warmcache's aggregates in Redis.
 //
-//	warmer migrate   apply the product's schema additions to PostgreSQL and exit
+//	warmer [--jobs FILE] [--no-migrate]                  run the jobs on their schedules
+//	warmer --once [--job NAME] [--jobs FILE] [--no-migrate]  run the jobs (or one) once and exit
+//	warmer migrate                                       apply the schema additions and exit
 //
-// Configuration comes from the environment; see the README.
+// Configuration comes from the environment; see the README. Exit status: 0 on success (and after
+// SIGTERM), 1 on a failure, 2 on bad usage or configuration.
 package main
 
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 	_ "time/tzdata" // schedules and expiry need zone data even in images without /usr/share/zoneinfo
 
+	"github.com/warmcache/warmcache/cache"
 	"github.com/warmcache/warmcache/internal/conf"
 )
 
@@ -25,29 +31,81 @@ func main() {
 	os.Exit(code)
 }
 
-// cli runs the command line and returns the exit status: 2 for bad usage or configuration, 1 for
-// a failure.
-func cli(ctx context.Context, args, environ []string, stderr io.Writer) int {
-	var cfg Config
-	err := conf.Load(&cfg, environ)
-	if err == nil {
-		err = cfg.validate()
+// options are the command line's.
+type options struct {
+	migrateOnly bool
+	once        bool
+	job         string
+	jobsFile    string
+	noMigrate   bool
+}
+
+func parseArgs(args []string, stderr io.Writer) (options, error) {
+	var o options
+	if len(args) > 0 && args[0] == "migrate" {
+		o.migrateOnly, args = true, args[1:]
 	}
-	if err != nil {
-		fmt.Fprintln(stderr, "warmer: configuration:", err)
-		return 2
+	fs := flag.NewFlagSet("warmer", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.BoolVar(&o.once, "once", false, "run the jobs once and exit: 0 on success, 1 on failure")
+	fs.StringVar(&o.job, "job", "", "with --once, run only this job")
+	fs.StringVar(&o.jobsFile, "jobs", "", "the jobs file (overrides JOBS_FILE)")
+	fs.BoolVar(&o.noMigrate, "no-migrate", false, "do not apply migrations at start (MIGRATE=false)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: warmer [--once [--job NAME]] [--jobs FILE] [--no-migrate]\n       warmer migrate")
+		fs.PrintDefaults()
 	}
-	logger, err := cfg.Logging.Logger(stderr)
-	if err != nil {
-		fmt.Fprintln(stderr, "warmer: configuration:", err)
-		return 2
+	if err := fs.Parse(args); err != nil {
+		return o, err
 	}
 	switch {
-	case len(args) == 1 && args[0] == "migrate":
-		err = migrate(ctx, cfg, logger)
-	default:
-		fmt.Fprintln(stderr, "usage: warmer migrate")
+	case fs.NArg() > 0:
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	case o.job != "" && !o.once:
+		return o, errors.New("--job goes with --once")
+	case o.migrateOnly && (o.once || o.noMigrate):
+		return o, errors.New("migrate takes no flags but --jobs")
+	}
+	return o, nil
+}
+
+// cli runs the command line and returns the exit status.
+func cli(ctx context.Context, args, environ []string, stderr io.Writer) int {
+	opts, err := parseArgs(args, stderr)
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(stderr, "warmer:", err)
+		}
 		return 2
+	}
+	var cfg Config
+	if err = conf.Load(&cfg, environ); err == nil {
+		if opts.jobsFile != "" {
+			cfg.JobsFile = opts.jobsFile
+		}
+		cfg.Migrate = cfg.Migrate && !opts.noMigrate
+		if opts.migrateOnly {
+			err = cfg.Cache.ValidateDatabase()
+		} else {
+			err = cfg.validate()
+		}
+	}
+	var logger *slog.Logger
+	if err == nil {
+		logger, err = cfg.Logging.Logger(stderr)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "warmer: configuration:", err)
+		return 2
+	}
+	cache.RouteDriverLogs(logger)
+	switch {
+	case opts.migrateOnly:
+		err = migrate(ctx, cfg, logger)
+	case opts.once:
+		err = once(ctx, cfg, logger, opts.job, stderr)
+	default:
+		err = run(ctx, cfg, logger)
 	}
 	var confErr *conf.Error
 	switch {

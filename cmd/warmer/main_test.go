@@ -1,17 +1,51 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/warmcache/warmcache/cache"
 	"github.com/warmcache/warmcache/internal/testenv"
 )
 
-func TestMigrateExitStatus(t *testing.T) {
+// TestMain lets the test binary run as the warmer itself, for the tests that signal a process.
+func TestMain(m *testing.M) {
+	if os.Getenv("WARMER_TEST_RUN_MAIN") == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "jobs.yaml")
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func environ(t *testing.T, dbURL string, extra ...string) []string {
+	t.Helper()
+	return append([]string{"DATABASE_URL=" + dbURL, "REDIS_URL=" + testenv.Get(t).RedisURL,
+		"CACHE_NAMESPACE=" + testenv.Namespace(t), "METRICS_ADDR=127.0.0.1:0"}, extra...)
+}
+
+func TestExitStatus(t *testing.T) {
 	t.Parallel()
-	dbURL := testenv.NewEmptyDatabase(t)
+	dbURL := testenv.NewDatabase(t)
+	empty := testenv.NewEmptyDatabase(t)
+	badCron := writeFile(t, "jobs:\n  orders_total:\n    schedule: '61 * * * *'\n")
+	badSQL := writeFile(t, "jobs:\n  mine:\n    schedule: '@hourly'\n    ttl: 2h\n    sql: SELECT nothing FROM nowhere\n")
 	for _, tc := range []struct {
 		name    string
 		args    []string
@@ -19,20 +53,121 @@ func TestMigrateExitStatus(t *testing.T) {
 		status  int
 		stderr  string
 	}{
-		{"no database url", []string{"migrate"}, nil, 2, "DATABASE_URL"},
-		{"bad log level", []string{"migrate"}, []string{"DATABASE_URL=" + dbURL, "LOG_LEVEL=loud"}, 2, "LOG_LEVEL"},
-		{"unknown command", []string{"frobnicate"}, []string{"DATABASE_URL=" + dbURL}, 2, "usage"},
-		{"database without dellstore2", []string{"migrate"}, []string{"DATABASE_URL=" + dbURL}, 1, "orders"},
-		{"database down", []string{"migrate"}, []string{"DATABASE_URL=postgres://x@127.0.0.1:1/x?connect_timeout=2"}, 1, "migrate"},
-		{"migrated", []string{"migrate"}, []string{"PG_SERVICE_URI=" + testenv.NewDatabase(t)}, 0, "migrate_started"},
+		{"once", []string{"--once"}, environ(t, dbURL), 0, "job_finished"},
+		{"once one job", []string{"--once", "--job", "orders_total"}, environ(t, dbURL), 0, `"job":"orders_total"`},
+		{"once unknown job", []string{"--once", "--job", "nope"}, environ(t, dbURL), 2, "nope"},
+		{"once with the database down", []string{"--once", "--no-migrate"},
+			environ(t, "postgres://x@127.0.0.1:1/x?connect_timeout=1"), 1, "postgresql unavailable"},
+		{"bad cron", []string{"--once", "--jobs", badCron}, environ(t, dbURL), 2, "orders_total: schedule"},
+		{"bad sql", []string{"--once", "--jobs", badSQL}, environ(t, dbURL), 2, "job mine: sql"},
+		{"bad ttl", []string{"--once"}, environ(t, dbURL, "CACHE_TTL=forever"), 2, "CACHE_TTL"},
+		{"bad time zone", []string{"--once"}, environ(t, dbURL, "TIMEZONE=Mars/Olympus"), 2, "TIMEZONE"},
+		{"bad redis url", []string{"--once"}, environ(t, dbURL, "REDIS_URL=http://x"), 2, "REDIS_URL"},
+		{"bad database url", []string{"--once"}, environ(t, "postgres://x@127.0.0.1:notaport/x"), 2, "DATABASE_URL"},
+		{"no redis url", []string{"--once"}, []string{"DATABASE_URL=" + dbURL}, 2, "REDIS_URL"},
+		{"bad namespace", []string{"--once"}, environ(t, dbURL, "CACHE_NAMESPACE=a:b"), 2, "CACHE_NAMESPACE"},
+		{"job without once", []string{"--job", "x"}, environ(t, dbURL), 2, "--job goes with --once"},
+		{"stray argument", []string{"warm"}, environ(t, dbURL), 2, "unexpected argument"},
+		{"migrate", []string{"migrate"}, []string{"PG_SERVICE_URI=" + dbURL}, 0, "migrate_started"},
+		{"migrate without dellstore2", []string{"migrate"}, []string{"DATABASE_URL=" + empty}, 1, "orders"},
+		{"migrate without url", []string{"migrate"}, nil, 2, "DATABASE_URL"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr bytes.Buffer
 			status := cli(context.Background(), tc.args, tc.environ, &stderr)
 			if status != tc.status || !strings.Contains(stderr.String(), tc.stderr) {
-				t.Errorf("warmer %v: status %d, stderr %q; want status %d mentioning %q",
-					tc.args, status, stderr.String(), tc.status, tc.stderr)
+				t.Errorf("warmer %v: status %d, want %d mentioning %q; stderr:\n%s", tc.args, status, tc.status, tc.stderr, stderr.String())
 			}
 		})
+	}
+}
+
+// TestSIGTERMFinishesTheRunInFlight starts the warmer as a process with a job that takes two
+// seconds, signals it while the job runs, and expects the run to finish and the exit to be 0.
+func TestSIGTERMFinishesTheRunInFlight(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, timeout, want string
+	}{
+		{"within the bound", "30s", "job_finished"},
+		{"past the bound", "500ms", "job_failed"}, // cancelled, recorded, and still exit 0
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			jobsFile := writeFile(t, `
+jobs:
+  orders_total: {enabled: false}
+  orders_by_customer: {enabled: false}
+  credit_by_customer: {enabled: false}
+  credit_overview: {enabled: false}
+  slow:
+    schedule: "@every 1s"
+    sql: SELECT pg_sleep(2)::text AS slept
+`)
+			cmd := exec.Command(os.Args[0], "--jobs", jobsFile)
+			cmd.Env = append(os.Environ(), environ(t, testenv.NewDatabase(t), "WARMER_TEST_RUN_MAIN=1",
+				"SHUTDOWN_TIMEOUT="+tc.timeout)...)
+			stderr, err := cmd.StderrPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { cmd.Process.Kill() }) //nolint:errcheck // already gone when the test passes
+			lines := bufio.NewScanner(stderr)
+			var log strings.Builder
+			for lines.Scan() {
+				log.WriteString(lines.Text() + "\n")
+				if strings.Contains(lines.Text(), `"msg":"job_started"`) {
+					break
+				}
+			}
+			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			for lines.Scan() {
+				log.WriteString(lines.Text() + "\n")
+			}
+			err = cmd.Wait()
+			if err != nil || !strings.Contains(log.String(), tc.want) || !strings.Contains(log.String(), "warmer_stopped") {
+				t.Errorf("after SIGTERM: %v; want exit 0 after %s; log:\n%s", err, tc.want, log.String())
+			}
+		})
+	}
+}
+
+// TestDaemonWarms runs the daemon in process until its first runs land, then stops it.
+func TestDaemonWarms(t *testing.T) {
+	t.Parallel()
+	dbURL := testenv.NewDatabase(t)
+	env := environ(t, dbURL)
+	ns := strings.TrimPrefix(env[2], "CACHE_NAMESPACE=")
+	jobsFile := writeFile(t, "jobs:\n  orders_total: {schedule: '@every 1s'}\n")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	go func() { done <- cli(ctx, []string{"--jobs", jobsFile}, env, &bytes.Buffer{}) }()
+
+	keys, _ := cache.NewKeys(ns)
+	store, err := cache.Open(testenv.Get(t).RedisURL, keys, cache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if b, err := store.Get(context.Background(), "orders_total", ""); err == nil {
+			if e, _ := cache.DecodeEntry(b); strings.Contains(string(e.Body), `"count":`) {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the daemon wrote no orders_total")
+		}
+		time.Sleep(50 * time.Millisecond) // polling Redis, with a deadline
+	}
+	cancel()
+	if status := <-done; status != 0 {
+		t.Errorf("daemon exit status %d after its context ended, want 0", status)
 	}
 }

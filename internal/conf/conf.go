@@ -69,17 +69,20 @@ func Load(cfg any, environ []string) error {
 	return err
 }
 
-// parseDuration reads a Go duration ("90s", "5m") or a whole number of seconds ("300").
-func parseDuration(s string) (any, error) {
+// ParseDuration reads a Go duration ("90s", "5m") or a whole number of seconds ("300"), the form
+// the tutorials' settings use.
+func ParseDuration(s string) (time.Duration, error) {
 	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
 		return time.Duration(n) * time.Second, nil
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil {
-		return nil, fmt.Errorf("%q is neither a duration (90s, 5m) nor a number of seconds", s)
+		return 0, fmt.Errorf("%q is neither a duration (90s, 5m) nor a number of seconds", s)
 	}
 	return d, nil
 }
+
+func parseDuration(s string) (any, error) { return ParseDuration(s) }
 
 // envName finds the env tag of the field called field anywhere in cfg's struct.
 func envName(cfg any, field string) string {
@@ -148,4 +151,50 @@ func LoadLocation(setting, name string) (*time.Location, error) {
 		return nil, Errorf(setting, "%q is not a known time zone (want an IANA name such as Europe/Paris)", name)
 	}
 	return loc, nil
+}
+
+// Cache is the configuration the warmer and the api share: where the data and the cache are,
+// and how cached values age.
+type Cache struct {
+	DatabaseURL string        `env:"DATABASE_URL"`
+	RedisURL    string        `env:"REDIS_URL"`
+	Namespace   string        `env:"CACHE_NAMESPACE" envDefault:"warmcache"`
+	TTL         time.Duration `env:"CACHE_TTL" envDefault:"10m"`
+	Grace       time.Duration `env:"CACHE_GRACE" envDefault:"1h"`
+	TimeZone    string        `env:"TIMEZONE" envDefault:"UTC"`
+	JobsFile    string        `env:"JOBS_FILE"`
+}
+
+// ValidateDatabase checks the one setting a migration needs.
+func (c Cache) ValidateDatabase() error {
+	if c.DatabaseURL == "" {
+		return Errorf("DATABASE_URL", "is not set (alias PG_SERVICE_URI)")
+	}
+	return nil
+}
+
+// Validate checks the settings that need no connection.
+func (c Cache) Validate() error {
+	if err := c.ValidateDatabase(); err != nil {
+		return err
+	}
+	switch {
+	case c.RedisURL == "":
+		return Errorf("REDIS_URL", "is not set (alias VALKEY_SERVICE_URI)")
+	case c.TTL < time.Second:
+		return Errorf("CACHE_TTL", "%s is shorter than one second", c.TTL)
+	case c.Grace < 0:
+		return Errorf("CACHE_GRACE", "%s is negative", c.Grace)
+	}
+	_, err := LoadLocation("TIMEZONE", c.TimeZone)
+	return err
+}
+
+// Location returns the time zone of schedules and calendar expiry; Validate has checked it.
+func (c Cache) Location() *time.Location {
+	loc, err := time.LoadLocation(c.TimeZone)
+	if err != nil {
+		return time.UTC
+	}
+	return loc
 }

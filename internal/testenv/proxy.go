@@ -1,0 +1,67 @@
+package testenv
+
+import (
+	"net/url"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/Shopify/toxiproxy/v2"
+	"github.com/Shopify/toxiproxy/v2/collectors"
+)
+
+// Proxy is a toxiproxy TCP proxy running in the test process between the code under test and a
+// server. Down cuts every connection and refuses new ones, as a crashed server would, without
+// disturbing the other tests that share the server.
+type Proxy struct {
+	proxy *toxiproxy.Proxy
+	t     testing.TB
+}
+
+// NewProxy starts a proxy to upstream (host:port) on a free loopback port.
+func NewProxy(t testing.TB, upstream string) *Proxy {
+	t.Helper()
+	srv := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())
+	srv.Metrics.ProxyMetrics = collectors.NewProxyMetricCollectors()
+	p := &Proxy{proxy: toxiproxy.NewProxy(srv, t.Name(), "127.0.0.1:0", upstream), t: t}
+	if err := p.proxy.Start(); err != nil {
+		t.Fatalf("testenv: start proxy to %s: %v", upstream, err)
+	}
+	t.Cleanup(p.proxy.Stop)
+	return p
+}
+
+// Addr returns the proxy's host:port.
+func (p *Proxy) Addr() string { return p.proxy.Listen }
+
+// Down cuts the connections through the proxy and refuses new ones.
+func (p *Proxy) Down() { p.proxy.Stop() }
+
+// Up accepts connections again, on the same address.
+func (p *Proxy) Up() {
+	p.t.Helper()
+	if err := p.proxy.Start(); err != nil {
+		p.t.Fatalf("testenv: restart proxy: %v", err)
+	}
+}
+
+// Through returns rawURL with its host:port replaced by the proxy's.
+func (p *Proxy) Through(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		p.t.Fatalf("testenv: %v", err)
+	}
+	u.Host = p.Addr()
+	return u.String()
+}
+
+// HostPort returns the host:port of rawURL.
+func HostPort(t testing.TB, rawURL string) string {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return u.Host
+}

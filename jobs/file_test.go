@@ -1,0 +1,199 @@
+package jobs
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var (
+	testNow      = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	testDefaults = Defaults{TTL: 10 * time.Minute, Grace: time.Hour, Timeout: time.Minute, Location: time.UTC}
+)
+
+func writeJobs(t *testing.T, yaml string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "jobs.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func byName(list []Job) map[string]Job {
+	m := map[string]Job{}
+	for _, j := range list {
+		m[j.Name] = j
+	}
+	return m
+}
+
+func TestLoadWithoutFile(t *testing.T) {
+	t.Parallel()
+	list, err := Load("", testDefaults, testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, j := range list {
+		got[j.Name] = j.Schedule.String() + " " + j.Lifetime.Policy.String()
+		if !j.Builtin || !j.Enabled || j.Timeout != time.Minute || j.Lifetime.Grace != time.Hour {
+			t.Errorf("%s: %+v", j.Name, j)
+		}
+	}
+	want := map[string]string{
+		"orders_total": "@every 1m0s 10m0s", "orders_by_customer": "@every 5m0s 10m0s",
+		"credit_by_customer": "@every 5m0s 10m0s", "credit_overview": "@every 1m0s 10m0s",
+	}
+	if len(got) != len(want) {
+		t.Fatalf("jobs %v, want %v", got, want)
+	}
+	for name, w := range want {
+		if got[name] != w {
+			t.Errorf("%s: %q, want %q", name, got[name], w)
+		}
+	}
+}
+
+// A short CACHE_TTL alone (the tutorials' CACHE_TIMEOUT_SECONDS=30) must still start: the
+// built-in jobs then refresh at half the TTL.
+func TestShortDefaultTTLShortensBuiltinSchedules(t *testing.T) {
+	t.Parallel()
+	d := testDefaults
+	d.TTL = 30 * time.Second
+	list, err := Load("", d, testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range list {
+		if j.Schedule.String() != "@every 15s" {
+			t.Errorf("%s runs %s, want @every 15s", j.Name, j.Schedule)
+		}
+	}
+}
+
+func TestLoadFile(t *testing.T) {
+	t.Parallel()
+	path := writeJobs(t, `
+jobs:
+  orders_total:
+    schedule: "*/30 * * * * *"
+    ttl: 2m
+  credit_by_customer:
+    enabled: false
+  top_products:
+    description: Units sold per product.
+    schedule: "@hourly"
+    sql: |
+      SELECT prod_id, sum(quantity) AS sold FROM orderlines GROUP BY prod_id
+    key: "{prod_id}"
+    ttl: end_of_day
+    grace: 2h
+    jitter: 30
+    timeout: 90s
+  store_stats:
+    schedule: "0 3 * * *"
+    sql: SELECT count(*) AS products FROM products
+    ttl: 25h
+`)
+	list, err := Load(path, testDefaults, testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 6 || list[4].Name != "top_products" || list[5].Name != "store_stats" {
+		t.Fatalf("jobs in order: %v", names(list))
+	}
+	jobs := byName(list)
+	if j := jobs["orders_total"]; j.Schedule.String() != "*/30 * * * * *" || j.Lifetime.Policy.String() != "2m0s" {
+		t.Errorf("orders_total override: %s %s", j.Schedule, j.Lifetime.Policy)
+	}
+	if jobs["credit_by_customer"].Enabled {
+		t.Error("credit_by_customer enabled: false was ignored")
+	}
+	tp := jobs["top_products"]
+	if !tp.Keyed() || tp.Builtin || tp.Lifetime.Policy.String() != "end_of_day" || tp.Lifetime.Grace != 2*time.Hour ||
+		tp.Lifetime.Jitter != 30*time.Second || tp.Timeout != 90*time.Second || tp.Description == "" {
+		t.Errorf("top_products: %+v", tp)
+	}
+	if jobs["store_stats"].Keyed() {
+		t.Error("store_stats has no key template but is keyed")
+	}
+}
+
+func names(list []Job) []string {
+	var n []string
+	for _, j := range list {
+		n = append(n, j.Name)
+	}
+	return n
+}
+
+// TestLoadRefuses checks that every bad setting stops start-up with a message naming the job
+// and the setting.
+func TestLoadRefuses(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"bad cron", "jobs:\n  orders_total:\n    schedule: '61 * * * *'\n", []string{"orders_total", "schedule"}},
+		{"bad ttl", "jobs:\n  orders_total:\n    ttl: forever\n", []string{"orders_total", "ttl"}},
+		{"ttl shorter than interval", "jobs:\n  orders_total:\n    schedule: '@every 10m'\n    ttl: 5m\n",
+			[]string{"orders_total", "ttl", "before the next refresh"}},
+		{"ttl shorter than the weekend", "jobs:\n  x:\n    schedule: '0 9 * * 1-5'\n    sql: SELECT 1 AS a\n    ttl: 24h\n",
+			[]string{"job x", "ttl", "72h"}},
+		{"calendar ttl on a weekly job", "jobs:\n  x:\n    schedule: '0 0 * * 1'\n    sql: SELECT 1 AS a\n    ttl: end_of_day\n",
+			[]string{"job x", "ttl"}},
+		{"jitter as long as the ttl", "jobs:\n  orders_total:\n    jitter: 10m\n", []string{"orders_total", "jitter"}},
+		{"bad grace", "jobs:\n  orders_total:\n    grace: later\n", []string{"orders_total", "grace"}},
+		{"tiny timeout", "jobs:\n  orders_total:\n    timeout: 10ms\n", []string{"orders_total", "timeout"}},
+		{"built-in sql", "jobs:\n  orders_total:\n    sql: SELECT 1\n", []string{"orders_total", "sql"}},
+		{"user job without sql", "jobs:\n  mine:\n    schedule: '@hourly'\n", []string{"mine", "sql"}},
+		{"user job without schedule", "jobs:\n  mine:\n    sql: SELECT 1 AS a\n", []string{"mine", "schedule"}},
+		{"bad key template", "jobs:\n  mine:\n    schedule: '@every 1m'\n    sql: SELECT 1 AS a\n    key: '{a'\n", []string{"mine", "brace"}},
+		{"misspelt field", "jobs:\n  orders_total:\n    schedul: '@hourly'\n", []string{"orders_total", "schedul"}},
+		{"unknown top-level field", "job:\n  orders_total: {}\n", []string{"job"}},
+		{"bad job name", "jobs:\n  Orders-Total:\n    schedule: '@hourly'\n", []string{"Orders-Total"}},
+		{"reserved job name", "jobs:\n  _run:\n    schedule: '@hourly'\n", []string{"_run"}},
+		{"duplicate", "jobs:\n  mine:\n    sql: SELECT 1 AS a\n  mine:\n    sql: SELECT 2 AS a\n", []string{"mine"}},
+		{"not a mapping", "jobs: [a, b]\n", []string{"mapping"}},
+		{"not yaml", "jobs: {\n", []string{"jobs file"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(writeJobs(t, tc.yaml), testDefaults, testNow)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+	if _, err := Load(filepath.Join(t.TempDir(), "missing.yaml"), testDefaults, testNow); err == nil {
+		t.Error("a missing jobs file was accepted")
+	}
+}
+
+func FuzzLoad(f *testing.F) {
+	f.Add("jobs:\n  orders_total:\n    schedule: '@every 30s'\n")
+	f.Add("jobs:\n  x:\n    schedule: '0 9 * * 1-5'\n    sql: SELECT 1 AS a\n    key: '{a}'\n    ttl: end_of_week\n")
+	f.Fuzz(func(t *testing.T, yaml string) {
+		path := filepath.Join(t.TempDir(), "jobs.yaml")
+		if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		list, err := Load(path, testDefaults, testNow)
+		if err != nil {
+			return
+		}
+		for _, j := range list {
+			if j.Schedule.Next(testNow).IsZero() || j.Timeout <= 0 || !j.Lifetime.Policy.Covers(j.Schedule.MaxInterval(testNow)) {
+				t.Fatalf("accepted an invalid job %+v", j)
+			}
+		}
+	})
+}

@@ -1,0 +1,162 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/warmcache/warmcache/cache"
+	"github.com/warmcache/warmcache/query"
+)
+
+// Runner runs jobs: it streams a job's rows from PostgreSQL into Redis and records the run.
+type Runner struct {
+	db        *query.DB
+	store     *cache.Store
+	metrics   *Metrics
+	logger    *slog.Logger
+	now       func() time.Time
+	batchSize int
+}
+
+// NewRunner returns a Runner that reads aggregates from db and writes them to store.
+func NewRunner(db *query.DB, store *cache.Store, metrics *Metrics, logger *slog.Logger) *Runner {
+	return &Runner{db: db, store: store, metrics: metrics, logger: logger, now: time.Now, batchSize: 1000}
+}
+
+// Progress is told how many keys a run has written so far.
+type Progress func(written int64)
+
+// Run runs job once: the whole job, every key in one pass, and records the run with the job's
+// next scheduled run for GET /v1/jobs. progress, if not nil, follows the writes.
+//
+// A failed run never leaves a bad value behind. A single-value job writes its value only after
+// its query has succeeded. A keyed job writes keys as rows arrive, so a run that fails half-way
+// has replaced some keys with new, complete values and left the others at their previous ones:
+// every key holds a value computed whole from one snapshot. And no write replaces a value from a
+// newer snapshot (cache.Store.Put), so a slow or fenced-off run cannot undo a newer one.
+func (r *Runner) Run(ctx context.Context, job Job, progress Progress) (cache.Run, error) {
+	started := r.now()
+	r.logger.Info("job_started", "job", job.Name)
+	keys, err := r.warm(ctx, job, started, progress)
+	run := cache.Run{Job: job.Name, Started: started, Duration: r.now().Sub(started), Keys: keys,
+		Next: job.Schedule.Next(r.now())}
+	if err != nil {
+		run.Error = err.Error()
+		r.logger.Error("job_failed", "job", job.Name, "error", err, "keys", keys,
+			"duration_ms", run.Duration.Milliseconds())
+	} else {
+		run.LastSuccess = started
+		r.logger.Info("job_finished", "job", job.Name, "keys", keys, "duration_ms", run.Duration.Milliseconds())
+	}
+	r.metrics.observe(job.Name, started, run.Duration, keys, err)
+	recordCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if rerr := r.store.PutRun(recordCtx, run); rerr != nil {
+		r.logger.Warn("job_run_not_recorded", "job", job.Name, "error", rerr)
+	}
+	return run, err
+}
+
+// warm streams job's rows into batches that a second goroutine writes to Redis, so that the
+// Redis writes overlap the reading. The channel holds a few batches: memory stays flat whatever
+// the number of keys.
+func (r *Runner) warm(ctx context.Context, job Job, started time.Time, progress Progress) (int64, error) {
+	params := query.Params{Today: query.DateOf(started.In(job.Lifetime.Location))}
+	batches := make(chan []cache.Item, 4)
+	var written atomic.Int64
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(recovered(func() error {
+		for batch := range batches {
+			n, err := r.store.Put(ctx, batch)
+			if err != nil {
+				return fmt.Errorf("write to redis: %w", err)
+			}
+			total := written.Add(int64(n))
+			if progress != nil {
+				progress(total)
+			}
+			if r.logger.Enabled(ctx, slog.LevelDebug) {
+				for _, it := range batch {
+					r.logger.Debug("key_written", "job", job.Name, "key", it.Key)
+				}
+			}
+		}
+		return nil
+	}))
+	g.Go(recovered(func() error {
+		defer close(batches)
+		send := func(batch []cache.Item) error {
+			select {
+			case batches <- batch:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		batch := make([]cache.Item, 0, r.batchSize)
+		rows := 0
+		err := r.db.Stream(ctx, job.Aggregate, params, func(row query.Row) error {
+			if !job.Keyed() && rows > 0 {
+				return nil // a single-value job is its first row
+			}
+			rows++
+			item, err := r.item(job, row, started)
+			if err != nil {
+				return err
+			}
+			if batch = append(batch, item); len(batch) == r.batchSize {
+				if err := send(batch); err != nil {
+					return err
+				}
+				batch = make([]cache.Item, 0, r.batchSize)
+			}
+			return nil
+		})
+		switch {
+		case err != nil:
+			return fmt.Errorf("query: %w", err)
+		case !job.Keyed() && rows == 0:
+			return errors.New("query: the job's query returned no row")
+		case len(batch) > 0:
+			return send(batch)
+		}
+		return nil
+	}))
+	err := g.Wait()
+	return written.Load(), err
+}
+
+// recovered turns a panic in f (a bug, or a user's SQL yielding something unexpected) into an
+// error, so that the run is recorded and counted as a failure instead of crashing the warmer.
+// errgroup does not recover panics of its goroutines.
+func recovered(f func() error) func() error {
+	return func() (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("panic: %v", p)
+			}
+		}()
+		return f()
+	}
+}
+
+// item encodes one row as the entry the API will serve.
+func (r *Runner) item(job Job, row query.Row, computed time.Time) (cache.Item, error) {
+	body, err := json.Marshal(row.Value)
+	if err != nil {
+		return cache.Item{}, fmt.Errorf("encode %s %q: %w", job.Name, row.Key, err)
+	}
+	fresh, ttl := job.Lifetime.Times(computed, row.Key)
+	entry, err := cache.NewEntry(body, row.Version, computed, fresh, false).MarshalBinary()
+	if err != nil {
+		return cache.Item{}, err
+	}
+	return cache.Item{Job: job.Name, Key: row.Key, Entry: entry, TTL: ttl}, nil
+}

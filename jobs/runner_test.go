@@ -1,0 +1,256 @@
+package jobs
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/warmcache/warmcache/cache"
+	"github.com/warmcache/warmcache/internal/testenv"
+	"github.com/warmcache/warmcache/query"
+)
+
+// harness is one warmer's worth of connections on a test database and namespace.
+type harness struct {
+	dbURL   string
+	db      *query.DB
+	store   *cache.Store
+	metrics *Metrics
+	runner  *Runner
+	jobs    map[string]Job
+}
+
+func newHarness(t *testing.T, dbURL string) *harness {
+	t.Helper()
+	ctx := context.Background()
+	db, err := query.Open(ctx, dbURL, query.Options{MaxConns: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	keys, err := cache.NewKeys(testenv.Namespace(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := cache.Open(testenv.Get(t).RedisURL, keys, cache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		store.Delete(context.Background()) //nolint:errcheck // best effort: the namespace is the test's own
+		store.Close()
+	})
+	list, err := Load("", testDefaults, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewMetrics(prometheus.NewRegistry())
+	return &harness{dbURL: dbURL, db: db, store: store, metrics: m,
+		runner: NewRunner(db, store, m, slog.New(slog.DiscardHandler)), jobs: byName(list)}
+}
+
+func (h *harness) entry(t *testing.T, job, key string) cache.Entry {
+	t.Helper()
+	b, err := h.store.Get(context.Background(), job, key)
+	if err != nil {
+		t.Fatalf("get %s %q: %v", job, key, err)
+	}
+	e, err := cache.DecodeEntry(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// TestWarmWritesWhatSQLSays runs every built-in job once and checks every key against the
+// single-key SQL, which is written independently of the streaming SQL the warmer ran.
+func TestWarmWritesWhatSQLSays(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, testenv.NewDatabase(t))
+	ctx := context.Background()
+	now := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+	h.runner.now = func() time.Time { return now }
+	var all []Job
+	for _, name := range []string{"orders_total", "orders_by_customer", "credit_by_customer", "credit_overview"} {
+		all = append(all, h.jobs[name])
+	}
+	if err := Once(ctx, all, h.runner, h.db, h.store.Keys().Namespace(), func(Job) Progress { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	params := query.Params{Today: query.DateOf(now)}
+	customers := 0
+	err := h.db.Stream(ctx, mustUserSQL(t, "SELECT customerid FROM customers", "{customerid}"), params, func(r query.Row) error {
+		customers++
+		for _, job := range []string{"orders_by_customer", "credit_by_customer"} {
+			want, err := h.db.Lookup(ctx, h.jobs[job].Aggregate, params, r.Key)
+			if err != nil {
+				return err
+			}
+			wantBody, _ := json.Marshal(want.Value)
+			e := h.entry(t, job, r.Key)
+			if !bytes.Equal(e.Body, wantBody) || e.NotFound || e.Version <= 0 || !e.ComputedAt.Equal(now) {
+				t.Fatalf("%s %s: stored %s (version %d, computed %s), SQL says %s", job, r.Key, e.Body, e.Version, e.ComputedAt, wantBody)
+			}
+			// Fresh for the TTL less at most the jitter; kept in Redis for the grace beyond.
+			if e.FreshUntil.After(now.Add(10*time.Minute)) || e.FreshUntil.Before(now.Add(9*time.Minute)) {
+				t.Fatalf("%s %s: fresh until %s", job, r.Key, e.FreshUntil)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs, err := h.store.Runs(ctx, "orders_by_customer", "credit_by_customer", "orders_total")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for job, want := range map[string]int64{"orders_by_customer": int64(customers), "credit_by_customer": int64(customers), "orders_total": 1} {
+		if r := runs[job]; r.Keys != want || r.Error != "" || r.LastSuccess.IsZero() || r.Next.IsZero() {
+			t.Errorf("%s run record %+v: want %d keys, no error", job, r, want)
+		}
+	}
+	if ttl, err := h.store.TTL(ctx, "orders_by_customer", "1"); err != nil || ttl < 59*time.Minute {
+		t.Errorf("Redis TTL %s, %v: want freshness plus an hour of grace", ttl, err)
+	}
+}
+
+func TestOrdersTotalOnDellstore2(t *testing.T) {
+	t.Parallel()
+	testenv.RequireDellstore2(t)
+	h := newHarness(t, testenv.NewDatabase(t))
+	if _, err := h.runner.Run(context.Background(), h.jobs["orders_total"], nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(h.entry(t, "orders_total", "").Body); got != `{"count":12000,"revenue":2567386.79}` {
+		t.Errorf("orders_total = %s", got)
+	}
+}
+
+// TestPostgresDownMidRun cuts PostgreSQL off after the first batch of a keyed run.
+func TestPostgresDownMidRun(t *testing.T) {
+	t.Parallel()
+	dbURL := testenv.NewDatabase(t)
+	proxy := testenv.NewProxy(t, testenv.HostPort(t, dbURL))
+	h := newHarness(t, proxy.Through(dbURL))
+	ctx := context.Background()
+	job := h.jobs["credit_by_customer"]
+	total := h.jobs["orders_total"]
+
+	first, err := h.runner.Run(ctx, job, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.runner.Run(ctx, total, nil); err != nil {
+		t.Fatal(err)
+	}
+	before := h.entry(t, "orders_total", "")
+
+	var cut atomic.Bool
+	failed, err := h.runner.Run(ctx, job, func(written int64) {
+		if cut.CompareAndSwap(false, true) {
+			proxy.Down()
+		}
+	})
+	if !errors.Is(err, query.ErrUnavailable) || failed.Error == "" || failed.Keys >= first.Keys {
+		t.Fatalf("run with PostgreSQL cut: %v, record %+v; want it failed part-way", err, failed)
+	}
+	if _, err := h.runner.Run(ctx, total, nil); err == nil {
+		t.Fatal("orders_total ran with PostgreSQL down")
+	}
+
+	// Every key still holds a complete value: the previous run's or this one's.
+	for i := 1; i <= int(first.Keys); i++ {
+		var v query.CustomerCredit
+		e := h.entry(t, "credit_by_customer", itoa(i))
+		if err := json.Unmarshal(e.Body, &v); err != nil || v.CustomerID != int64(i) || v.CardLast4 == "" {
+			t.Fatalf("customer %d holds %s after the failed run", i, e.Body)
+		}
+	}
+	if after := h.entry(t, "orders_total", ""); !bytes.Equal(after.Body, before.Body) || after.Version != before.Version {
+		t.Errorf("orders_total changed by a failed run: %s", after.Body)
+	}
+	runs, err := h.store.Runs(ctx, job.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := runs[job.Name]; r.Error == "" || !r.LastSuccess.Equal(first.Started) {
+		t.Errorf("recorded run %+v: want the failure, keeping the last success %s", r, first.Started)
+	}
+	if n := testutil.ToFloat64(h.metrics.runs.WithLabelValues(job.Name, "failure")); n != 1 {
+		t.Errorf("failures counted: %v, want 1", n)
+	}
+
+	proxy.Up()
+	again, err := h.runner.Run(ctx, job, nil)
+	if err != nil || again.Keys != first.Keys {
+		t.Fatalf("run after PostgreSQL returned: %v, %d keys; want %d", err, again.Keys, first.Keys)
+	}
+}
+
+// TestOlderRunNeverOverwrites shows the fencing: keys holding values of a newer snapshot (as a
+// replica that took over would write) are left alone by a run that started earlier.
+func TestOlderRunNeverOverwrites(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, testenv.NewDatabase(t))
+	ctx := context.Background()
+	future := time.Now().Add(time.Hour).UnixMicro()
+	var items []cache.Item
+	for _, key := range []string{"1", "2", "3"} {
+		b, _ := cache.NewEntry([]byte(`{"newer":true}`), future, time.Now(), time.Now().Add(time.Hour), false).MarshalBinary()
+		items = append(items, cache.Item{Job: "orders_by_customer", Key: key, Entry: b, TTL: time.Hour})
+	}
+	if _, err := h.store.Put(ctx, items); err != nil {
+		t.Fatal(err)
+	}
+	run, err := h.runner.Run(ctx, h.jobs["orders_by_customer"], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"1", "2", "3"} {
+		if got := string(h.entry(t, "orders_by_customer", key).Body); got != `{"newer":true}` {
+			t.Errorf("key %s overwritten by an older snapshot: %s", key, got)
+		}
+	}
+	if got := string(h.entry(t, "orders_by_customer", "4").Body); !strings.Contains(got, `"customerid":4`) {
+		t.Errorf("key 4 holds %s", got)
+	}
+	if run.Keys != 20000-3 {
+		t.Errorf("run counted %d keys written, want %d", run.Keys, 20000-3)
+	}
+}
+
+func TestPanicIsAFailedRun(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, testenv.NewDatabase(t))
+	broken := h.jobs["orders_total"]
+	broken.Aggregate = query.Aggregate{} // no SQL, no functions: it panics when run
+	run, err := h.runner.Run(context.Background(), broken, nil)
+	if err == nil || !strings.Contains(err.Error(), "panic") || !strings.Contains(run.Error, "panic") {
+		t.Fatalf("panicking run: %v, record %+v", err, run)
+	}
+	if n := testutil.ToFloat64(h.metrics.runs.WithLabelValues("orders_total", "failure")); n != 1 {
+		t.Errorf("failures counted: %v, want 1", n)
+	}
+}
+
+func mustUserSQL(t *testing.T, sql, key string) query.Aggregate {
+	t.Helper()
+	agg, err := query.UserSQL(sql, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return agg
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

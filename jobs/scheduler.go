@@ -1,0 +1,159 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"github.com/sethvargo/go-retry"
+
+	"github.com/warmcache/warmcache/cache"
+	"github.com/warmcache/warmcache/query"
+)
+
+// Scheduler runs jobs on their schedules with robfig/cron. Several warmer replicas may run
+// together: each scheduled run is claimed in PostgreSQL by the first replica to fire, which
+// runs it under the job's advisory lock, so a run happens once and a job never overlaps itself.
+// A run that fails because PostgreSQL or Redis is unavailable is retried with backoff until it
+// succeeds or the next scheduled run is due.
+type Scheduler struct {
+	cron      *cron.Cron
+	jobs      []Job
+	runner    *Runner
+	db        *query.DB // the primary: claims and locks
+	namespace string
+	owner     string
+	logger    *slog.Logger
+	now       func() time.Time
+	backoff   time.Duration
+
+	ctx    context.Context // the runs' context, cancelled when Stop runs out of time
+	cancel context.CancelFunc
+}
+
+// NewScheduler returns a Scheduler for the enabled jobs. db is the primary database, where
+// claims and locks live; namespace keeps deployments sharing it apart.
+func NewScheduler(jobs []Job, runner *Runner, db *query.DB, namespace string, logger *slog.Logger) *Scheduler {
+	host, _ := os.Hostname()
+	ctx, cancel := context.WithCancel(context.Background())
+	clog := cronLogger{logger}
+	s := &Scheduler{
+		cron:      cron.New(cron.WithChain(cron.Recover(clog), cron.SkipIfStillRunning(clog)), cron.WithLogger(clog)),
+		jobs:      jobs,
+		runner:    runner,
+		db:        db,
+		namespace: namespace,
+		owner:     fmt.Sprintf("%s/%d", host, os.Getpid()),
+		logger:    logger,
+		now:       time.Now,
+		backoff:   time.Second,
+		ctx:       ctx,
+		cancel:    cancel,
+	}
+	for _, job := range jobs {
+		if job.Enabled {
+			s.cron.Schedule(job.Schedule, cron.FuncJob(func() { s.tick(job) }))
+		}
+	}
+	return s
+}
+
+// Start starts running the jobs on their schedules.
+func (s *Scheduler) Start() { s.cron.Start() }
+
+// Stop stops scheduling and waits for the runs in flight to finish. When ctx ends first, it
+// cancels them and waits for them to return.
+func (s *Scheduler) Stop(ctx context.Context) {
+	done := s.cron.Stop().Done()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.logger.Warn("shutdown_cancelling_runs")
+		s.cancel()
+		<-done
+	}
+	s.cancel()
+}
+
+// tick is one scheduled run of job, on one replica.
+func (s *Scheduler) tick(job Job) {
+	now := s.now()
+	next := job.Schedule.Next(now)
+	// Replicas fire within milliseconds of each other: a claim due up to a quarter of the
+	// interval (at most a second) from now is this run's.
+	tolerance := min(next.Sub(now)/4, time.Second)
+	claimed, err := s.db.Claim(s.ctx, s.namespace, job.Name, s.owner, now, next, tolerance)
+	switch {
+	case err != nil:
+		// PostgreSQL is down: run anyway, so the failure is recorded and retried.
+		s.logger.Warn("job_claim_failed", "job", job.Name, "error", err)
+	case !claimed:
+		s.logger.Debug("job_skipped", "job", job.Name, "reason", "another replica claimed this run")
+		return
+	}
+	unlock, locked, err := s.db.Lock(s.ctx, s.namespace, job.Name, false)
+	switch {
+	case err != nil:
+		s.logger.Warn("job_lock_failed", "job", job.Name, "error", err)
+	case !locked:
+		s.logger.Info("job_skipped", "job", job.Name, "reason", "still running on another replica")
+		return
+	default:
+		defer unlock()
+	}
+	s.runWithRetry(job, next)
+}
+
+// runWithRetry runs job, and again with exponential backoff while the failure is PostgreSQL or
+// Redis being unavailable, until the next scheduled run is due.
+func (s *Scheduler) runWithRetry(job Job, next time.Time) {
+	backoff := retry.WithCappedDuration(time.Minute, retry.NewExponential(s.backoff))
+	if !next.IsZero() {
+		backoff = retry.WithMaxDuration(next.Sub(s.now()), backoff)
+	}
+	_ = retry.Do(s.ctx, backoff, func(ctx context.Context) error {
+		runCtx, cancel := context.WithTimeout(ctx, job.Timeout)
+		defer cancel()
+		_, err := s.runner.Run(runCtx, job, nil)
+		if errors.Is(err, query.ErrUnavailable) || errors.Is(err, cache.ErrUnavailable) {
+			return retry.RetryableError(err)
+		}
+		return err
+	})
+}
+
+// Once runs jobs one after the other, each under its advisory lock (waiting for a replica that
+// holds it), and returns the first failure. It is warmer --once.
+func Once(ctx context.Context, jobs []Job, runner *Runner, db *query.DB, namespace string, progress func(Job) Progress) error {
+	var failed error
+	for _, job := range jobs {
+		err := func() error {
+			unlock, _, err := db.Lock(ctx, namespace, job.Name, true)
+			if err != nil {
+				return fmt.Errorf("lock %s: %w", job.Name, err)
+			}
+			defer unlock()
+			runCtx, cancel := context.WithTimeout(ctx, job.Timeout)
+			defer cancel()
+			_, err = runner.Run(runCtx, job, progress(job))
+			return err
+		}()
+		if err != nil && failed == nil {
+			failed = fmt.Errorf("%s: %w", job.Name, err)
+		}
+	}
+	return failed
+}
+
+// cronLogger lets robfig/cron log through slog: its chatter at debug, its errors (recovered
+// panics among them) as errors.
+type cronLogger struct{ logger *slog.Logger }
+
+func (l cronLogger) Info(msg string, kv ...any) { l.logger.Debug("cron_"+msg, kv...) }
+func (l cronLogger) Error(err error, msg string, kv ...any) {
+	l.logger.Error("cron_"+msg, append(kv, "error", err)...)
+}

@@ -1,0 +1,159 @@
+package jobs
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/warmcache/warmcache/cache"
+	"github.com/warmcache/warmcache/internal/testenv"
+	"github.com/warmcache/warmcache/query"
+)
+
+// replica is one warmer process's scheduler, with connections of its own.
+type replica struct {
+	sched   *Scheduler
+	metrics *Metrics
+}
+
+func startReplicas(t *testing.T, n int, dbURL, namespace string, list []Job, logger *slog.Logger) []replica {
+	t.Helper()
+	var rs []replica
+	for range n {
+		db, err := query.Open(context.Background(), dbURL, query.Options{MaxConns: 8})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(db.Close)
+		keys, _ := cache.NewKeys(namespace)
+		store, err := cache.Open(testenv.Get(t).RedisURL, keys, cache.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { store.Close() })
+		m := NewMetrics(prometheus.NewRegistry())
+		s := NewScheduler(list, NewRunner(db, store, m, logger), db, namespace, logger)
+		rs = append(rs, replica{sched: s, metrics: m})
+	}
+	for _, r := range rs {
+		r.sched.Start()
+	}
+	return rs
+}
+
+func totalRuns(rs []replica, job string) int {
+	n := 0.0
+	for _, r := range rs {
+		n += testutil.ToFloat64(r.metrics.runs.WithLabelValues(job, "success")) +
+			testutil.ToFloat64(r.metrics.runs.WithLabelValues(job, "failure"))
+	}
+	return int(n)
+}
+
+// TestReplicasRunEachTickOnce starts three warmers with every job @every 1s: each tick runs once
+// in all, not once per replica.
+func TestReplicasRunEachTickOnce(t *testing.T) {
+	t.Parallel()
+	dbURL := testenv.NewDatabase(t)
+	ns := testenv.Namespace(t)
+	list, err := Load(writeJobs(t, `
+jobs:
+  orders_total: {schedule: "@every 1s"}
+  orders_by_customer: {schedule: "@every 1s"}
+  credit_by_customer: {schedule: "@every 1s"}
+  credit_overview: {schedule: "@every 1s"}
+`), testDefaults, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := time.Now()
+	rs := startReplicas(t, 3, dbURL, ns, list, slog.New(slog.DiscardHandler))
+	deadline := time.Now().Add(40 * time.Second)
+	for _, job := range list {
+		for totalRuns(rs, job.Name) < 10 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s ran %d times in %s", job.Name, totalRuns(rs, job.Name), time.Since(started))
+			}
+			time.Sleep(50 * time.Millisecond) // polling the counters, with a deadline
+		}
+	}
+	for _, r := range rs {
+		r.sched.Stop(context.Background())
+	}
+	ticks := int(time.Since(started) / time.Second)
+	for _, job := range list {
+		runs := totalRuns(rs, job.Name)
+		if runs > ticks+1 {
+			t.Errorf("%s ran %d times in %d ticks across 3 replicas: some ticks ran more than once", job.Name, runs, ticks)
+		}
+		var per []int
+		for _, r := range rs {
+			per = append(per, int(testutil.ToFloat64(r.metrics.runs.WithLabelValues(job.Name, "success"))))
+		}
+		t.Logf("%s: %d runs in %d ticks, per replica %v", job.Name, runs, ticks, per)
+	}
+}
+
+// runTracker is a slog handler that follows job_started and job_finished across replicas and
+// remembers the most runs of one job in flight at once.
+type runTracker struct {
+	mu       sync.Mutex
+	inFlight int
+	most     int
+	runs     int
+}
+
+func (r *runTracker) Enabled(context.Context, slog.Level) bool { return true }
+func (r *runTracker) WithAttrs([]slog.Attr) slog.Handler       { return r }
+func (r *runTracker) WithGroup(string) slog.Handler            { return r }
+func (r *runTracker) Handle(_ context.Context, rec slog.Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch rec.Message {
+	case "job_started":
+		r.inFlight++
+		r.runs++
+		r.most = max(r.most, r.inFlight)
+	case "job_finished", "job_failed":
+		r.inFlight--
+	}
+	return nil
+}
+
+// TestSlowJobNeverOverlaps runs a job that takes longer than its interval on three replicas.
+func TestSlowJobNeverOverlaps(t *testing.T) {
+	t.Parallel()
+	list, err := Load(writeJobs(t, `
+jobs:
+  orders_total: {enabled: false}
+  orders_by_customer: {enabled: false}
+  credit_by_customer: {enabled: false}
+  credit_overview: {enabled: false}
+  slow:
+    schedule: "@every 1s"
+    sql: SELECT pg_sleep(1.5)::text AS slept
+`), testDefaults, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tracker := &runTracker{}
+	rs := startReplicas(t, 3, testenv.NewDatabase(t), testenv.Namespace(t), list, slog.New(tracker))
+	deadline := time.Now().Add(30 * time.Second)
+	for totalRuns(rs, "slow") < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("slow ran %d times", totalRuns(rs, "slow"))
+		}
+		time.Sleep(50 * time.Millisecond) // polling the counters, with a deadline
+	}
+	for _, r := range rs {
+		r.sched.Stop(context.Background())
+	}
+	if tracker.most != 1 {
+		t.Errorf("up to %d runs of one job at once, want 1", tracker.most)
+	}
+}
