@@ -17,6 +17,10 @@ test: servers ## vet and run every test against real PostgreSQL and Redis, with 
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m ./...
 
+.PHONY: bench
+bench: servers ## run the benchmarks (generates 1M customers / 10M orders once, about a minute)
+	$(GO) test -run '^$$' -bench . -benchtime 1x -count 3 -timeout 60m -v ./bench | grep -v '^=== \|^--- '
+
 .PHONY: servers
 servers: ## install (if missing) and start the local PostgreSQL and Redis
 	@scripts/servers up >/dev/null

@@ -39,6 +39,12 @@ func (k Keys) Value(job, key string) string {
 // Run is the key of a job's last run record.
 func (k Keys) Run(job string) string { return k.ns + ":_run:" + job }
 
+// Fence is the key holding the snapshot version of a job's newest bulk run.
+func (k Keys) Fence(job string) string { return k.ns + ":_fence:" + job }
+
+// Touched is the sorted set of a job's keys written one at a time lately, scored by version.
+func (k Keys) Touched(job string) string { return k.ns + ":_touched:" + job }
+
 // Lease is the key of the short lease that lets one process compute a missing value while the
 // others wait for it.
 func (k Keys) Lease(job, key string) string { return k.ns + ":_lease:" + job + ":" + key }

@@ -48,8 +48,8 @@ func (r *Run) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// PutRun records run as its job's last run. A failed run keeps the time of the last success.
-func (s *Store) PutRun(ctx context.Context, run Run) error {
+// RecordRun records run as its job's last run. A failed run keeps the time of the last success.
+func (s *Store) RecordRun(ctx context.Context, run Run) error {
 	if run.Error != "" && run.LastSuccess.IsZero() {
 		prev, err := s.Runs(ctx, run.Job)
 		if err != nil && !errors.Is(err, ErrMiss) {

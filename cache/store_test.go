@@ -38,7 +38,7 @@ func item(t *testing.T, job, key string, version int64, body string) cache.Item 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return cache.Item{Job: job, Key: key, Entry: b, TTL: time.Hour}
+	return cache.Item{Job: job, Key: key, Version: version, Entry: b, TTL: time.Hour}
 }
 
 func body(t *testing.T, s *cache.Store, job, key string) string {
@@ -118,11 +118,11 @@ func TestRuns(t *testing.T) {
 	ctx := context.Background()
 	ok := cache.Run{Job: "a", Started: time.Unix(1000, 0).UTC(), Duration: 1500 * time.Millisecond, Keys: 20000,
 		LastSuccess: time.Unix(1000, 0).UTC(), Next: time.Unix(1060, 0).UTC()}
-	if err := s.PutRun(ctx, ok); err != nil {
+	if err := s.RecordRun(ctx, ok); err != nil {
 		t.Fatal(err)
 	}
 	failed := cache.Run{Job: "a", Started: time.Unix(1060, 0).UTC(), Duration: time.Second, Error: "postgresql unavailable"}
-	if err := s.PutRun(ctx, failed); err != nil {
+	if err := s.RecordRun(ctx, failed); err != nil {
 		t.Fatal(err)
 	}
 	runs, err := s.Runs(ctx, "a", "never")
@@ -195,6 +195,95 @@ func TestKeys(t *testing.T) {
 	for _, ns := range []string{"", "a:b", "with space", strings.Repeat("x", 65)} {
 		if _, err := cache.NewKeys(ns); err == nil {
 			t.Errorf("namespace %q accepted", ns)
+		}
+	}
+}
+
+func TestPutRunIsFencedByNewerRuns(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := context.Background()
+	if _, err := s.PutRun(ctx, "job", 200, []cache.Item{item(t, "job", "a", 200, `{"run":"new"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.PutRun(ctx, "job", 100, []cache.Item{item(t, "job", "a", 100, `{"run":"old"}`), item(t, "job", "b", 100, `{"run":"old"}`)})
+	if !errors.Is(err, cache.ErrFenced) {
+		t.Fatalf("older run's batch: %v, want ErrFenced", err)
+	}
+	if got := body(t, s, "job", "a"); got != `{"run":"new"}` {
+		t.Errorf("key a holds %s after a fenced batch", got)
+	}
+	if _, err := s.Get(ctx, "job", "b"); !errors.Is(err, cache.ErrMiss) {
+		t.Errorf("a fenced batch wrote key b: %v", err)
+	}
+	if n, err := s.PutRun(ctx, "job", 200, []cache.Item{item(t, "job", "b", 200, `{"run":"new"}`)}); err != nil || n != 1 {
+		t.Errorf("the newest run's next batch: %d, %v", n, err)
+	}
+}
+
+func TestPutRunLeavesNewerSingleKeyWritesAlone(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := context.Background()
+	if _, err := s.Put(ctx, []cache.Item{item(t, "job", "k", 300, `{"from":"recompute"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.PutRun(ctx, "job", 250, []cache.Item{item(t, "job", "k", 250, `{"from":"run"}`), item(t, "job", "l", 250, `{"from":"run"}`)})
+	if err != nil || n != 1 {
+		t.Fatalf("run batch: wrote %d, %v; want 1", n, err)
+	}
+	if got := body(t, s, "job", "k"); got != `{"from":"recompute"}` {
+		t.Errorf("an older run replaced a newer recomputation: %s", got)
+	}
+	if n, err := s.PutRun(ctx, "job", 350, []cache.Item{item(t, "job", "k", 350, `{"from":"newer run"}`)}); err != nil || n != 1 {
+		t.Fatalf("newer run: %d, %v", n, err)
+	}
+	if got := body(t, s, "job", "k"); got != `{"from":"newer run"}` {
+		t.Errorf("a newer run did not replace an older recomputation: %s", got)
+	}
+}
+
+// TestConcurrentWritersNeverGoBack races single-key writes of a newer snapshot against the
+// batches of an older bulk run: whatever the interleaving, every recomputed key keeps its value.
+func TestConcurrentWritersNeverGoBack(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := context.Background()
+	const keys = 3000
+	done := make(chan error, 1)
+	go func() {
+		var batch []cache.Item
+		for i := range keys {
+			batch = append(batch, item(t, "job", fmt.Sprint(i), 1000, `{"from":"run"}`))
+			if len(batch) == 100 {
+				if _, err := s.PutRun(ctx, "job", 1000, batch); err != nil {
+					done <- err
+					return
+				}
+				batch = nil
+			}
+		}
+		done <- nil
+	}()
+	recomputed := map[string]bool{}
+	for i := 0; i < keys; i += 7 {
+		key := fmt.Sprint(i)
+		if _, err := s.Put(ctx, []cache.Item{item(t, "job", key, 2000, `{"from":"recompute"}`)}); err != nil {
+			t.Fatal(err)
+		}
+		recomputed[key] = true
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for i := range keys {
+		key := fmt.Sprint(i)
+		want := `{"from":"run"}`
+		if recomputed[key] {
+			want = `{"from":"recompute"}`
+		}
+		if got := body(t, s, "job", key); got != want {
+			t.Fatalf("key %s holds %s, want %s", key, got, want)
 		}
 	}
 }

@@ -174,6 +174,9 @@ func build(name string, decl fileJob, agg query.Aggregate, key string, d Default
 	if err != nil {
 		return fail("timeout", err)
 	}
+	if timeout > cache.TouchedWindow {
+		return fail("timeout", fmt.Errorf("%s is longer than %s, the longest a run may take", timeout, cache.TouchedWindow))
+	}
 	enabled := decl.Enabled == nil || *decl.Enabled
 	return Job{Name: name, Description: decl.Description, Schedule: sched, Aggregate: agg, KeyTemplate: key,
 		Lifetime: life, Timeout: timeout, Enabled: enabled}, nil

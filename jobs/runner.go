@@ -40,7 +40,8 @@ type Progress func(written int64)
 // its query has succeeded. A keyed job writes keys as rows arrive, so a run that fails half-way
 // has replaced some keys with new, complete values and left the others at their previous ones:
 // every key holds a value computed whole from one snapshot. And no write replaces a value from a
-// newer snapshot (cache.Store.Put), so a slow or fenced-off run cannot undo a newer one.
+// newer snapshot (cache.Store.PutRun): a run overtaken by a newer one (a replica that lost its
+// lock) stops with cache.ErrFenced, and keys recomputed since its snapshot are left alone.
 func (r *Runner) Run(ctx context.Context, job Job, progress Progress) (cache.Run, error) {
 	started := r.now()
 	r.logger.Info("job_started", "job", job.Name)
@@ -58,23 +59,27 @@ func (r *Runner) Run(ctx context.Context, job Job, progress Progress) (cache.Run
 	r.metrics.observe(job.Name, started, run.Duration, keys, err)
 	recordCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if rerr := r.store.PutRun(recordCtx, run); rerr != nil {
+	if rerr := r.store.RecordRun(recordCtx, run); rerr != nil {
 		r.logger.Warn("job_run_not_recorded", "job", job.Name, "error", rerr)
 	}
 	return run, err
 }
 
-// warm streams job's rows into batches that a second goroutine writes to Redis, so that the
-// Redis writes overlap the reading. The channel holds a few batches: memory stays flat whatever
-// the number of keys.
+// writers is how many batches are written to Redis at once: while Redis runs one batch, the
+// next is on its way, so neither the network nor the encoding waits for the other.
+const writers = 2
+
+// warm streams job's rows into batches that other goroutines write to Redis, so that the Redis
+// writes overlap the reading. The channel holds a few batches: memory stays flat whatever the
+// number of keys.
 func (r *Runner) warm(ctx context.Context, job Job, started time.Time, progress Progress) (int64, error) {
 	params := query.Params{Today: query.DateOf(started.In(job.Lifetime.Location))}
 	batches := make(chan []cache.Item, 4)
 	var written atomic.Int64
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(recovered(func() error {
+	write := recovered(func() error {
 		for batch := range batches {
-			n, err := r.store.Put(ctx, batch)
+			n, err := r.store.PutRun(ctx, job.Name, batch[0].Version, batch)
 			if err != nil {
 				return fmt.Errorf("write to redis: %w", err)
 			}
@@ -89,7 +94,10 @@ func (r *Runner) warm(ctx context.Context, job Job, started time.Time, progress 
 			}
 		}
 		return nil
-	}))
+	})
+	for range writers {
+		g.Go(write)
+	}
 	g.Go(recovered(func() error {
 		defer close(batches)
 		send := func(batch []cache.Item) error {
@@ -158,5 +166,5 @@ func (r *Runner) item(job Job, row query.Row, computed time.Time) (cache.Item, e
 	if err != nil {
 		return cache.Item{}, err
 	}
-	return cache.Item{Job: job.Name, Key: row.Key, Entry: entry, TTL: ttl}, nil
+	return cache.Item{Job: job.Name, Key: row.Key, Version: row.Version, Entry: entry, TTL: ttl}, nil
 }

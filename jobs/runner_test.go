@@ -208,7 +208,7 @@ func TestOlderRunNeverOverwrites(t *testing.T) {
 	var items []cache.Item
 	for _, key := range []string{"1", "2", "3"} {
 		b, _ := cache.NewEntry([]byte(`{"newer":true}`), future, time.Now(), time.Now().Add(time.Hour), false).MarshalBinary()
-		items = append(items, cache.Item{Job: "orders_by_customer", Key: key, Entry: b, TTL: time.Hour})
+		items = append(items, cache.Item{Job: "orders_by_customer", Key: key, Version: future, Entry: b, TTL: time.Hour})
 	}
 	if _, err := h.store.Put(ctx, items); err != nil {
 		t.Fatal(err)

@@ -56,10 +56,26 @@ func NewScheduler(jobs []Job, runner *Runner, db *query.DB, namespace string, lo
 	}
 	for _, job := range jobs {
 		if job.Enabled {
-			s.cron.Schedule(job.Schedule, cron.FuncJob(func() { s.tick(job) }))
+			s.cron.Schedule(&startNow{Schedule: job.Schedule}, cron.FuncJob(func() { s.tick(job) }))
 		}
 	}
 	return s
+}
+
+// startNow fires once as the scheduler starts, then follows the job's schedule: a warmer fills
+// the cache when it starts rather than an interval later. The start-up run is claimed like any
+// other, so a replica starting beside one that just ran the job does not run it again.
+type startNow struct {
+	Schedule
+	started bool // only robfig/cron's run loop calls Next
+}
+
+func (s *startNow) Next(t time.Time) time.Time {
+	if !s.started {
+		s.started = true
+		return t
+	}
+	return s.Schedule.Next(t)
 }
 
 // Start starts running the jobs on their schedules.

@@ -37,6 +37,8 @@ type Aggregate struct {
 
 	streamSQL string
 	lookupSQL string
+	// streamSettings are SET LOCAL statements run before streamSQL, in its transaction only.
+	streamSettings []string
 	// args returns the statement arguments; the lookup key, when there is one, comes after.
 	args func(Params) []any
 	// keyArgs checks a lookup key and returns its canonical spelling and the lookup
@@ -61,6 +63,11 @@ func (a Aggregate) CanonicalKey(key string) (string, error) {
 // rows. An error from fn stops the query and is returned unchanged.
 func (db *DB) Stream(ctx context.Context, agg Aggregate, p Params, fn func(Row) error) error {
 	return db.snapshot(ctx, func(tx pgx.Tx, version int64) error {
+		for _, set := range agg.streamSettings {
+			if _, err := tx.Exec(ctx, set); err != nil {
+				return translate(err)
+			}
+		}
 		rows, err := tx.Query(ctx, agg.streamSQL, agg.args(p)...)
 		if err != nil {
 			return translate(err)

@@ -65,20 +65,22 @@ var (
 		scan:      scanOrdersTotal,
 	}
 	OrdersByCustomerAggregate = Aggregate{
-		Keyed:     true,
-		streamSQL: ordersByCustomerSQL,
-		lookupSQL: ordersOfCustomerSQL,
-		args:      noArgs,
-		keyArgs:   customerKey,
-		scan:      scanCustomerOrders,
+		Keyed:          true,
+		streamSQL:      ordersByCustomerSQL,
+		streamSettings: sortedPlan,
+		lookupSQL:      ordersOfCustomerSQL,
+		args:           noArgs,
+		keyArgs:        customerKey,
+		scan:           scanCustomerOrders,
 	}
 	CreditByCustomerAggregate = Aggregate{
-		Keyed:     true,
-		streamSQL: creditByCustomerSQL,
-		lookupSQL: creditOfCustomerSQL,
-		args:      todayArg,
-		keyArgs:   customerKey,
-		scan:      scanCustomerCredit,
+		Keyed:          true,
+		streamSQL:      creditByCustomerSQL,
+		streamSettings: sortedPlan,
+		lookupSQL:      creditOfCustomerSQL,
+		args:           todayArg,
+		keyArgs:        customerKey,
+		scan:           scanCustomerCredit,
 	}
 	CreditOverviewAggregate = Aggregate{
 		streamSQL: creditOverviewSQL,
@@ -87,6 +89,13 @@ var (
 		scan:      scanCreditOverview,
 	}
 )
+
+// sortedPlan steers the per-customer streams to read orders in customerid order from the covering
+// index (migration 00001) and aggregate them group by group, merge-joined with customers: rows
+// leave PostgreSQL from the first millisecond, so the Redis writes overlap the query, and no
+// memory is needed. Left alone, the planner prefers to hash all orders first: at 1M customers and
+// 10M orders that plan is four times slower and sends its first row only at the end.
+var sortedPlan = []string{"SET LOCAL enable_hashagg = off", "SET LOCAL enable_hashjoin = off"}
 
 const ordersTotalSQL = `
 SELECT count(*), COALESCE(sum(totalamount), 0) FROM orders`

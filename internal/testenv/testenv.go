@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
 )
 
 // Servers are the URLs of the servers tests run against.
@@ -143,10 +144,37 @@ func newDatabase(t testing.TB, options string) string {
 	return withDatabase(admin, name)
 }
 
-// Namespace returns a Redis key namespace of this test's own.
+// Namespace returns a Redis key namespace of this test's own; its keys are deleted when the test
+// ends.
 func Namespace(t testing.TB) string {
 	t.Helper()
-	return "t" + randomHex(6)
+	ns := "t" + randomHex(6)
+	redisURL := Get(t).RedisURL
+	t.Cleanup(func() {
+		opts, err := redis.ParseURL(redisURL)
+		if err != nil {
+			t.Errorf("testenv: %v", err)
+			return
+		}
+		rdb := redis.NewClient(opts)
+		defer rdb.Close()
+		ctx := context.Background()
+		var batch []string
+		iter := rdb.Scan(ctx, 0, ns+":*", 1000).Iterator()
+		for iter.Next(ctx) {
+			if batch = append(batch, iter.Val()); len(batch) == 1000 {
+				rdb.Unlink(ctx, batch...)
+				batch = batch[:0]
+			}
+		}
+		if len(batch) > 0 {
+			rdb.Unlink(ctx, batch...)
+		}
+		if err := iter.Err(); err != nil {
+			t.Errorf("testenv: clear namespace %s: %v", ns, err)
+		}
+	})
+	return ns
 }
 
 func withDatabase(adminURL, name string) string {

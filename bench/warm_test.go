@@ -1,0 +1,178 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/warmcache/warmcache/cache"
+	"github.com/warmcache/warmcache/internal/testenv"
+	"github.com/warmcache/warmcache/query"
+)
+
+// BenchmarkWarm measures SPEC §12's warm bars, each scale in one run, side by side:
+//
+//   - warmer: the real warmer binary, warmer --once --job orders_by_customer (every
+//     customer's key), with its wall time, keys/s and peak RSS;
+//   - query_alone: the same aggregate statement, rows read and thrown away;
+//   - redis_alone: writing as many keys, already encoded, through the same versioned writes;
+//   - per_customer: the tutorials' way, one query and one SET per customer, on a sample.
+//
+// The summary line of each scale gives the ratios: warmer ÷ query_alone (bar: ≤ 1.2) and
+// warmer keys/s ÷ per-customer keys/s (bar: ≥ 30).
+func BenchmarkWarm(b *testing.B) {
+	for _, scale := range []struct{ customers, orders int }{{20000, 12000}, {1000000, 10000000}} {
+		b.Run(fmt.Sprintf("customers=%d", scale.customers), func(b *testing.B) {
+			dbURL := dataset(b, scale.customers, scale.orders)
+			var warm, alone, perCustomer, write result
+			b.Run("warmer", func(b *testing.B) { warm = benchWarmer(b, dbURL) })
+			b.Run("query_alone", func(b *testing.B) { alone = benchQueryAlone(b, dbURL) })
+			b.Run("redis_alone", func(b *testing.B) { write = benchRedisAlone(b, scale.customers) })
+			b.Run("per_customer", func(b *testing.B) { perCustomer = benchPerCustomer(b, dbURL, 2000) })
+			b.Logf("summary at %d customers: warmer %.2fs (%.0f keys/s, peak RSS %.0f MiB); query alone %.2fs; "+
+				"redis writes alone %.2fs; warmer/query %.2f (bar ≤ 1.2); warmer/per-customer speed %.0f× (bar ≥ 30)",
+				scale.customers, warm.seconds, warm.keysPerSec, warm.rssMiB, alone.seconds, write.seconds,
+				warm.seconds/alone.seconds, warm.keysPerSec/perCustomer.keysPerSec)
+		})
+	}
+}
+
+type result struct{ seconds, keysPerSec, rssMiB float64 }
+
+func benchWarmer(b *testing.B, dbURL string) result {
+	warmer := binary(b, "warmer")
+	b.ResetTimer()
+	var r result
+	for range b.N {
+		ns := testenv.Namespace(b)
+		cmd := exec.Command(warmer, "--once", "--job", "orders_by_customer", "--no-migrate")
+		cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "REDIS_URL="+testenv.Get(b).RedisURL,
+			"CACHE_NAMESPACE="+ns, "LOG_LEVEL=warn")
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		started := time.Now()
+		if err := cmd.Run(); err != nil {
+			b.Fatalf("warmer: %v\n%s", err, stderr.String())
+		}
+		r.seconds = time.Since(started).Seconds()
+		b.StopTimer()
+		r.rssMiB = float64(cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss) / 1024
+		r.keysPerSec = float64(keysWritten(b, ns)) / r.seconds
+		b.StartTimer()
+	}
+	b.ReportMetric(r.keysPerSec, "keys/s")
+	b.ReportMetric(r.rssMiB, "peak-RSS-MiB")
+	return r
+}
+
+func benchQueryAlone(b *testing.B, dbURL string) result {
+	db, err := query.Open(context.Background(), dbURL, query.Options{MaxConns: 2})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	var r result
+	for range b.N {
+		rows := 0
+		started := time.Now()
+		err := db.Stream(context.Background(), query.OrdersByCustomerAggregate, query.Params{}, func(query.Row) error {
+			rows++
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		r.seconds = time.Since(started).Seconds()
+		r.keysPerSec = float64(rows) / r.seconds
+	}
+	b.ReportMetric(r.keysPerSec, "rows/s")
+	return r
+}
+
+func benchRedisAlone(b *testing.B, keys int) result {
+	ns := testenv.Namespace(b)
+	k, _ := cache.NewKeys(ns)
+	store, err := cache.Open(testenv.Get(b).RedisURL, k, cache.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	now := time.Now()
+	batch := make([]cache.Item, 0, 1000)
+	var r result
+	for range b.N {
+		started := time.Now()
+		for i := 1; i <= keys; i++ {
+			entry, _ := cache.NewEntry([]byte(`{"customerid":`+strconv.Itoa(i)+`,"count":10}`), now.UnixMicro(),
+				now, now.Add(10*time.Minute), false).MarshalBinary()
+			batch = append(batch, cache.Item{Job: "orders_by_customer", Key: strconv.Itoa(i), Version: now.UnixMicro(),
+				Entry: entry, TTL: time.Hour})
+			if len(batch) == cap(batch) || i == keys {
+				if _, err := store.PutRun(context.Background(), "orders_by_customer", now.UnixMicro(), batch); err != nil {
+					b.Fatal(err)
+				}
+				batch = batch[:0]
+			}
+		}
+		r.seconds = time.Since(started).Seconds()
+		r.keysPerSec = float64(keys) / r.seconds
+	}
+	b.ReportMetric(r.keysPerSec, "keys/s")
+	return r
+}
+
+// benchPerCustomer is the tutorials' way: for each customer, one COUNT query and one SET.
+func benchPerCustomer(b *testing.B, dbURL string, sample int) result {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	opts, _ := redis.ParseURL(testenv.Get(b).RedisURL)
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	ns := testenv.Namespace(b)
+	var r result
+	for range b.N {
+		started := time.Now()
+		for id := 1; id <= sample; id++ {
+			var n int64
+			if err := conn.QueryRow(ctx, "SELECT count(*) FROM orders WHERE customerid = $1", id).Scan(&n); err != nil {
+				b.Fatal(err)
+			}
+			if err := rdb.Set(ctx, ns+":num_orders:"+strconv.Itoa(id), n, time.Hour).Err(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		r.seconds = time.Since(started).Seconds()
+		r.keysPerSec = float64(sample) / r.seconds
+	}
+	b.ReportMetric(r.keysPerSec, "keys/s")
+	return r
+}
+
+// keysWritten reads how many keys the warmer's run wrote, from its run record.
+func keysWritten(b *testing.B, ns string) int64 {
+	b.Helper()
+	k, _ := cache.NewKeys(ns)
+	store, err := cache.Open(testenv.Get(b).RedisURL, k, cache.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	runs, err := store.Runs(context.Background(), "orders_by_customer")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return runs["orders_by_customer"].Keys
+}
