@@ -19,6 +19,7 @@ test: servers ## vet and run every test against real PostgreSQL and Redis, with 
 
 .PHONY: bench
 bench: servers ## run the benchmarks (generates 1M customers / 10M orders once, about a minute)
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 3 -timeout 60m -v ./bench | grep -v '^=== \|^--- '
 
 .PHONY: servers

@@ -57,7 +57,7 @@ func Open(rawURL string, keys Keys, opts Options) (*Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("parse redis sentinel url: %w", err)
 		}
-		opts.apply(&o.PoolSize, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
+		opts.apply(&o.ContextTimeoutEnabled, &o.Protocol, &o.PoolSize, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
 		rdb = redis.NewFailoverClient(o)
 	case q.Get("cluster") == "true" || len(q["addr"]) > 0:
 		q.Del("cluster")
@@ -66,21 +66,26 @@ func Open(rawURL string, keys Keys, opts Options) (*Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("parse redis cluster url: %w", err)
 		}
-		opts.apply(&o.PoolSize, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
+		opts.apply(&o.ContextTimeoutEnabled, &o.Protocol, &o.PoolSize, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
 		rdb, cluster = redis.NewClusterClient(o), true
 	default:
 		o, err := redis.ParseURL(rawURL)
 		if err != nil {
 			return nil, fmt.Errorf("parse redis url: %w", err)
 		}
-		opts.apply(&o.PoolSize, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
+		opts.apply(&o.ContextTimeoutEnabled, &o.Protocol, &o.PoolSize, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
 		rdb = redis.NewClient(o)
 	}
 	return &Store{rdb: rdb, keys: keys, cluster: cluster}, nil
 }
 
-// apply overrides the URL's settings with the options that are set.
-func (o Options) apply(poolSize *int, dial, read, write *time.Duration) {
+// apply overrides the URL's settings with the options that are set, and makes the client honour
+// the deadlines of its callers' contexts: go-redis ignores them by default, and a hung server
+// would then hold every read for the full read timeout. It also speaks RESP2: RESP3's push
+// messages serve nothing here, and go-redis checks for them before every command.
+func (o Options) apply(contextTimeouts *bool, protocol, poolSize *int, dial, read, write *time.Duration) {
+	*contextTimeouts = true
+	*protocol = 2
 	if o.PoolSize > 0 {
 		*poolSize = o.PoolSize
 	}

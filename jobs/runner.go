@@ -168,3 +168,6 @@ func (r *Runner) item(job Job, row query.Row, computed time.Time) (cache.Item, e
 	}
 	return cache.Item{Job: job.Name, Key: row.Key, Version: row.Version, Entry: entry, TTL: ttl}, nil
 }
+
+// SetClock replaces the runner's clock, for tests that run jobs at a chosen time.
+func (r *Runner) SetClock(now func() time.Time) { r.now = now }

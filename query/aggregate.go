@@ -88,7 +88,8 @@ func (db *DB) Stream(ctx context.Context, agg Aggregate, p Params, fn func(Row) 
 }
 
 // Lookup computes the row of one key (ignored for a single-value aggregate). It returns
-// ErrInvalidKey for a malformed key and ErrNotFound when the key has no row.
+// ErrInvalidKey for a malformed key, and ErrNotFound when the key has no row, with the returned
+// row's Version still telling which snapshot found nothing.
 func (db *DB) Lookup(ctx context.Context, agg Aggregate, p Params, key string) (Row, error) {
 	args := agg.args(p)
 	if agg.Keyed {
@@ -100,6 +101,7 @@ func (db *DB) Lookup(ctx context.Context, agg Aggregate, p Params, key string) (
 	}
 	var row Row
 	err := db.snapshot(ctx, func(tx pgx.Tx, version int64) error {
+		row.Version = version
 		rows, err := tx.Query(ctx, agg.lookupSQL, args...)
 		if err != nil {
 			return translate(err)
@@ -111,10 +113,12 @@ func (db *DB) Lookup(ctx context.Context, agg Aggregate, p Params, key string) (
 			}
 			return ErrNotFound
 		}
-		if row, err = agg.scan(rows); err != nil {
+		found, err := agg.scan(rows)
+		if err != nil {
 			return fmt.Errorf("scan row: %w", err)
 		}
-		row.Version = version
+		found.Version = version
+		row = found
 		return nil
 	})
 	return row, err

@@ -1,7 +1,9 @@
 package testenv
 
 import (
+	"context"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,6 +45,23 @@ func (p *Proxy) Up() {
 	p.t.Helper()
 	if err := p.proxy.Start(); err != nil {
 		p.t.Fatalf("testenv: restart proxy: %v", err)
+	}
+}
+
+// Hang lets connections open but stops every byte from the server, as a hung server would.
+func (p *Proxy) Hang() {
+	p.t.Helper()
+	toxic := `{"name": "hang", "type": "timeout", "stream": "downstream", "attributes": {"timeout": 0}}`
+	if _, err := p.proxy.Toxics.AddToxicJson(strings.NewReader(toxic)); err != nil {
+		p.t.Fatalf("testenv: hang proxy: %v", err)
+	}
+}
+
+// Unhang lets bytes flow again. Connections that hung stay broken; new ones work.
+func (p *Proxy) Unhang() {
+	p.t.Helper()
+	if err := p.proxy.Toxics.RemoveToxic(context.Background(), "hang"); err != nil {
+		p.t.Fatalf("testenv: unhang proxy: %v", err)
 	}
 }
 

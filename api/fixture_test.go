@@ -1,0 +1,185 @@
+package api
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/warmcache/warmcache/cache"
+	"github.com/warmcache/warmcache/internal/testenv"
+	"github.com/warmcache/warmcache/jobs"
+	"github.com/warmcache/warmcache/query"
+)
+
+// fixture is an api on a test database and Redis namespace of its own, with a clock the test
+// moves. With proxies set, the api reaches PostgreSQL and Redis through toxiproxy, so a test can
+// cut them off; the test's own connections go direct.
+type fixture struct {
+	t       testing.TB
+	srv     *Server
+	http    *httptest.Server
+	db      *query.DB    // direct, for the test
+	store   *cache.Store // direct, for the test
+	jobs    []jobs.Job
+	pgProxy *testenv.Proxy
+	rdProxy *testenv.Proxy
+	dbURL   string
+	ns      string
+
+	mu  sync.Mutex
+	now time.Time
+}
+
+type fixtureOptions struct {
+	proxies bool
+	dbURL   string // share a database (two api replicas); a new one by default
+	ns      string // share a namespace; a new one by default
+}
+
+var testStart = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+
+func newFixture(t testing.TB, opts fixtureOptions) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	f := &fixture{t: t, dbURL: opts.dbURL, ns: opts.ns, now: testStart}
+	if f.dbURL == "" {
+		f.dbURL = testenv.NewDatabase(t)
+	}
+	if f.ns == "" {
+		f.ns = testenv.Namespace(t)
+	}
+	redisURL := testenv.Get(t).RedisURL
+	apiDB, apiRedis := f.dbURL, redisURL
+	if opts.proxies {
+		f.pgProxy = testenv.NewProxy(t, testenv.HostPort(t, f.dbURL))
+		f.rdProxy = testenv.NewProxy(t, testenv.HostPort(t, redisURL))
+		apiDB, apiRedis = f.pgProxy.Through(f.dbURL), f.rdProxy.Through(redisURL)
+	}
+	keys, err := cache.NewKeys(f.ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func(dbURL, redisURL string, timeout time.Duration) (*query.DB, *cache.Store) {
+		db, err := query.Open(ctx, dbURL, query.Options{MaxConns: 20, ConnectTimeout: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(db.Close)
+		store, err := cache.Open(redisURL, keys, cache.Options{DialTimeout: 500 * time.Millisecond,
+			ReadTimeout: timeout, WriteTimeout: timeout})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { store.Close() })
+		return db, store
+	}
+	f.db, f.store = open(f.dbURL, redisURL, 0)
+	apiDBConn, apiStore := open(apiDB, apiRedis, 200*time.Millisecond)
+	f.jobs, err = jobs.Load("", jobs.Defaults{TTL: 10 * time.Minute, Grace: time.Hour, Timeout: time.Minute,
+		Location: time.UTC}, testStart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.srv = New(Config{CacheHeader: "X-Cache", QueryTimeout: 5 * time.Second,
+		MaxQueries: 8, LeaseWait: 2 * time.Second, NegativeTTL: 30 * time.Second, Location: time.UTC},
+		apiStore, apiDBConn, f.jobs, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	f.srv.now = f.clock
+	f.http = httptest.NewServer(f.srv.Handler())
+	t.Cleanup(f.http.Close)
+	return f
+}
+
+func (f *fixture) clock() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.now
+}
+
+func (f *fixture) advance(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.now = f.now.Add(d)
+}
+
+// warm runs the built-in jobs once, as the warmer would, at the fixture's time.
+func (f *fixture) warm() {
+	f.t.Helper()
+	r := jobs.NewRunner(f.db, f.store, jobs.NewMetrics(prometheus.NewRegistry()), slog.New(slog.DiscardHandler))
+	r.SetClock(f.clock)
+	if err := jobs.Once(context.Background(), f.jobs, r, f.db, f.ns, func(jobs.Job) jobs.Progress { return nil }); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   string
+}
+
+func (f *fixture) do(method, path string, header http.Header) response {
+	f.t.Helper()
+	return f.fetch(f.t, method, path, header)
+}
+
+// fetch makes a request, failing t (a fuzz target's own) on a transport error.
+func (f *fixture) fetch(t testing.TB, method, path string, header http.Header) response {
+	t.Helper()
+	req, err := http.NewRequest(method, f.http.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	res, err := f.http.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return response{status: res.StatusCode, header: res.Header, body: string(body)}
+}
+
+func (f *fixture) get(path string) response {
+	f.t.Helper()
+	return f.do(http.MethodGet, path, nil)
+}
+
+// queries is how many values this api computed from PostgreSQL.
+func (f *fixture) queries() int {
+	total := 0.0
+	for _, job := range f.jobs {
+		for _, reason := range []string{"miss", "refresh", "bypass"} {
+			total += testutil.ToFloat64(f.srv.metrics.fallbacks.WithLabelValues(job.Name, reason))
+		}
+	}
+	return int(total)
+}
+
+func (f *fixture) entry(job, key string) cache.Entry {
+	f.t.Helper()
+	raw, err := f.store.Get(context.Background(), job, key)
+	if err != nil {
+		f.t.Fatalf("get %s %s: %v", job, key, err)
+	}
+	e, err := cache.DecodeEntry(raw)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return e
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

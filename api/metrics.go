@@ -1,0 +1,110 @@
+package api
+
+import (
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// The values of the hit header, and of the result label of warmcache_cache_requests_total.
+const (
+	hit    = "HIT"    // served from Redis, fresh
+	miss   = "MISS"   // computed from PostgreSQL now (the key was missing or due for refresh)
+	stale  = "STALE"  // served from Redis past freshness, PostgreSQL being down
+	bypass = "BYPASS" // computed from PostgreSQL, Redis being down
+)
+
+type metrics struct {
+	mu        sync.RWMutex
+	observers map[durationKey]prometheus.Observer // resolved once each
+
+	requests  *prometheus.CounterVec
+	fallbacks *prometheus.CounterVec
+	age       *prometheus.HistogramVec
+	duration  *prometheus.HistogramVec
+	breaker   *prometheus.GaugeVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		observers: map[durationKey]prometheus.Observer{},
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "warmcache_cache_requests_total",
+			Help: "Cached reads by route and result: HIT, MISS, STALE or BYPASS.",
+		}, []string{"route", "result"}),
+		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "warmcache_fallback_queries_total",
+			Help: "Values computed from PostgreSQL by the api, by job and reason (miss, refresh, bypass).",
+		}, []string{"job", "reason"}),
+		age: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "warmcache_served_age_seconds",
+			Help:    "Age of the values served (since they were computed).",
+			Buckets: []float64{1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600},
+		}, []string{"route"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "warmcache_http_request_duration_seconds",
+			Help:    "HTTP request latency by route, method and status.",
+			Buckets: []float64{.0002, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"route", "method", "code"}),
+		breaker: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "warmcache_circuit_breaker_open",
+			Help: "1 while the circuit breaker in front of a dependency (redis, postgresql) is open.",
+		}, []string{"dependency"}),
+	}
+	reg.MustRegister(m.requests, m.fallbacks, m.age, m.duration, m.breaker)
+	return m
+}
+
+// observe is the middleware that times every request.
+func (m *metrics) observe(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		started := time.Now()
+		err := next(c)
+		status := c.Response().Status
+		if err != nil {
+			// The error handler has not written yet: it will, with this status.
+			status = statusOf(err)
+		}
+		m.durationOf(c.Path(), c.Request().Method, status).Observe(time.Since(started).Seconds())
+		return err
+	}
+}
+
+type durationKey struct {
+	route, method string
+	status        int
+}
+
+// durationOf returns the latency observer of a route, method and status, resolving the labels
+// the first time only.
+func (m *metrics) durationOf(route, method string, status int) prometheus.Observer {
+	key := durationKey{route, method, status}
+	m.mu.RLock()
+	o, ok := m.observers[key]
+	m.mu.RUnlock()
+	if ok {
+		return o
+	}
+	o = m.duration.WithLabelValues(route, method, strconv.Itoa(status))
+	m.mu.Lock()
+	m.observers[key] = o
+	m.mu.Unlock()
+	return o
+}
+
+// routeMetrics are one route's cache counters, resolved once rather than per request.
+type routeMetrics struct {
+	results map[string]prometheus.Counter
+	age     prometheus.Observer
+}
+
+func (m *metrics) forRoute(route string) routeMetrics {
+	rm := routeMetrics{results: map[string]prometheus.Counter{}, age: m.age.WithLabelValues(route)}
+	for _, r := range []string{hit, miss, stale, bypass} {
+		rm.results[r] = m.requests.WithLabelValues(route, r)
+	}
+	return rm
+}

@@ -1,0 +1,162 @@
+// Package api is warmcache's HTTP API on echo v4. It serves the cached aggregates from Redis with
+// HTTP caching headers and conditional requests, computes a value missing from Redis from
+// PostgreSQL (read-through) while protecting PostgreSQL from stampedes, degrades to PostgreSQL
+// when Redis is down and to stale values when PostgreSQL is, and owns every status code.
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/textproto"
+	"os"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sony/gobreaker/v2"
+	"golang.org/x/sync/semaphore"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/warmcache/warmcache/cache"
+	"github.com/warmcache/warmcache/jobs"
+	"github.com/warmcache/warmcache/query"
+)
+
+// Config tunes the API.
+type Config struct {
+	// CacheHeader names the header that says HIT, MISS, STALE or BYPASS.
+	CacheHeader string
+	// QueryTimeout bounds computing one value from PostgreSQL.
+	QueryTimeout time.Duration
+	// MaxQueries bounds the values computed from PostgreSQL at once.
+	MaxQueries int64
+	// LeaseWait is how long a replica waits for the value another replica is computing.
+	LeaseWait time.Duration
+	// NegativeTTL is how long an unknown key is remembered as unknown.
+	NegativeTTL time.Duration
+	// Location is the time zone of the aggregates' reference date.
+	Location *time.Location
+}
+
+// Server is the API. Its dependencies are injected, so tests run it on real servers.
+type Server struct {
+	cfg     Config
+	store   *cache.Store
+	db      *query.DB
+	jobs    []jobs.Job
+	byName  map[string]jobs.Job
+	metrics *metrics
+	reg     *prometheus.Registry
+	logger  *slog.Logger
+	now     func() time.Time
+	owner   string // names this process in read-through leases
+
+	cacheHeader string // Config.CacheHeader, canonicalized once
+	dates       httpDates
+
+	redis   *gobreaker.CircuitBreaker[[]byte]
+	pg      *gobreaker.CircuitBreaker[query.Row]
+	queries *semaphore.Weighted
+	flight  singleflight.Group
+}
+
+// New returns the API over store and db for the jobs. Its metrics, and Go's, are registered on
+// reg, which /metrics serves. The store's read and write timeouts bound each Redis read: past
+// them, a read is answered from PostgreSQL. Keep them short (100 ms).
+func New(cfg Config, store *cache.Store, db *query.DB, list []jobs.Job, reg *prometheus.Registry, logger *slog.Logger) *Server {
+	host, _ := os.Hostname()
+	s := &Server{
+		cfg:     cfg,
+		store:   store,
+		db:      db,
+		jobs:    list,
+		byName:  map[string]jobs.Job{},
+		metrics: newMetrics(reg),
+		reg:     reg,
+		logger:  logger,
+		now:     time.Now,
+		owner:   fmt.Sprintf("%s/%d/%x", host, os.Getpid(), rand.Uint64()),
+		queries: semaphore.NewWeighted(cfg.MaxQueries),
+
+		cacheHeader: textproto.CanonicalMIMEHeaderKey(cfg.CacheHeader),
+	}
+	for _, j := range list {
+		s.byName[j.Name] = j
+	}
+	s.redis = gobreaker.NewCircuitBreaker[[]byte](s.breakerSettings("redis", cache.ErrUnavailable, cache.ErrMiss))
+	s.pg = gobreaker.NewCircuitBreaker[query.Row](s.breakerSettings("postgresql", query.ErrUnavailable,
+		query.ErrNotFound, query.ErrInvalidKey))
+	return s
+}
+
+// breakerSettings opens a dependency's breaker after five failures in a row (or, over ten
+// seconds, mostly failures among at least twenty), fails fast for two seconds, then lets a few
+// requests probe it. Errors in ok are answers, not failures; a cancelled request says nothing
+// about the dependency.
+func (s *Server) breakerSettings(name string, unavailable error, ok ...error) gobreaker.Settings {
+	return gobreaker.Settings{
+		Name:        name,
+		MaxRequests: 3,
+		Interval:    10 * time.Second,
+		Timeout:     2 * time.Second,
+		ReadyToTrip: func(c gobreaker.Counts) bool {
+			return c.ConsecutiveFailures >= 5 || c.Requests >= 20 && c.TotalFailures*2 > c.Requests
+		},
+		IsSuccessful: func(err error) bool {
+			if err == nil {
+				return true
+			}
+			for _, e := range ok {
+				if errors.Is(err, e) {
+					return true
+				}
+			}
+			return !errors.Is(err, unavailable) && !errors.Is(err, context.DeadlineExceeded)
+		},
+		IsExcluded: func(err error) bool { return errors.Is(err, context.Canceled) },
+		OnStateChange: func(name string, from, to gobreaker.State) {
+			s.logger.Warn("circuit_breaker", "dependency", name, "from", from.String(), "to", to.String())
+			open := 0.0
+			if to == gobreaker.StateOpen {
+				open = 1
+			}
+			s.metrics.breaker.WithLabelValues(name).Set(open)
+		},
+	}
+}
+
+// Handler returns the API's routes.
+func (s *Server) Handler() http.Handler {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = errorHandler(s.logger)
+	e.Use(middleware.Recover(), s.metrics.observe)
+
+	getHead := []string{http.MethodGet, http.MethodHead}
+	cached := func(path string, h func(echo.Context, routeMetrics) error) {
+		rm := s.metrics.forRoute(path)
+		e.Match(getHead, path, func(c echo.Context) error { return h(c, rm) })
+	}
+	cached("/v1/orders/count", s.ordersCount)
+	cached("/count", s.ordersCount)
+	cached("/v1/customers/:id/credit", s.customerCredit)
+	cached("/v1/credit", s.creditOverview)
+	cached("/cachedResults", s.creditOverview)
+	cached("/v1/results/:job", s.result)
+	cached("/v1/results/:job/:key", s.result)
+
+	e.Match(getHead, "/", s.root)
+	e.Match(getHead, "/v1/jobs", s.listJobs)
+	e.Match(getHead, "/healthz", s.healthz)
+	e.Match(getHead, "/readyz", s.readyz)
+	e.Match(getHead, "/openapi.json", s.openAPI)
+	e.Match(getHead, "/docs", s.docs)
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg})))
+	return e
+}

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+
+	"github.com/warmcache/warmcache/internal/conf"
+)
+
+// Config is the api's configuration, read from the environment.
+type Config struct {
+	conf.Cache
+	ListenAddr      string        `env:"LISTEN_ADDR" envDefault:":8000"`
+	CacheHeader     string        `env:"CACHE_HEADER" envDefault:"X-Cache"`
+	RedisTimeout    time.Duration `env:"REDIS_TIMEOUT" envDefault:"100ms"`
+	QueryTimeout    time.Duration `env:"QUERY_TIMEOUT" envDefault:"5s"`
+	MaxQueries      int           `env:"MAX_QUERIES" envDefault:"16"`
+	NegativeTTL     time.Duration `env:"CACHE_NEGATIVE_TTL" envDefault:"30s"`
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s"`
+	conf.Logging
+}
+
+func (c Config) validate() error {
+	if err := c.Cache.Validate(); err != nil {
+		return err
+	}
+	switch {
+	case !httpguts.ValidHeaderFieldName(c.CacheHeader):
+		return conf.Errorf("CACHE_HEADER", "%q is not a header name", c.CacheHeader)
+	case c.RedisTimeout <= 0:
+		return conf.Errorf("REDIS_TIMEOUT", "%s is not positive", c.RedisTimeout)
+	case c.QueryTimeout <= 0:
+		return conf.Errorf("QUERY_TIMEOUT", "%s is not positive", c.QueryTimeout)
+	case c.MaxQueries < 1 || c.MaxQueries > 1000:
+		return conf.Errorf("MAX_QUERIES", "%d is not between 1 and 1000", c.MaxQueries)
+	case c.NegativeTTL < time.Second:
+		return conf.Errorf("CACHE_NEGATIVE_TTL", "%s is shorter than a second", c.NegativeTTL)
+	case c.ShutdownTimeout <= 0:
+		return conf.Errorf("SHUTDOWN_TIMEOUT", "%s is not positive", c.ShutdownTimeout)
+	}
+	return nil
+}
+
+// log writes the effective configuration, secrets masked.
+func (c Config) log(logger *slog.Logger) {
+	logger.Info("config",
+		"database_url", conf.MaskURL(c.DatabaseURL), "redis_url", conf.MaskURL(c.RedisURL),
+		"namespace", c.Namespace, "ttl", c.TTL.String(), "grace", c.Grace.String(), "timezone", c.TimeZone,
+		"jobs_file", c.JobsFile, "listen_addr", c.ListenAddr, "cache_header", c.CacheHeader,
+		"redis_timeout", c.RedisTimeout.String(), "query_timeout", c.QueryTimeout.String(),
+		"max_queries", c.MaxQueries, "negative_ttl", c.NegativeTTL.String(),
+		"shutdown_timeout", c.ShutdownTimeout.String(), "log_level", c.Level, "log_format", c.Format)
+}
+
+func setting(name string, err error) error {
+	return &conf.Error{Setting: name, Err: fmt.Errorf("%w", err)}
+}

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/warmcache/warmcache/api"
+	"github.com/warmcache/warmcache/cache"
+	"github.com/warmcache/warmcache/jobs"
+	"github.com/warmcache/warmcache/query"
+)
+
+// run serves the API until ctx ends, then stops accepting, lets the requests in flight finish
+// (within SHUTDOWN_TIMEOUT) and returns nil. started, if not nil, is told the address it listens
+// on, which tests use with LISTEN_ADDR=127.0.0.1:0.
+func run(ctx context.Context, cfg Config, logger *slog.Logger, started func(addr string)) error {
+	cfg.log(logger)
+	db, err := query.Open(ctx, cfg.DatabaseURL, query.Options{MaxConns: int32(cfg.MaxQueries) + 4,
+		ConnectTimeout: 2 * time.Second})
+	if err != nil {
+		return setting("DATABASE_URL", err)
+	}
+	defer db.Close()
+	keys, err := cache.NewKeys(cfg.Namespace)
+	if err != nil {
+		return setting("CACHE_NAMESPACE", err)
+	}
+	store, err := cache.Open(cfg.RedisURL, keys, cache.Options{PoolSize: 64, DialTimeout: time.Second,
+		ReadTimeout: cfg.RedisTimeout, WriteTimeout: cfg.RedisTimeout})
+	if err != nil {
+		return setting("REDIS_URL", err)
+	}
+	defer store.Close()
+	list, err := jobs.Load(cfg.JobsFile, jobs.Defaults{TTL: cfg.TTL, Grace: cfg.Grace, Timeout: 10 * time.Minute,
+		Location: cfg.Location()}, time.Now())
+	if err != nil {
+		return setting("JOBS_FILE", err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	server := api.New(api.Config{
+		CacheHeader:  cfg.CacheHeader,
+		QueryTimeout: cfg.QueryTimeout,
+		MaxQueries:   int64(cfg.MaxQueries),
+		LeaseWait:    2 * time.Second,
+		NegativeTTL:  cfg.NegativeTTL,
+		Location:     cfg.Location(),
+	}, store, db, list, reg, logger)
+
+	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return setting("LISTEN_ADDR", err)
+	}
+	srv := &http.Server{
+		Handler:           server.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	logger.Info("api_started", "addr", ln.Addr().String())
+	if started != nil {
+		started(ln.Addr().String())
+	}
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("api_stopping")
+	stopCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(stopCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	logger.Info("api_stopped")
+	return nil
+}
