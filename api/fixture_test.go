@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -41,6 +42,7 @@ type fixture struct {
 
 type fixtureOptions struct {
 	proxies bool
+	token   string // API_TOKEN; empty refuses writes
 	dbURL   string // share a database (two api replicas); a new one by default
 	ns      string // share a namespace; a new one by default
 }
@@ -90,7 +92,8 @@ func newFixture(t testing.TB, opts fixtureOptions) *fixture {
 		t.Fatal(err)
 	}
 	f.srv = New(Config{CacheHeader: "X-Cache", QueryTimeout: 5 * time.Second,
-		MaxQueries: 8, LeaseWait: 2 * time.Second, NegativeTTL: 30 * time.Second, Location: time.UTC},
+		MaxQueries: 8, LeaseWait: 2 * time.Second, NegativeTTL: 30 * time.Second, Location: time.UTC,
+		APIToken: opts.token},
 		apiStore, apiDBConn, f.jobs, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 	f.srv.now = f.clock
 	f.http = httptest.NewServer(f.srv.Handler())
@@ -128,13 +131,23 @@ type response struct {
 
 func (f *fixture) do(method, path string, header http.Header) response {
 	f.t.Helper()
-	return f.fetch(f.t, method, path, header)
+	return f.fetch(f.t, method, path, header, "")
+}
+
+// post sends body with the bearer token, if any.
+func (f *fixture) post(path, token, body string) response {
+	f.t.Helper()
+	header := http.Header{"Content-Type": {"application/json"}}
+	if token != "" {
+		header.Set("Authorization", "Bearer "+token)
+	}
+	return f.fetch(f.t, http.MethodPost, path, header, body)
 }
 
 // fetch makes a request, failing t (a fuzz target's own) on a transport error.
-func (f *fixture) fetch(t testing.TB, method, path string, header http.Header) response {
+func (f *fixture) fetch(t testing.TB, method, path string, header http.Header, body string) response {
 	t.Helper()
-	req, err := http.NewRequest(method, f.http.URL+path, nil)
+	req, err := http.NewRequest(method, f.http.URL+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,11 +159,11 @@ func (f *fixture) fetch(t testing.TB, method, path string, header http.Header) r
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
-	body, err := io.ReadAll(res.Body)
+	answer, err := io.ReadAll(res.Body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return response{status: res.StatusCode, header: res.Header, body: string(body)}
+	return response{status: res.StatusCode, header: res.Header, body: string(answer)}
 }
 
 func (f *fixture) get(path string) response {

@@ -108,7 +108,7 @@ func FuzzRequest(f *testing.F) {
 		if _, err := url.ParseRequestURI(path); err != nil {
 			return
 		}
-		res := fx.fetch(t, http.MethodGet, path, nil)
+		res := fx.fetch(t, http.MethodGet, path, nil, "")
 		if res.status >= 500 {
 			t.Fatalf("GET %s: %d %s", path, res.status, res.body)
 		}

@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -161,6 +160,11 @@ func (s *Server) readThrough(ctx context.Context, job jobs.Job, key, reason stri
 		// request's client going away.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.QueryTimeout)
 		defer cancel()
+		// The request looked in Redis before it got here: a computation that ended in between
+		// has stored the value since.
+		if e, ok := s.fresh(ctx, job, key); ok {
+			return e, nil
+		}
 		leased, err := s.store.Lease(ctx, job.Name, key, s.owner, s.cfg.QueryTimeout)
 		if err == nil && !leased {
 			if e, ok := s.awaitOther(ctx, job, key); ok {
@@ -169,13 +173,20 @@ func (s *Server) readThrough(ctx context.Context, job jobs.Job, key, reason stri
 		}
 		if leased {
 			defer s.store.Release(context.WithoutCancel(ctx), job.Name, key, s.owner) //nolint:errcheck // the lease lapses anyway
+			// Another replica may have stored it between our look and our lease.
+			if e, ok := s.fresh(ctx, job, key); ok {
+				return e, nil
+			}
 		}
 		e, err := s.compute(ctx, job, key, reason)
 		if err != nil {
 			return nil, err
 		}
-		item := cache.Item{Job: job.Name, Key: key, Version: e.Version, Entry: mustEncode(e), TTL: s.redisTTL(job, e)}
-		if _, err := s.store.Put(ctx, []cache.Item{item}); err != nil {
+		item, err := job.Item(key, e)
+		if err == nil {
+			_, err = s.store.Put(ctx, []cache.Item{item})
+		}
+		if err != nil {
 			s.logger.Warn("cache_store_failed", "job", job.Name, "key", key, "error", err)
 		}
 		return e, nil
@@ -195,18 +206,21 @@ func (s *Server) awaitOther(ctx context.Context, job jobs.Job, key string) (cach
 			return cache.Entry{}, false
 		case <-time.After(10 * time.Millisecond):
 		}
-		raw, err := s.store.Get(ctx, job.Name, key)
-		if err != nil {
-			if errors.Is(err, cache.ErrMiss) {
-				continue
-			}
-			return cache.Entry{}, false
-		}
-		if e, err := cache.DecodeEntry(raw); err == nil && s.now().Before(e.FreshUntil) {
+		if e, ok := s.fresh(ctx, job, key); ok {
 			return e, true
 		}
 	}
 	return cache.Entry{}, false
+}
+
+// fresh returns job's value at key from Redis if it is there and fresh.
+func (s *Server) fresh(ctx context.Context, job jobs.Job, key string) (cache.Entry, bool) {
+	raw, err := s.store.Get(ctx, job.Name, key)
+	if err != nil {
+		return cache.Entry{}, false
+	}
+	e, err := cache.DecodeEntry(raw)
+	return e, err == nil && s.now().Before(e.FreshUntil)
 }
 
 // compute computes job's value at key from PostgreSQL, within the limit of queries at once, as
@@ -216,39 +230,20 @@ func (s *Server) compute(ctx context.Context, job jobs.Job, key, reason string) 
 		return cache.Entry{}, errUnavailable
 	}
 	defer s.queries.Release(1)
-	now := s.now()
-	params := query.Params{Today: query.DateOf(now.In(s.cfg.Location))}
-	row, err := s.pg.Execute(func() (query.Row, error) {
+	e, err := s.pg.Execute(func() (cache.Entry, error) {
 		ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
 		defer cancel()
-		return s.db.Lookup(ctx, job.Aggregate, params, key)
+		return jobs.Compute(ctx, s.db, job, key, s.now(), s.cfg.NegativeTTL)
 	})
 	s.metrics.fallbacks.WithLabelValues(job.Name, reason).Inc()
 	switch {
-	case errors.Is(err, query.ErrNotFound):
-		body, _ := json.Marshal(map[string]string{"error": notFoundMessage(job, key)})
-		return cache.NewEntry(body, row.Version, now, now.Add(s.cfg.NegativeTTL), true), nil
 	case errors.Is(err, query.ErrInvalidKey):
 		return cache.Entry{}, badKey(job, key)
 	case err != nil:
 		s.logger.Warn("fallback_failed", "job", job.Name, "key", key, "error", err)
 		return cache.Entry{}, errUnavailable
 	}
-	body, err := json.Marshal(row.Value)
-	if err != nil {
-		return cache.Entry{}, err
-	}
-	fresh, _ := job.Lifetime.Times(now, key)
-	return cache.NewEntry(body, row.Version, now, fresh, false), nil
-}
-
-// redisTTL keeps a value for its freshness and the job's grace; a negative entry only twice its
-// freshness.
-func (s *Server) redisTTL(job jobs.Job, e cache.Entry) time.Duration {
-	if e.NotFound {
-		return 2 * s.cfg.NegativeTTL
-	}
-	return e.FreshUntil.Sub(e.ComputedAt) + job.Lifetime.Grace
+	return e, nil
 }
 
 func badKey(job jobs.Job, key string) error {
@@ -256,25 +251,4 @@ func badKey(job jobs.Job, key string) error {
 		return badRequest("%q is not a customer id (a positive integer)", key)
 	}
 	return badRequest("%q is not a key of job %s (%s)", key, job.Name, job.KeyTemplate)
-}
-
-func notFoundMessage(job jobs.Job, key string) string {
-	switch job.Name {
-	case "orders_by_customer", "credit_by_customer":
-		return "customer " + key + " not found"
-	case "orders_total", "credit_overview":
-		return job.Name + " has no value"
-	}
-	if key == "" {
-		return "job " + job.Name + " has no value"
-	}
-	return "job " + job.Name + " has no value for key " + key
-}
-
-func mustEncode(e cache.Entry) []byte {
-	b, err := e.MarshalBinary()
-	if err != nil {
-		panic(err) // entries made by cache.NewEntry always encode
-	}
-	return b
 }

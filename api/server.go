@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -42,6 +43,8 @@ type Config struct {
 	NegativeTTL time.Duration
 	// Location is the time zone of the aggregates' reference date.
 	Location *time.Location
+	// APIToken is the bearer token of writes and admin actions; empty refuses them all.
+	APIToken string
 }
 
 // Server is the API. Its dependencies are injected, so tests run it on real servers.
@@ -61,7 +64,7 @@ type Server struct {
 	dates       httpDates
 
 	redis   *gobreaker.CircuitBreaker[[]byte]
-	pg      *gobreaker.CircuitBreaker[query.Row]
+	pg      *gobreaker.CircuitBreaker[cache.Entry]
 	queries *semaphore.Weighted
 	flight  singleflight.Group
 }
@@ -90,8 +93,8 @@ func New(cfg Config, store *cache.Store, db *query.DB, list []jobs.Job, reg *pro
 		s.byName[j.Name] = j
 	}
 	s.redis = gobreaker.NewCircuitBreaker[[]byte](s.breakerSettings("redis", cache.ErrUnavailable, cache.ErrMiss))
-	s.pg = gobreaker.NewCircuitBreaker[query.Row](s.breakerSettings("postgresql", query.ErrUnavailable,
-		query.ErrNotFound, query.ErrInvalidKey))
+	s.pg = gobreaker.NewCircuitBreaker[cache.Entry](s.breakerSettings("postgresql", query.ErrUnavailable,
+		query.ErrInvalidKey))
 	return s
 }
 
@@ -158,5 +161,11 @@ func (s *Server) Handler() http.Handler {
 	e.Match(getHead, "/openapi.json", s.openAPI)
 	e.Match(getHead, "/docs", s.docs)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg})))
+
+	// Per route, not in a group: echo's groups catch every path to run their middleware.
+	write := []echo.MiddlewareFunc{middleware.BodyLimit(strconv.Itoa(maxBody/1024) + "K"), s.requireToken}
+	e.POST("/v1/orders", s.createOrder, write...)
+	e.POST("/add/", s.addOrder, write...)
+	e.POST("/v1/jobs/:job/run", s.runJob, write...)
 	return e
 }

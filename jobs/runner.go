@@ -2,7 +2,6 @@ package jobs
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -157,16 +156,11 @@ func recovered(f func() error) func() error {
 
 // item encodes one row as the entry the API will serve.
 func (r *Runner) item(job Job, row query.Row, computed time.Time) (cache.Item, error) {
-	body, err := json.Marshal(row.Value)
-	if err != nil {
-		return cache.Item{}, fmt.Errorf("encode %s %q: %w", job.Name, row.Key, err)
-	}
-	fresh, ttl := job.Lifetime.Times(computed, row.Key)
-	entry, err := cache.NewEntry(body, row.Version, computed, fresh, false).MarshalBinary()
+	e, err := job.entry(row, computed)
 	if err != nil {
 		return cache.Item{}, err
 	}
-	return cache.Item{Job: job.Name, Key: row.Key, Version: row.Version, Entry: entry, TTL: ttl}, nil
+	return job.Item(row.Key, e)
 }
 
 // SetClock replaces the runner's clock, for tests that run jobs at a chosen time.

@@ -156,6 +156,9 @@ func TestPostgresDownMidRun(t *testing.T) {
 	}
 	before := h.entry(t, "orders_total", "")
 
+	// Slowed down, the stream is still running when the first batch lands: the cut comes
+	// half-way through the rows.
+	proxy.Slow(200)
 	var cut atomic.Bool
 	failed, err := h.runner.Run(ctx, job, func(written int64) {
 		if cut.CompareAndSwap(false, true) {
@@ -191,6 +194,7 @@ func TestPostgresDownMidRun(t *testing.T) {
 		t.Errorf("failures counted: %v, want 1", n)
 	}
 
+	proxy.Fast()
 	proxy.Up()
 	again, err := h.runner.Run(ctx, job, nil)
 	if err != nil || again.Keys != first.Keys {

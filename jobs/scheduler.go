@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -31,8 +33,9 @@ type Scheduler struct {
 	now       func() time.Time
 	backoff   time.Duration
 
-	ctx    context.Context // the runs' context, cancelled when Stop runs out of time
-	cancel context.CancelFunc
+	ctx       context.Context // the runs' context, cancelled when Stop runs out of time
+	cancel    context.CancelFunc
+	requested sync.WaitGroup // runs started by RunNow
 }
 
 // NewScheduler returns a Scheduler for the enabled jobs. db is the primary database, where
@@ -81,10 +84,37 @@ func (s *startNow) Next(t time.Time) time.Time {
 // Start starts running the jobs on their schedules.
 func (s *Scheduler) Start() { s.cron.Start() }
 
+// RunNow runs the job named now, outside its schedule (POST /v1/jobs/{job}/run), under the
+// job's advisory lock: after a run in flight on any replica, not beside it. It reports whether a
+// job of that name exists. Stop waits for the run like for scheduled ones.
+func (s *Scheduler) RunNow(name string) bool {
+	i := slices.IndexFunc(s.jobs, func(j Job) bool { return j.Name == name })
+	if i < 0 {
+		return false
+	}
+	job := s.jobs[i]
+	s.requested.Go(func() {
+		unlock, _, err := s.db.Lock(s.ctx, s.namespace, job.Name, true)
+		if err != nil {
+			s.logger.Warn("requested_run_failed", "job", job.Name, "error", err)
+			return
+		}
+		defer unlock()
+		s.runWithRetry(job, job.Schedule.Next(s.now()))
+	})
+	return true
+}
+
 // Stop stops scheduling and waits for the runs in flight to finish. When ctx ends first, it
 // cancels them and waits for them to return.
 func (s *Scheduler) Stop(ctx context.Context) {
-	done := s.cron.Stop().Done()
+	cronDone := s.cron.Stop().Done()
+	done := make(chan struct{})
+	go func() {
+		<-cronDone
+		s.requested.Wait()
+		close(done)
+	}()
 	select {
 	case <-done:
 	case <-ctx.Done():

@@ -18,8 +18,9 @@ type Config struct {
 	RedisTimeout    time.Duration `env:"REDIS_TIMEOUT" envDefault:"100ms"`
 	QueryTimeout    time.Duration `env:"QUERY_TIMEOUT" envDefault:"5s"`
 	MaxQueries      int           `env:"MAX_QUERIES" envDefault:"16"`
-	NegativeTTL     time.Duration `env:"CACHE_NEGATIVE_TTL" envDefault:"30s"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s"`
+	// APIToken is the bearer token of writes and admin actions; without it they are refused.
+	APIToken string `env:"API_TOKEN"`
 	conf.Logging
 }
 
@@ -36,8 +37,6 @@ func (c Config) validate() error {
 		return conf.Errorf("QUERY_TIMEOUT", "%s is not positive", c.QueryTimeout)
 	case c.MaxQueries < 1 || c.MaxQueries > 1000:
 		return conf.Errorf("MAX_QUERIES", "%d is not between 1 and 1000", c.MaxQueries)
-	case c.NegativeTTL < time.Second:
-		return conf.Errorf("CACHE_NEGATIVE_TTL", "%s is shorter than a second", c.NegativeTTL)
 	case c.ShutdownTimeout <= 0:
 		return conf.Errorf("SHUTDOWN_TIMEOUT", "%s is not positive", c.ShutdownTimeout)
 	}
@@ -52,7 +51,11 @@ func (c Config) log(logger *slog.Logger) {
 		"jobs_file", c.JobsFile, "listen_addr", c.ListenAddr, "cache_header", c.CacheHeader,
 		"redis_timeout", c.RedisTimeout.String(), "query_timeout", c.QueryTimeout.String(),
 		"max_queries", c.MaxQueries, "negative_ttl", c.NegativeTTL.String(),
-		"shutdown_timeout", c.ShutdownTimeout.String(), "log_level", c.Level, "log_format", c.Format)
+		"shutdown_timeout", c.ShutdownTimeout.String(), "api_token_set", c.APIToken != "",
+		"log_level", c.Level, "log_format", c.Format)
+	if c.APIToken == "" {
+		logger.Warn("writes_disabled", "reason", "API_TOKEN is not set")
+	}
 }
 
 func setting(name string, err error) error {

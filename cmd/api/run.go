@@ -54,6 +54,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, started func(addr
 		LeaseWait:    2 * time.Second,
 		NegativeTTL:  cfg.NegativeTTL,
 		Location:     cfg.Location(),
+		APIToken:     cfg.APIToken,
 	}, store, db, list, reg, logger)
 
 	ln, err := net.Listen("tcp", cfg.ListenAddr)

@@ -42,7 +42,7 @@ func (c Config) log(logger *slog.Logger) {
 	logger.Info("config",
 		"database_url", conf.MaskURL(c.DatabaseURL), "warmer_database_url", conf.MaskURL(c.WarmerDatabaseURL),
 		"redis_url", conf.MaskURL(c.RedisURL), "namespace", c.Namespace, "ttl", c.TTL.String(),
-		"grace", c.Grace.String(), "timezone", c.TimeZone, "jobs_file", c.JobsFile,
+		"grace", c.Grace.String(), "negative_ttl", c.NegativeTTL.String(), "timezone", c.TimeZone, "jobs_file", c.JobsFile,
 		"metrics_addr", c.MetricsAddr, "migrate", c.Migrate, "shutdown_timeout", c.ShutdownTimeout.String(),
 		"log_level", c.Level, "log_format", c.Format)
 }

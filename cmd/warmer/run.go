@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 
 	"github.com/warmcache/warmcache/cache"
 	"github.com/warmcache/warmcache/internal/conf"
+	"github.com/warmcache/warmcache/invalidate"
 	"github.com/warmcache/warmcache/jobs"
 	"github.com/warmcache/warmcache/query"
 )
@@ -104,6 +106,9 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	runner := jobs.NewRunner(d.reader, d.store, jobs.NewMetrics(reg), logger)
 	sched := jobs.NewScheduler(d.jobs, runner, d.primary, cfg.Namespace, logger)
+	// Invalidations read the primary: a replica may not have the write yet.
+	relay := invalidate.NewRelay(d.primary, d.store, logger)
+	refresher := invalidate.NewRefresher(d.primary, d.store, d.jobs, sched.RunNow, cfg.NegativeTTL, reg, logger)
 
 	ln, err := net.Listen("tcp", cfg.MetricsAddr)
 	if err != nil {
@@ -117,17 +122,27 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	go func() { serveErr <- srv.Serve(ln) }()
 
 	sched.Start()
+	eventsCtx, stopEvents := context.WithCancel(context.Background())
+	var events sync.WaitGroup
+	events.Go(func() { relay.Run(eventsCtx) })
+	events.Go(func() { refresher.Run(eventsCtx) })
 	logger.Info("warmer_started", "jobs", len(d.jobs), "metrics_addr", ln.Addr().String())
+	var failed error
 	select {
 	case <-ctx.Done():
 	case err := <-serveErr:
-		sched.Stop(context.Background())
-		return fmt.Errorf("metrics server: %w", err)
+		failed = fmt.Errorf("metrics server: %w", err)
 	}
 	logger.Info("warmer_stopping")
 	stopCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
+	// An event being handled is acknowledged or, cut short, taken over by another warmer.
+	stopEvents()
+	events.Wait()
 	sched.Stop(stopCtx)
+	if failed != nil {
+		return failed
+	}
 	if err := srv.Shutdown(stopCtx); err != nil {
 		logger.Warn("metrics_server_shutdown", "error", err)
 	}

@@ -163,6 +163,8 @@ type Cache struct {
 	Grace       time.Duration `env:"CACHE_GRACE" envDefault:"1h"`
 	TimeZone    string        `env:"TIMEZONE" envDefault:"UTC"`
 	JobsFile    string        `env:"JOBS_FILE"`
+	// NegativeTTL is how long an unknown key (a customer that does not exist) stays cached.
+	NegativeTTL time.Duration `env:"CACHE_NEGATIVE_TTL" envDefault:"30s"`
 }
 
 // ValidateDatabase checks the one setting a migration needs.
@@ -185,6 +187,8 @@ func (c Cache) Validate() error {
 		return Errorf("CACHE_TTL", "%s is shorter than one second", c.TTL)
 	case c.Grace < 0:
 		return Errorf("CACHE_GRACE", "%s is negative", c.Grace)
+	case c.NegativeTTL < time.Second:
+		return Errorf("CACHE_NEGATIVE_TTL", "%s is shorter than a second", c.NegativeTTL)
 	}
 	_, err := LoadLocation("TIMEZONE", c.TimeZone)
 	return err

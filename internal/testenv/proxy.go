@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
@@ -62,6 +63,24 @@ func (p *Proxy) Unhang() {
 	p.t.Helper()
 	if err := p.proxy.Toxics.RemoveToxic(context.Background(), "hang"); err != nil {
 		p.t.Fatalf("testenv: unhang proxy: %v", err)
+	}
+}
+
+// Slow limits what the server sends through the proxy to rate KB/s, so that a long result
+// takes long enough for a test to cut it off half-way.
+func (p *Proxy) Slow(rate int) {
+	p.t.Helper()
+	toxic := fmt.Sprintf(`{"name": "slow", "type": "bandwidth", "stream": "downstream", "attributes": {"rate": %d}}`, rate)
+	if _, err := p.proxy.Toxics.AddToxicJson(strings.NewReader(toxic)); err != nil {
+		p.t.Fatalf("testenv: slow proxy: %v", err)
+	}
+}
+
+// Fast lifts the limit Slow set.
+func (p *Proxy) Fast() {
+	p.t.Helper()
+	if err := p.proxy.Toxics.RemoveToxic(context.Background(), "slow"); err != nil {
+		p.t.Fatalf("testenv: unslow proxy: %v", err)
 	}
 }
 

@@ -149,6 +149,12 @@ func loadDump(ctx context.Context, dbURL, path string) error {
 	return nil
 }
 
+// Psql returns a psql command on the database at dbURL, for tests that write as another
+// application would.
+func Psql(dbURL string, args ...string) *exec.Cmd {
+	return exec.Command(psqlPath(), append([]string{"-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dbURL}, args...)...)
+}
+
 func psqlPath() string {
 	if p, err := exec.LookPath("psql"); err == nil {
 		return p

@@ -1,0 +1,187 @@
+package api
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"reflect"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/warmcache/warmcache/cache"
+	"github.com/warmcache/warmcache/query"
+)
+
+// maxBody bounds a write's body; an order is a few dozen bytes.
+const maxBody = 16 << 10
+
+// requireToken lets a request through only with Authorization: Bearer <API_TOKEN>. Without a
+// configured token nothing gets through: writes are off unless someone turned them on.
+func (s *Server) requireToken(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if s.cfg.APIToken == "" {
+			return &apiError{http.StatusForbidden, "writes are disabled: the api has no API_TOKEN"}
+		}
+		token, ok := strings.CutPrefix(c.Request().Header.Get(echo.HeaderAuthorization), "Bearer ")
+		if !ok || token == "" {
+			c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="warmcache"`)
+			return &apiError{http.StatusUnauthorized, "an Authorization: Bearer <token> header is required"}
+		}
+		// Comparing hashes keeps the comparison constant-time whatever the lengths.
+		got, want := sha256.Sum256([]byte(token)), sha256.Sum256([]byte(s.cfg.APIToken))
+		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			return &apiError{http.StatusForbidden, "the token is not valid"}
+		}
+		return next(c)
+	}
+}
+
+// orderBody is the body of POST /v1/orders and POST /add/. Pointers tell a missing field from a
+// zero one.
+type orderBody struct {
+	OrderDate   *string        `json:"orderdate"`
+	CustomerID  *int64         `json:"customerid"`
+	NetAmount   *query.Decimal `json:"netamount"`
+	Tax         *query.Decimal `json:"tax"`
+	TotalAmount *query.Decimal `json:"totalamount"`
+}
+
+// orderCreated is the answer of POST /v1/orders.
+type orderCreated struct {
+	OrderID     int64         `json:"orderid"`
+	OrderDate   query.Date    `json:"orderdate"`
+	CustomerID  int64         `json:"customerid"`
+	NetAmount   query.Decimal `json:"netamount"`
+	Tax         query.Decimal `json:"tax"`
+	TotalAmount query.Decimal `json:"totalamount"`
+}
+
+// createOrder inserts an order: 201 with its id. A body that is not an order's JSON is a 400; an
+// order that breaks a rule (a date that does not exist, a negative amount, a total that is not
+// net plus tax, a customer that does not exist) is a 422, and nothing is written.
+func (s *Server) createOrder(c echo.Context) error {
+	o, err := s.insertOrder(c)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, o)
+}
+
+// addOrder is the tutorials' POST /add/: the same insert, answered as they answered it.
+func (s *Server) addOrder(c echo.Context) error {
+	o, err := s.insertOrder(c)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"updated": map[string]int64{"customer": o.CustomerID}, "orderid": o.OrderID})
+}
+
+func (s *Server) insertOrder(c echo.Context) (orderCreated, error) {
+	order, err := decodeOrder(c.Request().Body)
+	if err != nil {
+		return orderCreated{}, err
+	}
+	id, err := s.db.InsertOrder(c.Request().Context(), order)
+	var invalid *query.InvalidOrderError
+	switch {
+	case errors.As(err, &invalid):
+		return orderCreated{}, unprocessable(strings.Join(invalid.Problems, "; "))
+	case errors.Is(err, query.ErrUnknownCustomer):
+		return orderCreated{}, unprocessable(fmt.Sprintf("customer %d does not exist", order.CustomerID))
+	case errors.Is(err, query.ErrUnavailable):
+		return orderCreated{}, errUnavailable
+	case err != nil:
+		return orderCreated{}, err
+	}
+	s.logger.Info("order_created", "orderid", id, "customerid", order.CustomerID)
+	return orderCreated{OrderID: id, OrderDate: order.OrderDate, CustomerID: order.CustomerID,
+		NetAmount: order.NetAmount, Tax: order.Tax, TotalAmount: order.Total()}, nil
+}
+
+// decodeOrder reads an order strictly: one JSON object, no unknown fields, numbers where numbers
+// go. What cannot be read is a 400; what reads but is not a valid order is a 422.
+func decodeOrder(r io.Reader) (query.NewOrder, error) {
+	raw, err := io.ReadAll(r)
+	if err != nil {
+		return query.NewOrder{}, badRequest("the body could not be read")
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	var b orderBody
+	if err := dec.Decode(&b); err != nil {
+		return query.NewOrder{}, badRequest("the body is not an order: %s", jsonProblem(err))
+	}
+	if dec.More() {
+		return query.NewOrder{}, badRequest("the body has more than one JSON value")
+	}
+	var problems []string
+	var o query.NewOrder
+	if b.CustomerID == nil {
+		problems = append(problems, "customerid is required")
+	} else {
+		o.CustomerID = *b.CustomerID
+	}
+	if b.OrderDate == nil {
+		problems = append(problems, "orderdate is required")
+	} else if d, err := query.ParseDate(*b.OrderDate); err != nil {
+		problems = append(problems, "orderdate "+err.Error())
+	} else {
+		o.OrderDate = d
+	}
+	for name, v := range map[string]*query.Decimal{"netamount": b.NetAmount, "tax": b.Tax} {
+		if v == nil {
+			problems = append(problems, name+" is required")
+		}
+	}
+	if len(problems) > 0 {
+		return query.NewOrder{}, unprocessable(strings.Join(problems, "; "))
+	}
+	o.NetAmount, o.Tax, o.TotalAmount = *b.NetAmount, *b.Tax, b.TotalAmount
+	return o, nil
+}
+
+// jsonProblem says what is wrong with a body in words a client can act on, without echoing it.
+func jsonProblem(err error) string {
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syntax):
+		return fmt.Sprintf("invalid JSON at byte %d", syntax.Offset)
+	case errors.As(err, &typ):
+		kind := "a " + typ.Type.String()
+		switch typ.Type.Kind() {
+		case reflect.Int, reflect.Int64:
+			kind = "an integer"
+		case reflect.String:
+			kind = "a string"
+		}
+		return fmt.Sprintf("%s must be %s", typ.Field, kind)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "the body is empty or cut short"
+	case strings.HasPrefix(err.Error(), "json: unknown field"):
+		return strings.TrimPrefix(err.Error(), "json: ")
+	}
+	return "its values are not of the right kinds"
+}
+
+func unprocessable(msg string) error { return &apiError{http.StatusUnprocessableEntity, msg} }
+
+// runJob asks the warmers to run a job now: 202, and GET /v1/jobs shows the run once it starts.
+func (s *Server) runJob(c echo.Context) error {
+	job, ok := s.byName[c.Param("job")]
+	if !ok {
+		return notFound("no job is called %q", c.Param("job"))
+	}
+	if err := s.store.Publish(c.Request().Context(), []cache.Event{{Run: job.Name}}); err != nil {
+		s.logger.Warn("run_request_failed", "job", job.Name, "error", err)
+		return errUnavailable
+	}
+	s.logger.Info("run_requested", "job", job.Name)
+	return c.JSON(http.StatusAccepted, map[string]string{"job": job.Name, "status": "requested", "status_url": "/v1/jobs"})
+}

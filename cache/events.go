@@ -1,0 +1,113 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Event is an invalidation or a request, carried on the namespace's Redis stream so that every
+// warmer (and any other consumer) sees it.
+type Event struct {
+	// ID is the stream entry's id, set when the event is read.
+	ID string
+	// Customer is the customer whose aggregates changed, 0 for none in particular.
+	Customer int64
+	// Change is the outbox row the event was published from, 0 for none.
+	Change int64
+	// Run names a job to run now (POST /v1/jobs/{job}/run); empty for a change.
+	Run string
+}
+
+// streamLength bounds the stream. Entries are acknowledged within milliseconds; a longer backlog
+// means no warmer has been reading for a long time, and the scheduled runs then refresh
+// everything anyway.
+const streamLength = 1_000_000
+
+// Publish appends events to the stream, in one round trip.
+func (s *Store) Publish(ctx context.Context, events []Event) error {
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, e := range events {
+			values := []any{"customer", e.Customer, "change", e.Change}
+			if e.Run != "" {
+				values = append(values, "run", e.Run)
+			}
+			p.XAdd(ctx, &redis.XAddArgs{Stream: s.keys.Events(), MaxLen: streamLength, Approx: true, Values: values})
+		}
+		return nil
+	})
+	return translate(err)
+}
+
+// Consume reads up to count events for consumer of group, waiting up to block for some (not at
+// all when block is 0: unlike Redis's BLOCK 0, never forever). It first takes over events another
+// consumer read but has not acknowledged for idle (a consumer that died), then reads new ones.
+// The group is created, at the stream's start, if missing.
+func (s *Store) Consume(ctx context.Context, group, consumer string, count int, block, idle time.Duration) ([]Event, error) {
+	if block <= 0 {
+		block = -1 // go-redis leaves BLOCK out
+	}
+	stream := s.keys.Events()
+	claimed, _, err := s.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: stream, Group: group, Consumer: consumer,
+		MinIdle: idle, Start: "0-0", Count: int64(count)}).Result()
+	if isNoGroup(err) {
+		if err := s.rdb.XGroupCreateMkStream(ctx, stream, group, "0").Err(); err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+			return nil, translate(err)
+		}
+		claimed, err = nil, nil
+	}
+	if err != nil {
+		return nil, translate(err)
+	}
+	if len(claimed) > 0 {
+		return decodeEvents(claimed), nil
+	}
+	streams, err := s.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: group, Consumer: consumer,
+		Streams: []string{stream, ">"}, Count: int64(count), Block: block}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, translate(err)
+	}
+	var events []Event
+	for _, st := range streams {
+		events = append(events, decodeEvents(st.Messages)...)
+	}
+	return events, nil
+}
+
+// Ack acknowledges events group has handled.
+func (s *Store) Ack(ctx context.Context, group string, events []Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	ids := make([]string, len(events))
+	for i, e := range events {
+		ids[i] = e.ID
+	}
+	return translate(s.rdb.XAck(ctx, s.keys.Events(), group, ids...).Err())
+}
+
+func decodeEvents(msgs []redis.XMessage) []Event {
+	events := make([]Event, len(msgs))
+	for i, m := range msgs {
+		e := Event{ID: m.ID}
+		e.Customer, _ = strconv.ParseInt(str(m.Values["customer"]), 10, 64)
+		e.Change, _ = strconv.ParseInt(str(m.Values["change"]), 10, 64)
+		e.Run = str(m.Values["run"])
+		events[i] = e
+	}
+	return events
+}
+
+func str(v any) string {
+	s, _ := v.(string)
+	return s
+}
+
+func isNoGroup(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOGROUP") }

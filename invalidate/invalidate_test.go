@@ -1,0 +1,209 @@
+package invalidate
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/warmcache/warmcache/cache"
+	"github.com/warmcache/warmcache/internal/testenv"
+)
+
+// TestEveryWriteBecomesVisible makes 100 orders through the api, one after the other: each is
+// visible on every key it changes within a second, served as a HIT.
+func TestEveryWriteBecomesVisible(t *testing.T) {
+	t.Parallel()
+	s := newSystem(t, systemOptions{relays: 1, refreshers: 1})
+	var took []time.Duration
+	for i := range 100 {
+		customer := 1 + (i*7919)%20000
+		s.post(customer)
+		took = append(took, s.waitVisible(customer, time.Second))
+	}
+	slices.Sort(took)
+	t.Logf("write to visible on all four keys: p50 %s, p99 %s, max %s", took[50], took[98], took[99])
+}
+
+// TestWritesOfOtherApplications: an INSERT through psql, which knows nothing of warmcache, is
+// visible within two seconds; so are an UPDATE moving an order and a DELETE.
+func TestWritesOfOtherApplications(t *testing.T) {
+	t.Parallel()
+	s := newSystem(t, systemOptions{relays: 1, refreshers: 1})
+	s.exec("INSERT INTO orders (orderdate, customerid, netamount, tax, totalamount) VALUES ('2026-11-21', 77, 10, 1, 11)")
+	s.waitVisible(77, 2*time.Second)
+	s.exec("UPDATE orders SET customerid = 78 WHERE orderid = (SELECT max(orderid) FROM orders)")
+	s.waitVisible(77, 2*time.Second)
+	s.waitVisible(78, 2*time.Second)
+	s.exec("DELETE FROM orders WHERE orderid = (SELECT max(orderid) FROM orders)")
+	s.waitVisible(78, 2*time.Second)
+	s.exec("UPDATE customers SET income = income + 1000 WHERE customerid = 79")
+	s.waitVisible(79, 2*time.Second)
+}
+
+// TestRedisDownDuringAWrite: the write succeeds, its change waits in the outbox, and the keys
+// reflect it once Redis is back.
+func TestRedisDownDuringAWrite(t *testing.T) {
+	t.Parallel()
+	s := newSystem(t, systemOptions{proxies: true, relays: 1, refreshers: 1})
+	s.rdProxy.Down()
+	s.post(4321)
+	s.post(4322)
+	s.rdProxy.Up()
+	s.waitVisible(4321, 10*time.Second)
+	s.waitVisible(4322, 10*time.Second)
+}
+
+// TestRelayDiesMidDrain: a relay that took changes from the outbox and died before publishing
+// them (its connection to PostgreSQL cut while Redis hangs) leaves them for another relay.
+func TestRelayDiesMidDrain(t *testing.T) {
+	t.Parallel()
+	s := newSystem(t, systemOptions{refreshers: 1})
+	// The doomed relay reaches PostgreSQL and Redis through proxies of its own. Redis hangs, so
+	// the relay holds the rows it took, unpublished, until PostgreSQL is cut off under it.
+	pg := testenv.NewProxy(t, testenv.HostPort(t, s.dbURL))
+	rd := testenv.NewProxy(t, testenv.HostPort(t, testenvRedis(t)))
+	rd.Hang()
+	db, store := s.open(pg.Through(s.dbURL), rd.Through(testenvRedis(t)))
+	stop := s.start(NewRelay(db, store, discard()).Run)
+	s.exec("INSERT INTO orders (orderdate, customerid, netamount, tax, totalamount) VALUES ('2026-11-21', 555, 10, 1, 11)")
+	s.outboxLocked(5 * time.Second)
+	pg.Down()
+	stop()
+	// A healthy relay finds the rows still there.
+	db, store = s.open(s.dbURL, testenvRedis(t))
+	s.start(NewRelay(db, store, discard()).Run)
+	s.waitVisible(555, 10*time.Second)
+	s.outboxEmpty(5 * time.Second)
+}
+
+// TestRelaysDrainTogether: three relays drain one outbox; every change is published, none is
+// lost, the outbox ends empty.
+func TestRelaysDrainTogether(t *testing.T) {
+	t.Parallel()
+	s := newSystem(t, systemOptions{relays: 3})
+	var g errgroup.Group
+	g.SetLimit(8)
+	for i := range 300 {
+		g.Go(func() error {
+			s.exec(fmt.Sprintf("INSERT INTO orders (orderdate, customerid, netamount, tax, totalamount) VALUES ('2026-11-21', %d, 1, 0, 1)", 1+i))
+			return nil
+		})
+	}
+	g.Wait() //nolint:errcheck // exec fails the test itself
+	s.outboxEmpty(10 * time.Second)
+	seen := map[int64]bool{}
+	for {
+		events, err := s.store.Consume(context.Background(), "audit", "auditor", 1000, 0, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(events) == 0 {
+			break
+		}
+		for _, e := range events {
+			seen[e.Customer] = true
+		}
+	}
+	for i := 1; i <= 300; i++ {
+		if !seen[int64(i)] {
+			t.Fatalf("the change of customer %d was never published", i)
+		}
+	}
+}
+
+// TestRefresherTakesOverFromADeadOne: events a warmer read but never acknowledged are taken over
+// by another.
+func TestRefresherTakesOverFromADeadOne(t *testing.T) {
+	t.Parallel()
+	s := newSystem(t, systemOptions{relays: 1})
+	s.exec("INSERT INTO orders (orderdate, customerid, netamount, tax, totalamount) VALUES ('2026-11-21', 999, 10, 1, 11)")
+	s.outboxEmpty(5 * time.Second)
+	// A warmer reads the event and dies before writing anything.
+	if events, err := s.store.Consume(context.Background(), group, "dead-warmer", 10, time.Second, time.Hour); err != nil || len(events) == 0 {
+		t.Fatalf("the dead warmer read %v, %v", events, err)
+	}
+	db, store := s.open(s.dbURL, testenvRedis(t))
+	r := NewRefresher(db, store, s.jobs, func(string) bool { return true }, time.Minute, promRegistry(), discard())
+	r.idle = 100 * time.Millisecond
+	s.start(r.Run)
+	s.waitVisible(999, 10*time.Second)
+}
+
+// TestInterleavedReadsAndWrites runs 1,000 reads and writes from eight goroutines; once the
+// writes have settled, every cached value equals what SQL says.
+func TestInterleavedReadsAndWrites(t *testing.T) {
+	t.Parallel()
+	s := newSystem(t, systemOptions{relays: 2, refreshers: 2})
+	customers := []int{3, 17, 256, 1024, 4242, 9999, 15000, 19999}
+	var g errgroup.Group
+	var mu sync.Mutex
+	writes := 0
+	for w := range 8 {
+		g.Go(func() error {
+			r := rand.New(rand.NewPCG(uint64(w), 7))
+			for range 125 {
+				c := customers[r.IntN(len(customers))]
+				if r.IntN(4) == 0 {
+					s.post(c)
+					mu.Lock()
+					writes++
+					mu.Unlock()
+					continue
+				}
+				k := affected(c)[r.IntN(4)]
+				if body, _ := s.get(k.path); body == "" {
+					return fmt.Errorf("empty answer for %s", k.path)
+				}
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	s.outboxEmpty(10 * time.Second)
+	for _, c := range customers {
+		s.waitVisible(c, 10*time.Second)
+	}
+	// Directly in Redis as well: every key of every customer written.
+	for _, c := range customers {
+		for _, k := range affected(c) {
+			raw, err := s.store.Get(context.Background(), k.job, k.key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e, _ := cache.DecodeEntry(raw)
+			if want := s.sql(k.job, k.key); string(e.Body) != want {
+				t.Errorf("%s %s holds %s, SQL says %s", k.job, k.key, e.Body, want)
+			}
+		}
+	}
+	t.Logf("%d writes among 1,000 operations", writes)
+}
+
+func TestRunRequestsReachTheScheduler(t *testing.T) {
+	t.Parallel()
+	s := newSystem(t, systemOptions{})
+	requested := make(chan string, 1)
+	db, store := s.open(s.dbURL, testenvRedis(t))
+	r := NewRefresher(db, store, s.jobs, func(job string) bool { requested <- job; return true }, time.Minute,
+		promRegistry(), discard())
+	s.start(r.Run)
+	if err := s.store.Publish(context.Background(), []cache.Event{{Run: "credit_overview"}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case job := <-requested:
+		if job != "credit_overview" {
+			t.Errorf("requested %q", job)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the run request never reached the scheduler")
+	}
+}

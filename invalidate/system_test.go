@@ -1,0 +1,270 @@
+package invalidate
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/warmcache/warmcache/api"
+	"github.com/warmcache/warmcache/cache"
+	"github.com/warmcache/warmcache/internal/testenv"
+	"github.com/warmcache/warmcache/jobs"
+	"github.com/warmcache/warmcache/query"
+)
+
+const token = "test-token"
+
+// system is the product on a test database and namespace: an api, and the warmer's relay and
+// refresher, over connections that may go through proxies the test cuts.
+type system struct {
+	t       *testing.T
+	dbURL   string
+	ns      string
+	db      *query.DB    // direct, for the test
+	store   *cache.Store // direct, for the test
+	jobs    []jobs.Job
+	api     *httptest.Server
+	rdProxy *testenv.Proxy
+	pgProxy *testenv.Proxy
+}
+
+type systemOptions struct {
+	proxies    bool // the relay, refresher and api reach Redis and PostgreSQL through proxies
+	relays     int
+	refreshers int
+}
+
+func newSystem(t *testing.T, opts systemOptions) *system {
+	t.Helper()
+	s := &system{t: t, dbURL: testenv.NewDatabase(t), ns: testenv.Namespace(t)}
+	redisURL := testenv.Get(t).RedisURL
+	dbURL := s.dbURL
+	if opts.proxies {
+		s.pgProxy = testenv.NewProxy(t, testenv.HostPort(t, s.dbURL))
+		s.rdProxy = testenv.NewProxy(t, testenv.HostPort(t, redisURL))
+		dbURL, redisURL = s.pgProxy.Through(s.dbURL), s.rdProxy.Through(redisURL)
+	}
+	s.db, s.store = s.open(s.dbURL, testenv.Get(t).RedisURL)
+	var err error
+	s.jobs, err = jobs.Load("", jobs.Defaults{TTL: 10 * time.Minute, Grace: time.Hour, Timeout: time.Minute, Location: time.UTC}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.DiscardHandler)
+	runner := jobs.NewRunner(s.db, s.store, jobs.NewMetrics(prometheus.NewRegistry()), logger)
+	if err := jobs.Once(context.Background(), s.jobs, runner, s.db, s.ns, func(jobs.Job) jobs.Progress { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for range opts.relays {
+		db, store := s.open(dbURL, redisURL)
+		s.start(NewRelay(db, store, logger).Run)
+	}
+	for range opts.refreshers {
+		db, store := s.open(dbURL, redisURL)
+		s.start(NewRefresher(db, store, s.jobs, func(string) bool { return true }, 30*time.Second,
+			prometheus.NewRegistry(), logger).Run)
+	}
+	apiDB, apiStore := s.open(dbURL, redisURL)
+	srv := api.New(api.Config{CacheHeader: "X-Cache", QueryTimeout: 5 * time.Second, MaxQueries: 8,
+		LeaseWait: time.Second, NegativeTTL: 30 * time.Second, Location: time.UTC, APIToken: token},
+		apiStore, apiDB, s.jobs, prometheus.NewRegistry(), logger)
+	s.api = httptest.NewServer(srv.Handler())
+	t.Cleanup(s.api.Close)
+	return s
+}
+
+func (s *system) open(dbURL, redisURL string) (*query.DB, *cache.Store) {
+	s.t.Helper()
+	db, err := query.Open(context.Background(), dbURL, query.Options{MaxConns: 10, ConnectTimeout: time.Second})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(db.Close)
+	keys, _ := cache.NewKeys(s.ns)
+	store, err := cache.Open(redisURL, keys, cache.Options{DialTimeout: 500 * time.Millisecond,
+		ReadTimeout: 2 * time.Second, WriteTimeout: time.Second})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() { store.Close() })
+	return db, store
+}
+
+// start runs a component until the test ends, and waits for it to return.
+func (s *system) start(run func(context.Context)) func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		run(ctx)
+	}()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			<-done
+		})
+	}
+	// Registered after the component's connections were opened, so it runs before they close.
+	s.t.Cleanup(stop)
+	return stop
+}
+
+// post creates an order through the api.
+func (s *system) post(customer int) int64 {
+	s.t.Helper()
+	body := `{"orderdate":"2026-11-21","customerid":` + strconv.Itoa(customer) + `,"netamount":12.34,"tax":1.02}`
+	req, _ := http.NewRequest(http.MethodPost, s.api.URL+"/v1/orders", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var created struct{ OrderID int64 }
+	if err := json.NewDecoder(res.Body).Decode(&created); err != nil || res.StatusCode != http.StatusCreated {
+		s.t.Fatalf("POST /v1/orders: %d %v", res.StatusCode, err)
+	}
+	return created.OrderID
+}
+
+// get reads a path from the api.
+func (s *system) get(path string) (body, cacheState string) {
+	s.t.Helper()
+	res, err := http.Get(s.api.URL + path)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return string(b), res.Header.Get("X-Cache")
+}
+
+// affected are the keys an order of customer changes, as api paths with the job and key.
+func affected(customer int) []struct{ path, job, key string } {
+	id := strconv.Itoa(customer)
+	return []struct{ path, job, key string }{
+		{"/v1/orders/count", "orders_total", ""},
+		{"/v1/orders/count?customerid=" + id, "orders_by_customer", id},
+		{"/v1/customers/" + id + "/credit", "credit_by_customer", id},
+		{"/v1/credit", "credit_overview", ""},
+	}
+}
+
+// sql computes what a key should hold now, from PostgreSQL.
+func (s *system) sql(job, key string) string {
+	s.t.Helper()
+	for _, j := range s.jobs {
+		if j.Name == job {
+			e, err := jobs.Compute(context.Background(), s.db, j, key, time.Now(), time.Minute)
+			if err != nil {
+				s.t.Fatal(err)
+			}
+			return string(e.Body)
+		}
+	}
+	s.t.Fatalf("no job %s", job)
+	return ""
+}
+
+// waitVisible waits until every key an order of customer changes serves what SQL says, and
+// returns how long that took.
+func (s *system) waitVisible(customer int, within time.Duration) time.Duration {
+	s.t.Helper()
+	started := time.Now()
+	for _, k := range affected(customer) {
+		want := s.sql(k.job, k.key)
+		for {
+			got, state := s.get(k.path)
+			if got == want {
+				if state != "HIT" {
+					s.t.Fatalf("%s serves the new value as %s, want HIT", k.path, state)
+				}
+				break
+			}
+			if time.Since(started) > within {
+				s.t.Fatalf("%s still serves %s %.0f ms after the write; SQL says %s", k.path, got,
+					float64(time.Since(started).Microseconds())/1000, want)
+			}
+			time.Sleep(2 * time.Millisecond) // polling the api, with a deadline
+		}
+	}
+	return time.Since(started)
+}
+
+// exec runs a statement as another application would, bypassing the api.
+func (s *system) exec(sql string) {
+	s.t.Helper()
+	var stderr bytes.Buffer
+	cmd := testenv.Psql(s.dbURL, "-c", sql)
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		s.t.Fatalf("psql -c %q: %v %s", sql, err, stderr.String())
+	}
+}
+
+// outboxEmpty waits until the outbox holds nothing.
+func (s *system) outboxEmpty(within time.Duration) {
+	s.t.Helper()
+	count, _ := query.UserSQL("SELECT count(*) AS n FROM warmcache_outbox", "")
+	deadline := time.Now().Add(within)
+	for {
+		row, err := s.db.Lookup(context.Background(), count, query.Params{}, "")
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		if b, _ := json.Marshal(row.Value); string(b) == `{"n":0}` {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("the outbox still holds %v after %s", row.Value, within)
+		}
+		time.Sleep(10 * time.Millisecond) // polling the outbox, with a deadline
+	}
+}
+
+func testenvRedis(t *testing.T) string { return testenv.Get(t).RedisURL }
+
+func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func promRegistry() *prometheus.Registry { return prometheus.NewRegistry() }
+
+// outboxLocked waits until a relay holds the outbox's rows in its transaction: none is left for
+// another relay to take.
+func (s *system) outboxLocked(within time.Duration) {
+	s.t.Helper()
+	free, _ := query.UserSQL(`SELECT (SELECT count(*) FROM warmcache_outbox) AS rows,
+		(SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+		 WHERE a.datname = current_database() AND a.state = 'idle in transaction') AS holders`, "")
+	deadline := time.Now().Add(within)
+	for {
+		row, err := s.db.Lookup(context.Background(), free, query.Params{}, "")
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		var v struct{ Rows, Holders int }
+		b, _ := json.Marshal(row.Value)
+		json.Unmarshal(b, &v) //nolint:errcheck // the statement's own columns
+		if v.Rows > 0 && v.Holders > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("no relay took the outbox's rows within %s (%s)", within, b)
+		}
+		time.Sleep(10 * time.Millisecond) // polling PostgreSQL, with a deadline
+	}
+}
