@@ -67,7 +67,7 @@ func TestDocsAreSelfContained(t *testing.T) {
 		t.Fatalf("/openapi.json: %v", err)
 	}
 	for _, path := range []string{"/", "/v1/orders/count", "/v1/customers/{id}/credit", "/v1/credit", "/v1/results/{job}",
-		"/v1/results/{job}/{key}", "/v1/jobs", "/count", "/cachedResults", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"} {
+		"/v1/results/{job}/{key}", "/v1/jobs", "/v1/jobs/{job}/run", "/v1/orders", "/add/", "/count", "/cachedResults", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"} {
 		if _, ok := spec.Paths[path]; !ok {
 			t.Errorf("/openapi.json does not document %s", path)
 		}

@@ -220,7 +220,7 @@ func warmAll(b *testing.B, dbURL string, only ...string) string {
 		b.Fatal(err)
 	}
 	defer store.Close()
-	list, err := jobs.Load("", jobs.Defaults{TTL: time.Hour, Grace: time.Hour, Timeout: 10 * time.Minute, Location: time.UTC}, time.Now())
+	list, err := jobs.Load("", jobs.Defaults{TTL: 2 * time.Hour, Grace: time.Hour, Timeout: 10 * time.Minute, Location: time.UTC}, time.Now())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -238,11 +238,12 @@ func warmAll(b *testing.B, dbURL string, only ...string) string {
 }
 
 // startAPI starts the real api binary on a free port and returns its address.
-func startAPI(b *testing.B, dbURL, ns string) string {
+func startAPI(b *testing.B, dbURL, ns string, environ ...string) string {
 	b.Helper()
 	cmd := exec.Command(binary(b, "api"))
 	cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "REDIS_URL="+testenv.Get(b).RedisURL,
-		"CACHE_NAMESPACE="+ns, "CACHE_TTL=1h", "LISTEN_ADDR=127.0.0.1:0")
+		"CACHE_NAMESPACE="+ns, "CACHE_TTL=2h", "LISTEN_ADDR=127.0.0.1:0")
+	cmd.Env = append(cmd.Env, environ...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		b.Fatal(err)

@@ -8,7 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -117,8 +117,9 @@ func (r *Refresher) handle(ctx context.Context, events []cache.Event) error {
 			targets[target{"credit_by_customer", id}] = true
 		}
 	}
-	items := make([]cache.Item, 0, len(targets))
-	var mu sync.Mutex
+	// Each key is written as soon as it is computed: the customer's own keys need not wait for
+	// the overview over all customers.
+	var written atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(4)
 	now := r.now()
@@ -136,29 +137,27 @@ func (r *Refresher) handle(ctx context.Context, events []cache.Event) error {
 			if err != nil {
 				return err
 			}
-			mu.Lock()
-			items = append(items, item)
-			mu.Unlock()
+			if _, err := r.store.Put(gctx, []cache.Item{item}); err != nil {
+				return fmt.Errorf("write %s %q: %w", t.job, t.key, err)
+			}
+			written.Add(1)
 			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	if _, err := r.store.Put(ctx, items); err != nil {
-		return fmt.Errorf("write recomputed keys: %w", err)
-	}
 	if err := r.store.Ack(ctx, group, events); err != nil {
 		return fmt.Errorf("acknowledge events: %w", err)
 	}
 	r.metrics.events.Add(float64(len(events)))
-	r.metrics.keys.Add(float64(len(items)))
+	r.metrics.keys.Add(float64(written.Load()))
 	for _, e := range events {
 		if published, ok := streamTime(e.ID); ok {
 			r.metrics.lag.Observe(time.Since(published).Seconds())
 		}
 	}
-	r.logger.Debug("keys_refreshed", "events", len(events), "keys", len(items))
+	r.logger.Debug("keys_refreshed", "events", len(events), "keys", written.Load())
 	return nil
 }
 
