@@ -6,17 +6,25 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/warmcache/warmcache/cache"
 	"github.com/warmcache/warmcache/internal/testenv"
+	"github.com/warmcache/warmcache/invalidate"
+	"github.com/warmcache/warmcache/jobs"
 	"github.com/warmcache/warmcache/query"
 )
 
@@ -155,4 +163,107 @@ func waitForQuery(t *testing.T, dbURL, text string) {
 		}
 		time.Sleep(20 * time.Millisecond) // polling PostgreSQL's activity, with a deadline
 	}
+}
+
+// TestKilledAfterCommit kills the api with SIGKILL the moment it answers a write: the change was
+// recorded in the write's own transaction, so the warmer still delivers it.
+func TestKilledAfterCommit(t *testing.T) {
+	t.Parallel()
+	env := environ(t, "API_TEST_RUN_MAIN=1", "API_TOKEN=t0ken")
+	dbURL := strings.TrimPrefix(env[0], "DATABASE_URL=")
+	ns := strings.TrimPrefix(env[2], "CACHE_NAMESPACE=")
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	store := startWarmerParts(t, ctx, dbURL, ns)
+
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() }) //nolint:errcheck // killed already
+	lines := bufio.NewScanner(stderr)
+	var addr string
+	for addr == "" && lines.Scan() {
+		if m := regexp.MustCompile(`"msg":"api_started","addr":"([^"]+)"`).FindStringSubmatch(lines.Text()); m != nil {
+			addr = m[1]
+		}
+	}
+	go io.Copy(io.Discard, stderr) //nolint:errcheck // draining the log
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/orders",
+		strings.NewReader(`{"orderdate":"2026-11-21","customerid":3137,"netamount":5,"tax":0}`))
+	req.Header.Set("Authorization", "Bearer t0ken")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil || res.StatusCode != http.StatusCreated {
+		t.Fatalf("POST: %v %v", res, err)
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait() //nolint:errcheck // killed
+
+	want := ordersOf(t, dbURL, 3137)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if raw, err := store.Get(ctx, "orders_by_customer", "3137"); err == nil {
+			if e, _ := cache.DecodeEntry(raw); string(e.Body) == want {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the order of a killed api never reached the cache")
+		}
+		time.Sleep(10 * time.Millisecond) // polling Redis, with a deadline
+	}
+}
+
+// startWarmerParts runs the warmer's relay and refresher in this process until ctx ends, and
+// returns a store on the namespace.
+func startWarmerParts(t *testing.T, ctx context.Context, dbURL, ns string) *cache.Store {
+	t.Helper()
+	db, err := query.Open(ctx, dbURL, query.Options{MaxConns: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := cache.NewKeys(ns)
+	store, err := cache.Open(testenv.Get(t).RedisURL, keys, cache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := jobs.Load("", jobs.Defaults{TTL: time.Hour, Grace: time.Hour, Timeout: time.Minute, Location: time.UTC}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.DiscardHandler)
+	relay := invalidate.NewRelay(db, store, logger)
+	refresher := invalidate.NewRefresher(db, store, list, func(string) bool { return true }, time.Minute, prometheus.NewRegistry(), logger)
+	var running sync.WaitGroup
+	running.Go(func() { relay.Run(ctx) })
+	running.Go(func() { refresher.Run(ctx) })
+	t.Cleanup(func() {
+		running.Wait()
+		store.Close()
+		db.Close()
+	})
+	return store
+}
+
+// ordersOf is what orders_by_customer should hold for customer, by SQL.
+func ordersOf(t *testing.T, dbURL string, customer int) string {
+	t.Helper()
+	db, err := query.Open(context.Background(), dbURL, query.Options{MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	row, err := db.Lookup(context.Background(), query.OrdersByCustomerAggregate, query.Params{}, strconv.Itoa(customer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(row.Value)
+	return string(b)
 }
