@@ -22,6 +22,10 @@ bench: servers ## run the benchmarks (generates 1M customers / 10M orders once, 
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 3 -timeout 60m -v ./bench | grep -v '^=== \|^--- '
 
+.PHONY: k8s-check
+k8s-check: ## validate the Kubernetes manifests and the Dockerfile offline
+	$(GO) test -count=1 ./deploy/k8s/
+
 .PHONY: servers
 servers: ## install (if missing) and start the local PostgreSQL and Redis
 	@scripts/servers up >/dev/null
