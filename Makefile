@@ -22,6 +22,14 @@ bench: servers ## run the benchmarks (generates 1M customers / 10M orders once, 
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 3 -timeout 60m -v ./bench | grep -v '^=== \|^--- '
 
+.PHONY: lint
+lint: ## run golangci-lint (pinned in tools/go.mod; built on first use)
+	$(GO) tool -modfile=tools/go.mod golangci-lint run ./...
+
+.PHONY: vuln
+vuln: ## check dependencies for known vulnerabilities (needs the Go vulnerability database online)
+	$(GO) tool -modfile=tools/go.mod govulncheck ./...
+
 .PHONY: k8s-check
 k8s-check: ## validate the Kubernetes manifests and the Dockerfile offline
 	$(GO) test -count=1 ./deploy/k8s/

@@ -156,7 +156,8 @@ func translate(err error) error {
 	if errors.As(err, &redisErr) && !isServerGone(redisErr.Error()) {
 		return err // the server answered with an error about the command
 	}
-	return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	// %v, not %w: callers above this package must not inspect go-redis's errors.
+	return fmt.Errorf("%w: %v", ErrUnavailable, err) //nolint:errorlint // on purpose, as said
 }
 
 // isServerGone recognises the error replies of a server that cannot serve right now.

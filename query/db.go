@@ -100,5 +100,6 @@ func translate(err error) error {
 	}
 	// Anything else pgx reports (refused connections, resets, EOF mid-result) is the network or
 	// the server going away.
-	return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	// %v, not %w: callers above this package must not inspect pgx's errors.
+	return fmt.Errorf("%w: %v", ErrUnavailable, err) //nolint:errorlint // on purpose, as said
 }

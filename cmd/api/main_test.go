@@ -111,7 +111,7 @@ func TestSIGTERMFinishesRequestsInFlight(t *testing.T) {
 		res, err := http.Get("http://" + addr + "/v1/results/slow")
 		if err == nil {
 			defer res.Body.Close()
-			if res.StatusCode != 200 || res.Header.Get("X-Cache") != "MISS" {
+			if res.StatusCode != http.StatusOK || res.Header.Get("X-Cache") != "MISS" {
 				err = &statusError{res.Status}
 			}
 		}
@@ -198,8 +198,12 @@ func TestKilledAfterCommit(t *testing.T) {
 		strings.NewReader(`{"orderdate":"2026-11-21","customerid":3137,"netamount":5,"tax":0}`))
 	req.Header.Set("Authorization", "Bearer t0ken")
 	res, err := http.DefaultClient.Do(req)
-	if err != nil || res.StatusCode != http.StatusCreated {
-		t.Fatalf("POST: %v %v", res, err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusCreated {
+		t.Fatalf("POST: %s", res.Status)
 	}
 	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)

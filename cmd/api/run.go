@@ -57,7 +57,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, started func(addr
 		APIToken:     cfg.APIToken,
 	}, store, db, list, reg, logger)
 
-	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	ln, err := new(net.ListenConfig).Listen(ctx, "tcp", cfg.ListenAddr)
 	if err != nil {
 		return setting("LISTEN_ADDR", err)
 	}

@@ -56,13 +56,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	create := fs.Bool("create-database", false, "create the database if it does not exist")
 	ifEmpty := fs.Bool("if-empty", false, "do nothing if the database already has dellstore2 tables")
 	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return fmt.Errorf("%w: %w", errUsage, err)
 	}
 	if *url == "" {
 		return fmt.Errorf("%w: DATABASE_URL is not set and --database-url not given", errUsage)
 	}
 	if err := scale.Validate(); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return fmt.Errorf("%w: %w", errUsage, err)
 	}
 
 	if *create {
@@ -72,7 +72,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	db, err := query.Open(ctx, *url, query.Options{MaxConns: 4})
 	if err != nil {
-		return fmt.Errorf("%w: DATABASE_URL: %v", errUsage, err)
+		return fmt.Errorf("%w: DATABASE_URL: %w", errUsage, err)
 	}
 	defer db.Close()
 	if *ifEmpty {

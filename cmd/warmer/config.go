@@ -30,13 +30,6 @@ func (c Config) validate() error {
 	return nil
 }
 
-func (c Config) readerURL() string {
-	if c.WarmerDatabaseURL != "" {
-		return c.WarmerDatabaseURL
-	}
-	return c.DatabaseURL
-}
-
 // log writes the effective configuration, secrets masked.
 func (c Config) log(logger *slog.Logger) {
 	logger.Info("config",

@@ -110,13 +110,13 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	relay := invalidate.NewRelay(d.primary, d.store, logger)
 	refresher := invalidate.NewRefresher(d.primary, d.store, d.jobs, sched.RunNow, cfg.NegativeTTL, reg, logger)
 
-	ln, err := net.Listen("tcp", cfg.MetricsAddr)
+	ln, err := new(net.ListenConfig).Listen(ctx, "tcp", cfg.MetricsAddr)
 	if err != nil {
 		return setting("METRICS_ADDR", err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()

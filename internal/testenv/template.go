@@ -144,7 +144,7 @@ func loadDump(ctx context.Context, dbURL, path string) error {
 	cmd.Stdout = io.Discard
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("psql < %s: %v: %s", path, err, stderr.String())
+		return fmt.Errorf("psql < %s: %w: %s", path, err, stderr.String())
 	}
 	return nil
 }
@@ -152,14 +152,14 @@ func loadDump(ctx context.Context, dbURL, path string) error {
 // Psql returns a psql command on the database at dbURL, for tests that write as another
 // application would.
 func Psql(dbURL string, args ...string) *exec.Cmd {
-	return exec.Command(psqlPath(), append([]string{"-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dbURL}, args...)...)
+	return exec.CommandContext(context.Background(), psqlPath(), append([]string{"-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dbURL}, args...)...)
 }
 
 func psqlPath() string {
 	if p, err := exec.LookPath("psql"); err == nil {
 		return p
 	}
-	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {
+	if out, err := exec.CommandContext(context.Background(), "pg_config", "--bindir").Output(); err == nil {
 		return filepath.Join(strings.TrimSpace(string(out)), "psql")
 	}
 	return "psql"

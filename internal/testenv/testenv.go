@@ -60,11 +60,11 @@ func findServers() (Servers, error) {
 	}
 	script := filepath.Join(RepoRoot(), "scripts", "servers")
 	var stderr bytes.Buffer
-	cmd := exec.Command(script, "up")
+	cmd := exec.CommandContext(context.Background(), script, "up")
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return s, fmt.Errorf("%s up: %v\n%s", script, err, stderr.String())
+		return s, fmt.Errorf("%s up: %w\n%s", script, err, stderr.String())
 	}
 	for _, line := range strings.Split(string(out), "\n") {
 		k, v, _ := strings.Cut(line, "=")
