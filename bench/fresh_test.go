@@ -28,10 +28,7 @@ import (
 // is taken, 100 times. The hit ratio of the reads during it comes from the api's metrics. The
 // real warmer (relay and refresher) and api run as processes, on a scratch copy of the data.
 func BenchmarkFreshness(b *testing.B) {
-	wrk, err := exec.LookPath("wrk")
-	if err != nil {
-		b.Fatal("wrk is not installed (make bench installs it with apt-get)")
-	}
+	wrk := wrkPath(b)
 	dbURL := scratchCopy(b, dataset(b, 20000, 12000))
 	ns := warmAll(b, dbURL)
 	const token = "bench-token"

@@ -40,10 +40,7 @@ import (
 //
 // The summary gives the median of each round's api ÷ bare_redis (bar: ≥ 0.9).
 func BenchmarkHitPath(b *testing.B) {
-	wrk, err := exec.LookPath("wrk")
-	if err != nil {
-		b.Fatal("wrk is not installed (make bench installs it with apt-get)")
-	}
+	wrk := wrkPath(b)
 	dbURL := dataset(b, 20000, 12000)
 	ns := warmAll(b, dbURL)
 	script := writeScript(b, 20000)
@@ -114,10 +111,7 @@ func medianLoad(ls []load) load {
 // BenchmarkTotalAt10M compares GET /v1/orders/count (the total, from the cache) with
 // SELECT count(*) FROM orders per request, at 10M orders.
 func BenchmarkTotalAt10M(b *testing.B) {
-	wrk, err := exec.LookPath("wrk")
-	if err != nil {
-		b.Fatal("wrk is not installed (make bench installs it with apt-get)")
-	}
+	wrk := wrkPath(b)
 	dbURL := dataset(b, 1000000, 10000000)
 	ns := warmAll(b, dbURL, "orders_total")
 	api := startAPI(b, dbURL, ns)
@@ -302,4 +296,14 @@ func pgPool(b *testing.B, dbURL string) *pgxpool.Pool {
 	}
 	b.Cleanup(pool.Close)
 	return pool
+}
+
+// wrkPath finds wrk, which make bench installs.
+func wrkPath(b *testing.B) string {
+	b.Helper()
+	wrk, err := exec.LookPath("wrk")
+	if err != nil {
+		b.Fatal("wrk is not installed (make bench installs it with apt-get)")
+	}
+	return wrk
 }

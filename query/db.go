@@ -37,8 +37,6 @@ type Options struct {
 	MaxConns int32
 	// ConnectTimeout bounds establishing one connection.
 	ConnectTimeout time.Duration
-	// StatementTimeout, when set, makes PostgreSQL cancel statements running longer.
-	StatementTimeout time.Duration
 }
 
 // Open parses url (a postgres:// URL or key=value DSN; sslmode, passwords and the like are
@@ -54,9 +52,6 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	}
 	if opts.ConnectTimeout > 0 {
 		cfg.ConnConfig.ConnectTimeout = opts.ConnectTimeout
-	}
-	if opts.StatementTimeout > 0 {
-		cfg.ConnConfig.RuntimeParams["statement_timeout"] = fmt.Sprint(opts.StatementTimeout.Milliseconds())
 	}
 	cfg.ConnConfig.RuntimeParams["application_name"] = "warmcache"
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)

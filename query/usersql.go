@@ -18,19 +18,19 @@ var (
 	placeholder = regexp.MustCompile(`\{([^{}]*)\}`)
 )
 
-// KeyTemplate is how a keyed job's rows are named: literal text and {column} placeholders, such
+// keyTemplate is how a keyed job's rows are named: literal text and {column} placeholders, such
 // as "{customerid}" or "{category}:{prod_id}". Each placeholder takes the text PostgreSQL gives
 // the column (its ::text cast), so the key a row is stored under is exactly the key that looks
 // it up again.
-type KeyTemplate struct {
+type keyTemplate struct {
 	literals []string // len(columns)+1 pieces of text around the placeholders
 	columns  []string
 	match    *regexp.Regexp
 }
 
-// ParseKeyTemplate reads a key template; the empty template has no columns.
-func ParseKeyTemplate(s string) (KeyTemplate, error) {
-	var t KeyTemplate
+// parseKeyTemplate reads a key template; the empty template has no columns.
+func parseKeyTemplate(s string) (keyTemplate, error) {
+	var t keyTemplate
 	if s == "" {
 		return t, nil
 	}
@@ -64,11 +64,8 @@ func ParseKeyTemplate(s string) (KeyTemplate, error) {
 	return t, nil
 }
 
-// Columns returns the columns the template names.
-func (t KeyTemplate) Columns() []string { return t.columns }
-
 // render builds a key from the text of each column.
-func (t KeyTemplate) render(parts []string) string {
+func (t keyTemplate) render(parts []string) string {
 	var b strings.Builder
 	for i, p := range parts {
 		b.WriteString(t.literals[i])
@@ -79,7 +76,7 @@ func (t KeyTemplate) render(parts []string) string {
 }
 
 // parse splits a key into the text of each column, or fails with ErrInvalidKey.
-func (t KeyTemplate) parse(key string) (string, []any, error) {
+func (t keyTemplate) parse(key string) (string, []any, error) {
 	m := t.match.FindStringSubmatch(key)
 	if m == nil {
 		return "", nil, ErrInvalidKey
@@ -98,7 +95,7 @@ func (t KeyTemplate) parse(key string) (string, []any, error) {
 //
 // The statement runs inside a read-only transaction, so a job cannot change data. The single-key
 // lookup wraps it: SELECT ... FROM (stmt) AS job WHERE job.col::text = $1 AND ...
-func UserSQL(stmt, keyTemplate string) (Aggregate, error) {
+func UserSQL(stmt, key string) (Aggregate, error) {
 	stmt = strings.TrimRight(strings.TrimSpace(stmt), "; \t\n")
 	if stmt == "" {
 		return Aggregate{}, fmt.Errorf("sql is empty")
@@ -106,7 +103,7 @@ func UserSQL(stmt, keyTemplate string) (Aggregate, error) {
 	if strings.Contains(stmt, ";") {
 		return Aggregate{}, fmt.Errorf("sql must be one statement")
 	}
-	tmpl, err := ParseKeyTemplate(keyTemplate)
+	tmpl, err := parseKeyTemplate(key)
 	if err != nil {
 		return Aggregate{}, err
 	}
@@ -132,7 +129,7 @@ func UserSQL(stmt, keyTemplate string) (Aggregate, error) {
 
 // scanObject returns a scanner that writes a row's columns as a JSON object and builds its key
 // from the key columns the statement appends after them.
-func scanObject(tmpl KeyTemplate) func(pgx.Rows) (Row, error) {
+func scanObject(tmpl keyTemplate) func(pgx.Rows) (Row, error) {
 	return func(rows pgx.Rows) (Row, error) {
 		values, err := rows.Values()
 		if err != nil {

@@ -8,7 +8,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -54,19 +53,8 @@ func cli(ctx context.Context, args, environ []string, stderr io.Writer) int {
 		logger, err = cfg.Logging.Logger(stderr)
 	}
 	if err != nil {
-		fmt.Fprintln(stderr, "api: configuration:", err)
-		return 2
+		return conf.ExitStatus("api", err, stderr, nil)
 	}
 	cache.RouteDriverLogs(logger)
-	err = run(ctx, cfg, logger, nil)
-	var confErr *conf.Error
-	switch {
-	case errors.As(err, &confErr):
-		fmt.Fprintln(stderr, "api: configuration:", err)
-		return 2
-	case err != nil:
-		logger.Error("api_failed", "error", err)
-		return 1
-	}
-	return 0
+	return conf.ExitStatus("api", run(ctx, cfg, logger, nil), stderr, logger)
 }

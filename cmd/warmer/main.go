@@ -95,8 +95,7 @@ func cli(ctx context.Context, args, environ []string, stderr io.Writer) int {
 		logger, err = cfg.Logging.Logger(stderr)
 	}
 	if err != nil {
-		fmt.Fprintln(stderr, "warmer: configuration:", err)
-		return 2
+		return conf.ExitStatus("warmer", err, stderr, nil)
 	}
 	cache.RouteDriverLogs(logger)
 	switch {
@@ -107,14 +106,5 @@ func cli(ctx context.Context, args, environ []string, stderr io.Writer) int {
 	default:
 		err = run(ctx, cfg, logger)
 	}
-	var confErr *conf.Error
-	switch {
-	case errors.As(err, &confErr):
-		fmt.Fprintln(stderr, "warmer: configuration:", err)
-		return 2
-	case err != nil:
-		logger.Error("warmer_failed", "error", err)
-		return 1
-	}
-	return 0
+	return conf.ExitStatus("warmer", err, stderr, logger)
 }

@@ -202,3 +202,19 @@ func (c Cache) Location() *time.Location {
 	}
 	return loc
 }
+
+// ExitStatus reports err the way both binaries do and returns their exit status: 0 without an
+// error, 2 for a configuration error (printed to stderr, naming the setting), 1 for any other
+// (logged as name_failed).
+func ExitStatus(name string, err error, stderr io.Writer, logger *slog.Logger) int {
+	var confErr *Error
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &confErr) || logger == nil:
+		fmt.Fprintf(stderr, "%s: configuration: %v\n", name, err)
+		return 2
+	}
+	logger.Error(name+"_failed", "error", err)
+	return 1
+}
