@@ -60,7 +60,7 @@ func (s *Server) serve(c echo.Context, rm routeMetrics, job jobs.Job, key string
 		}
 		key = canon
 	}
-	// The store's socket timeouts bound this read (Config.RedisTimeout): no timer per request.
+	// The store's socket timeouts (REDIS_TIMEOUT) bound this read: no timer per request.
 	ctx := c.Request().Context()
 	raw, err := s.redis.Execute(func() ([]byte, error) { return s.store.Get(ctx, job.Name, key) })
 	var entry cache.Entry
@@ -111,7 +111,7 @@ func (s *Server) write(c echo.Context, rm routeMetrics, e cache.Entry, result st
 	if age < 0 {
 		age = 0
 	}
-	h[echo.HeaderContentType] = jsonContentType
+	h[echo.HeaderContentType] = []string{echo.MIMEApplicationJSON}
 	h["Etag"] = []string{e.ETag}
 	h[echo.HeaderCacheControl] = []string{"public, max-age=" + strconv.FormatInt(int64(maxAge), 10)}
 	h["Expires"] = []string{s.dates.format(e.FreshUntil)}
@@ -135,8 +135,6 @@ func (s *Server) write(c echo.Context, rm routeMetrics, e cache.Entry, result st
 	_, err := c.Response().Write(e.Body)
 	return err
 }
-
-var jsonContentType = []string{echo.MIMEApplicationJSON}
 
 func lower(result string) string {
 	switch result {

@@ -50,27 +50,29 @@ type fileJob struct {
 func Load(path string, d Defaults, now time.Time) ([]Job, error) {
 	var decls map[string]fileJob
 	var order []string
+	where := "jobs (no jobs file)"
 	if path != "" {
+		where = "jobs file " + path
 		raw, err := os.ReadFile(path)
 		if err != nil {
 			return nil, fmt.Errorf("jobs file: %w", err)
 		}
 		if decls, order, err = decode(raw); err != nil {
-			return nil, fmt.Errorf("jobs file %s: %w", path, err)
+			return nil, fmt.Errorf("%s: %w", where, err)
 		}
 	}
 	var jobs []Job
 	for _, b := range builtins {
 		decl := decls[b.name]
 		if decl.SQL != "" || decl.Key != "" {
-			return nil, fmt.Errorf("jobs file %s: job %s: a built-in job's sql and key cannot be changed", path, b.name)
+			return nil, fmt.Errorf("%s: job %s: a built-in job's sql and key cannot be changed", where, b.name)
 		}
 		if decl.Schedule == "" {
 			decl.Schedule = d.defaultEvery(b.every)
 		}
 		job, err := build(b.name, decl, b.aggregate, b.key, d, now)
 		if err != nil {
-			return nil, fmt.Errorf("jobs file %s: %w", path, err)
+			return nil, fmt.Errorf("%s: %w", where, err)
 		}
 		job.Builtin, job.Description = true, b.description
 		jobs = append(jobs, job)
@@ -81,15 +83,15 @@ func Load(path string, d Defaults, now time.Time) ([]Job, error) {
 		}
 		decl := decls[name]
 		if decl.SQL == "" || decl.Schedule == "" {
-			return nil, fmt.Errorf("jobs file %s: job %s: a job of your own needs sql and schedule", path, name)
+			return nil, fmt.Errorf("%s: job %s: a job of your own needs sql and schedule", where, name)
 		}
 		agg, err := query.UserSQL(decl.SQL, decl.Key)
 		if err != nil {
-			return nil, fmt.Errorf("jobs file %s: job %s: %w", path, name, err)
+			return nil, fmt.Errorf("%s: job %s: %w", where, name, err)
 		}
 		job, err := build(name, decl, agg, decl.Key, d, now)
 		if err != nil {
-			return nil, fmt.Errorf("jobs file %s: %w", path, err)
+			return nil, fmt.Errorf("%s: %w", where, err)
 		}
 		jobs = append(jobs, job)
 	}
