@@ -122,22 +122,32 @@ func (s *Store) Get(ctx context.Context, job, key string) ([]byte, error) {
 
 // Delete removes every key of the namespace. It is for tests and for operators starting over.
 func (s *Store) Delete(ctx context.Context) error {
-	iter := s.rdb.Scan(ctx, 0, s.keys.All(), 1000).Iterator()
-	var batch []string
+	if c, ok := s.rdb.(*redis.ClusterClient); ok {
+		// Each master holds its own slots; keys of many slots cannot go in one command.
+		return translate(c.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+			return deleteMatching(ctx, node, s.keys.All(), 1)
+		}))
+	}
+	return translate(deleteMatching(ctx, s.rdb, s.keys.All(), 1000))
+}
+
+// deleteMatching unlinks the keys matching pattern, batch at a time.
+func deleteMatching(ctx context.Context, rdb redis.UniversalClient, pattern string, batch int) error {
+	var keys []string
+	iter := rdb.Scan(ctx, 0, pattern, 1000).Iterator()
 	for iter.Next(ctx) {
-		batch = append(batch, iter.Val())
-		if len(batch) == 1000 {
-			if err := s.rdb.Del(ctx, batch...).Err(); err != nil {
-				return translate(err)
+		if keys = append(keys, iter.Val()); len(keys) == batch {
+			if err := rdb.Unlink(ctx, keys...).Err(); err != nil {
+				return err
 			}
-			batch = batch[:0]
+			keys = keys[:0]
 		}
 	}
 	if err := iter.Err(); err != nil {
-		return translate(err)
+		return err
 	}
-	if len(batch) > 0 {
-		return translate(s.rdb.Del(ctx, batch...).Err())
+	if len(keys) > 0 {
+		return rdb.Unlink(ctx, keys...).Err()
 	}
 	return nil
 }

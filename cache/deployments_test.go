@@ -1,0 +1,109 @@
+package cache_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/warmcache/warmcache/cache"
+	"github.com/warmcache/warmcache/internal/testenv"
+)
+
+// TestRedisDeployments runs the store's whole surface against a real Redis Cluster of three
+// masters and a real Sentinel deployment, as REDIS_URL names them.
+func TestRedisDeployments(t *testing.T) {
+	t.Parallel()
+	t.Run("cluster", func(t *testing.T) {
+		t.Parallel()
+		nodes := testenv.StartRedisCluster(t)
+		exercise(t, fmt.Sprintf("redis://%s?addr=%s&addr=%s", nodes[0], nodes[1], nodes[2]))
+		exercise(t, fmt.Sprintf("redis://%s?cluster=true", nodes[1]))
+	})
+	t.Run("sentinel", func(t *testing.T) {
+		t.Parallel()
+		sentinel := testenv.StartRedisSentinel(t, "mymaster")
+		exercise(t, "redis://"+sentinel+"/0?master_name=mymaster")
+	})
+}
+
+func exercise(t *testing.T, url string) {
+	t.Helper()
+	keys, _ := cache.NewKeys(testenv.Namespace(t))
+	s, err := cache.Open(url, keys, cache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("%s: ping: %v", url, err)
+	}
+	// A bulk run over keys of many slots, then an older one, fenced off key by key.
+	var batch []cache.Item
+	for i := range 2500 {
+		batch = append(batch, item(t, "orders_by_customer", fmt.Sprint(i), 100, fmt.Sprintf(`{"n":%d}`, i)))
+	}
+	if n, err := s.PutRun(ctx, "orders_by_customer", 100, batch); err != nil || n != 2500 {
+		t.Fatalf("%s: bulk write: %d, %v", url, n, err)
+	}
+	// Fenced off whole (one server, Sentinel) or key by key (Cluster): nothing older lands.
+	var older []cache.Item
+	for i := range 10 {
+		older = append(older, item(t, "orders_by_customer", fmt.Sprint(i), 50, `{"n":"older"}`))
+	}
+	if n, err := s.PutRun(ctx, "orders_by_customer", 50, older); n != 0 || err != nil && !errors.Is(err, cache.ErrFenced) {
+		t.Errorf("%s: an older run wrote %d keys (%v)", url, n, err)
+	}
+	if got := body(t, s, "orders_by_customer", "3"); got != `{"n":3}` {
+		t.Errorf("%s: key 3 holds %s after an older run", url, got)
+	}
+	if n, err := s.Put(ctx, []cache.Item{item(t, "orders_by_customer", "7", 200, `{"n":"newer"}`)}); err != nil || n != 1 {
+		t.Errorf("%s: single write: %d, %v", url, n, err)
+	}
+	if got := body(t, s, "orders_by_customer", "7"); got != `{"n":"newer"}` {
+		t.Errorf("%s: key 7 holds %s", url, got)
+	}
+	if got := body(t, s, "orders_by_customer", "2499"); got != `{"n":2499}` {
+		t.Errorf("%s: key 2499 holds %s", url, got)
+	}
+	// Run records over several slots.
+	for _, job := range []string{"a", "b", "c"} {
+		if err := s.RecordRun(ctx, cache.Run{Job: job, Started: time.Now(), Keys: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if runs, err := s.Runs(ctx, "a", "b", "c", "never"); err != nil || len(runs) != 3 {
+		t.Errorf("%s: runs %v, %v", url, runs, err)
+	}
+	// Leases and events.
+	if ok, err := s.Lease(ctx, "j", "k", "me", time.Minute); err != nil || !ok {
+		t.Errorf("%s: lease: %v %v", url, ok, err)
+	}
+	if ok, _ := s.Lease(ctx, "j", "k", "other", time.Minute); ok {
+		t.Errorf("%s: a taken lease was given again", url)
+	}
+	if err := s.Release(ctx, "j", "k", "me"); err != nil {
+		t.Error(err)
+	}
+	if err := s.Publish(ctx, []cache.Event{{Customer: 42, Change: 1}, {Run: "orders_total"}}); err != nil {
+		t.Fatal(err)
+	}
+	events, err := s.Consume(ctx, "g", "c", 10, 0, time.Minute)
+	if err != nil || len(events) != 2 || events[0].Customer != 42 || events[1].Run != "orders_total" {
+		t.Fatalf("%s: events %+v, %v", url, events, err)
+	}
+	if err := s.Ack(ctx, "g", events); err != nil {
+		t.Error(err)
+	}
+	if _, err := s.Get(ctx, "orders_by_customer", "nope"); !errors.Is(err, cache.ErrMiss) {
+		t.Errorf("%s: get of a missing key: %v", url, err)
+	}
+	if err := s.Delete(ctx); err != nil {
+		t.Errorf("%s: delete: %v", url, err)
+	}
+	if _, err := s.Get(ctx, "orders_by_customer", "2499"); !errors.Is(err, cache.ErrMiss) {
+		t.Errorf("%s: after delete, a key is still there: %v", url, err)
+	}
+}

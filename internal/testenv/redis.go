@@ -1,0 +1,98 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// StartRedis starts a Redis server of the test's own on a free loopback port, with extra
+// configuration lines, and stops it when the test ends. It returns the server's address.
+func StartRedis(t testing.TB, config ...string) string {
+	t.Helper()
+	return startRedis(t, config, nil)
+}
+
+func startRedis(t testing.TB, config, args []string) string {
+	t.Helper()
+	ln, err := new(net.ListenConfig).Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	dir := t.TempDir()
+	conf := append([]string{"bind 127.0.0.1", "port " + strconv.Itoa(port), "dir " + dir, `save ""`,
+		"appendonly no", "daemonize no"}, config...)
+	path := filepath.Join(dir, "redis.conf")
+	if err := os.WriteFile(path, []byte(strings.Join(conf, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(context.Background(), "redis-server", append([]string{path}, args...)...)
+	cmd.Stdout, cmd.Stderr = nil, nil
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("testenv: start redis-server: %v", err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill() //nolint:errcheck // it may be gone already
+		cmd.Wait()         //nolint:errcheck // killed
+	})
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	waitFor(t, "redis-server on "+addr, func() bool { return redisCLI(addr, "ping") == "PONG" })
+	return addr
+}
+
+// StartRedisCluster starts a Redis Cluster of three masters and returns their addresses.
+func StartRedisCluster(t testing.TB) []string {
+	t.Helper()
+	var addrs []string
+	for range 3 {
+		addrs = append(addrs, StartRedis(t, "cluster-enabled yes", "cluster-config-file nodes.conf", "cluster-node-timeout 2000"))
+	}
+	create := exec.CommandContext(context.Background(), "redis-cli", append(append([]string{"--cluster", "create"}, addrs...), "--cluster-yes")...)
+	if out, err := create.CombinedOutput(); err != nil {
+		t.Fatalf("testenv: redis-cli --cluster create: %v\n%s", err, out)
+	}
+	for _, a := range addrs {
+		waitFor(t, "cluster state ok on "+a, func() bool { return strings.Contains(redisCLI(a, "cluster", "info"), "cluster_state:ok") })
+	}
+	return addrs
+}
+
+// StartRedisSentinel starts a Redis master and a Sentinel watching it as master name, and
+// returns the Sentinel's address.
+func StartRedisSentinel(t testing.TB, name string) string {
+	t.Helper()
+	master := StartRedis(t)
+	host, port, _ := net.SplitHostPort(master)
+	sentinel := startRedis(t, []string{fmt.Sprintf("sentinel monitor %s %s %s 1", name, host, port),
+		fmt.Sprintf("sentinel down-after-milliseconds %s 5000", name)}, []string{"--sentinel"})
+	waitFor(t, "sentinel knows "+name, func() bool {
+		return strings.Contains(redisCLI(sentinel, "sentinel", "get-master-addr-by-name", name), port)
+	})
+	return sentinel
+}
+
+func redisCLI(addr string, args ...string) string {
+	host, port, _ := net.SplitHostPort(addr)
+	out, _ := exec.CommandContext(context.Background(), "redis-cli", append([]string{"-h", host, "-p", port}, args...)...).Output()
+	return strings.TrimSpace(string(out))
+}
+
+func waitFor(t testing.TB, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("testenv: no %s within 15 s", what)
+		}
+		time.Sleep(50 * time.Millisecond) // polling the server, with a deadline
+	}
+}
