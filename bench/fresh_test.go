@@ -1,14 +1,12 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"os"
 	"os/exec"
 	"regexp"
 	"slices"
@@ -180,30 +178,10 @@ func scratchCopy(b *testing.B, dbURL string) string {
 	return scratch
 }
 
-// startWarmer runs the real warmer as a daemon (scheduled runs an hour apart: the events alone
+// startWarmer runs the real warmer as a daemon (scheduled runs two hours apart: the events alone
 // refresh the keys while the benchmark runs).
 func startWarmer(b *testing.B, dbURL, ns string) {
 	b.Helper()
-	cmd := exec.Command(binary(b, "warmer"))
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "REDIS_URL="+testenv.Get(b).RedisURL,
-		"CACHE_NAMESPACE="+ns, "CACHE_TTL=2h", "METRICS_ADDR=127.0.0.1:0")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt) //nolint:errcheck // best effort; Wait reaps it
-		cmd.Wait()                       //nolint:errcheck // the exit status does not matter here
-	})
-	lines := bufio.NewScanner(stderr)
-	for lines.Scan() {
-		if strings.Contains(lines.Text(), `"msg":"warmer_started"`) {
-			go io.Copy(io.Discard, stderr) //nolint:errcheck // draining the log
-			return
-		}
-	}
-	b.Fatal("the warmer did not start")
+	startProcess(b, "warmer", []string{"DATABASE_URL=" + dbURL, "REDIS_URL=" + testenv.Get(b).RedisURL,
+		"CACHE_NAMESPACE=" + ns, "CACHE_TTL=2h", "METRICS_ADDR=127.0.0.1:0"}, regexp.MustCompile(`"msg":"warmer_started"`))
 }

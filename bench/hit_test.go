@@ -234,10 +234,18 @@ func warmAll(b *testing.B, dbURL string, only ...string) string {
 // startAPI starts the real api binary on a free port and returns its address.
 func startAPI(b *testing.B, dbURL, ns string, environ ...string) string {
 	b.Helper()
-	cmd := exec.Command(binary(b, "api"))
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "REDIS_URL="+testenv.Get(b).RedisURL,
-		"CACHE_NAMESPACE="+ns, "CACHE_TTL=2h", "LISTEN_ADDR=127.0.0.1:0")
-	cmd.Env = append(cmd.Env, environ...)
+	env := append([]string{"DATABASE_URL=" + dbURL, "REDIS_URL=" + testenv.Get(b).RedisURL, "CACHE_NAMESPACE=" + ns,
+		"CACHE_TTL=2h", "LISTEN_ADDR=127.0.0.1:0"}, environ...)
+	return startProcess(b, "api", env, regexp.MustCompile(`"msg":"api_started","addr":"([^"]+)"`))
+}
+
+// startProcess starts a binary of the product with env added to the environment, waits for a
+// log line matching started and returns the line's first submatch; the process is interrupted
+// when the benchmark ends.
+func startProcess(b *testing.B, name string, env []string, started *regexp.Regexp) string {
+	b.Helper()
+	cmd := exec.Command(binary(b, name))
+	cmd.Env = append(os.Environ(), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		b.Fatal(err)
@@ -251,12 +259,12 @@ func startAPI(b *testing.B, dbURL, ns string, environ ...string) string {
 	})
 	lines := bufio.NewScanner(stderr)
 	for lines.Scan() {
-		if m := regexp.MustCompile(`"msg":"api_started","addr":"([^"]+)"`).FindStringSubmatch(lines.Text()); m != nil {
+		if m := started.FindStringSubmatch(lines.Text()); m != nil {
 			go io.Copy(io.Discard, stderr) //nolint:errcheck // draining the log
-			return m[1]
+			return m[len(m)-1]
 		}
 	}
-	b.Fatal("the api did not start")
+	b.Fatalf("%s did not start", name)
 	return ""
 }
 
