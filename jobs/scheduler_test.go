@@ -187,3 +187,23 @@ jobs:
 		t.Errorf("two replicas starting together ran the job %d times, want once", n)
 	}
 }
+
+// TestRunNow: a run asked for outside the schedule (POST /v1/jobs/{job}/run) happens and is
+// recorded; an unknown job is refused.
+func TestRunNow(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, testenv.NewDatabase(t))
+	list := []Job{h.jobs["orders_total"]}
+	s := NewScheduler(list, h.runner, h.db, h.store.Keys().Namespace(), slog.New(slog.DiscardHandler))
+	if s.RunNow("nope") {
+		t.Error("RunNow accepted an unknown job")
+	}
+	if !s.RunNow("orders_total") {
+		t.Fatal("RunNow refused orders_total")
+	}
+	s.Stop(context.Background()) // waits for the requested run
+	runs, err := h.store.Runs(context.Background(), "orders_total")
+	if err != nil || runs["orders_total"].Keys != 1 || runs["orders_total"].Error != "" {
+		t.Errorf("after RunNow: %+v, %v", runs, err)
+	}
+}

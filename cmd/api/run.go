@@ -14,6 +14,7 @@ import (
 
 	"github.com/warmcache/warmcache/api"
 	"github.com/warmcache/warmcache/cache"
+	"github.com/warmcache/warmcache/internal/conf"
 	"github.com/warmcache/warmcache/jobs"
 	"github.com/warmcache/warmcache/query"
 )
@@ -39,6 +40,8 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, started func(addr
 		return setting("REDIS_URL", err)
 	}
 	defer store.Close()
+	conf.LogConnect(ctx, logger, "postgresql", cfg.DatabaseURL, db.Ping)
+	conf.LogConnect(ctx, logger, "redis", cfg.RedisURL, store.Ping)
 	list, err := jobs.Load(cfg.JobsFile, jobs.Defaults{TTL: cfg.TTL, Grace: cfg.Grace, Timeout: 10 * time.Minute,
 		Location: cfg.Location()}, time.Now())
 	if err != nil {

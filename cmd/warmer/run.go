@@ -65,6 +65,8 @@ func open(ctx context.Context, cfg Config, logger *slog.Logger) (deps, error) {
 		d.primary.Close()
 		return d, setting("REDIS_URL", err)
 	}
+	conf.LogConnect(ctx, logger, "postgresql", cfg.DatabaseURL, d.primary.Ping)
+	conf.LogConnect(ctx, logger, "redis", cfg.RedisURL, d.store.Ping)
 	d.jobs, err = jobs.Load(cfg.JobsFile, jobs.Defaults{TTL: cfg.TTL, Grace: cfg.Grace, Timeout: 10 * time.Minute,
 		Location: cfg.Location()}, time.Now())
 	if err != nil {

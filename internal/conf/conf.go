@@ -4,6 +4,7 @@
 package conf
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -217,4 +218,17 @@ func ExitStatus(name string, err error, stderr io.Writer, logger *slog.Logger) i
 	}
 	logger.Error(name+"_failed", "error", err)
 	return 1
+}
+
+// LogConnect tries a dependency once at start and logs the named event <name>_connected, or a
+// warning: a process starts even while a server is down, and reconnects when it returns.
+func LogConnect(ctx context.Context, logger *slog.Logger, name, url string, ping func(context.Context) error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	started := time.Now()
+	if err := ping(ctx); err != nil {
+		logger.Warn(name+"_unavailable", "url", MaskURL(url), "error", err)
+		return
+	}
+	logger.Info(name+"_connected", "url", MaskURL(url), "duration_ms", time.Since(started).Milliseconds())
 }
