@@ -196,3 +196,23 @@ func (f *fixture) entry(job, key string) cache.Entry {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// awaitState reads path until it answers 200 with the hit header at state, for up to 15 s (a
+// breaker closes two seconds after its dependency returns), and returns the statuses of the
+// answers before that one.
+func (f *fixture) awaitState(path, state string) []int {
+	f.t.Helper()
+	var before []int
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		res := f.get(path)
+		if res.status == 200 && res.header.Get("X-Cache") == state {
+			return before
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatalf("%s: still %d %s after 15 s, want 200 %s", path, res.status, res.header.Get("X-Cache"), state)
+		}
+		before = append(before, res.status)
+		time.Sleep(50 * time.Millisecond) // polling for the breaker to close, with a deadline
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -121,7 +122,7 @@ func (s *Server) write(c echo.Context, rm routeMetrics, e cache.Entry, result st
 	rm.results[result].Inc()
 	rm.age.Observe(now.Sub(e.ComputedAt).Seconds())
 	if s.logger.Enabled(c.Request().Context(), slog.LevelDebug) {
-		s.logger.Debug("cache_"+lower(result), "path", c.Request().URL.Path, "etag", e.ETag)
+		s.logger.Debug("cache_"+strings.ToLower(result), "path", c.Request().URL.Path, "etag", e.ETag)
 	}
 	status := http.StatusOK
 	switch {
@@ -134,18 +135,6 @@ func (s *Server) write(c echo.Context, rm routeMetrics, e cache.Entry, result st
 	c.Response().WriteHeader(status)
 	_, err := c.Response().Write(e.Body)
 	return err
-}
-
-func lower(result string) string {
-	switch result {
-	case hit:
-		return "hit"
-	case miss:
-		return "miss"
-	case stale:
-		return "stale"
-	}
-	return "bypass"
 }
 
 // readThrough computes job's value at key from PostgreSQL and stores it. Concurrent reads of one

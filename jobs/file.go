@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -172,7 +173,7 @@ func build(name string, decl fileJob, agg query.Aggregate, key string, d Default
 	if !policy.Calendar() && life.Jitter >= ttl {
 		return fail("jitter", fmt.Errorf("%s is not shorter than the ttl %s", life.Jitter, policy))
 	}
-	timeout, err := duration(decl.Timeout, d.Timeout, time.Second)
+	timeout, err := duration(decl.Timeout, cmp.Or(d.Timeout, 10*time.Minute), time.Second)
 	if err != nil {
 		return fail("timeout", err)
 	}

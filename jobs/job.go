@@ -58,7 +58,7 @@ type Defaults struct {
 	TTL time.Duration
 	// Grace is how long past freshness values are kept to be served stale (CACHE_GRACE).
 	Grace time.Duration
-	// Timeout bounds a run of a job without a timeout.
+	// Timeout bounds a run of a job without a timeout; zero means ten minutes.
 	Timeout time.Duration
 	// Location is the time zone of schedules and calendar expiry (TIMEZONE).
 	Location *time.Location

@@ -42,8 +42,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, started func(addr
 	defer store.Close()
 	conf.LogConnect(ctx, logger, "postgresql", cfg.DatabaseURL, db.Ping)
 	conf.LogConnect(ctx, logger, "redis", cfg.RedisURL, store.Ping)
-	list, err := jobs.Load(cfg.JobsFile, jobs.Defaults{TTL: cfg.TTL, Grace: cfg.Grace, Timeout: 10 * time.Minute,
-		Location: cfg.Location()}, time.Now())
+	list, err := jobs.Load(cfg.JobsFile, jobs.Defaults{TTL: cfg.TTL, Grace: cfg.Grace, Location: cfg.Location()}, time.Now())
 	if err != nil {
 		return setting("JOBS_FILE", err)
 	}

@@ -67,8 +67,7 @@ func open(ctx context.Context, cfg Config, logger *slog.Logger) (deps, error) {
 	}
 	conf.LogConnect(ctx, logger, "postgresql", cfg.DatabaseURL, d.primary.Ping)
 	conf.LogConnect(ctx, logger, "redis", cfg.RedisURL, d.store.Ping)
-	d.jobs, err = jobs.Load(cfg.JobsFile, jobs.Defaults{TTL: cfg.TTL, Grace: cfg.Grace, Timeout: 10 * time.Minute,
-		Location: cfg.Location()}, time.Now())
+	d.jobs, err = jobs.Load(cfg.JobsFile, jobs.Defaults{TTL: cfg.TTL, Grace: cfg.Grace, Location: cfg.Location()}, time.Now())
 	if err != nil {
 		d.close()
 		return d, setting("JOBS_FILE", err)
@@ -159,7 +158,7 @@ func once(ctx context.Context, cfg Config, logger *slog.Logger, name string, std
 		return err
 	}
 	defer d.close()
-	selected := d.jobs[:0:0]
+	var selected []jobs.Job
 	for _, job := range d.jobs {
 		if name == job.Name || name == "" && job.Enabled {
 			selected = append(selected, job)
