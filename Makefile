@@ -12,19 +12,25 @@ help: ## list the targets
 run: ## start PostgreSQL and Redis, load demo data, run the product
 	scripts/run
 
+# go test reads the servers from TEST_DATABASE_URL and TEST_REDIS_URL; `scripts/servers exec`
+# starts the servers (installing them when missing) and sets both. The Kubernetes manifests are a
+# module of their own (deploy/k8s), checked without the race detector: no goroutines of ours run.
 .PHONY: test
-test: servers ## vet and run every test against real PostgreSQL and Redis, with the race detector
+test: ## vet and run every test against real PostgreSQL and Redis, with the race detector
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 15m ./...
+	cd deploy/k8s && $(GO) vet ./...
+	scripts/servers exec $(GO) test -race -count=1 -timeout 15m ./...
+	cd deploy/k8s && $(GO) test -count=1 ./...
 
 .PHONY: bench
-bench: servers ## run the benchmarks (generates 1M customers / 10M orders once, about a minute)
+bench: ## run the benchmarks (generates 1M customers / 10M orders once, about a minute)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
-	$(GO) test -run '^$$' -bench . -benchtime 1x -count 3 -timeout 60m -v ./bench | grep -v '^=== \|^--- '
+	scripts/servers exec $(GO) test -run '^$$' -bench . -benchtime 1x -count 3 -timeout 60m -v ./bench | grep -v '^=== \|^--- '
 
 .PHONY: lint
 lint: ## run golangci-lint (pinned in tools/go.mod; built on first use)
 	$(GO) tool -modfile=tools/go.mod golangci-lint run ./...
+	cd deploy/k8s && $(GO) tool -modfile=../../tools/go.mod golangci-lint run ./...
 
 .PHONY: vuln
 vuln: ## check dependencies for known vulnerabilities (needs the Go vulnerability database online)
@@ -32,7 +38,7 @@ vuln: ## check dependencies for known vulnerabilities (needs the Go vulnerabilit
 
 .PHONY: k8s-check
 k8s-check: ## validate the Kubernetes manifests and the Dockerfile offline
-	$(GO) test -count=1 ./deploy/k8s/
+	cd deploy/k8s && $(GO) test -count=1 ./...
 
 .PHONY: servers
 servers: ## install (if missing) and start the local PostgreSQL and Redis

@@ -1,65 +1,119 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/warmcache/warmcache/cache"
+	"github.com/warmcache/warmcache/query"
 )
 
-// apiError is an error with the status and message the client gets.
-type apiError struct {
+// The kinds of failure the api itself finds. Handlers return them, or query's and cache's own,
+// wrapped with what they were doing, or with a message for the client (public).
+var (
+	errInvalid       = errors.New("invalid request")
+	errUnauthorized  = errors.New("unauthorized")
+	errForbidden     = errors.New("forbidden")
+	errNotFound      = errors.New("not found")
+	errUnprocessable = errors.New("unprocessable")
+)
+
+// statuses is the one table from errors to HTTP statuses, in the manner of pkgsite's derrors: the
+// first kind an error wraps decides. An error of no kind here is a bug or a failure nobody
+// foresaw, such as a user's SQL dividing by zero: 500, logged at error level. 503 is for
+// PostgreSQL or Redis being unable to answer, and only for that.
+var statuses = []struct {
+	kind   error
 	status int
-	msg    string
+}{
+	{errInvalid, http.StatusBadRequest},
+	{query.ErrInvalidKey, http.StatusBadRequest},
+	{errUnauthorized, http.StatusUnauthorized},
+	{errForbidden, http.StatusForbidden},
+	{errNotFound, http.StatusNotFound},
+	{query.ErrNotFound, http.StatusNotFound},
+	{errUnprocessable, http.StatusUnprocessableEntity},
+	{query.ErrInvalidOrder, http.StatusUnprocessableEntity},
+	{query.ErrUnknownCustomer, http.StatusUnprocessableEntity},
+	{query.ErrUnavailable, http.StatusServiceUnavailable},
+	{cache.ErrUnavailable, http.StatusServiceUnavailable},
+	{gobreaker.ErrOpenState, http.StatusServiceUnavailable},
+	{gobreaker.ErrTooManyRequests, http.StatusServiceUnavailable},
+	{context.DeadlineExceeded, http.StatusServiceUnavailable},
 }
 
-func (e *apiError) Error() string { return fmt.Sprintf("%d %s", e.status, e.msg) }
+// unavailableMessage is what a client gets with a 503.
+const unavailableMessage = "the data is unavailable right now; try again shortly"
 
-func badRequest(format string, args ...any) error {
-	return &apiError{http.StatusBadRequest, fmt.Sprintf(format, args...)}
+// publicError is an error with the message its client gets; its cause decides the status.
+type publicError struct {
+	msg   string
+	cause error
 }
 
-func notFound(format string, args ...any) error {
-	return &apiError{http.StatusNotFound, fmt.Sprintf(format, args...)}
+func (e *publicError) Error() string { return e.msg }
+func (e *publicError) Unwrap() error { return e.cause }
+
+// public returns cause with a message for the client.
+func public(cause error, format string, args ...any) error {
+	return &publicError{msg: fmt.Sprintf(format, args...), cause: cause}
 }
 
-// errUnavailable answers a valid request that neither Redis nor PostgreSQL can serve now.
-var errUnavailable = &apiError{http.StatusServiceUnavailable, "the data is unavailable right now; try again shortly"}
-
-// classify is the one table from errors to statuses and client messages. The text of an
-// unexpected error is never shown to the client.
-func classify(err error) (status int, msg string, unexpected bool) {
-	var api *apiError
+// classify returns the status and the client's message of err. The text of an error nobody
+// foresaw is never shown to the client.
+func classify(err error) (status int, msg string) {
 	var he *echo.HTTPError
-	switch {
-	case errors.As(err, &api):
-		return api.status, api.msg, false
-	case errors.As(err, &he):
+	if errors.As(err, &he) { // echo's own: an unknown route, a method not allowed, a body too large
 		msg = http.StatusText(he.Code)
 		if m, ok := he.Message.(string); ok {
 			msg = m
 		}
-		return he.Code, msg, false
+		return he.Code, msg
 	}
-	return http.StatusInternalServerError, "internal error", true
+	status = http.StatusInternalServerError
+	for _, s := range statuses {
+		if errors.Is(err, s.kind) {
+			status = s.status
+			break
+		}
+	}
+	var pub *publicError
+	switch {
+	case status == http.StatusInternalServerError:
+		return status, "internal error"
+	case status == http.StatusServiceUnavailable:
+		return status, unavailableMessage
+	case errors.As(err, &pub):
+		return status, pub.msg
+	}
+	return status, http.StatusText(status)
 }
 
 func statusOf(err error) int {
-	status, _, _ := classify(err)
+	status, _ := classify(err)
 	return status
 }
 
-// errorHandler is echo's HTTPErrorHandler: every error answer is JSON {"error": "..."}, and an
-// unexpected error is logged.
+// unexpected reports whether err is one nobody foresaw: a 500.
+func unexpected(err error) bool {
+	return statusOf(err) == http.StatusInternalServerError && !errors.Is(err, context.Canceled)
+}
+
+// errorHandler is echo's HTTPErrorHandler: every error answer is JSON {"error": "..."}, a 503
+// says when to retry, and an error nobody foresaw is logged at error level.
 func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 	return func(err error, c echo.Context) {
 		if c.Response().Committed {
 			return
 		}
-		status, msg, unexpected := classify(err)
-		if unexpected {
+		status, msg := classify(err)
+		if unexpected(err) {
 			logger.Error("request_failed", "method", c.Request().Method, "path", c.Request().URL.Path, "error", err)
 		}
 		if status == http.StatusServiceUnavailable {

@@ -1,14 +1,16 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/warmcache/warmcache/cache"
+	"github.com/warmcache/warmcache/internal/baseservice"
 	"github.com/warmcache/warmcache/internal/testenv"
 	"github.com/warmcache/warmcache/jobs"
 	"github.com/warmcache/warmcache/query"
@@ -36,8 +39,7 @@ type fixture struct {
 	dbURL   string
 	ns      string
 
-	mu  sync.Mutex
-	now time.Time
+	arch *baseservice.Archetype // the clock the test moves
 }
 
 type fixtureOptions struct {
@@ -45,6 +47,8 @@ type fixtureOptions struct {
 	token   string // API_TOKEN; empty refuses writes
 	dbURL   string // share a database (two api replicas); a new one by default
 	ns      string // share a namespace; a new one by default
+	jobs    string // the jobs file's content; none by default
+	logger  *slog.Logger
 }
 
 var testStart = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
@@ -52,7 +56,9 @@ var testStart = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
 func newFixture(t testing.TB, opts fixtureOptions) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	f := &fixture{t: t, dbURL: opts.dbURL, ns: opts.ns, now: testStart}
+	logger := cmp.Or(opts.logger, slog.New(slog.DiscardHandler))
+	f := &fixture{t: t, dbURL: opts.dbURL, ns: opts.ns, arch: baseservice.NewArchetype(logger)}
+	f.arch.Time.Stub(testStart)
 	if f.dbURL == "" {
 		f.dbURL = testenv.NewDatabase(t)
 	}
@@ -86,38 +92,32 @@ func newFixture(t testing.TB, opts fixtureOptions) *fixture {
 	}
 	f.db, f.store = open(f.dbURL, redisURL, 0)
 	apiDBConn, apiStore := open(apiDB, apiRedis, 200*time.Millisecond)
-	f.jobs, err = jobs.Load("", jobs.Defaults{TTL: 10 * time.Minute, Grace: time.Hour, Timeout: time.Minute,
-		Location: time.UTC}, testStart)
+	jobsFile := ""
+	if opts.jobs != "" {
+		jobsFile = filepath.Join(t.TempDir(), "jobs.yaml")
+		if err := os.WriteFile(jobsFile, []byte(opts.jobs), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.jobs, err = jobs.Load(jobsFile, jobs.Defaults{TTL: 10 * time.Minute, Grace: time.Hour, NegativeTTL: 30 * time.Second,
+		Timeout: time.Minute, Location: time.UTC}, testStart)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.srv = New(Config{CacheHeader: "X-Cache", QueryTimeout: 5 * time.Second,
-		MaxQueries: 8, LeaseWait: 2 * time.Second, NegativeTTL: 30 * time.Second, Location: time.UTC,
-		APIToken: opts.token},
-		apiStore, apiDBConn, f.jobs, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
-	f.srv.now = f.clock
+	f.srv = New(f.arch, Config{CacheHeader: "X-Cache", QueryTimeout: 5 * time.Second,
+		MaxQueries: 8, LeaseWait: 2 * time.Second, Namespace: f.ns, APIToken: opts.token},
+		apiStore, apiDBConn, f.jobs, prometheus.NewRegistry())
 	f.http = httptest.NewServer(f.srv.Handler())
 	t.Cleanup(f.http.Close)
 	return f
 }
 
-func (f *fixture) clock() time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.now
-}
-
-func (f *fixture) advance(d time.Duration) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.now = f.now.Add(d)
-}
+func (f *fixture) advance(d time.Duration) { f.arch.Time.Advance(d) }
 
 // warm runs the built-in jobs once, as the warmer would, at the fixture's time.
 func (f *fixture) warm() {
 	f.t.Helper()
-	r := jobs.NewRunner(f.db, f.store, jobs.NewMetrics(prometheus.NewRegistry()), slog.New(slog.DiscardHandler))
-	r.SetClock(f.clock)
+	r := jobs.NewRunner(f.arch, f.db, f.store, jobs.NewMetrics(prometheus.NewRegistry()))
 	if err := jobs.Once(context.Background(), f.jobs, r, f.db, f.ns, func(jobs.Job) jobs.Progress { return nil }); err != nil {
 		f.t.Fatal(err)
 	}
@@ -184,13 +184,9 @@ func (f *fixture) queries() int {
 
 func (f *fixture) entry(job, key string) cache.Entry {
 	f.t.Helper()
-	raw, err := f.store.Get(context.Background(), job, key)
+	e, err := f.store.Get(context.Background(), job, key)
 	if err != nil {
 		f.t.Fatalf("get %s %s: %v", job, key, err)
-	}
-	e, err := cache.DecodeEntry(raw)
-	if err != nil {
-		f.t.Fatal(err)
 	}
 	return e
 }

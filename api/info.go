@@ -60,9 +60,9 @@ func (s *Server) listJobs(c echo.Context) error {
 	}
 	runs, err := s.store.Runs(c.Request().Context(), names...)
 	if err != nil {
-		s.logger.Warn("job_runs_unavailable", "error", err)
+		s.Logger.Warn("job_runs_unavailable", "error", err)
 	}
-	now := s.now()
+	now := s.Time.Now()
 	views := make([]jobView, len(s.jobs))
 	for i, j := range s.jobs {
 		views[i] = jobView{Name: j.Name, Description: j.Description, Builtin: j.Builtin, Enabled: j.Enabled,

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -19,17 +20,17 @@ import (
 // ordersCount serves orders_total, or with ?customerid= one customer's orders_by_customer.
 func (s *Server) ordersCount(c echo.Context, rm routeMetrics) error {
 	if !c.QueryParams().Has("customerid") {
-		return s.serve(c, rm, s.byName["orders_total"], "")
+		return s.serve(c, rm, s.byName[jobs.OrdersTotal], "")
 	}
-	return s.serve(c, rm, s.byName["orders_by_customer"], c.QueryParam("customerid"))
+	return s.serve(c, rm, s.byName[jobs.OrdersByCustomer], c.QueryParam("customerid"))
 }
 
 func (s *Server) customerCredit(c echo.Context, rm routeMetrics) error {
-	return s.serve(c, rm, s.byName["credit_by_customer"], c.Param("id"))
+	return s.serve(c, rm, s.byName[jobs.CreditByCustomer], c.Param("id"))
 }
 
 func (s *Server) creditOverview(c echo.Context, rm routeMetrics) error {
-	return s.serve(c, rm, s.byName["credit_overview"], "")
+	return s.serve(c, rm, s.byName[jobs.CreditOverview], "")
 }
 
 // result serves any job by name: /v1/results/{job} for a single-value job, /v1/results/{job}/{key}
@@ -39,11 +40,11 @@ func (s *Server) result(c echo.Context, rm routeMetrics) error {
 	key := c.Param("key")
 	switch {
 	case !ok:
-		return notFound("no job is called %q", c.Param("job"))
+		return public(errNotFound, "no job is called %q", c.Param("job"))
 	case job.Keyed() && key == "":
-		return notFound("job %s has one value per key: ask for /v1/results/%s/{key}", job.Name, job.Name)
+		return public(errNotFound, "job %s has one value per key: ask for /v1/results/%s/{key}", job.Name, job.Name)
 	case !job.Keyed() && key != "":
-		return notFound("job %s has a single value: ask for /v1/results/%s", job.Name, job.Name)
+		return public(errNotFound, "job %s has a single value: ask for /v1/results/%s", job.Name, job.Name)
 	}
 	return s.serve(c, rm, job, key)
 }
@@ -57,27 +58,24 @@ func (s *Server) serve(c echo.Context, rm routeMetrics, job jobs.Job, key string
 	if job.Keyed() {
 		canon, err := job.Aggregate.CanonicalKey(key)
 		if err != nil {
-			return badKey(job, key)
+			return public(err, "%s", job.InvalidKeyMessage(key))
 		}
 		key = canon
 	}
 	// The store's socket timeouts (REDIS_TIMEOUT) bound this read: no timer per request.
 	ctx := c.Request().Context()
-	raw, err := s.redis.Execute(func() ([]byte, error) { return s.store.Get(ctx, job.Name, key) })
-	var entry cache.Entry
-	if err == nil {
-		if entry, err = cache.DecodeEntry(raw); err != nil {
-			err = cache.ErrMiss // an entry of an unknown format is as good as none
-		}
-	}
-	now := s.now()
+	entry, err := s.redis.Execute(func() (cache.Entry, error) { return s.store.Get(ctx, job.Name, key) })
+	now := s.Time.Now()
 	switch {
 	case err == nil && now.Before(entry.FreshUntil):
 		return s.write(c, rm, entry, hit)
 	case err == nil:
 		fresh, err := s.readThrough(ctx, job, key, "refresh")
 		if err != nil {
-			s.logger.Debug("cache_stale", "job", job.Name, "key", key, "error", err)
+			if unexpected(err) {
+				s.Logger.Error("refresh_failed", "job", job.Name, "key", key, "error", err)
+			}
+			s.Logger.Debug("cache_stale", "job", job.Name, "key", key, "error", err)
 			return s.write(c, rm, entry, stale)
 		}
 		return s.write(c, rm, fresh, miss)
@@ -91,7 +89,7 @@ func (s *Server) serve(c echo.Context, rm routeMetrics, job jobs.Job, key string
 		return err
 	}
 	// Redis is down, hung, or its breaker open.
-	s.logger.Debug("cache_bypass", "job", job.Name, "key", key, "error", err)
+	s.Logger.Debug("cache_bypass", "job", job.Name, "key", key, "error", err)
 	fresh, err := s.compute(ctx, job, key, "bypass")
 	if err != nil {
 		return err
@@ -102,7 +100,7 @@ func (s *Server) serve(c echo.Context, rm routeMetrics, job jobs.Job, key string
 // write answers with entry: caching headers, then 304 if the request's preconditions say the
 // client has it, else the stored body. A negative entry is a 404 with its stored error.
 func (s *Server) write(c echo.Context, rm routeMetrics, e cache.Entry, result string) error {
-	now := s.now()
+	now := s.Time.Now()
 	h := c.Response().Header()
 	maxAge := e.FreshUntil.Sub(now) / time.Second
 	if maxAge < 0 {
@@ -121,8 +119,8 @@ func (s *Server) write(c echo.Context, rm routeMetrics, e cache.Entry, result st
 	h[s.cacheHeader] = []string{result}
 	rm.results[result].Inc()
 	rm.age.Observe(now.Sub(e.ComputedAt).Seconds())
-	if s.logger.Enabled(c.Request().Context(), slog.LevelDebug) {
-		s.logger.Debug("cache_"+strings.ToLower(result), "path", c.Request().URL.Path, "etag", e.ETag)
+	if s.Logger.Enabled(c.Request().Context(), slog.LevelDebug) {
+		s.Logger.Debug("cache_"+strings.ToLower(result), "path", c.Request().URL.Path, "etag", e.ETag)
 	}
 	status := http.StatusOK
 	switch {
@@ -139,8 +137,7 @@ func (s *Server) write(c echo.Context, rm routeMetrics, e cache.Entry, result st
 
 // readThrough computes job's value at key from PostgreSQL and stores it. Concurrent reads of one
 // key in this process share one computation; across api replicas, a short lease in Redis lets
-// one replica compute while the others wait for its value. It returns errUnavailable when
-// PostgreSQL cannot answer.
+// one replica compute while the others wait for its value. Its errors are compute's.
 func (s *Server) readThrough(ctx context.Context, job jobs.Job, key, reason string) (cache.Entry, error) {
 	v, err, _ := s.flight.Do(job.Name+"\x00"+key, func() (any, error) {
 		// The computation serves every waiting request, so it must not end with the first
@@ -169,12 +166,8 @@ func (s *Server) readThrough(ctx context.Context, job jobs.Job, key, reason stri
 		if err != nil {
 			return nil, err
 		}
-		item, err := job.Item(key, e)
-		if err == nil {
-			_, err = s.store.Put(ctx, []cache.Item{item})
-		}
-		if err != nil {
-			s.logger.Warn("cache_store_failed", "job", job.Name, "key", key, "error", err)
+		if _, err := s.store.Put(ctx, job.Name, cache.Item{Key: key, Entry: e}); err != nil {
+			s.Logger.Warn("cache_store_failed", "job", job.Name, "key", key, "error", err)
 		}
 		return e, nil
 	})
@@ -202,40 +195,30 @@ func (s *Server) awaitOther(ctx context.Context, job jobs.Job, key string) (cach
 
 // fresh returns job's value at key from Redis if it is there and fresh.
 func (s *Server) fresh(ctx context.Context, job jobs.Job, key string) (cache.Entry, bool) {
-	raw, err := s.store.Get(ctx, job.Name, key)
-	if err != nil {
-		return cache.Entry{}, false
-	}
-	e, err := cache.DecodeEntry(raw)
-	return e, err == nil && s.now().Before(e.FreshUntil)
+	e, err := s.store.Get(ctx, job.Name, key)
+	return e, err == nil && s.Time.Now().Before(e.FreshUntil)
 }
 
 // compute computes job's value at key from PostgreSQL, within the limit of queries at once, as
-// the entry to serve and store. An unknown key gives a negative entry.
+// the entry to serve and store. A key without a row gives a negative entry. A key that can never
+// name a row is a 400; PostgreSQL not answering, or its breaker open, a 503; a failing
+// statement (a user's SQL dividing by zero) a 500.
 func (s *Server) compute(ctx context.Context, job jobs.Job, key, reason string) (cache.Entry, error) {
 	if err := s.queries.Acquire(ctx, 1); err != nil {
-		return cache.Entry{}, errUnavailable
+		return cache.Entry{}, fmt.Errorf("wait to query: %w", err)
 	}
 	defer s.queries.Release(1)
 	e, err := s.pg.Execute(func() (cache.Entry, error) {
 		ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
 		defer cancel()
-		return jobs.Compute(ctx, s.db, job, key, s.now(), s.cfg.NegativeTTL)
+		return job.Compute(ctx, s.db, key, s.Time.Now())
 	})
 	s.metrics.fallbacks.WithLabelValues(job.Name, reason).Inc()
 	switch {
 	case errors.Is(err, query.ErrInvalidKey):
-		return cache.Entry{}, badKey(job, key)
-	case err != nil:
-		s.logger.Warn("fallback_failed", "job", job.Name, "key", key, "error", err)
-		return cache.Entry{}, errUnavailable
+		return cache.Entry{}, public(err, "%s", job.InvalidKeyMessage(key))
+	case err != nil && !unexpected(err):
+		s.Logger.Warn("fallback_failed", "job", job.Name, "key", key, "error", err)
 	}
-	return e, nil
-}
-
-func badKey(job jobs.Job, key string) error {
-	if job.KeyTemplate == "{customerid}" {
-		return badRequest("%q is not a customer id (a positive integer)", key)
-	}
-	return badRequest("%q is not a key of job %s (%s)", key, job.Name, job.KeyTemplate)
+	return e, err
 }

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/warmcache/warmcache/internal/testenv"
 )
 
 func TestMissIsComputedStoredThenHit(t *testing.T) {
@@ -155,9 +157,7 @@ func TestPostgresDown(t *testing.T) {
 	if res.status != 400 {
 		t.Errorf("a malformed id with PostgreSQL down: %d, want 400", res.status)
 	}
-	if err := f.store.Delete(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	testenv.Clear(t, f.ns)
 	res = f.get("/v1/customers/5/credit")
 	if res.status != http.StatusServiceUnavailable || res.header.Get("Retry-After") == "" || !strings.Contains(res.body, `"error"`) {
 		t.Errorf("nothing to serve, PostgreSQL down: %d %q %s", res.status, res.header.Get("Retry-After"), res.body)

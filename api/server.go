@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/textproto"
@@ -25,6 +24,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/warmcache/warmcache/cache"
+	"github.com/warmcache/warmcache/internal/baseservice"
 	"github.com/warmcache/warmcache/jobs"
 	"github.com/warmcache/warmcache/query"
 )
@@ -39,16 +39,15 @@ type Config struct {
 	MaxQueries int64
 	// LeaseWait is how long a replica waits for the value another replica is computing.
 	LeaseWait time.Duration
-	// NegativeTTL is how long an unknown key is remembered as unknown.
-	NegativeTTL time.Duration
-	// Location is the time zone of the aggregates' reference date.
-	Location *time.Location
+	// Namespace is the deployment's CACHE_NAMESPACE, where runs are requested.
+	Namespace string
 	// APIToken is the bearer token of writes and admin actions; empty refuses them all.
 	APIToken string
 }
 
 // Server is the API. Its dependencies are injected, so tests run it on real servers.
 type Server struct {
+	*baseservice.Archetype
 	cfg     Config
 	store   *cache.Store
 	db      *query.DB
@@ -56,14 +55,12 @@ type Server struct {
 	byName  map[string]jobs.Job
 	metrics *metrics
 	reg     *prometheus.Registry
-	logger  *slog.Logger
-	now     func() time.Time
 	owner   string // names this process in read-through leases
 
 	cacheHeader string // Config.CacheHeader, canonicalized once
 	dates       httpDates
 
-	redis   *gobreaker.CircuitBreaker[[]byte]
+	redis   *gobreaker.CircuitBreaker[cache.Entry]
 	pg      *gobreaker.CircuitBreaker[cache.Entry]
 	queries *semaphore.Weighted
 	flight  singleflight.Group
@@ -72,27 +69,27 @@ type Server struct {
 // New returns the API over store and db for the jobs. Its metrics, and Go's, are registered on
 // reg, which /metrics serves. The store's read and write timeouts bound each Redis read: past
 // them, a read is answered from PostgreSQL. Keep them short (100 ms).
-func New(cfg Config, store *cache.Store, db *query.DB, list []jobs.Job, reg *prometheus.Registry, logger *slog.Logger) *Server {
+func New(arch *baseservice.Archetype, cfg Config, store *cache.Store, db *query.DB, list []jobs.Job,
+	reg *prometheus.Registry) *Server {
 	host, _ := os.Hostname()
 	s := &Server{
-		cfg:     cfg,
-		store:   store,
-		db:      db,
-		jobs:    list,
-		byName:  map[string]jobs.Job{},
-		metrics: newMetrics(reg),
-		reg:     reg,
-		logger:  logger,
-		now:     time.Now,
-		owner:   fmt.Sprintf("%s/%d/%x", host, os.Getpid(), rand.Uint64()),
-		queries: semaphore.NewWeighted(cfg.MaxQueries),
+		Archetype: arch,
+		cfg:       cfg,
+		store:     store,
+		db:        db,
+		jobs:      list,
+		byName:    map[string]jobs.Job{},
+		metrics:   newMetrics(reg),
+		reg:       reg,
+		owner:     fmt.Sprintf("%s/%d/%x", host, os.Getpid(), rand.Uint64()),
+		queries:   semaphore.NewWeighted(cfg.MaxQueries),
 
 		cacheHeader: textproto.CanonicalMIMEHeaderKey(cfg.CacheHeader),
 	}
 	for _, j := range list {
 		s.byName[j.Name] = j
 	}
-	s.redis = gobreaker.NewCircuitBreaker[[]byte](s.breakerSettings("redis", cache.ErrUnavailable, cache.ErrMiss))
+	s.redis = gobreaker.NewCircuitBreaker[cache.Entry](s.breakerSettings("redis", cache.ErrUnavailable, cache.ErrMiss))
 	s.pg = gobreaker.NewCircuitBreaker[cache.Entry](s.breakerSettings("postgresql", query.ErrUnavailable,
 		query.ErrInvalidKey))
 	return s
@@ -124,7 +121,7 @@ func (s *Server) breakerSettings(name string, unavailable error, ok ...error) go
 		},
 		IsExcluded: func(err error) bool { return errors.Is(err, context.Canceled) },
 		OnStateChange: func(name string, from, to gobreaker.State) {
-			s.logger.Warn("circuit_breaker", "dependency", name, "from", from.String(), "to", to.String())
+			s.Logger.Warn("circuit_breaker", "dependency", name, "from", from.String(), "to", to.String())
 			open := 0.0
 			if to == gobreaker.StateOpen {
 				open = 1
@@ -138,7 +135,7 @@ func (s *Server) breakerSettings(name string, unavailable error, ok ...error) go
 func (s *Server) Handler() http.Handler {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	e.HTTPErrorHandler = errorHandler(s.logger)
+	e.HTTPErrorHandler = errorHandler(s.Logger)
 	e.Use(middleware.Recover(), s.metrics.observe)
 
 	getHead := []string{http.MethodGet, http.MethodHead}

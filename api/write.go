@@ -14,7 +14,6 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/warmcache/warmcache/cache"
 	"github.com/warmcache/warmcache/query"
 )
 
@@ -26,17 +25,17 @@ const maxBody = 16 << 10
 func (s *Server) requireToken(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if s.cfg.APIToken == "" {
-			return &apiError{http.StatusForbidden, "writes are disabled: the api has no API_TOKEN"}
+			return public(errForbidden, "writes are disabled: the api has no API_TOKEN")
 		}
 		token, ok := strings.CutPrefix(c.Request().Header.Get(echo.HeaderAuthorization), "Bearer ")
 		if !ok || token == "" {
 			c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="warmcache"`)
-			return &apiError{http.StatusUnauthorized, "an Authorization: Bearer <token> header is required"}
+			return public(errUnauthorized, "an Authorization: Bearer <token> header is required")
 		}
 		// Comparing hashes keeps the comparison constant-time whatever the lengths.
 		got, want := sha256.Sum256([]byte(token)), sha256.Sum256([]byte(s.cfg.APIToken))
 		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
-			return &apiError{http.StatusForbidden, "the token is not valid"}
+			return public(errForbidden, "the token is not valid")
 		}
 		return next(c)
 	}
@@ -91,15 +90,13 @@ func (s *Server) insertOrder(c echo.Context) (orderCreated, error) {
 	var invalid *query.InvalidOrderError
 	switch {
 	case errors.As(err, &invalid):
-		return orderCreated{}, unprocessable(strings.Join(invalid.Problems, "; "))
+		return orderCreated{}, public(err, "%s", strings.Join(invalid.Problems, "; "))
 	case errors.Is(err, query.ErrUnknownCustomer):
-		return orderCreated{}, unprocessable(fmt.Sprintf("customer %d does not exist", order.CustomerID))
-	case errors.Is(err, query.ErrUnavailable):
-		return orderCreated{}, errUnavailable
+		return orderCreated{}, public(err, "customer %d does not exist", order.CustomerID)
 	case err != nil:
-		return orderCreated{}, err
+		return orderCreated{}, fmt.Errorf("insert order: %w", err)
 	}
-	s.logger.Info("order_created", "orderid", id, "customerid", order.CustomerID)
+	s.Logger.Info("order_created", "orderid", id, "customerid", order.CustomerID)
 	return orderCreated{OrderID: id, OrderDate: order.OrderDate, CustomerID: order.CustomerID,
 		NetAmount: order.NetAmount, Tax: order.Tax, TotalAmount: order.Total()}, nil
 }
@@ -109,16 +106,16 @@ func (s *Server) insertOrder(c echo.Context) (orderCreated, error) {
 func decodeOrder(r io.Reader) (query.NewOrder, error) {
 	raw, err := io.ReadAll(r)
 	if err != nil {
-		return query.NewOrder{}, badRequest("the body could not be read")
+		return query.NewOrder{}, public(errInvalid, "the body could not be read")
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	var b orderBody
 	if err := dec.Decode(&b); err != nil {
-		return query.NewOrder{}, badRequest("the body is not an order: %s", jsonProblem(err))
+		return query.NewOrder{}, public(errInvalid, "the body is not an order: %s", jsonProblem(err))
 	}
 	if dec.More() {
-		return query.NewOrder{}, badRequest("the body has more than one JSON value")
+		return query.NewOrder{}, public(errInvalid, "the body has more than one JSON value")
 	}
 	var problems []string
 	var o query.NewOrder
@@ -140,7 +137,7 @@ func decodeOrder(r io.Reader) (query.NewOrder, error) {
 		}
 	}
 	if len(problems) > 0 {
-		return query.NewOrder{}, unprocessable(strings.Join(problems, "; "))
+		return query.NewOrder{}, public(errUnprocessable, "%s", strings.Join(problems, "; "))
 	}
 	o.NetAmount, o.Tax, o.TotalAmount = *b.NetAmount, *b.Tax, b.TotalAmount
 	return o, nil
@@ -170,18 +167,16 @@ func jsonProblem(err error) string {
 	return "its values are not of the right kinds"
 }
 
-func unprocessable(msg string) error { return &apiError{http.StatusUnprocessableEntity, msg} }
-
 // runJob asks the warmers to run a job now: 202, and GET /v1/jobs shows the run once it starts.
+// Requests made before a warmer takes one coalesce into it.
 func (s *Server) runJob(c echo.Context) error {
 	job, ok := s.byName[c.Param("job")]
 	if !ok {
-		return notFound("no job is called %q", c.Param("job"))
+		return public(errNotFound, "no job is called %q", c.Param("job"))
 	}
-	if err := s.store.Publish(c.Request().Context(), []cache.Event{{Run: job.Name}}); err != nil {
-		s.logger.Warn("run_request_failed", "job", job.Name, "error", err)
-		return errUnavailable
+	if err := s.db.RequestRun(c.Request().Context(), s.cfg.Namespace, job.Name); err != nil {
+		return fmt.Errorf("request a run of %s: %w", job.Name, err)
 	}
-	s.logger.Info("run_requested", "job", job.Name)
+	s.Logger.Info("run_requested", "job", job.Name)
 	return c.JSON(http.StatusAccepted, map[string]string{"job": job.Name, "status": "requested", "status_url": "/v1/jobs"})
 }

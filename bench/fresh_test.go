@@ -37,7 +37,7 @@ func BenchmarkFreshness(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	list, err := jobs.Load("", jobs.Defaults{TTL: time.Hour, Grace: time.Hour, Timeout: time.Minute, Location: time.UTC}, time.Now())
+	list, err := jobs.Load("", jobs.Defaults{TTL: time.Hour, Grace: time.Hour, NegativeTTL: 30 * time.Second, Timeout: time.Minute, Location: time.UTC}, time.Now())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func affectedKeys(customer int) []struct{ path, job, key string } {
 func expected(b *testing.B, db *query.DB, list []jobs.Job, job, key string) string {
 	b.Helper()
 	i := slices.IndexFunc(list, func(j jobs.Job) bool { return j.Name == job })
-	e, err := jobs.Compute(context.Background(), db, list[i], key, time.Now(), time.Minute)
+	e, err := list[i].Compute(context.Background(), db, key, time.Now())
 	if err != nil {
 		b.Fatal(err)
 	}

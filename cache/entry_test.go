@@ -1,30 +1,25 @@
-package cache_test
+package cache
 
 import (
 	"bytes"
 	"encoding/hex"
-	"errors"
 	"flag"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/warmcache/warmcache/cache"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
+// TestEntryFormatIsStable holds every format version this one reads to its golden bytes: entries
+// written by one version are read by the next, so the bytes must not drift.
 func TestEntryFormatIsStable(t *testing.T) {
 	t.Parallel()
-	e := cache.NewEntry([]byte(`{"customerid":42,"count":3}`), 1700000000123456,
-		time.UnixMicro(1700000000200000), time.UnixMicro(1700000300200000), false)
-	b, err := e.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	golden := filepath.Join("testdata", "entry-v1.hex")
-	got := []byte(hex.Dump(b))
+	e := newEntry([]byte(`{"customerid":42,"count":3}`), 1700000000123456,
+		time.UnixMicro(1700000000200000), time.UnixMicro(1700000300200000), time.UnixMicro(1700003900200000), false)
+	golden := filepath.Join("testdata", "entry-v2.hex")
+	got := []byte(hex.Dump(e.marshal()))
 	if *update {
 		if err := os.WriteFile(golden, got, 0o644); err != nil {
 			t.Fatal(err)
@@ -34,29 +29,56 @@ func TestEntryFormatIsStable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Entries written by one version are read by the next: the stored bytes must not drift.
 	if !bytes.Equal(got, want) {
 		t.Errorf("entry bytes changed (run with -update only for a new format version):\n%s\nwant:\n%s", got, want)
 	}
+	// Version 1, written before entries knew their grace, still reads: as a value without one.
+	v1 := readHexDump(t, filepath.Join("testdata", "entry-v1.hex"))
+	old, err := decodeEntry(v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if old.Version != e.Version || !old.ComputedAt.Equal(e.ComputedAt) || !old.FreshUntil.Equal(e.FreshUntil) ||
+		!old.StaleUntil.Equal(e.FreshUntil) || old.ETag != e.ETag || !bytes.Equal(old.Body, e.Body) {
+		t.Errorf("a version 1 entry read as %+v, want %+v without grace", old, e)
+	}
+}
+
+// readHexDump reads the bytes of a hex.Dump.
+func readHexDump(t *testing.T, path string) []byte {
+	t.Helper()
+	dump, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b []byte
+	for _, line := range bytes.Split(dump, []byte("\n")) {
+		if len(line) < 10 {
+			continue
+		}
+		hexPart, _, _ := bytes.Cut(line[10:], []byte("  |"))
+		decoded, err := hex.DecodeString(string(bytes.ReplaceAll(hexPart, []byte(" "), nil)))
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		b = append(b, decoded...)
+	}
+	return b
 }
 
 func TestEntryRoundTrip(t *testing.T) {
 	t.Parallel()
-	for _, e := range []cache.Entry{
-		cache.NewEntry([]byte(`{"count":12000,"revenue":2567386.79}`), 1, time.UnixMicro(2), time.UnixMicro(3), false),
-		cache.NewEntry([]byte(`{"error":"customer 99 not found"}`), 1<<62, time.UnixMicro(1<<50), time.UnixMicro(1<<51), true),
-		cache.NewEntry(nil, 5, time.UnixMicro(6), time.UnixMicro(7), false),
+	for _, e := range []Entry{
+		newEntry([]byte(`{"count":12000,"revenue":2567386.79}`), 1, time.UnixMicro(2), time.UnixMicro(3), time.UnixMicro(4), false),
+		newEntry([]byte(`{"error":"customer 99 not found"}`), 1<<62, time.UnixMicro(1<<50), time.UnixMicro(1<<51), time.UnixMicro(1<<52), true),
+		newEntry(nil, 5, time.UnixMicro(6), time.UnixMicro(7), time.UnixMicro(7), false),
 	} {
-		b, err := e.MarshalBinary()
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := cache.DecodeEntry(b)
+		got, err := decodeEntry(e.marshal())
 		if err != nil {
 			t.Fatal(err)
 		}
 		if got.Version != e.Version || !got.ComputedAt.Equal(e.ComputedAt) || !got.FreshUntil.Equal(e.FreshUntil) ||
-			got.NotFound != e.NotFound || got.ETag != e.ETag || !bytes.Equal(got.Body, e.Body) {
+			!got.StaleUntil.Equal(e.StaleUntil) || got.NotFound != e.NotFound || got.ETag != e.ETag || !bytes.Equal(got.Body, e.Body) {
 			t.Errorf("round trip of %+v gave %+v", e, got)
 		}
 	}
@@ -64,38 +86,34 @@ func TestEntryRoundTrip(t *testing.T) {
 
 func TestETag(t *testing.T) {
 	t.Parallel()
-	a, b := cache.ETagOf([]byte(`{"count":1}`)), cache.ETagOf([]byte(`{"count":2}`))
+	a, b := etagOf([]byte(`{"count":1}`)), etagOf([]byte(`{"count":2}`))
 	if a == b || len(a) != 18 || a[0] != '"' || a[17] != '"' {
 		t.Errorf("ETags %s and %s: want distinct quoted 16-digit hashes", a, b)
 	}
-	if a != cache.ETagOf([]byte(`{"count":1}`)) {
+	if a != etagOf([]byte(`{"count":1}`)) {
 		t.Error("the same body got another ETag")
 	}
 }
 
 func TestDecodeRefusesGarbage(t *testing.T) {
 	t.Parallel()
-	for _, b := range [][]byte{nil, []byte("{}"), append([]byte{2}, make([]byte, 60)...)} {
-		if _, err := cache.DecodeEntry(b); !errors.Is(err, cache.ErrCorrupt) {
-			t.Errorf("DecodeEntry(%q): %v, want ErrCorrupt", b, err)
+	for _, b := range [][]byte{nil, []byte("{}"), append([]byte{3}, make([]byte, 60)...), append([]byte{2}, make([]byte, 40)...)} {
+		if _, err := decodeEntry(b); err == nil {
+			t.Errorf("decodeEntry(%q) accepted it", b)
 		}
 	}
 }
 
 func FuzzDecodeEntry(f *testing.F) {
-	e, _ := cache.NewEntry([]byte(`{"a":1}`), 1, time.UnixMicro(2), time.UnixMicro(3), true).MarshalBinary()
-	f.Add(e)
-	f.Add([]byte{1})
+	f.Add(newEntry([]byte(`{"a":1}`), 1, time.UnixMicro(2), time.UnixMicro(3), time.UnixMicro(4), true).marshal())
+	f.Add([]byte{2})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		e, err := cache.DecodeEntry(b)
-		if err != nil {
+		e, err := decodeEntry(b)
+		if err != nil || b[0] != formatVersion {
 			return
 		}
 		// Whatever decodes re-encodes to the same bytes when its flags are canonical.
-		again, err := e.MarshalBinary()
-		if err != nil {
-			t.Fatalf("re-encode: %v", err)
-		}
+		again := e.marshal()
 		if len(again) != len(b) || !bytes.Equal(again[2:], b[2:]) {
 			t.Fatalf("re-encoding changed the bytes:\n%x\n%x", b, again)
 		}

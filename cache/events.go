@@ -10,18 +10,23 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Event is an invalidation or a request, carried on the namespace's Redis stream so that every
-// warmer (and any other consumer) sees it.
+// Event is an invalidation: a change to a table's rows, carried on the namespace's Redis stream
+// so that every warmer (and any other consumer) sees it.
 type Event struct {
 	// ID is the stream entry's id, set when the event is read.
 	ID string
-	// Customer is the customer whose aggregates changed, 0 for none in particular.
-	Customer int64
 	// Change is the outbox row the event was published from, 0 for none.
 	Change int64
-	// Run names a job to run now (POST /v1/jobs/{job}/run); empty for a change.
-	Run string
+	// Table is the table whose rows changed.
+	Table string
+	// Columns holds the text of the columns the change recorded, by column name: the values
+	// that name the keys of the jobs depending on the table. A NULL is left out.
+	Columns map[string]string
 }
+
+// columnField prefixes a recorded column's name in a stream entry, keeping it apart from the
+// event's own fields whatever the column is called.
+const columnField = "col:"
 
 // streamLength bounds the stream. Entries are acknowledged within milliseconds; a longer backlog
 // means no warmer has been reading for a long time, and the scheduled runs then refresh
@@ -32,9 +37,9 @@ const streamLength = 1_000_000
 func (s *Store) Publish(ctx context.Context, events []Event) error {
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, e := range events {
-			values := []any{"customer", e.Customer, "change", e.Change}
-			if e.Run != "" {
-				values = append(values, "run", e.Run)
+			values := []any{"change", e.Change, "table", e.Table}
+			for col, v := range e.Columns {
+				values = append(values, columnField+col, v)
 			}
 			p.XAdd(ctx, &redis.XAddArgs{Stream: s.keys.Events(), MaxLen: streamLength, Approx: true, Values: values})
 		}
@@ -96,10 +101,13 @@ func (s *Store) Ack(ctx context.Context, group string, events []Event) error {
 func decodeEvents(msgs []redis.XMessage) []Event {
 	events := make([]Event, len(msgs))
 	for i, m := range msgs {
-		e := Event{ID: m.ID}
-		e.Customer, _ = strconv.ParseInt(str(m.Values["customer"]), 10, 64)
+		e := Event{ID: m.ID, Table: str(m.Values["table"]), Columns: map[string]string{}}
 		e.Change, _ = strconv.ParseInt(str(m.Values["change"]), 10, 64)
-		e.Run = str(m.Values["run"])
+		for field, v := range m.Values {
+			if col, ok := strings.CutPrefix(field, columnField); ok {
+				e.Columns[col] = str(v)
+			}
+		}
 		events[i] = e
 	}
 	return events

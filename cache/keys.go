@@ -51,6 +51,3 @@ func (k Keys) Lease(job, key string) string { return k.ns + ":_lease:" + job + "
 
 // Events is the stream invalidation events travel on.
 func (k Keys) Events() string { return k.ns + ":_events" }
-
-// All matches every key of the namespace, for tests and for clearing a namespace.
-func (k Keys) All() string { return k.ns + ":*" }

@@ -99,9 +99,6 @@ func (o Options) apply(contextTimeouts *bool, protocol, poolSize *int, dial, rea
 	}
 }
 
-// Keys returns the keys of the store's namespace.
-func (s *Store) Keys() Keys { return s.keys }
-
 // Close closes the connections.
 func (s *Store) Close() error { return s.rdb.Close() }
 
@@ -110,46 +107,18 @@ func (s *Store) Ping(ctx context.Context) error {
 	return translate(s.rdb.Ping(ctx).Err())
 }
 
-// Get returns the stored bytes of a job's value, or ErrMiss. The bytes are what DecodeEntry
-// reads; the API writes their body part as it is.
-func (s *Store) Get(ctx context.Context, job, key string) ([]byte, error) {
+// Get returns the entry of a job's key, or ErrMiss. Bytes that are not an entry of a format this
+// version reads are as good as none: ErrMiss too.
+func (s *Store) Get(ctx context.Context, job, key string) (Entry, error) {
 	b, err := s.rdb.Get(ctx, s.keys.Value(job, key)).Bytes()
 	if err != nil {
-		return nil, translate(err)
+		return Entry{}, translate(err)
 	}
-	return b, nil
-}
-
-// Delete removes every key of the namespace. It is for tests and for operators starting over.
-func (s *Store) Delete(ctx context.Context) error {
-	if c, ok := s.rdb.(*redis.ClusterClient); ok {
-		// Each master holds its own slots; keys of many slots cannot go in one command.
-		return translate(c.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
-			return deleteMatching(ctx, node, s.keys.All(), 1)
-		}))
+	e, err := decodeEntry(b)
+	if err != nil {
+		return Entry{}, ErrMiss
 	}
-	return translate(deleteMatching(ctx, s.rdb, s.keys.All(), 1000))
-}
-
-// deleteMatching unlinks the keys matching pattern, batch at a time.
-func deleteMatching(ctx context.Context, rdb redis.UniversalClient, pattern string, batch int) error {
-	var keys []string
-	iter := rdb.Scan(ctx, 0, pattern, 1000).Iterator()
-	for iter.Next(ctx) {
-		if keys = append(keys, iter.Val()); len(keys) == batch {
-			if err := rdb.Unlink(ctx, keys...).Err(); err != nil {
-				return err
-			}
-			keys = keys[:0]
-		}
-	}
-	if err := iter.Err(); err != nil {
-		return err
-	}
-	if len(keys) > 0 {
-		return rdb.Unlink(ctx, keys...).Err()
-	}
-	return nil
+	return e, nil
 }
 
 // translate maps go-redis errors onto this package's errors, once, at the boundary.
@@ -178,12 +147,6 @@ func isServerGone(msg string) bool {
 		}
 	}
 	return false
-}
-
-// TTL returns the remaining lifetime of a job's key.
-func (s *Store) TTL(ctx context.Context, job, key string) (time.Duration, error) {
-	d, err := s.rdb.PTTL(ctx, s.keys.Value(job, key)).Result()
-	return d, translate(err)
 }
 
 // RouteDriverLogs sends go-redis's own log lines (reconnection attempts and the like, which the

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -43,8 +44,8 @@ func ParsePolicy(s string) (Policy, error) {
 	return Policy{kind: fixedDuration, duration: d}, nil
 }
 
-// Duration returns a fixed-duration policy.
-func Duration(d time.Duration) Policy { return Policy{kind: fixedDuration, duration: d} }
+// FixedPolicy returns the policy of values that stay fresh for d after they are computed.
+func FixedPolicy(d time.Duration) Policy { return Policy{kind: fixedDuration, duration: d} }
 
 // String returns the policy as ParsePolicy reads it.
 func (p Policy) String() string {
@@ -93,30 +94,50 @@ func (p Policy) Covers(interval time.Duration) bool {
 }
 
 // Lifetime is how a job's values age: the freshness policy, jitter that spreads expiry so keys
-// do not all expire together, and a grace period past freshness during which Redis keeps the
-// value, so the API can serve it as stale while PostgreSQL is down.
+// do not all expire together, a grace period past freshness during which Redis keeps the value
+// so the API can serve it as stale while PostgreSQL is down, and how long a key without a row is
+// remembered as unknown. It makes the job's entries, so that everything about a cached value's
+// life is decided here.
 type Lifetime struct {
-	Policy   Policy
-	Jitter   time.Duration
-	Grace    time.Duration
+	Policy Policy
+	Jitter time.Duration
+	Grace  time.Duration
+	// Negative is how long a key without a row stays cached as unknown (CACHE_NEGATIVE_TTL).
+	Negative time.Duration
 	Location *time.Location
 }
 
-// Times returns when the value of key computed at t is fresh until, and the TTL its Redis key
-// gets. Jitter shortens freshness by a fraction of Jitter fixed by the key, so that a value
-// never outlives its policy (end_of_day means the end of the day) and a key keeps its place in
-// the spread from one run to the next.
-func (l Lifetime) Times(t time.Time, key string) (freshUntil time.Time, ttl time.Duration) {
-	freshUntil = l.Policy.Expiry(t, l.Location)
+// Entry returns the entry of key's value computed at t from the snapshot of version: value's
+// JSON, fresh until the policy says less the key's jitter, and kept for the grace past that.
+func (l Lifetime) Entry(key string, value any, version int64, t time.Time) (Entry, error) {
+	body, err := json.Marshal(value)
+	if err != nil {
+		return Entry{}, fmt.Errorf("encode the value of %q: %w", key, err)
+	}
+	fresh := l.freshUntil(t, key)
+	return newEntry(body, version, t, fresh, fresh.Add(l.Grace), false), nil
+}
+
+// NotFound returns the negative entry of a key without a row, computed at t from the snapshot of
+// version: the error msg as its body, fresh for l.Negative, and kept as long again so that it can
+// be served stale like any value.
+func (l Lifetime) NotFound(msg string, version int64, t time.Time) Entry {
+	body, _ := json.Marshal(map[string]string{"error": msg}) // a map of strings always encodes
+	fresh := t.Add(l.Negative)
+	return newEntry(body, version, t, fresh, fresh.Add(l.Negative), true)
+}
+
+// freshUntil returns when the value of key computed at t stops being fresh. Jitter shortens
+// freshness by a fraction of Jitter fixed by the key, so that a value never outlives its policy
+// (end_of_day means the end of the day) and a key keeps its place in the spread from one run to
+// the next.
+func (l Lifetime) freshUntil(t time.Time, key string) time.Time {
+	fresh := l.Policy.Expiry(t, l.Location)
 	if l.Jitter > 0 {
-		freshUntil = freshUntil.Add(-time.Duration(xxhash.Sum64String(key) % uint64(l.Jitter)))
+		fresh = fresh.Add(-time.Duration(xxhash.Sum64String(key) % uint64(l.Jitter)))
 	}
-	if freshUntil.Before(t) {
-		freshUntil = t
+	if fresh.Before(t) {
+		fresh = t
 	}
-	ttl = freshUntil.Sub(t) + l.Grace
-	if ttl < time.Millisecond {
-		ttl = time.Millisecond
-	}
-	return freshUntil, ttl
+	return fresh
 }

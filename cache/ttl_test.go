@@ -81,28 +81,52 @@ func TestPolicyCovers(t *testing.T) {
 
 func TestLifetimeJitterAndGrace(t *testing.T) {
 	t.Parallel()
-	l := cache.Lifetime{Policy: cache.Duration(10 * time.Minute), Jitter: time.Minute, Grace: time.Hour, Location: time.UTC}
+	l := cache.Lifetime{Policy: cache.FixedPolicy(10 * time.Minute), Jitter: time.Minute, Grace: time.Hour, Location: time.UTC}
 	now := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
+	entry := func(l cache.Lifetime, key string, at time.Time) cache.Entry {
+		t.Helper()
+		e, err := l.Entry(key, map[string]int{"n": 1}, 1, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
 	spread := map[time.Time]bool{}
 	for _, key := range []string{"1", "2", "3", "4", "5", "6", "7", "8"} {
-		fresh, ttl := l.Times(now, key)
-		if fresh.After(now.Add(10*time.Minute)) || fresh.Before(now.Add(9*time.Minute)) {
-			t.Errorf("key %s fresh until %s: want within the last minute of the policy", key, fresh)
+		e := entry(l, key, now)
+		if e.FreshUntil.After(now.Add(10*time.Minute)) || e.FreshUntil.Before(now.Add(9*time.Minute)) {
+			t.Errorf("key %s fresh until %s: want within the last minute of the policy", key, e.FreshUntil)
 		}
-		if ttl != fresh.Sub(now)+time.Hour {
-			t.Errorf("key %s: Redis TTL %s, want freshness plus an hour of grace", key, ttl)
+		if e.StaleUntil != e.FreshUntil.Add(time.Hour) {
+			t.Errorf("key %s: stale until %s, want freshness plus an hour of grace", key, e.StaleUntil)
 		}
-		if again, _ := l.Times(now, key); !again.Equal(fresh) {
+		if again := entry(l, key, now); !again.FreshUntil.Equal(e.FreshUntil) {
 			t.Errorf("key %s: jitter differs between runs", key)
 		}
-		spread[fresh] = true
+		if string(e.Body) != `{"n":1}` || !e.ComputedAt.Equal(now) || e.NotFound {
+			t.Errorf("key %s: entry %+v", key, e)
+		}
+		spread[e.FreshUntil] = true
 	}
 	if len(spread) < 6 {
 		t.Errorf("8 keys expire at only %d distinct times: jitter does not spread them", len(spread))
 	}
 	eod := cache.Lifetime{Policy: mustPolicy(t, "end_of_day"), Jitter: time.Minute, Location: time.UTC}
-	if fresh, _ := eod.Times(time.Date(2026, 3, 10, 23, 59, 50, 0, time.UTC), "k"); fresh.After(time.Date(2026, 3, 11, 0, 0, 0, 0, time.UTC)) {
-		t.Errorf("end_of_day value fresh until %s, past the end of the day", fresh)
+	if e := entry(eod, "k", time.Date(2026, 3, 10, 23, 59, 50, 0, time.UTC)); e.FreshUntil.After(time.Date(2026, 3, 11, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("end_of_day value fresh until %s, past the end of the day", e.FreshUntil)
+	}
+}
+
+func TestLifetimeNotFound(t *testing.T) {
+	t.Parallel()
+	l := cache.Lifetime{Policy: cache.FixedPolicy(10 * time.Minute), Grace: time.Hour, Negative: 30 * time.Second}
+	now := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
+	e := l.NotFound(`customer 9 "x" not found`, 7, now)
+	if !e.NotFound || string(e.Body) != `{"error":"customer 9 \"x\" not found"}` || e.Version != 7 {
+		t.Errorf("negative entry %+v", e)
+	}
+	if e.FreshUntil != now.Add(30*time.Second) || e.StaleUntil != now.Add(time.Minute) {
+		t.Errorf("negative entry fresh until %s, kept until %s: want 30 s, and as long again", e.FreshUntil, e.StaleUntil)
 	}
 }
 

@@ -18,15 +18,10 @@ var ErrFenced = errors.New("cache: a newer run of this job has started")
 // bulk run lasts less (jobs.Load refuses longer timeouts).
 const TouchedWindow = time.Hour
 
-// Item is one entry to write.
+// Item is an entry and the key of its job it is stored under (empty for a single-value job).
 type Item struct {
-	Job, Key string
-	// Version is the entry's data version (Entry.Version).
-	Version int64
-	// Entry is the entry's stored form (Entry.AppendBinary).
-	Entry []byte
-	// TTL is the lifetime of the Redis key: freshness plus grace.
-	TTL time.Duration
+	Key   string
+	Entry Entry
 }
 
 // Two kinds of writers share the keys, and neither may replace a value from a newer snapshot
@@ -75,15 +70,15 @@ end
 return 1
 `)
 
-// Put writes entries computed one key at a time, each unless its key holds a newer entry, and
-// records them as touched so that a bulk run of an older snapshot leaves them alone. It returns
-// how many it wrote.
-func (s *Store) Put(ctx context.Context, items []Item) (int, error) {
-	return s.putEach(ctx, items, !s.cluster)
+// Put writes entries of job computed one key at a time, each unless its key holds a newer entry,
+// and records them as touched so that a bulk run of an older snapshot leaves them alone. Redis
+// keeps each for its freshness and grace. It returns how many it wrote.
+func (s *Store) Put(ctx context.Context, job string, items ...Item) (int, error) {
+	return s.putEach(ctx, job, items, !s.cluster)
 }
 
 // putEach writes items through putIfNotOlder, pipelined, recording them as touched if touch is set.
-func (s *Store) putEach(ctx context.Context, items []Item, touch bool) (int, error) {
+func (s *Store) putEach(ctx context.Context, job string, items []Item, touch bool) (int, error) {
 	if len(items) == 0 {
 		return 0, nil
 	}
@@ -94,11 +89,12 @@ func (s *Store) putEach(ctx context.Context, items []Item, touch bool) (int, err
 	cmds := make([]*redis.Cmd, len(items))
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, it := range items {
-			keys := []string{s.keys.Value(it.Job, it.Key)}
-			args := []any{it.Entry, it.TTL.Milliseconds()}
+			keys := []string{s.keys.Value(job, it.Key)}
+			args := []any{it.Entry.marshal(), it.Entry.keep().Milliseconds()}
 			if touch {
-				keys = append(keys, s.keys.Touched(it.Job))
-				args = append(args, it.Key, it.Version, it.Version-TouchedWindow.Microseconds(),
+				version := it.Entry.Version
+				keys = append(keys, s.keys.Touched(job))
+				args = append(args, it.Key, version, version-TouchedWindow.Microseconds(),
 					TouchedWindow.Milliseconds())
 			}
 			cmds[i] = putIfNotOlder.EvalSha(ctx, p, keys, args...)
@@ -116,13 +112,22 @@ func (s *Store) putEach(ctx context.Context, items []Item, touch bool) (int, err
 	return written, nil
 }
 
-// PutRun writes a batch of a bulk run: entries of one job, all from the snapshot of version. It
-// skips the keys written one at a time from a newer snapshot and returns how many it wrote, or
+// PutRun writes a batch of a bulk run: entries of job, all computed from one snapshot. It skips
+// the keys written one at a time from a newer snapshot and returns how many it wrote, or
 // ErrFenced when a run from a newer snapshot has started. When single-key writes keep changing
 // the touched set under it, the batch falls back to comparing key by key.
-func (s *Store) PutRun(ctx context.Context, job string, version int64, items []Item) (int, error) {
+func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, error) {
+	if len(items) == 0 {
+		return 0, nil
+	}
+	version := items[0].Entry.Version
+	for _, it := range items {
+		if it.Entry.Version != version {
+			return 0, fmt.Errorf("cache: a batch of job %s mixes snapshots %d and %d", job, version, it.Entry.Version)
+		}
+	}
 	if s.cluster {
-		return s.putEach(ctx, items, false)
+		return s.putEach(ctx, job, items, false)
 	}
 	fence, touched := s.keys.Fence(job), s.keys.Touched(job)
 	for attempt := 0; ; attempt++ {
@@ -153,7 +158,7 @@ func (s *Store) PutRun(ctx context.Context, job string, version int64, items []I
 				}
 				for _, it := range items {
 					if !skip[it.Key] {
-						p.Set(ctx, s.keys.Value(it.Job, it.Key), it.Entry, it.TTL)
+						p.Set(ctx, s.keys.Value(job, it.Key), it.Entry.marshal(), it.Entry.keep())
 						written++
 					}
 				}
@@ -165,7 +170,7 @@ func (s *Store) PutRun(ctx context.Context, job string, version int64, items []I
 		case errors.Is(err, redis.TxFailedErr) && attempt < 3:
 			continue // a single-key write or another run came in between: look again
 		case errors.Is(err, redis.TxFailedErr):
-			return s.putEach(ctx, items, false)
+			return s.putEach(ctx, job, items, false)
 		case errors.Is(err, ErrFenced):
 			return 0, err
 		case err != nil:

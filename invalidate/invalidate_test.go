@@ -5,14 +5,16 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/warmcache/warmcache/cache"
+	"github.com/warmcache/warmcache/internal/baseservice"
 	"github.com/warmcache/warmcache/internal/testenv"
+	"github.com/warmcache/warmcache/jobs"
 )
 
 // TestEveryWriteBecomesVisible makes 100 orders through the api, one after the other: each is
@@ -70,14 +72,14 @@ func TestRelayDiesMidDrain(t *testing.T) {
 	rd := testenv.NewProxy(t, testenv.HostPort(t, testenvRedis(t)))
 	rd.Hang()
 	db, store := s.open(pg.Through(s.dbURL), rd.Through(testenvRedis(t)))
-	stop := s.start(NewRelay(db, store, discard()).Run)
+	stop := s.start(NewRelay(baseservice.NewArchetype(discard()), db, store).Run)
 	s.exec("INSERT INTO orders (orderdate, customerid, netamount, tax, totalamount) VALUES ('2026-11-21', 555, 10, 1, 11)")
 	s.outboxLocked(5 * time.Second)
 	pg.Down()
 	stop()
 	// A healthy relay finds the rows still there.
 	db, store = s.open(s.dbURL, testenvRedis(t))
-	s.start(NewRelay(db, store, discard()).Run)
+	s.start(NewRelay(baseservice.NewArchetype(discard()), db, store).Run)
 	s.waitVisible(555, 10*time.Second)
 	s.outboxEmpty(5 * time.Second)
 }
@@ -97,7 +99,7 @@ func TestRelaysDrainTogether(t *testing.T) {
 	}
 	g.Wait() //nolint:errcheck // exec fails the test itself
 	s.outboxEmpty(10 * time.Second)
-	seen := map[int64]bool{}
+	seen := map[string]bool{}
 	for {
 		events, err := s.store.Consume(context.Background(), "audit", "auditor", 1000, 0, time.Hour)
 		if err != nil {
@@ -107,11 +109,11 @@ func TestRelaysDrainTogether(t *testing.T) {
 			break
 		}
 		for _, e := range events {
-			seen[e.Customer] = true
+			seen[e.Columns["customerid"]] = true
 		}
 	}
 	for i := 1; i <= 300; i++ {
-		if !seen[int64(i)] {
+		if !seen[strconv.Itoa(i)] {
 			t.Fatalf("the change of customer %d was never published", i)
 		}
 	}
@@ -129,7 +131,7 @@ func TestRefresherTakesOverFromADeadOne(t *testing.T) {
 		t.Fatalf("the dead warmer read %v, %v", events, err)
 	}
 	db, store := s.open(s.dbURL, testenvRedis(t))
-	r := NewRefresher(db, store, s.jobs, func(string) bool { return true }, time.Minute, promRegistry(), discard())
+	r := NewRefresher(baseservice.NewArchetype(discard()), db, store, s.jobs, s.ns, promRegistry())
 	r.idle = 100 * time.Millisecond
 	s.start(r.Run)
 	s.waitVisible(999, 10*time.Second)
@@ -174,11 +176,10 @@ func TestInterleavedReadsAndWrites(t *testing.T) {
 	// Directly in Redis as well: every key of every customer written.
 	for _, c := range customers {
 		for _, k := range affected(c) {
-			raw, err := s.store.Get(context.Background(), k.job, k.key)
+			e, err := s.store.Get(context.Background(), k.job, k.key)
 			if err != nil {
 				t.Fatal(err)
 			}
-			e, _ := cache.DecodeEntry(raw)
 			if want := s.sql(k.job, k.key); string(e.Body) != want {
 				t.Errorf("%s %s holds %s, SQL says %s", k.job, k.key, e.Body, want)
 			}
@@ -187,23 +188,33 @@ func TestInterleavedReadsAndWrites(t *testing.T) {
 	t.Logf("%d writes among 1,000 operations", writes)
 }
 
-func TestRunRequestsReachTheScheduler(t *testing.T) {
+// TestChangeOfEveryKeyRequestsARun: a keyed job whose every key a change touches (it depends on
+// the table without naming a column) is not recomputed key by key; a run of it is requested.
+func TestChangeOfEveryKeyRequestsARun(t *testing.T) {
 	t.Parallel()
-	s := newSystem(t, systemOptions{})
-	requested := make(chan string, 1)
-	db, store := s.open(s.dbURL, testenvRedis(t))
-	r := NewRefresher(db, store, s.jobs, func(job string) bool { requested <- job; return true }, time.Minute,
-		promRegistry(), discard())
-	s.start(r.Run)
-	if err := s.store.Publish(context.Background(), []cache.Event{{Run: "credit_overview"}}); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case job := <-requested:
-		if job != "credit_overview" {
-			t.Errorf("requested %q", job)
+	s := newSystem(t, systemOptions{relays: 1})
+	var list []jobs.Job
+	for _, j := range s.jobs {
+		if j.Name == jobs.OrdersByCustomer {
+			j.DependsOn = []jobs.Dependency{{Table: "orders"}}
+			list = append(list, j)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the run request never reached the scheduler")
+	}
+	db, store := s.open(s.dbURL, testenvRedis(t))
+	s.start(NewRefresher(baseservice.NewArchetype(discard()), db, store, list, s.ns, promRegistry()).Run)
+	s.exec("INSERT INTO orders (orderdate, customerid, netamount, tax, totalamount) VALUES ('2026-11-21', 5, 10, 1, 11)")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		requested, err := s.db.RequestedRuns(context.Background(), s.ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.Equal(requested, []string{jobs.OrdersByCustomer}) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("runs requested: %v, want %s", requested, jobs.OrdersByCustomer)
+		}
+		time.Sleep(10 * time.Millisecond) // polling PostgreSQL, with a deadline
 	}
 }

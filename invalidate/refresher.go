@@ -3,9 +3,9 @@ package invalidate
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/warmcache/warmcache/cache"
+	"github.com/warmcache/warmcache/internal/baseservice"
 	"github.com/warmcache/warmcache/jobs"
 	"github.com/warmcache/warmcache/query"
 )
@@ -23,17 +24,17 @@ import (
 // it over if that warmer dies before acknowledging it.
 const group = "warmers"
 
-// Refresher recomputes the keys that events name, in one warmer.
+// Refresher recomputes the keys that events name, in one warmer. Which keys an event touches is
+// each job's to say (jobs.Job.AffectedBy); a change that touches every key of a keyed job asks
+// for a run of the whole job instead.
 type Refresher struct {
-	db          *query.DB
-	store       *cache.Store
-	jobs        map[string]jobs.Job
-	runNow      func(job string) bool
-	consumer    string
-	negativeTTL time.Duration
-	logger      *slog.Logger
-	now         func() time.Time
-	metrics     refresherMetrics
+	*baseservice.Archetype
+	db        *query.DB
+	store     *cache.Store
+	jobs      []jobs.Job
+	namespace string
+	consumer  string
+	metrics   refresherMetrics
 	// idle is how long an event may stay unacknowledged by the warmer that read it before
 	// another warmer takes it over.
 	idle time.Duration
@@ -45,21 +46,15 @@ type refresherMetrics struct {
 	lag    prometheus.Observer
 }
 
-// NewRefresher returns a refresher computing from db into store. runNow starts a run a request
-// names (the scheduler's RunNow); reg receives its metrics.
-func NewRefresher(db *query.DB, store *cache.Store, list []jobs.Job, runNow func(job string) bool,
-	negativeTTL time.Duration, reg prometheus.Registerer, logger *slog.Logger) *Refresher {
+// NewRefresher returns a refresher computing the jobs' values from db into store; namespace is
+// where whole runs are requested. reg receives its metrics.
+func NewRefresher(arch *baseservice.Archetype, db *query.DB, store *cache.Store, list []jobs.Job, namespace string,
+	reg prometheus.Registerer) *Refresher {
 	host, _ := os.Hostname()
 	r := &Refresher{
-		db: db, store: store, jobs: map[string]jobs.Job{}, runNow: runNow,
-		consumer:    fmt.Sprintf("%s/%d/%x", host, os.Getpid(), rand.Uint32()),
-		negativeTTL: negativeTTL,
-		logger:      logger,
-		now:         time.Now,
-		idle:        10 * time.Second,
-	}
-	for _, j := range list {
-		r.jobs[j.Name] = j
+		Archetype: arch, db: db, store: store, jobs: list, namespace: namespace,
+		consumer: fmt.Sprintf("%s/%d/%x", host, os.Getpid(), rand.Uint32()),
+		idle:     10 * time.Second,
 	}
 	events := prometheus.NewCounter(prometheus.CounterOpts{Name: "warmcache_invalidation_events_total",
 		Help: "Invalidation events handled by this warmer."})
@@ -85,7 +80,7 @@ func (r *Refresher) Run(ctx context.Context) {
 			// The events stay pending: they are read again once PostgreSQL and Redis answer
 			// (by this warmer, or by another one after ten seconds).
 			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
-			r.logger.Warn("invalidation_failed", "error", err, "retry_in", backoff.String())
+			r.Logger.Warn("invalidation_failed", "error", err, "retry_in", backoff.String())
 			select {
 			case <-ctx.Done():
 			case <-time.After(backoff):
@@ -99,22 +94,29 @@ func (r *Refresher) Run(ctx context.Context) {
 // handle recomputes the keys of a batch of events, each key once however many events name it,
 // writes them, and acknowledges the events.
 func (r *Refresher) handle(ctx context.Context, events []cache.Event) error {
-	r.logger.Debug("invalidation_received", "events", len(events))
+	r.Logger.Debug("invalidation_received", "events", len(events))
 	type target struct{ job, key string }
-	targets := map[target]bool{}
+	targets := map[target]jobs.Job{}
+	var whole []string // keyed jobs every key of which changed
 	for _, e := range events {
-		if e.Run != "" {
-			if !r.runNow(e.Run) {
-				r.logger.Warn("run_request_ignored", "job", e.Run, "reason", "no such job")
+		for _, job := range r.jobs {
+			keys, all := job.AffectedBy(e.Table, e.Columns)
+			switch {
+			case all && job.Keyed():
+				if !slices.Contains(whole, job.Name) {
+					whole = append(whole, job.Name)
+				}
+			case all:
+				targets[target{job.Name, ""}] = job
 			}
-			continue
+			for _, key := range keys {
+				targets[target{job.Name, key}] = job
+			}
 		}
-		targets[target{"orders_total", ""}] = true
-		targets[target{"credit_overview", ""}] = true
-		if e.Customer > 0 {
-			id := strconv.FormatInt(e.Customer, 10)
-			targets[target{"orders_by_customer", id}] = true
-			targets[target{"credit_by_customer", id}] = true
+	}
+	for _, name := range whole {
+		if err := r.db.RequestRun(ctx, r.namespace, name); err != nil {
+			return fmt.Errorf("request a run of %s: %w", name, err)
 		}
 	}
 	// Each key is written as soon as it is computed: the customer's own keys need not wait for
@@ -122,23 +124,15 @@ func (r *Refresher) handle(ctx context.Context, events []cache.Event) error {
 	var written atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(4)
-	now := r.now()
-	for t := range targets {
-		job, ok := r.jobs[t.job]
-		if !ok {
-			continue
-		}
+	now := r.Time.Now()
+	for t, job := range targets {
 		g.Go(func() error {
-			e, err := jobs.Compute(gctx, r.db, job, t.key, now, r.negativeTTL)
-			if err != nil {
-				return fmt.Errorf("recompute %s %q: %w", t.job, t.key, err)
-			}
-			item, err := job.Item(t.key, e)
+			e, err := job.Compute(gctx, r.db, t.key, now)
 			if err != nil {
 				return err
 			}
-			if _, err := r.store.Put(gctx, []cache.Item{item}); err != nil {
-				return fmt.Errorf("write %s %q: %w", t.job, t.key, err)
+			if _, err := r.store.Put(gctx, job.Name, cache.Item{Key: t.key, Entry: e}); err != nil {
+				return fmt.Errorf("write %s %q: %w", job.Name, t.key, err)
 			}
 			written.Add(1)
 			return nil
@@ -157,7 +151,7 @@ func (r *Refresher) handle(ctx context.Context, events []cache.Event) error {
 			r.metrics.lag.Observe(time.Since(published).Seconds())
 		}
 	}
-	r.logger.Debug("keys_refreshed", "events", len(events), "keys", written.Load())
+	r.Logger.Debug("keys_refreshed", "events", len(events), "keys", written.Load())
 	return nil
 }
 

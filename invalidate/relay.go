@@ -7,19 +7,18 @@ package invalidate
 
 import (
 	"context"
-	"errors"
-	"log/slog"
 	"time"
 
 	"github.com/warmcache/warmcache/cache"
+	"github.com/warmcache/warmcache/internal/baseservice"
 	"github.com/warmcache/warmcache/query"
 )
 
 // Relay drains the outbox into the event stream.
 type Relay struct {
-	db     *query.DB
-	store  *cache.Store
-	logger *slog.Logger
+	*baseservice.Archetype
+	db    *query.DB
+	store *cache.Store
 	// poll is how often the outbox is drained without a notification: a notification missed
 	// while the listening connection was down, or a publish that failed, is retried then.
 	poll  time.Duration
@@ -27,42 +26,16 @@ type Relay struct {
 }
 
 // NewRelay returns a relay from db's outbox to store's stream.
-func NewRelay(db *query.DB, store *cache.Store, logger *slog.Logger) *Relay {
-	return &Relay{db: db, store: store, logger: logger, poll: time.Second, batch: 500}
+func NewRelay(arch *baseservice.Archetype, db *query.DB, store *cache.Store) *Relay {
+	return &Relay{Archetype: arch, db: db, store: store, poll: time.Second, batch: 500}
 }
 
 // Run relays until ctx ends. It drains the outbox at start, at each notification the trigger
 // sends when a write commits, and every poll interval.
 func (r *Relay) Run(ctx context.Context) {
-	var wait func(context.Context) error
-	var stopListening func()
-	defer func() {
-		if stopListening != nil {
-			stopListening()
-		}
-	}()
-	for ctx.Err() == nil {
-		// Listen before draining: a commit before the LISTEN is drained, one after it notifies.
-		if wait == nil {
-			var err error
-			if wait, stopListening, err = r.db.ListenOutbox(ctx); err != nil {
-				r.logger.Warn("relay_listen_failed", "error", err)
-				wait, stopListening = nil, nil
-			}
-		}
-		r.drain(ctx)
-		pollCtx, cancel := context.WithTimeout(ctx, r.poll)
-		if wait != nil {
-			if err := wait(pollCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-				r.logger.Warn("relay_listen_lost", "error", err)
-				stopListening()
-				wait, stopListening = nil, nil
-			}
-		} else {
-			<-pollCtx.Done()
-		}
-		cancel()
-	}
+	r.db.OnOutboxChange(ctx, r.poll, r.drain, func(err error) {
+		r.Logger.Warn("relay_listen_failed", "error", err)
+	})
 }
 
 // drain publishes every change in the outbox, a batch at a time.
@@ -71,18 +44,18 @@ func (r *Relay) drain(ctx context.Context) {
 		n, err := r.db.DrainOutbox(ctx, r.batch, func(changes []query.Change) error {
 			events := make([]cache.Event, len(changes))
 			for i, c := range changes {
-				events[i] = cache.Event{Customer: c.CustomerID, Change: c.ID}
+				events[i] = cache.Event{Change: c.ID, Table: c.Table, Columns: c.Columns}
 			}
 			return r.store.Publish(ctx, events)
 		})
 		if err != nil {
 			if ctx.Err() == nil {
-				r.logger.Warn("relay_failed", "error", err)
+				r.Logger.Warn("relay_failed", "error", err)
 			}
 			return
 		}
 		if n > 0 {
-			r.logger.Debug("relay_published", "changes", n)
+			r.Logger.Debug("relay_published", "changes", n)
 		}
 		if n < r.batch {
 			return

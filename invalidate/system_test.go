@@ -18,6 +18,7 @@ import (
 
 	"github.com/warmcache/warmcache/api"
 	"github.com/warmcache/warmcache/cache"
+	"github.com/warmcache/warmcache/internal/baseservice"
 	"github.com/warmcache/warmcache/internal/testenv"
 	"github.com/warmcache/warmcache/jobs"
 	"github.com/warmcache/warmcache/query"
@@ -57,28 +58,27 @@ func newSystem(t *testing.T, opts systemOptions) *system {
 	}
 	s.db, s.store = s.open(s.dbURL, testenv.Get(t).RedisURL)
 	var err error
-	s.jobs, err = jobs.Load("", jobs.Defaults{TTL: 10 * time.Minute, Grace: time.Hour, Timeout: time.Minute, Location: time.UTC}, time.Now())
+	s.jobs, err = jobs.Load("", jobs.Defaults{TTL: 10 * time.Minute, Grace: time.Hour, NegativeTTL: 30 * time.Second,
+		Timeout: time.Minute, Location: time.UTC}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	logger := slog.New(slog.DiscardHandler)
-	runner := jobs.NewRunner(s.db, s.store, jobs.NewMetrics(prometheus.NewRegistry()), logger)
+	arch := baseservice.NewArchetype(discard())
+	runner := jobs.NewRunner(arch, s.db, s.store, jobs.NewMetrics(prometheus.NewRegistry()))
 	if err := jobs.Once(context.Background(), s.jobs, runner, s.db, s.ns, func(jobs.Job) jobs.Progress { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	for range opts.relays {
 		db, store := s.open(dbURL, redisURL)
-		s.start(NewRelay(db, store, logger).Run)
+		s.start(NewRelay(arch, db, store).Run)
 	}
 	for range opts.refreshers {
 		db, store := s.open(dbURL, redisURL)
-		s.start(NewRefresher(db, store, s.jobs, func(string) bool { return true }, 30*time.Second,
-			prometheus.NewRegistry(), logger).Run)
+		s.start(NewRefresher(arch, db, store, s.jobs, s.ns, prometheus.NewRegistry()).Run)
 	}
 	apiDB, apiStore := s.open(dbURL, redisURL)
-	srv := api.New(api.Config{CacheHeader: "X-Cache", QueryTimeout: 5 * time.Second, MaxQueries: 8,
-		LeaseWait: time.Second, NegativeTTL: 30 * time.Second, Location: time.UTC, APIToken: token},
-		apiStore, apiDB, s.jobs, prometheus.NewRegistry(), logger)
+	srv := api.New(arch, api.Config{CacheHeader: "X-Cache", QueryTimeout: 5 * time.Second, MaxQueries: 8,
+		LeaseWait: time.Second, Namespace: s.ns, APIToken: token}, apiStore, apiDB, s.jobs, prometheus.NewRegistry())
 	s.api = httptest.NewServer(srv.Handler())
 	t.Cleanup(s.api.Close)
 	return s
@@ -170,7 +170,7 @@ func (s *system) sql(job, key string) string {
 	s.t.Helper()
 	for _, j := range s.jobs {
 		if j.Name == job {
-			e, err := jobs.Compute(context.Background(), s.db, j, key, time.Now(), time.Minute)
+			e, err := j.Compute(context.Background(), s.db, key, time.Now())
 			if err != nil {
 				s.t.Fatal(err)
 			}

@@ -75,7 +75,7 @@ func Load(path string, d Defaults, now time.Time) ([]Job, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
-		job.Builtin, job.Description = true, b.description
+		job.Builtin, job.Description, job.KeyKind, job.DependsOn = true, b.description, b.keyKind, b.dependsOn
 		jobs = append(jobs, job)
 	}
 	for _, name := range order {
@@ -153,14 +153,15 @@ func build(name string, decl fileJob, agg query.Aggregate, key string, d Default
 	if err != nil {
 		return fail("schedule", err)
 	}
-	policy := cache.Duration(d.TTL)
+	policy := cache.FixedPolicy(d.TTL)
 	if decl.TTL != "" {
 		if policy, err = cache.ParsePolicy(decl.TTL); err != nil {
 			return fail("ttl", err)
 		}
 	}
 	ttl := policy.Expiry(now, d.Location).Sub(now)
-	life := cache.Lifetime{Policy: policy, Grace: d.Grace, Jitter: defaultJitter(policy, ttl), Location: d.Location}
+	life := cache.Lifetime{Policy: policy, Grace: d.Grace, Jitter: defaultJitter(policy, ttl), Negative: d.NegativeTTL,
+		Location: d.Location}
 	if err := validateLifetime(sched, life, now); err != nil {
 		return fail("ttl", err)
 	}

@@ -10,7 +10,7 @@ import (
 
 var (
 	testNow      = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	testDefaults = Defaults{TTL: 10 * time.Minute, Grace: time.Hour, Timeout: time.Minute, Location: time.UTC}
+	testDefaults = Defaults{TTL: 10 * time.Minute, Grace: time.Hour, NegativeTTL: 30 * time.Second, Timeout: time.Minute, Location: time.UTC}
 )
 
 func writeJobs(t *testing.T, yaml string) string {

@@ -9,10 +9,20 @@ import (
 	"time"
 
 	"github.com/warmcache/warmcache/cache"
+	"github.com/warmcache/warmcache/internal/conf"
 	"github.com/warmcache/warmcache/query"
 )
 
-// Job is a warm job: a name, a schedule, a query, a key template and a lifetime policy.
+// The built-in jobs' names.
+const (
+	OrdersTotal      = "orders_total"
+	OrdersByCustomer = "orders_by_customer"
+	CreditByCustomer = "credit_by_customer"
+	CreditOverview   = "credit_overview"
+)
+
+// Job is a warm job: a name, a schedule, a query, a key template, the tables it depends on and a
+// lifetime policy.
 type Job struct {
 	Name        string
 	Description string
@@ -20,7 +30,11 @@ type Job struct {
 	Aggregate   query.Aggregate
 	// KeyTemplate names each row of a keyed job ("{customerid}"); empty for a single value.
 	KeyTemplate string
-	Lifetime    cache.Lifetime
+	// KeyKind says what a keyed job's keys name, for the errors clients see.
+	KeyKind KeyKind
+	// DependsOn are the tables the job reads, and how a changed row names the keys it touches.
+	DependsOn []Dependency
+	Lifetime  cache.Lifetime
 	// Timeout bounds one run.
 	Timeout time.Duration
 	// Builtin marks the four aggregates of the product itself.
@@ -33,23 +47,92 @@ type Job struct {
 // Keyed reports whether the job stores one value per key.
 func (j Job) Keyed() bool { return j.Aggregate.Keyed }
 
+// KeyKind says what the keys of a keyed job name, in the words of the errors clients get.
+type KeyKind struct {
+	// Noun is what a key names, such as "customer"; empty for a user's job, whose keys are
+	// described by its key template.
+	Noun string
+	// Form is what a valid key looks like, such as "a positive integer".
+	Form string
+}
+
+// NotFoundMessage is the error a client gets for a key without a row.
+func (j Job) NotFoundMessage(key string) string {
+	switch {
+	case j.KeyKind.Noun != "":
+		return j.KeyKind.Noun + " " + key + " not found"
+	case key == "":
+		return "job " + j.Name + " has no value"
+	}
+	return "job " + j.Name + " has no value for key " + key
+}
+
+// InvalidKeyMessage is the error a client gets for a key that can never name a row.
+func (j Job) InvalidKeyMessage(key string) string {
+	if j.KeyKind.Noun != "" {
+		return fmt.Sprintf("%q is not a %s id (%s)", key, j.KeyKind.Noun, j.KeyKind.Form)
+	}
+	return fmt.Sprintf("%q is not a key of job %s (%s)", key, j.Name, j.KeyTemplate)
+}
+
+// Dependency is a table a job reads. Column, when set, is the column of the table whose value in
+// a changed row is the key of the job that row touches; without it, any change to the table
+// touches every key of the job, or its one value.
+type Dependency struct {
+	Table  string
+	Column string
+}
+
+// AffectedBy returns which of the job's values a change to table touches, given the text of the
+// columns the change recorded (a NULL left out): the keys the change names, or all when it
+// touches every key, a single-value job's one value among them. A change to a table the job
+// does not read touches nothing.
+func (j Job) AffectedBy(table string, columns map[string]string) (keys []string, all bool) {
+	for _, d := range j.DependsOn {
+		if d.Table != table {
+			continue
+		}
+		if d.Column == "" || !j.Keyed() {
+			return nil, true
+		}
+		value, ok := columns[d.Column]
+		if !ok {
+			continue // NULL names no key
+		}
+		if key, err := j.Aggregate.CanonicalKey(value); err == nil {
+			keys = append(keys, key)
+		}
+	}
+	return keys, false
+}
+
 var jobName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
 
 // builtin is a built-in job's definition: the data the four product jobs are made of.
 type builtin struct {
 	name, description, key string
+	keyKind                KeyKind
 	every                  time.Duration // default interval
 	aggregate              query.Aggregate
+	dependsOn              []Dependency
 }
 
+var (
+	customer = KeyKind{Noun: "customer", Form: "a positive integer"}
+	// perCustomer is what a job keyed by customer depends on: a changed order or customer
+	// touches the key of its customer.
+	perCustomer = []Dependency{{Table: "orders", Column: "customerid"}, {Table: "customers", Column: "customerid"}}
+)
+
 var builtins = []builtin{
-	{"orders_total", "Total number of orders and revenue.", "", time.Minute, query.OrdersTotalAggregate},
-	{"orders_by_customer", "Number of orders of every customer, 0 included.", "{customerid}", 5 * time.Minute,
-		query.OrdersByCustomerAggregate},
-	{"credit_by_customer", "Consumer credit summary of every customer.", "{customerid}", 5 * time.Minute,
-		query.CreditByCustomerAggregate},
-	{"credit_overview", "Consumer credit figures by card type, with expired cards.", "", time.Minute,
-		query.CreditOverviewAggregate},
+	{name: OrdersTotal, description: "Total number of orders and revenue.", every: time.Minute,
+		aggregate: query.OrdersTotalAggregate, dependsOn: []Dependency{{Table: "orders"}}},
+	{name: OrdersByCustomer, description: "Number of orders of every customer, 0 included.", key: "{customerid}",
+		keyKind: customer, every: 5 * time.Minute, aggregate: query.OrdersByCustomerAggregate, dependsOn: perCustomer},
+	{name: CreditByCustomer, description: "Consumer credit summary of every customer.", key: "{customerid}",
+		keyKind: customer, every: 5 * time.Minute, aggregate: query.CreditByCustomerAggregate, dependsOn: perCustomer},
+	{name: CreditOverview, description: "Consumer credit figures by card type, with expired cards.", every: time.Minute,
+		aggregate: query.CreditOverviewAggregate, dependsOn: []Dependency{{Table: "orders"}, {Table: "customers"}}},
 }
 
 // Defaults are what a job gets for the settings the jobs file leaves out.
@@ -58,10 +141,18 @@ type Defaults struct {
 	TTL time.Duration
 	// Grace is how long past freshness values are kept to be served stale (CACHE_GRACE).
 	Grace time.Duration
+	// NegativeTTL is how long a key without a row stays cached as unknown (CACHE_NEGATIVE_TTL).
+	NegativeTTL time.Duration
 	// Timeout bounds a run of a job without a timeout; zero means ten minutes.
 	Timeout time.Duration
 	// Location is the time zone of schedules and calendar expiry (TIMEZONE).
 	Location *time.Location
+}
+
+// DefaultsOf returns the defaults the configuration both binaries share gives: CACHE_TTL,
+// CACHE_GRACE, CACHE_NEGATIVE_TTL and TIMEZONE.
+func DefaultsOf(c conf.Cache) Defaults {
+	return Defaults{TTL: c.TTL, Grace: c.Grace, NegativeTTL: c.NegativeTTL, Location: c.Location()}
 }
 
 // defaultEvery is a built-in job's interval when the jobs file sets no schedule: its own, or half

@@ -11,22 +11,22 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/warmcache/warmcache/cache"
+	"github.com/warmcache/warmcache/internal/baseservice"
 	"github.com/warmcache/warmcache/query"
 )
 
 // Runner runs jobs: it streams a job's rows from PostgreSQL into Redis and records the run.
 type Runner struct {
+	*baseservice.Archetype
 	db        *query.DB
 	store     *cache.Store
 	metrics   *Metrics
-	logger    *slog.Logger
-	now       func() time.Time
 	batchSize int
 }
 
 // NewRunner returns a Runner that reads aggregates from db and writes them to store.
-func NewRunner(db *query.DB, store *cache.Store, metrics *Metrics, logger *slog.Logger) *Runner {
-	return &Runner{db: db, store: store, metrics: metrics, logger: logger, now: time.Now, batchSize: 1000}
+func NewRunner(arch *baseservice.Archetype, db *query.DB, store *cache.Store, metrics *Metrics) *Runner {
+	return &Runner{Archetype: arch, db: db, store: store, metrics: metrics, batchSize: 1000}
 }
 
 // Progress is told how many keys a run has written so far.
@@ -42,24 +42,24 @@ type Progress func(written int64)
 // newer snapshot (cache.Store.PutRun): a run overtaken by a newer one (a replica that lost its
 // lock) stops with cache.ErrFenced, and keys recomputed since its snapshot are left alone.
 func (r *Runner) Run(ctx context.Context, job Job, progress Progress) (cache.Run, error) {
-	started := r.now()
-	r.logger.Info("job_started", "job", job.Name)
+	started := r.Time.Now()
+	r.Logger.Info("job_started", "job", job.Name)
 	keys, err := r.warm(ctx, job, started, progress)
-	run := cache.Run{Job: job.Name, Started: started, Duration: r.now().Sub(started), Keys: keys,
-		Next: job.Schedule.Next(r.now())}
+	run := cache.Run{Job: job.Name, Started: started, Duration: r.Time.Now().Sub(started), Keys: keys,
+		Next: job.Schedule.Next(r.Time.Now())}
 	if err != nil {
 		run.Error = err.Error()
-		r.logger.Error("job_failed", "job", job.Name, "error", err, "keys", keys,
+		r.Logger.Error("job_failed", "job", job.Name, "error", err, "keys", keys,
 			"duration_ms", run.Duration.Milliseconds())
 	} else {
 		run.LastSuccess = started
-		r.logger.Info("job_finished", "job", job.Name, "keys", keys, "duration_ms", run.Duration.Milliseconds())
+		r.Logger.Info("job_finished", "job", job.Name, "keys", keys, "duration_ms", run.Duration.Milliseconds())
 	}
 	r.metrics.observe(job.Name, started, run.Duration, keys, err)
 	recordCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if rerr := r.store.RecordRun(recordCtx, run); rerr != nil {
-		r.logger.Warn("job_run_not_recorded", "job", job.Name, "error", rerr)
+		r.Logger.Warn("job_run_not_recorded", "job", job.Name, "error", rerr)
 	}
 	return run, err
 }
@@ -72,13 +72,13 @@ const writers = 2
 // writes overlap the reading. The channel holds a few batches: memory stays flat whatever the
 // number of keys.
 func (r *Runner) warm(ctx context.Context, job Job, started time.Time, progress Progress) (int64, error) {
-	params := query.Params{Today: query.DateOf(started.In(job.Lifetime.Location))}
+	params := job.params(started)
 	batches := make(chan []cache.Item, 4)
 	var written atomic.Int64
 	g, ctx := errgroup.WithContext(ctx)
 	write := recovered(func() error {
 		for batch := range batches {
-			n, err := r.store.PutRun(ctx, job.Name, batch[0].Version, batch)
+			n, err := r.store.PutRun(ctx, job.Name, batch)
 			if err != nil {
 				return fmt.Errorf("write to redis: %w", err)
 			}
@@ -86,9 +86,9 @@ func (r *Runner) warm(ctx context.Context, job Job, started time.Time, progress 
 			if progress != nil {
 				progress(total)
 			}
-			if r.logger.Enabled(ctx, slog.LevelDebug) {
+			if r.Logger.Enabled(ctx, slog.LevelDebug) {
 				for _, it := range batch {
-					r.logger.Debug("key_written", "job", job.Name, "key", it.Key)
+					r.Logger.Debug("key_written", "job", job.Name, "key", it.Key)
 				}
 			}
 		}
@@ -114,11 +114,11 @@ func (r *Runner) warm(ctx context.Context, job Job, started time.Time, progress 
 				return nil // a single-value job is its first row
 			}
 			rows++
-			item, err := r.item(job, row, started)
+			e, err := job.Lifetime.Entry(row.Key, row.Value, row.Version, started)
 			if err != nil {
-				return err
+				return fmt.Errorf("job %s: %w", job.Name, err)
 			}
-			if batch = append(batch, item); len(batch) == r.batchSize {
+			if batch = append(batch, cache.Item{Key: row.Key, Entry: e}); len(batch) == r.batchSize {
 				if err := send(batch); err != nil {
 					return err
 				}
@@ -153,15 +153,3 @@ func recovered(f func() error) func() error {
 		return f()
 	}
 }
-
-// item encodes one row as the entry the API will serve.
-func (r *Runner) item(job Job, row query.Row, computed time.Time) (cache.Item, error) {
-	e, err := job.entry(row, computed)
-	if err != nil {
-		return cache.Item{}, err
-	}
-	return job.Item(row.Key, e)
-}
-
-// SetClock replaces the runner's clock, for tests that run jobs at a chosen time.
-func (r *Runner) SetClock(now func() time.Time) { r.now = now }

@@ -16,12 +16,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/warmcache/warmcache/cache"
+	"github.com/warmcache/warmcache/internal/baseservice"
 	"github.com/warmcache/warmcache/internal/testenv"
 	"github.com/warmcache/warmcache/query"
 )
 
 // harness is one warmer's worth of connections on a test database and namespace.
 type harness struct {
+	arch    *baseservice.Archetype
+	ns      string
 	dbURL   string
 	db      *query.DB
 	store   *cache.Store
@@ -38,7 +41,8 @@ func newHarness(t *testing.T, dbURL string) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(db.Close)
-	keys, err := cache.NewKeys(testenv.Namespace(t))
+	ns := testenv.Namespace(t)
+	keys, err := cache.NewKeys(ns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,28 +50,22 @@ func newHarness(t *testing.T, dbURL string) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		store.Delete(context.Background()) //nolint:errcheck // best effort: the namespace is the test's own
-		store.Close()
-	})
+	t.Cleanup(func() { store.Close() })
 	list, err := Load("", testDefaults, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := NewMetrics(prometheus.NewRegistry())
-	return &harness{dbURL: dbURL, db: db, store: store, metrics: m,
-		runner: NewRunner(db, store, m, slog.New(slog.DiscardHandler)), jobs: byName(list)}
+	arch := baseservice.NewArchetype(slog.New(slog.DiscardHandler))
+	return &harness{arch: arch, ns: ns, dbURL: dbURL, db: db, store: store, metrics: m,
+		runner: NewRunner(arch, db, store, m), jobs: byName(list)}
 }
 
 func (h *harness) entry(t *testing.T, job, key string) cache.Entry {
 	t.Helper()
-	b, err := h.store.Get(context.Background(), job, key)
+	e, err := h.store.Get(context.Background(), job, key)
 	if err != nil {
 		t.Fatalf("get %s %q: %v", job, key, err)
-	}
-	e, err := cache.DecodeEntry(b)
-	if err != nil {
-		t.Fatal(err)
 	}
 	return e
 }
@@ -79,12 +77,12 @@ func TestWarmWritesWhatSQLSays(t *testing.T) {
 	h := newHarness(t, testenv.NewDatabase(t))
 	ctx := context.Background()
 	now := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
-	h.runner.now = func() time.Time { return now }
+	h.arch.Time.Stub(now)
 	var all []Job
-	for _, name := range []string{"orders_total", "orders_by_customer", "credit_by_customer", "credit_overview"} {
+	for _, name := range []string{OrdersTotal, OrdersByCustomer, CreditByCustomer, CreditOverview} {
 		all = append(all, h.jobs[name])
 	}
-	if err := Once(ctx, all, h.runner, h.db, h.store.Keys().Namespace(), func(Job) Progress { return nil }); err != nil {
+	if err := Once(ctx, all, h.runner, h.db, h.ns, func(Job) Progress { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	params := query.Params{Today: query.DateOf(now)}
@@ -102,8 +100,9 @@ func TestWarmWritesWhatSQLSays(t *testing.T) {
 				t.Fatalf("%s %s: stored %s (version %d, computed %s), SQL says %s", job, r.Key, e.Body, e.Version, e.ComputedAt, wantBody)
 			}
 			// Fresh for the TTL less at most the jitter; kept in Redis for the grace beyond.
-			if e.FreshUntil.After(now.Add(10*time.Minute)) || e.FreshUntil.Before(now.Add(9*time.Minute)) {
-				t.Fatalf("%s %s: fresh until %s", job, r.Key, e.FreshUntil)
+			if e.FreshUntil.After(now.Add(10*time.Minute)) || e.FreshUntil.Before(now.Add(9*time.Minute)) ||
+				!e.StaleUntil.Equal(e.FreshUntil.Add(time.Hour)) {
+				t.Fatalf("%s %s: fresh until %s, kept until %s", job, r.Key, e.FreshUntil, e.StaleUntil)
 			}
 		}
 		return nil
@@ -119,9 +118,6 @@ func TestWarmWritesWhatSQLSays(t *testing.T) {
 		if r := runs[job]; r.Keys != want || r.Error != "" || r.LastSuccess.IsZero() || r.Next.IsZero() {
 			t.Errorf("%s run record %+v: want %d keys, no error", job, r, want)
 		}
-	}
-	if ttl, err := h.store.TTL(ctx, "orders_by_customer", "1"); err != nil || ttl < 59*time.Minute {
-		t.Errorf("Redis TTL %s, %v: want freshness plus an hour of grace", ttl, err)
 	}
 }
 
@@ -209,15 +205,19 @@ func TestOlderRunNeverOverwrites(t *testing.T) {
 	h := newHarness(t, testenv.NewDatabase(t))
 	ctx := context.Background()
 	future := time.Now().Add(time.Hour).UnixMicro()
+	job := h.jobs[OrdersByCustomer]
 	var items []cache.Item
 	for _, key := range []string{"1", "2", "3"} {
-		b, _ := cache.NewEntry([]byte(`{"newer":true}`), future, time.Now(), time.Now().Add(time.Hour), false).MarshalBinary()
-		items = append(items, cache.Item{Job: "orders_by_customer", Key: key, Version: future, Entry: b, TTL: time.Hour})
+		e, err := job.Lifetime.Entry(key, map[string]bool{"newer": true}, future, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		items = append(items, cache.Item{Key: key, Entry: e})
 	}
-	if _, err := h.store.Put(ctx, items); err != nil {
+	if _, err := h.store.Put(ctx, job.Name, items...); err != nil {
 		t.Fatal(err)
 	}
-	run, err := h.runner.Run(ctx, h.jobs["orders_by_customer"], nil)
+	run, err := h.runner.Run(ctx, job, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"slices"
 	"sync"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/sethvargo/go-retry"
 
 	"github.com/warmcache/warmcache/cache"
+	"github.com/warmcache/warmcache/internal/baseservice"
 	"github.com/warmcache/warmcache/query"
 )
 
@@ -23,37 +23,40 @@ import (
 // A run that fails because PostgreSQL or Redis is unavailable is retried with backoff until it
 // succeeds or the next scheduled run is due.
 type Scheduler struct {
+	*baseservice.Archetype
 	cron      *cron.Cron
 	jobs      []Job
 	runner    *Runner
-	db        *query.DB // the primary: claims and locks
+	db        *query.DB // the primary: claims, locks and run requests
 	namespace string
 	owner     string
-	logger    *slog.Logger
-	now       func() time.Time
 	backoff   time.Duration
+	// poll is how often run requests are looked for without a notification.
+	poll time.Duration
 
-	ctx       context.Context // the runs' context, cancelled when Stop runs out of time
-	cancel    context.CancelFunc
-	requested sync.WaitGroup // runs started by RunNow
+	ctx           context.Context // the runs' context, cancelled when Stop runs out of time
+	cancel        context.CancelFunc
+	listening     sync.WaitGroup     // the run-request listener
+	stopListening context.CancelFunc // ends it
+	requested     sync.WaitGroup     // the runs it started
 }
 
 // NewScheduler returns a Scheduler for the enabled jobs. db is the primary database, where
-// claims and locks live; namespace keeps deployments sharing it apart.
-func NewScheduler(jobs []Job, runner *Runner, db *query.DB, namespace string, logger *slog.Logger) *Scheduler {
+// claims, locks and run requests live; namespace keeps deployments sharing it apart.
+func NewScheduler(arch *baseservice.Archetype, jobs []Job, runner *Runner, db *query.DB, namespace string) *Scheduler {
 	host, _ := os.Hostname()
 	ctx, cancel := context.WithCancel(context.Background())
-	clog := cronLogger{logger}
+	clog := cronLogger{arch.Logger}
 	s := &Scheduler{
+		Archetype: arch,
 		cron:      cron.New(cron.WithChain(cron.Recover(clog), cron.SkipIfStillRunning(clog)), cron.WithLogger(clog)),
 		jobs:      jobs,
 		runner:    runner,
 		db:        db,
 		namespace: namespace,
 		owner:     fmt.Sprintf("%s/%d", host, os.Getpid()),
-		logger:    logger,
-		now:       time.Now,
 		backoff:   time.Second,
+		poll:      time.Second,
 		ctx:       ctx,
 		cancel:    cancel,
 	}
@@ -81,33 +84,21 @@ func (s *startNow) Next(t time.Time) time.Time {
 	return s.Schedule.Next(t)
 }
 
-// Start starts running the jobs on their schedules.
-func (s *Scheduler) Start() { s.cron.Start() }
-
-// RunNow runs the job named now, outside its schedule (POST /v1/jobs/{job}/run), under the
-// job's advisory lock: after a run in flight on any replica, not beside it. It reports whether a
-// job of that name exists. Stop waits for the run like for scheduled ones.
-func (s *Scheduler) RunNow(name string) bool {
-	i := slices.IndexFunc(s.jobs, func(j Job) bool { return j.Name == name })
-	if i < 0 {
-		return false
-	}
-	job := s.jobs[i]
-	s.requested.Go(func() {
-		unlock, _, err := s.db.Lock(s.ctx, s.namespace, job.Name, true)
-		if err != nil {
-			s.logger.Warn("requested_run_failed", "job", job.Name, "error", err)
-			return
-		}
-		defer unlock()
-		s.runWithRetry(job, job.Schedule.Next(s.now()))
-	})
-	return true
+// Start starts running the jobs on their schedules, and the runs requested of them.
+func (s *Scheduler) Start() {
+	s.cron.Start()
+	ctx, cancel := context.WithCancel(s.ctx)
+	s.stopListening = cancel
+	s.listening.Go(func() { s.serveRequests(ctx) })
 }
 
 // Stop stops scheduling and waits for the runs in flight to finish. When ctx ends first, it
 // cancels them and waits for them to return.
 func (s *Scheduler) Stop(ctx context.Context) {
+	if s.stopListening != nil {
+		s.stopListening()
+	}
+	s.listening.Wait() // no run starts on request from now on
 	cronDone := s.cron.Stop().Done()
 	done := make(chan struct{})
 	go func() {
@@ -118,7 +109,7 @@ func (s *Scheduler) Stop(ctx context.Context) {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		s.logger.Warn("shutdown_cancelling_runs")
+		s.Logger.Warn("shutdown_cancelling_runs")
 		s.cancel()
 		<-done
 	}
@@ -127,7 +118,7 @@ func (s *Scheduler) Stop(ctx context.Context) {
 
 // tick is one scheduled run of job, on one replica.
 func (s *Scheduler) tick(job Job) {
-	now := s.now()
+	now := s.Time.Now()
 	next := job.Schedule.Next(now)
 	// Replicas fire within milliseconds of each other: a claim due up to a quarter of the
 	// interval (at most a second) from now is this run's.
@@ -136,17 +127,17 @@ func (s *Scheduler) tick(job Job) {
 	switch {
 	case err != nil:
 		// PostgreSQL is down: run anyway, so the failure is recorded and retried.
-		s.logger.Warn("job_claim_failed", "job", job.Name, "error", err)
+		s.Logger.Warn("job_claim_failed", "job", job.Name, "error", err)
 	case !claimed:
-		s.logger.Debug("job_skipped", "job", job.Name, "reason", "another replica claimed this run")
+		s.Logger.Debug("job_skipped", "job", job.Name, "reason", "another replica claimed this run")
 		return
 	}
 	unlock, locked, err := s.db.Lock(s.ctx, s.namespace, job.Name, false)
 	switch {
 	case err != nil:
-		s.logger.Warn("job_lock_failed", "job", job.Name, "error", err)
+		s.Logger.Warn("job_lock_failed", "job", job.Name, "error", err)
 	case !locked:
-		s.logger.Info("job_skipped", "job", job.Name, "reason", "still running on another replica")
+		s.Logger.Info("job_skipped", "job", job.Name, "reason", "still running on another replica")
 		return
 	default:
 		defer unlock()
@@ -159,7 +150,7 @@ func (s *Scheduler) tick(job Job) {
 func (s *Scheduler) runWithRetry(job Job, next time.Time) {
 	backoff := retry.WithCappedDuration(time.Minute, retry.NewExponential(s.backoff))
 	if !next.IsZero() {
-		backoff = retry.WithMaxDuration(next.Sub(s.now()), backoff)
+		backoff = retry.WithMaxDuration(next.Sub(s.Time.Now()), backoff)
 	}
 	_ = retry.Do(s.ctx, backoff, func(ctx context.Context) error {
 		runCtx, cancel := context.WithTimeout(ctx, job.Timeout)

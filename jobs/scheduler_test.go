@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/warmcache/warmcache/cache"
+	"github.com/warmcache/warmcache/internal/baseservice"
 	"github.com/warmcache/warmcache/internal/testenv"
 	"github.com/warmcache/warmcache/query"
 )
@@ -37,7 +38,8 @@ func startReplicas(t *testing.T, n int, dbURL, namespace string, list []Job, log
 		}
 		t.Cleanup(func() { store.Close() })
 		m := NewMetrics(prometheus.NewRegistry())
-		s := NewScheduler(list, NewRunner(db, store, m, logger), db, namespace, logger)
+		arch := baseservice.NewArchetype(logger)
+		s := NewScheduler(arch, list, NewRunner(arch, db, store, m), db, namespace)
 		rs = append(rs, replica{sched: s, metrics: m})
 	}
 	for _, r := range rs {
@@ -188,22 +190,72 @@ jobs:
 	}
 }
 
-// TestRunNow: a run asked for outside the schedule (POST /v1/jobs/{job}/run) happens and is
-// recorded; an unknown job is refused.
-func TestRunNow(t *testing.T) {
+// TestRunRequests: runs asked for outside the schedule (POST /v1/jobs/{job}/run) while the job
+// runs on another replica wait for that run to end, then coalesce into one run, recorded.
+func TestRunRequests(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, testenv.NewDatabase(t))
-	list := []Job{h.jobs["orders_total"]}
-	s := NewScheduler(list, h.runner, h.db, h.store.Keys().Namespace(), slog.New(slog.DiscardHandler))
-	if s.RunNow("nope") {
-		t.Error("RunNow accepted an unknown job")
+	ctx := context.Background()
+	job := h.jobs[OrdersTotal]
+	job.Enabled = false // no scheduled run: only the requested ones
+	// The job runs on another replica: its lock is taken.
+	unlock, locked, err := h.db.Lock(ctx, h.ns, job.Name, false)
+	if err != nil || !locked {
+		t.Fatalf("lock: %v, %v", locked, err)
 	}
-	if !s.RunNow("orders_total") {
-		t.Fatal("RunNow refused orders_total")
+	for range 5 {
+		if err := h.db.RequestRun(ctx, h.ns, job.Name); err != nil {
+			t.Fatal(err)
+		}
 	}
-	s.Stop(context.Background()) // waits for the requested run
-	runs, err := h.store.Runs(context.Background(), "orders_total")
-	if err != nil || runs["orders_total"].Keys != 1 || runs["orders_total"].Error != "" {
-		t.Errorf("after RunNow: %+v, %v", runs, err)
+	events := make(chan string, 100)
+	arch := baseservice.NewArchetype(slog.New(&eventHandler{events: events}))
+	s := NewScheduler(arch, []Job{job}, NewRunner(arch, h.db, h.store, h.metrics), h.db, h.ns)
+	s.Start()
+	awaitEvent(t, events, "run_request_deferred")
+	released := time.Now()
+	unlock()
+	awaitEvent(t, events, "job_finished")
+	s.Stop(ctx)
+	runs, err := h.store.Runs(ctx, job.Name)
+	if r := runs[job.Name]; err != nil || r.Keys != 1 || r.Error != "" || r.Started.Before(released) {
+		t.Errorf("requested run %+v, %v: want one key written, started after the other run ended at %s", r, err, released)
+	}
+	if n := totalRuns([]replica{{s, h.metrics}}, job.Name); n != 1 {
+		t.Errorf("five requests made %d runs, want one", n)
+	}
+	if pending, err := h.db.RequestedRuns(ctx, h.ns); err != nil || len(pending) != 0 {
+		t.Errorf("requests still pending: %v, %v", pending, err)
+	}
+}
+
+// eventHandler is a slog handler that sends the message of each record to events, dropping
+// what does not fit.
+type eventHandler struct{ events chan<- string }
+
+func (h *eventHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *eventHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *eventHandler) WithGroup(string) slog.Handler            { return h }
+func (h *eventHandler) Handle(_ context.Context, rec slog.Record) error {
+	select {
+	case h.events <- rec.Message:
+	default:
+	}
+	return nil
+}
+
+// awaitEvent waits up to 20 seconds for the log event named want.
+func awaitEvent(t *testing.T, events <-chan string, want string) {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case got := <-events:
+			if got == want {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("no %s within 20 s", want)
+		}
 	}
 }

@@ -54,7 +54,7 @@ type CardTypeCredit struct {
 	AverageIncome Decimal `json:"average_income"`
 }
 
-// The built-in aggregates of SPEC §3. Each keyed one has a streaming statement that reads every
+// The built-in aggregates (README, Jobs). Each keyed one has a streaming statement that reads every
 // customer in one pass (a join against one GROUP BY over orders, never a query per customer)
 // and a lookup statement for one customer, used by the API's read-through.
 var (

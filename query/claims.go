@@ -55,3 +55,36 @@ func (db *DB) Lock(ctx context.Context, namespace, job string, wait bool) (unloc
 		conn.Release()
 	}, true, nil
 }
+
+// RequestRun asks the warmers of namespace to run job as soon as they can. Requests coalesce:
+// a job has at most one pending request, however many are made before a warmer takes it.
+func (db *DB) RequestRun(ctx context.Context, namespace, job string) error {
+	return translate(pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		// A job that never ran has no claim row yet: one due at once is as good as none.
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO warmcache_job_claims AS c (namespace, job, next_due, runs, claimed_by, claimed_at, requested_at)
+			VALUES ($1, $2, '-infinity', 0, '', now(), now())
+			ON CONFLICT (namespace, job) DO UPDATE SET requested_at = COALESCE(c.requested_at, now())`,
+			namespace, job); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", runRequestChannel, namespace)
+		return err
+	}))
+}
+
+// RequestedRuns returns the jobs of namespace with a run requested, oldest request first.
+func (db *DB) RequestedRuns(ctx context.Context, namespace string) ([]string, error) {
+	rows, _ := db.pool.Query(ctx, `SELECT job FROM warmcache_job_claims
+		WHERE namespace = $1 AND requested_at IS NOT NULL ORDER BY requested_at`, namespace)
+	jobs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	return jobs, translate(err)
+}
+
+// TakeRunRequest takes the pending run request of job, reporting whether there was one: of
+// several warmers asking at once, one gets it.
+func (db *DB) TakeRunRequest(ctx context.Context, namespace, job string) (bool, error) {
+	tag, err := db.pool.Exec(ctx, `UPDATE warmcache_job_claims SET requested_at = NULL
+		WHERE namespace = $1 AND job = $2 AND requested_at IS NOT NULL`, namespace, job)
+	return tag.RowsAffected() == 1, translate(err)
+}

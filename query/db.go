@@ -1,7 +1,10 @@
 // Package query owns every SQL statement warmcache runs: the dellstore2 schema and the product's
 // migrations, the built-in aggregates in a streaming and a single-key form, users' own SQL jobs,
-// and bulk loading for the data generator. Callers see Go types and the errors of this package,
-// never pgx.
+// the outbox, claims and run requests of the warmers, and bulk loading for the data generator.
+// Callers see Go types and the errors of this package, never pgx's. pgx appears elsewhere only
+// where it cannot be otherwise: as pgtype values in the generator's COPY rows (seed), in the
+// test harness that creates databases (internal/testenv), and in the benchmarks' reference
+// handlers, which stand for code without warmcache.
 package query
 
 import (

@@ -13,12 +13,19 @@ import (
 // ErrUnknownCustomer reports an order for a customer that does not exist.
 var ErrUnknownCustomer = errors.New("unknown customer")
 
+// ErrInvalidOrder reports an order that breaks a rule of the orders table; the error is an
+// *InvalidOrderError, which says which.
+var ErrInvalidOrder = errors.New("invalid order")
+
 // InvalidOrderError says why an order cannot be stored, field by field.
 type InvalidOrderError struct {
 	Problems []string
 }
 
 func (e *InvalidOrderError) Error() string { return "invalid order: " + strings.Join(e.Problems, "; ") }
+
+// Unwrap makes the error an ErrInvalidOrder.
+func (e *InvalidOrderError) Unwrap() error { return ErrInvalidOrder }
 
 // NewOrder is an order to insert. TotalAmount, when zero, is NetAmount + Tax.
 type NewOrder struct {

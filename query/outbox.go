@@ -7,16 +7,14 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Change is one row of the outbox: the aggregates of a customer changed (CustomerID 0: of no
-// customer in particular, such as an order without one) through a write to Table.
+// Change is one row of the outbox: rows of Table changed, and Columns holds the text of the
+// columns the trigger recorded of them, by name (a NULL left out), which name the keys the change
+// touches.
 type Change struct {
-	ID         int64
-	Table      string
-	CustomerID int64
+	ID      int64
+	Table   string
+	Columns map[string]string
 }
-
-// outboxChannel is the channel the outbox trigger notifies at each commit that changes rows.
-const outboxChannel = "warmcache_outbox"
 
 // DrainOutbox takes up to limit of the oldest outbox rows no other relay holds, hands them to
 // publish, and deletes them only if publish succeeds, in one transaction: a relay that dies or
@@ -34,10 +32,15 @@ func (db *DB) DrainOutbox(ctx context.Context, limit int, publish func([]Change)
 		rows, _ := tx.Query(ctx, `
 			DELETE FROM warmcache_outbox
 			WHERE id IN (SELECT id FROM warmcache_outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
-			RETURNING id, tablename, COALESCE(customerid, 0)`, limit)
+			RETURNING id, tablename, customerid::text`, limit)
 		changes, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Change, error) {
 			var c Change
-			err := r.Scan(&c.ID, &c.Table, &c.CustomerID)
+			var customer *string
+			err := r.Scan(&c.ID, &c.Table, &customer)
+			c.Columns = map[string]string{}
+			if customer != nil {
+				c.Columns["customerid"] = *customer
+			}
 			return c, err
 		})
 		if err != nil {
@@ -63,26 +66,3 @@ func (db *DB) DrainOutbox(ctx context.Context, limit int, publish func([]Change)
 type publishError struct{ err error }
 
 func (e *publishError) Error() string { return e.err.Error() }
-
-// ListenOutbox listens for the outbox trigger's notifications on a connection of its own. wait
-// blocks until a notification arrives (or ctx ends); close releases the connection.
-func (db *DB) ListenOutbox(ctx context.Context) (wait func(context.Context) error, close func(), err error) {
-	conn, err := db.pool.Acquire(ctx)
-	if err != nil {
-		return nil, nil, translate(err)
-	}
-	if _, err := conn.Exec(ctx, "LISTEN "+outboxChannel); err != nil {
-		conn.Release()
-		return nil, nil, translate(err)
-	}
-	wait = func(ctx context.Context) error {
-		_, err := conn.Conn().WaitForNotification(ctx)
-		return translate(err)
-	}
-	close = func() {
-		// The connection goes back to the pool still listening: destroy it instead.
-		conn.Conn().Close(context.WithoutCancel(ctx)) //nolint:errcheck // closing anyway
-		conn.Release()
-	}
-	return wait, close, nil
-}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -56,8 +55,4 @@ func (c Config) log(logger *slog.Logger) {
 	if c.APIToken == "" {
 		logger.Warn("writes_disabled", "reason", "API_TOKEN is not set")
 	}
-}
-
-func setting(name string, err error) error {
-	return &conf.Error{Setting: name, Err: fmt.Errorf("%w", err)}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/warmcache/warmcache/cache"
+	"github.com/warmcache/warmcache/internal/baseservice"
 	"github.com/warmcache/warmcache/internal/testenv"
 	"github.com/warmcache/warmcache/invalidate"
 	"github.com/warmcache/warmcache/jobs"
@@ -213,10 +214,8 @@ func TestKilledAfterCommit(t *testing.T) {
 	want := ordersOf(t, dbURL, 3137)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		if raw, err := store.Get(ctx, "orders_by_customer", "3137"); err == nil {
-			if e, _ := cache.DecodeEntry(raw); string(e.Body) == want {
-				return
-			}
+		if e, err := store.Get(ctx, "orders_by_customer", "3137"); err == nil && string(e.Body) == want {
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("the order of a killed api never reached the cache")
@@ -238,13 +237,14 @@ func startWarmerParts(t *testing.T, ctx context.Context, dbURL, ns string) *cach
 	if err != nil {
 		t.Fatal(err)
 	}
-	list, err := jobs.Load("", jobs.Defaults{TTL: time.Hour, Grace: time.Hour, Timeout: time.Minute, Location: time.UTC}, time.Now())
+	list, err := jobs.Load("", jobs.Defaults{TTL: time.Hour, Grace: time.Hour, NegativeTTL: time.Minute, Timeout: time.Minute,
+		Location: time.UTC}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	logger := slog.New(slog.DiscardHandler)
-	relay := invalidate.NewRelay(db, store, logger)
-	refresher := invalidate.NewRefresher(db, store, list, func(string) bool { return true }, time.Minute, prometheus.NewRegistry(), logger)
+	arch := baseservice.NewArchetype(slog.New(slog.DiscardHandler))
+	relay := invalidate.NewRelay(arch, db, store)
+	refresher := invalidate.NewRefresher(arch, db, store, list, ns, prometheus.NewRegistry())
 	var running sync.WaitGroup
 	running.Go(func() { relay.Run(ctx) })
 	running.Go(func() { refresher.Run(ctx) })

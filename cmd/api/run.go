@@ -14,6 +14,7 @@ import (
 
 	"github.com/warmcache/warmcache/api"
 	"github.com/warmcache/warmcache/cache"
+	"github.com/warmcache/warmcache/internal/baseservice"
 	"github.com/warmcache/warmcache/internal/conf"
 	"github.com/warmcache/warmcache/jobs"
 	"github.com/warmcache/warmcache/query"
@@ -27,41 +28,40 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, started func(addr
 	db, err := query.Open(ctx, cfg.DatabaseURL, query.Options{MaxConns: int32(cfg.MaxQueries) + 4,
 		ConnectTimeout: 2 * time.Second})
 	if err != nil {
-		return setting("DATABASE_URL", err)
+		return conf.Errorf("DATABASE_URL", "%w", err)
 	}
 	defer db.Close()
 	keys, err := cache.NewKeys(cfg.Namespace)
 	if err != nil {
-		return setting("CACHE_NAMESPACE", err)
+		return conf.Errorf("CACHE_NAMESPACE", "%w", err)
 	}
 	store, err := cache.Open(cfg.RedisURL, keys, cache.Options{PoolSize: 64, DialTimeout: time.Second,
 		ReadTimeout: cfg.RedisTimeout, WriteTimeout: cfg.RedisTimeout})
 	if err != nil {
-		return setting("REDIS_URL", err)
+		return conf.Errorf("REDIS_URL", "%w", err)
 	}
 	defer store.Close()
 	conf.LogConnect(ctx, logger, "postgresql", cfg.DatabaseURL, db.Ping)
 	conf.LogConnect(ctx, logger, "redis", cfg.RedisURL, store.Ping)
-	list, err := jobs.Load(cfg.JobsFile, jobs.Defaults{TTL: cfg.TTL, Grace: cfg.Grace, Location: cfg.Location()}, time.Now())
+	list, err := jobs.Load(cfg.JobsFile, jobs.DefaultsOf(cfg.Cache), time.Now())
 	if err != nil {
-		return setting("JOBS_FILE", err)
+		return conf.Errorf("JOBS_FILE", "%w", err)
 	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	server := api.New(api.Config{
+	server := api.New(baseservice.NewArchetype(logger), api.Config{
 		CacheHeader:  cfg.CacheHeader,
 		QueryTimeout: cfg.QueryTimeout,
 		MaxQueries:   int64(cfg.MaxQueries),
 		LeaseWait:    2 * time.Second,
-		NegativeTTL:  cfg.NegativeTTL,
-		Location:     cfg.Location(),
+		Namespace:    cfg.Namespace,
 		APIToken:     cfg.APIToken,
-	}, store, db, list, reg, logger)
+	}, store, db, list, reg)
 
 	ln, err := new(net.ListenConfig).Listen(ctx, "tcp", cfg.ListenAddr)
 	if err != nil {
-		return setting("LISTEN_ADDR", err)
+		return conf.Errorf("LISTEN_ADDR", "%w", err)
 	}
 	srv := &http.Server{
 		Handler:           server.Handler(),

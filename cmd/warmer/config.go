@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -38,9 +37,4 @@ func (c Config) log(logger *slog.Logger) {
 		"grace", c.Grace.String(), "negative_ttl", c.NegativeTTL.String(), "timezone", c.TimeZone, "jobs_file", c.JobsFile,
 		"metrics_addr", c.MetricsAddr, "migrate", c.Migrate, "shutdown_timeout", c.ShutdownTimeout.String(),
 		"log_level", c.Level, "log_format", c.Format)
-}
-
-// setting names the variable an error at opening a connection is about.
-func setting(name string, err error) error {
-	return &conf.Error{Setting: name, Err: fmt.Errorf("%w", err)}
 }

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/warmcache/warmcache/cache"
+	"github.com/warmcache/warmcache/internal/baseservice"
 	"github.com/warmcache/warmcache/internal/conf"
 	"github.com/warmcache/warmcache/invalidate"
 	"github.com/warmcache/warmcache/jobs"
@@ -34,47 +35,48 @@ type deps struct {
 }
 
 func (d deps) close() {
-	d.store.Close()
-	if d.reader != d.primary {
+	if d.store != nil {
+		d.store.Close()
+	}
+	if d.reader != nil && d.reader != d.primary {
 		d.reader.Close()
 	}
-	d.primary.Close()
+	if d.primary != nil {
+		d.primary.Close()
+	}
 }
 
 // open connects (lazily: no server needs to be up yet), migrates unless told not to, and loads
-// and checks the jobs.
-func open(ctx context.Context, cfg Config, logger *slog.Logger) (deps, error) {
-	var d deps
-	var err error
+// and checks the jobs. On an error it closes what it opened.
+func open(ctx context.Context, cfg Config, logger *slog.Logger) (d deps, err error) {
+	defer func() {
+		if err != nil {
+			d.close()
+		}
+	}()
 	if d.primary, err = query.Open(ctx, cfg.DatabaseURL, query.Options{MaxConns: 8}); err != nil {
-		return d, setting("DATABASE_URL", err)
+		return d, conf.Errorf("DATABASE_URL", "%w", err)
 	}
 	d.reader = d.primary
 	if cfg.WarmerDatabaseURL != "" {
 		if d.reader, err = query.Open(ctx, cfg.WarmerDatabaseURL, query.Options{MaxConns: 8}); err != nil {
-			d.primary.Close()
-			return d, setting("WARMER_DATABASE_URL", err)
+			return d, conf.Errorf("WARMER_DATABASE_URL", "%w", err)
 		}
 	}
 	keys, err := cache.NewKeys(cfg.Namespace)
 	if err != nil {
-		d.primary.Close()
-		return d, setting("CACHE_NAMESPACE", err)
+		return d, conf.Errorf("CACHE_NAMESPACE", "%w", err)
 	}
 	if d.store, err = cache.Open(cfg.RedisURL, keys, cache.Options{}); err != nil {
-		d.primary.Close()
-		return d, setting("REDIS_URL", err)
+		return d, conf.Errorf("REDIS_URL", "%w", err)
 	}
 	conf.LogConnect(ctx, logger, "postgresql", cfg.DatabaseURL, d.primary.Ping)
 	conf.LogConnect(ctx, logger, "redis", cfg.RedisURL, d.store.Ping)
-	d.jobs, err = jobs.Load(cfg.JobsFile, jobs.Defaults{TTL: cfg.TTL, Grace: cfg.Grace, Location: cfg.Location()}, time.Now())
-	if err != nil {
-		d.close()
-		return d, setting("JOBS_FILE", err)
+	if d.jobs, err = jobs.Load(cfg.JobsFile, jobs.DefaultsOf(cfg.Cache), time.Now()); err != nil {
+		return d, conf.Errorf("JOBS_FILE", "%w", err)
 	}
 	if cfg.Migrate {
 		if err := d.primary.Migrate(ctx, logger); err != nil {
-			d.close()
 			return d, fmt.Errorf("migrate: %w", err)
 		}
 	}
@@ -86,8 +88,7 @@ func open(ctx context.Context, cfg Config, logger *slog.Logger) (deps, error) {
 		case errors.Is(err, query.ErrUnavailable):
 			logger.Warn("job_not_checked", "job", job.Name, "error", err)
 		case err != nil:
-			d.close()
-			return d, setting("JOBS_FILE", fmt.Errorf("job %s: sql: %w", job.Name, err))
+			return d, conf.Errorf("JOBS_FILE", "job %s: sql: %w", job.Name, err)
 		}
 	}
 	return d, nil
@@ -103,17 +104,18 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	defer d.close()
 
+	arch := baseservice.NewArchetype(logger)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	runner := jobs.NewRunner(d.reader, d.store, jobs.NewMetrics(reg), logger)
-	sched := jobs.NewScheduler(d.jobs, runner, d.primary, cfg.Namespace, logger)
+	runner := jobs.NewRunner(arch, d.reader, d.store, jobs.NewMetrics(reg))
+	sched := jobs.NewScheduler(arch, d.jobs, runner, d.primary, cfg.Namespace)
 	// Invalidations read the primary: a replica may not have the write yet.
-	relay := invalidate.NewRelay(d.primary, d.store, logger)
-	refresher := invalidate.NewRefresher(d.primary, d.store, d.jobs, sched.RunNow, cfg.NegativeTTL, reg, logger)
+	relay := invalidate.NewRelay(arch, d.primary, d.store)
+	refresher := invalidate.NewRefresher(arch, d.primary, d.store, d.jobs, cfg.Namespace, reg)
 
 	ln, err := new(net.ListenConfig).Listen(ctx, "tcp", cfg.MetricsAddr)
 	if err != nil {
-		return setting("METRICS_ADDR", err)
+		return conf.Errorf("METRICS_ADDR", "%w", err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -167,7 +169,7 @@ func once(ctx context.Context, cfg Config, logger *slog.Logger, name string, std
 	if len(selected) == 0 {
 		return &conf.Error{Setting: "--job", Err: fmt.Errorf("no job is called %q", name)}
 	}
-	runner := jobs.NewRunner(d.reader, d.store, jobs.NewMetrics(prometheus.NewRegistry()), logger)
+	runner := jobs.NewRunner(baseservice.NewArchetype(logger), d.reader, d.store, jobs.NewMetrics(prometheus.NewRegistry()))
 	return jobs.Once(ctx, selected, runner, d.primary, cfg.Namespace, progressLine(stderr))
 }
 
@@ -193,7 +195,7 @@ func progressLine(w io.Writer) func(jobs.Job) jobs.Progress {
 func migrate(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	db, err := query.Open(ctx, cfg.DatabaseURL, query.Options{MaxConns: 2})
 	if err != nil {
-		return setting("DATABASE_URL", err)
+		return conf.Errorf("DATABASE_URL", "%w", err)
 	}
 	defer db.Close()
 	logger.Info("migrate_started", "database", conf.MaskURL(cfg.DatabaseURL))

@@ -3,24 +3,20 @@
 // dellstore2 data (the real dump when it is present, generated data of the same size otherwise)
 // with warmcache's migrations applied, and a Redis key namespace of its own.
 //
-// The servers come from TEST_DATABASE_URL (a superuser URL) and TEST_REDIS_URL, or else from
-// scripts/servers, which installs and starts them. A server that cannot be had fails the test;
-// it never skips.
+// The servers come from TEST_DATABASE_URL (a superuser URL) and TEST_REDIS_URL, which make test
+// sets after starting them (scripts/servers); go test itself starts and installs nothing. Without
+// them, or with a server that cannot be reached, a test fails; it never skips.
 package testenv
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -36,49 +32,16 @@ type Servers struct {
 	RedisURL string
 }
 
-var (
-	serversOnce sync.Once
-	servers     Servers
-	serversErr  error
-)
-
-// Get returns the servers, starting them with scripts/servers on first use when
-// TEST_DATABASE_URL and TEST_REDIS_URL are not set. It fails the test if they cannot be had.
+// Get returns the servers of TEST_DATABASE_URL and TEST_REDIS_URL. It fails the test, with a
+// hint, when they are not set.
 func Get(t testing.TB) Servers {
 	t.Helper()
-	serversOnce.Do(func() { servers, serversErr = findServers() })
-	if serversErr != nil {
-		t.Fatalf("testenv: no servers to test against: %v", serversErr)
-	}
-	return servers
-}
-
-func findServers() (Servers, error) {
 	s := Servers{AdminURL: os.Getenv("TEST_DATABASE_URL"), RedisURL: os.Getenv("TEST_REDIS_URL")}
-	if s.AdminURL != "" && s.RedisURL != "" {
-		return s, nil
-	}
-	script := filepath.Join(RepoRoot(), "scripts", "servers")
-	var stderr bytes.Buffer
-	cmd := exec.CommandContext(context.Background(), script, "up")
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return s, fmt.Errorf("%s up: %w\n%s", script, err, stderr.String())
-	}
-	for _, line := range strings.Split(string(out), "\n") {
-		k, v, _ := strings.Cut(line, "=")
-		switch {
-		case k == "WARMCACHE_PG_ADMIN_URL" && s.AdminURL == "":
-			s.AdminURL = v
-		case k == "WARMCACHE_REDIS_URL" && s.RedisURL == "":
-			s.RedisURL = v
-		}
-	}
 	if s.AdminURL == "" || s.RedisURL == "" {
-		return s, fmt.Errorf("%s up printed no server URLs:\n%s", script, out)
+		t.Fatal("testenv: TEST_DATABASE_URL and TEST_REDIS_URL are not set: run the tests with make test, " +
+			"which starts PostgreSQL and Redis and sets them (or set them to servers of your own)")
 	}
-	return s, nil
+	return s
 }
 
 // RepoRoot returns the repository's top directory.
@@ -148,33 +111,36 @@ func newDatabase(t testing.TB, options string) string {
 // ends.
 func Namespace(t testing.TB) string {
 	t.Helper()
+	Get(t)
 	ns := "t" + randomHex(6)
-	redisURL := Get(t).RedisURL
-	t.Cleanup(func() {
-		opts, err := redis.ParseURL(redisURL)
-		if err != nil {
-			t.Errorf("testenv: %v", err)
-			return
-		}
-		rdb := redis.NewClient(opts)
-		defer rdb.Close()
-		ctx := context.Background()
-		var batch []string
-		iter := rdb.Scan(ctx, 0, ns+":*", 1000).Iterator()
-		for iter.Next(ctx) {
-			if batch = append(batch, iter.Val()); len(batch) == 1000 {
-				rdb.Unlink(ctx, batch...)
-				batch = batch[:0]
-			}
-		}
-		if len(batch) > 0 {
-			rdb.Unlink(ctx, batch...)
-		}
-		if err := iter.Err(); err != nil {
-			t.Errorf("testenv: clear namespace %s: %v", ns, err)
-		}
-	})
+	t.Cleanup(func() { Clear(t, ns) })
 	return ns
+}
+
+// Clear deletes every key of namespace ns.
+func Clear(t testing.TB, ns string) {
+	t.Helper()
+	opts, err := redis.ParseURL(Get(t).RedisURL)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	ctx := context.Background()
+	var batch []string
+	iter := rdb.Scan(ctx, 0, ns+":*", 1000).Iterator()
+	for iter.Next(ctx) {
+		if batch = append(batch, iter.Val()); len(batch) == 1000 {
+			rdb.Unlink(ctx, batch...)
+			batch = batch[:0]
+		}
+	}
+	if len(batch) > 0 {
+		rdb.Unlink(ctx, batch...)
+	}
+	if err := iter.Err(); err != nil {
+		t.Errorf("testenv: clear namespace %s: %v", ns, err)
+	}
 }
 
 func withDatabase(adminURL, name string) string {
