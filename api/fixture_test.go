@@ -117,7 +117,7 @@ func (f *fixture) advance(d time.Duration) { f.arch.Time.Advance(d) }
 // warm runs the built-in jobs once, as the warmer would, at the fixture's time.
 func (f *fixture) warm() {
 	f.t.Helper()
-	r := jobs.NewRunner(f.arch, f.db, f.store, jobs.NewMetrics(prometheus.NewRegistry()))
+	r := jobs.NewRunner(f.arch, f.db, f.db, f.store, jobs.NewMetrics(prometheus.NewRegistry()))
 	if err := jobs.Once(context.Background(), f.jobs, r, f.db, f.ns, func(jobs.Job) jobs.Progress { return nil }); err != nil {
 		f.t.Fatal(err)
 	}

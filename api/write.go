@@ -97,6 +97,11 @@ func (s *Server) insertOrder(c echo.Context) (orderCreated, error) {
 		return orderCreated{}, fmt.Errorf("insert order: %w", err)
 	}
 	s.Logger.Info("order_created", "orderid", id, "customerid", order.CustomerID)
+	// The api's writes spare PostgreSQL's notification (query.Options.QuietWrites): tell the
+	// relays here. If Redis does not hear it, they find the change at their next poll.
+	if err := s.store.Wake(c.Request().Context()); err != nil {
+		s.Logger.Debug("wake_failed", "error", err)
+	}
 	return orderCreated{OrderID: id, OrderDate: order.OrderDate, CustomerID: order.CustomerID,
 		NetAmount: order.NetAmount, Tax: order.Tax, TotalAmount: order.Total()}, nil
 }

@@ -225,7 +225,7 @@ func warmAll(b *testing.B, dbURL string, only ...string) string {
 			selected = append(selected, j)
 		}
 	}
-	r := jobs.NewRunner(baseservice.NewArchetype(slog.New(slog.DiscardHandler)), db, store, jobs.NewMetrics(prometheus.NewRegistry()))
+	r := jobs.NewRunner(baseservice.NewArchetype(slog.New(slog.DiscardHandler)), db, db, store, jobs.NewMetrics(prometheus.NewRegistry()))
 	if err := jobs.Once(ctx, selected, r, db, ns, func(jobs.Job) jobs.Progress { return nil }); err != nil {
 		b.Fatal(err)
 	}

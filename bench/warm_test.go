@@ -84,7 +84,7 @@ func benchQueryAlone(b *testing.B, dbURL string) result {
 	for range b.N {
 		rows := 0
 		started := time.Now()
-		err := db.Stream(context.Background(), query.OrdersByCustomerAggregate, query.Params{}, func(query.Row) error {
+		_, err := db.Stream(context.Background(), query.OrdersByCustomerAggregate, query.Params{}, func(query.Row) error {
 			rows++
 			return nil
 		})

@@ -51,3 +51,6 @@ func (k Keys) Lease(job, key string) string { return k.ns + ":_lease:" + job + "
 
 // Events is the stream invalidation events travel on.
 func (k Keys) Events() string { return k.ns + ":_events" }
+
+// Wake is the channel that tells the relays the outbox has new rows.
+func (k Keys) Wake() string { return k.ns + ":_wake" }

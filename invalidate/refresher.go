@@ -2,7 +2,9 @@ package invalidate
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -68,11 +70,15 @@ func NewRefresher(arch *baseservice.Archetype, db *query.DB, store *cache.Store,
 	return r
 }
 
+// batchEvents is the most events one batch takes: the events that arrive while a batch is
+// handled wait in the stream and are handled together in the next.
+const batchEvents = 2000
+
 // Run handles events until ctx ends.
 func (r *Refresher) Run(ctx context.Context) {
 	backoff := time.Duration(0)
 	for ctx.Err() == nil {
-		events, err := r.store.Consume(ctx, group, r.consumer, 256, time.Second, r.idle)
+		events, err := r.store.Consume(ctx, group, r.consumer, batchEvents, time.Second, r.idle)
 		if err == nil && len(events) > 0 {
 			err = r.handle(ctx, events)
 		}
@@ -92,25 +98,38 @@ func (r *Refresher) Run(ctx context.Context) {
 }
 
 // handle recomputes the keys of a batch of events, each key once however many events name it,
-// writes them, and acknowledges the events.
+// writes them, and acknowledges the events. A job's keys are computed together, a chunk per
+// statement; a single-value job is computed once per batch, so that a burst of writes costs
+// one recomputation of it per batch, and in one warmer at most one is in flight.
 func (r *Refresher) handle(ctx context.Context, events []cache.Event) error {
 	r.Logger.Debug("invalidation_received", "events", len(events))
-	type target struct{ job, key string }
-	targets := map[target]jobs.Job{}
-	var whole []string // keyed jobs every key of which changed
+	changes := make([]query.Change, len(events))
+	for i, e := range events {
+		changes[i] = query.Change{ID: e.Change, Table: e.Table, Columns: e.Columns}
+	}
+	// The figures the incremental jobs read are brought up to date before they are read.
+	if err := r.db.Maintain(ctx, changes); err != nil {
+		return err
+	}
+	keys := map[string]map[string]bool{} // job → keys to recompute
+	var whole []string                   // keyed jobs every key of which changed
 	for _, e := range events {
 		for _, job := range r.jobs {
-			keys, all := job.AffectedBy(e.Table, e.Columns)
+			affected, all := job.AffectedBy(e.Table, e.Columns)
 			switch {
 			case all && job.Keyed():
 				if !slices.Contains(whole, job.Name) {
 					whole = append(whole, job.Name)
 				}
+				continue
 			case all:
-				targets[target{job.Name, ""}] = job
+				affected = []string{""}
 			}
-			for _, key := range keys {
-				targets[target{job.Name, key}] = job
+			for _, key := range affected {
+				if keys[job.Name] == nil {
+					keys[job.Name] = map[string]bool{}
+				}
+				keys[job.Name][key] = true
 			}
 		}
 	}
@@ -119,24 +138,20 @@ func (r *Refresher) handle(ctx context.Context, events []cache.Event) error {
 			return fmt.Errorf("request a run of %s: %w", name, err)
 		}
 	}
-	// Each key is written as soon as it is computed: the customer's own keys need not wait for
-	// the overview over all customers.
+	// Each chunk is written as soon as it is computed: the customers' own keys need not wait
+	// for the totals.
 	var written atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(4)
 	now := r.Time.Now()
-	for t, job := range targets {
-		g.Go(func() error {
-			e, err := job.Compute(gctx, r.db, t.key, now)
-			if err != nil {
+	for _, job := range r.jobs {
+		for chunk := range slices.Chunk(slices.Sorted(maps.Keys(keys[job.Name])), refreshChunk) {
+			g.Go(func() error {
+				n, err := r.refresh(gctx, job, chunk, now)
+				written.Add(int64(n))
 				return err
-			}
-			if _, err := r.store.Put(gctx, job.Name, cache.Item{Key: t.key, Entry: e}); err != nil {
-				return fmt.Errorf("write %s %q: %w", job.Name, t.key, err)
-			}
-			written.Add(1)
-			return nil
-		})
+			})
+		}
 	}
 	if err := g.Wait(); err != nil {
 		return err
@@ -154,6 +169,38 @@ func (r *Refresher) handle(ctx context.Context, events []cache.Event) error {
 	r.Logger.Debug("keys_refreshed", "events", len(events), "keys", written.Load())
 	return nil
 }
+
+// refresh recomputes and writes keys of job, and returns how many it wrote. A key the job's key
+// column cannot hold (a changed row's value that no key of the job can be) names no value, and
+// is left out.
+func (r *Refresher) refresh(ctx context.Context, job jobs.Job, keys []string, now time.Time) (int, error) {
+	items, err := job.ComputeMany(ctx, r.db, keys, now)
+	if errors.Is(err, query.ErrInvalidKey) && len(keys) > 1 {
+		written := 0
+		for _, key := range keys {
+			n, err := r.refresh(ctx, job, []string{key}, now)
+			if err != nil {
+				return written, err
+			}
+			written += n
+		}
+		return written, nil
+	}
+	if errors.Is(err, query.ErrInvalidKey) {
+		r.Logger.Warn("invalidation_key_ignored", "job", job.Name, "key", keys[0], "error", err)
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if _, err := r.store.Put(ctx, job.Name, items...); err != nil {
+		return 0, fmt.Errorf("write %s: %w", job.Name, err)
+	}
+	return len(items), nil
+}
+
+// refreshChunk is how many keys of a job one statement recomputes.
+const refreshChunk = 500
 
 // streamTime reads the publication time from a stream entry's id, <milliseconds>-<sequence>.
 func streamTime(id string) (time.Time, bool) {

@@ -31,9 +31,10 @@ func NewRelay(arch *baseservice.Archetype, db *query.DB, store *cache.Store) *Re
 }
 
 // Run relays until ctx ends. It drains the outbox at start, at each notification the trigger
-// sends when a write commits, and every poll interval.
+// sends when a write commits, at each wake-up the api sends through Redis after its writes, and
+// every poll interval.
 func (r *Relay) Run(ctx context.Context) {
-	r.db.OnOutboxChange(ctx, r.poll, r.drain, func(err error) {
+	r.db.OnOutboxChange(ctx, r.poll, r.store.Wakes(ctx), r.drain, func(err error) {
 		r.Logger.Warn("relay_listen_failed", "error", err)
 	})
 }

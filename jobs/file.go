@@ -33,15 +33,17 @@ type File struct {
 }
 
 type fileJob struct {
-	Description string `yaml:"description"`
-	Schedule    string `yaml:"schedule"`
-	SQL         string `yaml:"sql"`
-	Key         string `yaml:"key"`
-	TTL         string `yaml:"ttl"`
-	Grace       string `yaml:"grace"`
-	Jitter      string `yaml:"jitter"`
-	Timeout     string `yaml:"timeout"`
-	Enabled     *bool  `yaml:"enabled"`
+	Description string           `yaml:"description"`
+	Schedule    string           `yaml:"schedule"`
+	SQL         string           `yaml:"sql"`
+	Key         string           `yaml:"key"`
+	DependsOn   yaml.Node        `yaml:"depends_on"`
+	Incremental *fileIncremental `yaml:"incremental"`
+	TTL         string           `yaml:"ttl"`
+	Grace       string           `yaml:"grace"`
+	Jitter      string           `yaml:"jitter"`
+	Timeout     string           `yaml:"timeout"`
+	Enabled     *bool            `yaml:"enabled"`
 }
 
 // Load returns the jobs: the built-in ones, with the overrides of the jobs file at path, then
@@ -65,8 +67,8 @@ func Load(path string, d Defaults, now time.Time) ([]Job, error) {
 	var jobs []Job
 	for _, b := range builtins {
 		decl := decls[b.name]
-		if decl.SQL != "" || decl.Key != "" {
-			return nil, fmt.Errorf("%s: job %s: a built-in job's sql and key cannot be changed", where, b.name)
+		if decl.SQL != "" || decl.Key != "" || decl.DependsOn.Kind != 0 || decl.Incremental != nil {
+			return nil, fmt.Errorf("%s: job %s: a built-in job's sql, key, depends_on and incremental cannot be changed", where, b.name)
 		}
 		if decl.Schedule == "" {
 			decl.Schedule = d.defaultEvery(b.every)
@@ -82,21 +84,57 @@ func Load(path string, d Defaults, now time.Time) ([]Job, error) {
 		if slices.ContainsFunc(builtins, func(b builtin) bool { return b.name == name }) {
 			continue
 		}
-		decl := decls[name]
-		if decl.SQL == "" || decl.Schedule == "" {
-			return nil, fmt.Errorf("%s: job %s: a job of your own needs sql and schedule", where, name)
-		}
-		agg, err := query.UserSQL(decl.SQL, decl.Key)
-		if err != nil {
-			return nil, fmt.Errorf("%s: job %s: %w", where, name, err)
-		}
-		job, err := build(name, decl, agg, decl.Key, d, now)
+		job, err := userJob(name, decls[name], d, now)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
 		jobs = append(jobs, job)
 	}
 	return jobs, nil
+}
+
+// userJob makes a job of the user's own: a query of their SQL, or an incremental declaration.
+func userJob(name string, decl fileJob, d Defaults, now time.Time) (Job, error) {
+	fail := func(setting string, err error) (Job, error) {
+		return Job{}, fmt.Errorf("job %s: %s: %w", name, setting, err)
+	}
+	var (
+		agg  query.Aggregate
+		key  = decl.Key
+		deps []Dependency
+		spec *query.IncrementalSpec
+		err  error
+	)
+	switch {
+	case decl.Schedule == "":
+		return Job{}, fmt.Errorf("job %s: a job of your own needs a schedule", name)
+	case decl.Incremental != nil:
+		if decl.SQL != "" || decl.Key != "" || decl.DependsOn.Kind != 0 {
+			return fail("incremental", errors.New("an incremental job has no sql, key or depends_on: they follow from its declaration"))
+		}
+		if spec, err = decl.Incremental.spec(); err != nil {
+			return fail("incremental", err)
+		}
+		if agg, err = query.Incremental(name, *spec); err != nil {
+			return fail("incremental", err)
+		}
+		deps = []Dependency{{Table: spec.Table, Column: spec.GroupBy}}
+		if spec.GroupBy != "" {
+			key = "{" + spec.GroupBy + "}"
+		}
+	case decl.SQL == "":
+		return Job{}, fmt.Errorf("job %s: a job of your own needs sql (or incremental) and a schedule", name)
+	default:
+		if agg, err = query.UserSQL(decl.SQL, decl.Key); err != nil {
+			return Job{}, fmt.Errorf("job %s: %w", name, err)
+		}
+		if deps, err = parseDependsOn(&decl.DependsOn, decl.Key); err != nil {
+			return fail("depends_on", err)
+		}
+	}
+	job, err := build(name, decl, agg, key, d, now)
+	job.DependsOn, job.Incremental = deps, spec
+	return job, err
 }
 
 // decode reads the file strictly: an unknown or misspelt field is an error.

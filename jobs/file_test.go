@@ -3,6 +3,7 @@ package jobs
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -130,6 +131,9 @@ func names(list []Job) []string {
 	return n
 }
 
+// aUserJob is the start of a user's job, for the refusals of settings that follow it.
+const aUserJob = "jobs:\n  x:\n    schedule: '@hourly'\n    ttl: 2h\n    sql: SELECT 1 AS a, 2 AS b\n"
+
 // TestLoadRefuses checks that every bad setting stops start-up with a message naming the job
 // and the setting.
 func TestLoadRefuses(t *testing.T) {
@@ -159,6 +163,21 @@ func TestLoadRefuses(t *testing.T) {
 		{"reserved job name", "jobs:\n  _run:\n    schedule: '@hourly'\n", []string{"_run"}},
 		{"duplicate", "jobs:\n  mine:\n    sql: SELECT 1 AS a\n  mine:\n    sql: SELECT 2 AS a\n", []string{"mine"}},
 		{"not a mapping", "jobs: [a, b]\n", []string{"mapping"}},
+		{"a single value depending on a column", aUserJob + "    depends_on: {orders: customerid}\n",
+			[]string{"job x", "depends_on", "single-value"}},
+		{"a column that is not the key", aUserJob + "    key: '{a}'\n    depends_on: {orders: customerid}\n",
+			[]string{"job x", "depends_on", "key column is a"}},
+		{"a column of a key of two columns", aUserJob + "    key: '{a}:{b}'\n    depends_on: {orders: a}\n",
+			[]string{"job x", "depends_on", "one column"}},
+		{"a table that is no name", aUserJob + "    depends_on: [Orders]\n", []string{"job x", "depends_on", "Orders"}},
+		{"depends_on neither list nor mapping", aUserJob + "    depends_on: orders\n", []string{"job x", "depends_on"}},
+		{"a built-in's dependencies", "jobs:\n  orders_total:\n    depends_on: [orders]\n", []string{"orders_total", "depends_on"}},
+		{"incremental with sql", "jobs:\n  x:\n    schedule: '@hourly'\n    ttl: 2h\n    sql: SELECT 1\n    incremental: {table: orders, count: n}\n",
+			[]string{"job x", "incremental", "no sql"}},
+		{"incremental without a table", "jobs:\n  x:\n    schedule: '@hourly'\n    ttl: 2h\n    incremental: {count: n}\n",
+			[]string{"job x", "incremental", "table"}},
+		{"incremental without figures", "jobs:\n  x:\n    schedule: '@hourly'\n    ttl: 2h\n    incremental: {table: orders}\n",
+			[]string{"job x", "incremental", "count or a sum"}},
 		{"not yaml", "jobs: {\n", []string{"jobs file"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -196,4 +215,35 @@ func FuzzLoad(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestREADMEJobsFile loads the jobs file the README shows, with the default settings, and checks
+// what it says of the jobs' dependencies.
+func TestREADMEJobsFile(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, jobsSection, _ := strings.Cut(string(readme), "\n## Jobs\n")
+	_, block, _ := strings.Cut(jobsSection, "```yaml\n")
+	block, _, _ = strings.Cut(block, "```")
+	list, err := Load(writeJobs(t, block), testDefaults, testNow)
+	if err != nil {
+		t.Fatalf("the README's jobs file: %v", err)
+	}
+	jobs := byName(list)
+	for name, want := range map[string][]Dependency{
+		"orders_by_date":        {{Table: "orders", Column: "orderdate"}},
+		"high_income_customers": {{Table: "customers"}},
+		"revenue_by_date":       {{Table: "orders", Column: "orderdate"}},
+		"top_products":          nil,
+	} {
+		if got := jobs[name].DependsOn; !slices.Equal(got, want) {
+			t.Errorf("%s depends on %v, want %v", name, got, want)
+		}
+	}
+	if jobs["revenue_by_date"].Incremental == nil || !jobs["revenue_by_date"].Aggregate.Incremental() {
+		t.Error("revenue_by_date is not incremental")
+	}
 }

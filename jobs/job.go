@@ -34,7 +34,10 @@ type Job struct {
 	KeyKind KeyKind
 	// DependsOn are the tables the job reads, and how a changed row names the keys it touches.
 	DependsOn []Dependency
-	Lifetime  cache.Lifetime
+	// Incremental, when set, is a user's incremental declaration: the job's figures are
+	// maintained by triggers, installed by Install.
+	Incremental *query.IncrementalSpec
+	Lifetime    cache.Lifetime
 	// Timeout bounds one run.
 	Timeout time.Duration
 	// Builtin marks the four aggregates of the product itself.

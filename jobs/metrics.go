@@ -12,6 +12,7 @@ type Metrics struct {
 	duration    *prometheus.HistogramVec
 	keys        *prometheus.CounterVec
 	lastSuccess *prometheus.GaugeVec
+	drift       *prometheus.GaugeVec
 }
 
 // NewMetrics registers the job metrics on reg.
@@ -34,8 +35,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "warmcache_job_last_success_timestamp_seconds",
 			Help: "Unix time of the start of the last successful run of each job.",
 		}, []string{"job"}),
+		drift: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "warmcache_incremental_drift",
+			Help: "Values of an incremental job whose maintained figures differed from the full computation at its last run (0: none).",
+		}, []string{"job"}),
 	}
-	reg.MustRegister(m.runs, m.duration, m.keys, m.lastSuccess)
+	reg.MustRegister(m.runs, m.duration, m.keys, m.lastSuccess, m.drift)
 	return m
 }
 

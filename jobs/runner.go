@@ -18,15 +18,17 @@ import (
 // Runner runs jobs: it streams a job's rows from PostgreSQL into Redis and records the run.
 type Runner struct {
 	*baseservice.Archetype
-	db        *query.DB
+	db        *query.DB // where the aggregates are read (WARMER_DATABASE_URL)
+	primary   *query.DB // where drifted figures are reseeded
 	store     *cache.Store
 	metrics   *Metrics
 	batchSize int
 }
 
-// NewRunner returns a Runner that reads aggregates from db and writes them to store.
-func NewRunner(arch *baseservice.Archetype, db *query.DB, store *cache.Store, metrics *Metrics) *Runner {
-	return &Runner{Archetype: arch, db: db, store: store, metrics: metrics, batchSize: 1000}
+// NewRunner returns a Runner that reads aggregates from db and writes them to store; primary is
+// the database the figures of incremental jobs are reseeded in, db itself unless db is a replica.
+func NewRunner(arch *baseservice.Archetype, db, primary *query.DB, store *cache.Store, metrics *Metrics) *Runner {
+	return &Runner{Archetype: arch, db: db, primary: primary, store: store, metrics: metrics, batchSize: 1000}
 }
 
 // Progress is told how many keys a run has written so far.
@@ -109,7 +111,7 @@ func (r *Runner) warm(ctx context.Context, job Job, started time.Time, progress 
 		}
 		batch := make([]cache.Item, 0, r.batchSize)
 		rows := 0
-		err := r.db.Stream(ctx, job.Aggregate, params, func(row query.Row) error {
+		drift, err := r.db.Stream(ctx, job.Aggregate, params, func(row query.Row) error {
 			if !job.Keyed() && rows > 0 {
 				return nil // a single-value job is its first row
 			}
@@ -131,13 +133,32 @@ func (r *Runner) warm(ctx context.Context, job Job, started time.Time, progress 
 			return fmt.Errorf("query: %w", err)
 		case !job.Keyed() && rows == 0:
 			return errors.New("query: the job's query returned no row")
-		case len(batch) > 0:
+		}
+		if job.Aggregate.Incremental() {
+			r.checked(ctx, job, drift)
+		}
+		if len(batch) > 0 {
 			return send(batch)
 		}
 		return nil
 	}))
 	err := g.Wait()
 	return written.Load(), err
+}
+
+// checked reports the drift the check of an incremental job's maintained figures confirmed, and
+// has them mended: the run itself writes the values computed in full, and the refreshes after it
+// read figures that are right again.
+func (r *Runner) checked(ctx context.Context, job Job, found query.Drift) {
+	drift, err := r.primary.Repair(ctx, job.Aggregate, found)
+	r.metrics.drift.WithLabelValues(job.Name).Set(float64(drift.Values))
+	switch {
+	case err != nil:
+		r.Logger.Error("incremental_repair_failed", "job", job.Name, "drift", drift.Values, "error", err)
+	case drift.Values > 0:
+		r.Logger.Error("incremental_drift", "job", job.Name, "values", drift.Values, "example", drift.Example,
+			"repaired", true)
+	}
 }
 
 // recovered turns a panic in f (a bug, or a user's SQL yielding something unexpected) into an

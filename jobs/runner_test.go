@@ -58,7 +58,7 @@ func newHarness(t *testing.T, dbURL string) *harness {
 	m := NewMetrics(prometheus.NewRegistry())
 	arch := baseservice.NewArchetype(slog.New(slog.DiscardHandler))
 	return &harness{arch: arch, ns: ns, dbURL: dbURL, db: db, store: store, metrics: m,
-		runner: NewRunner(arch, db, store, m), jobs: byName(list)}
+		runner: NewRunner(arch, db, db, store, m), jobs: byName(list)}
 }
 
 func (h *harness) entry(t *testing.T, job, key string) cache.Entry {
@@ -87,7 +87,7 @@ func TestWarmWritesWhatSQLSays(t *testing.T) {
 	}
 	params := query.Params{Today: query.DateOf(now)}
 	customers := 0
-	err := h.db.Stream(ctx, mustUserSQL(t, "SELECT customerid FROM customers", "{customerid}"), params, func(r query.Row) error {
+	_, err := h.db.Stream(ctx, mustUserSQL(t, "SELECT customerid FROM customers", "{customerid}"), params, func(r query.Row) error {
 		customers++
 		for _, job := range []string{"orders_by_customer", "credit_by_customer"} {
 			want, err := h.db.Lookup(ctx, h.jobs[job].Aggregate, params, r.Key)

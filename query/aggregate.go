@@ -2,9 +2,11 @@ package query
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -28,24 +30,47 @@ type Params struct {
 }
 
 // Aggregate is a query a job runs: the SQL that yields every row in one pass, the SQL that
-// yields the row of one key, and how a result row becomes a Row. The built-in aggregates and
+// yields the rows of given keys, and how a result row becomes a Row. The built-in aggregates and
 // users' SQL jobs are all values of this one type.
+//
+// An incremental aggregate's lookups read figures that triggers maintain in the writing
+// transaction, so that they cost the same whatever the size of the data; its stream computes
+// everything in full and checks the maintained figures against it (Stream's Drift).
 type Aggregate struct {
 	// Keyed reports whether the aggregate yields one row per key; otherwise it yields exactly
 	// one row.
 	Keyed bool
 
 	streamSQL string
-	lookupSQL string
 	// streamSettings are SET LOCAL statements run before streamSQL, in its transaction only.
 	streamSettings []string
-	// args returns the statement arguments; the lookup key, when there is one, comes after.
+	// lookupSQL yields the single value; a keyed aggregate's keys make their own lookup.
+	lookupSQL string
+	keys      keys
+	// args returns the statement arguments; the lookup's keys, when there are some, come after.
 	args func(Params) []any
-	// keyArgs checks a lookup key and returns its canonical spelling and the lookup
-	// statement's arguments for it.
-	keyArgs func(key string) (canonical string, args []any, err error)
-	scan    func(rows pgx.Rows) (Row, error)
+	scan func(rows pgx.Rows) (Row, error)
+
+	// checkSQL yields every row from the maintained figures, and reseedSQL computes them afresh;
+	// both are empty unless the aggregate is incremental. repair, when set, confirms and mends a
+	// drift its own way instead of reseeding (Repair).
+	checkSQL  string
+	reseedSQL string
+	repair    func(ctx context.Context, db *DB) (Drift, error)
 }
+
+// keys is how a keyed aggregate's keys are spelled and become its lookup's arguments.
+type keys interface {
+	// canonical checks that key can name a row and returns the spelling it is stored under, or
+	// ErrInvalidKey.
+	canonical(key string) (string, error)
+	// lookup returns the statement that yields the rows of keys, canonical all, and its key
+	// arguments; it may ask tx's server about the statement first.
+	lookup(ctx context.Context, tx pgx.Tx, keys []string) (sql string, args []any, err error)
+}
+
+// Incremental reports whether the aggregate's lookups read figures maintained by triggers.
+func (a Aggregate) Incremental() bool { return a.checkSQL != "" }
 
 // CanonicalKey checks that key can name a row of a keyed aggregate and returns the spelling
 // it is stored under (for customer ids, the decimal number without leading zeros). It returns
@@ -54,74 +79,171 @@ func (a Aggregate) CanonicalKey(key string) (string, error) {
 	if !a.Keyed {
 		return "", nil
 	}
-	canon, _, err := a.keyArgs(key)
-	return canon, err
+	return a.keys.canonical(key)
+}
+
+// Drift is what a check of an incremental aggregate found: how many values its maintained
+// figures get wrong, and one of them as an example for the log.
+type Drift struct {
+	Values  int
+	Example string
 }
 
 // Stream runs agg over every key in one read-only snapshot and hands each row to fn as it
 // arrives from the server: nothing is buffered, so memory stays flat whatever the number of
-// rows. An error from fn stops the query and is returned unchanged.
-func (db *DB) Stream(ctx context.Context, agg Aggregate, p Params, fn func(Row) error) error {
-	return db.snapshot(ctx, func(tx pgx.Tx, version int64) error {
+// rows. An error from fn stops the query and is returned unchanged. For an incremental
+// aggregate it then reads the maintained figures in the same snapshot and returns how they
+// differ from the rows computed in full.
+func (db *DB) Stream(ctx context.Context, agg Aggregate, p Params, fn func(Row) error) (Drift, error) {
+	var drift Drift
+	err := db.snapshot(ctx, func(tx pgx.Tx, version int64) error {
 		for _, set := range agg.streamSettings {
 			if _, err := tx.Exec(ctx, set); err != nil {
 				return translate(err)
 			}
 		}
-		rows, err := tx.Query(ctx, agg.streamSQL, agg.args(p)...)
-		if err != nil {
-			return translate(err)
+		var full map[string]uint64 // the full rows' bodies, hashed, to check the figures against
+		if agg.Incremental() {
+			full = map[string]uint64{}
 		}
-		defer rows.Close()
-		for rows.Next() {
-			row, err := agg.scan(rows)
-			if err != nil {
-				return fmt.Errorf("scan row: %w", err)
-			}
+		err := scanRows(ctx, tx, agg, agg.streamSQL, agg.args(p), func(row Row) error {
 			row.Version = version
-			if err := fn(row); err != nil {
-				return err
+			if full != nil && (agg.Keyed || len(full) == 0) {
+				b, err := json.Marshal(row.Value)
+				if err != nil {
+					return fmt.Errorf("encode row %q: %w", row.Key, err)
+				}
+				full[row.Key] = xxhash.Sum64(b)
+			}
+			return fn(row)
+		})
+		if err != nil || full == nil {
+			return err
+		}
+		drift, err = check(ctx, tx, agg, p, full)
+		return err
+	})
+	return drift, err
+}
+
+// check compares the maintained figures of agg with the full rows' hashes.
+func check(ctx context.Context, tx pgx.Tx, agg Aggregate, p Params, full map[string]uint64) (Drift, error) {
+	var d Drift
+	err := scanRows(ctx, tx, agg, agg.checkSQL, agg.args(p), func(row Row) error {
+		b, err := json.Marshal(row.Value)
+		if err != nil {
+			return fmt.Errorf("encode row %q: %w", row.Key, err)
+		}
+		want, ok := full[row.Key]
+		delete(full, row.Key)
+		if !ok || want != xxhash.Sum64(b) {
+			d.Values++
+			if d.Example == "" {
+				d.Example = fmt.Sprintf("key %q: the maintained figures say %s", row.Key, b)
 			}
 		}
-		return translate(rows.Err())
+		return nil
 	})
+	for key := range full {
+		d.Values++
+		if d.Example == "" {
+			d.Example = fmt.Sprintf("key %q: missing from the maintained figures", key)
+		}
+	}
+	return d, err
+}
+
+// Repair mends the maintained figures of an incremental aggregate where Stream found them
+// drifted, and returns the drift it confirmed: none when what Stream saw were writes still on
+// their way into the figures. Figures kept by triggers in the writing transactions cannot lag:
+// their drift is confirmed as found, and they are computed afresh, holding off writes to their
+// table meanwhile.
+func (db *DB) Repair(ctx context.Context, agg Aggregate, found Drift) (Drift, error) {
+	switch {
+	case found.Values == 0 || !agg.Incremental():
+		return Drift{}, nil
+	case agg.repair != nil:
+		return agg.repair(ctx, db)
+	}
+	return found, translate(pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, agg.reseedSQL)
+		return err
+	}))
+}
+
+// scanRows runs sql and hands each row, scanned, to fn.
+func scanRows(ctx context.Context, tx pgx.Tx, agg Aggregate, sql string, args []any, fn func(Row) error) error {
+	rows, err := tx.Query(ctx, sql, args...)
+	if err != nil {
+		return translate(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		row, err := agg.scan(rows)
+		if err != nil {
+			return fmt.Errorf("scan row: %w", err)
+		}
+		if err := fn(row); err != nil {
+			return err
+		}
+	}
+	return translate(rows.Err())
 }
 
 // Lookup computes the row of one key (ignored for a single-value aggregate). It returns
 // ErrInvalidKey for a malformed key, and ErrNotFound when the key has no row, with the returned
 // row's Version still telling which snapshot found nothing.
 func (db *DB) Lookup(ctx context.Context, agg Aggregate, p Params, key string) (Row, error) {
-	args := agg.args(p)
 	if agg.Keyed {
-		_, keyArgs, err := agg.keyArgs(key)
+		canon, err := agg.keys.canonical(key)
 		if err != nil {
 			return Row{}, err
 		}
-		args = append(args, keyArgs...)
+		key = canon
 	}
-	var row Row
-	err := db.snapshot(ctx, func(tx pgx.Tx, version int64) error {
-		row.Version = version
-		rows, err := tx.Query(ctx, agg.lookupSQL, args...)
-		if err != nil {
-			return translate(err)
-		}
-		defer rows.Close()
-		if !rows.Next() {
-			if err := rows.Err(); err != nil {
-				return translate(err)
+	rows, version, err := db.LookupMany(ctx, agg, p, []string{key})
+	if err != nil {
+		return Row{}, err
+	}
+	row, ok := rows[key]
+	if !ok {
+		return Row{Version: version}, ErrNotFound
+	}
+	return row, nil
+}
+
+// LookupMany computes the rows of keys, canonical all (CanonicalKey), in one snapshot and with
+// one statement, and returns those that exist by key, with the snapshot's version. For a
+// single-value aggregate, keys are ignored and its one row is under the empty key. A key that
+// cannot name a row is ErrInvalidKey.
+func (db *DB) LookupMany(ctx context.Context, agg Aggregate, p Params, keys []string) (map[string]Row, int64, error) {
+	found := map[string]Row{}
+	var version int64
+	err := db.snapshot(ctx, func(tx pgx.Tx, v int64) error {
+		version = v
+		sql, args := agg.lookupSQL, agg.args(p)
+		wanted := map[string]bool{"": true}
+		if agg.Keyed {
+			wanted = make(map[string]bool, len(keys))
+			for _, k := range keys {
+				wanted[k] = true
 			}
-			return ErrNotFound
+			stmt, keyArgs, err := agg.keys.lookup(ctx, tx, keys)
+			if err != nil {
+				return err
+			}
+			sql, args = stmt, append(args, keyArgs...)
 		}
-		found, err := agg.scan(rows)
-		if err != nil {
-			return fmt.Errorf("scan row: %w", err)
-		}
-		found.Version = version
-		row = found
-		return nil
+		return scanRows(ctx, tx, agg, sql, args, func(row Row) error {
+			// A template's lookup may yield rows of other keys; a single value is its first row.
+			if _, seen := found[row.Key]; wanted[row.Key] && !seen {
+				row.Version = v
+				found[row.Key] = row
+			}
+			return nil
+		})
 	})
-	return row, err
+	return found, version, err
 }
 
 // snapshot runs fn in a read-only repeatable-read transaction, so every statement of fn sees one
@@ -145,17 +267,29 @@ func (db *DB) snapshot(ctx context.Context, fn func(tx pgx.Tx, version int64) er
 
 // Check asks PostgreSQL to parse and plan agg's statements without running them, so that a
 // user's job with a syntax error, an unknown table or a key column its result lacks is refused
-// at start-up rather than at its first run.
+// at start-up rather than at its first run. Of an incremental aggregate, whose other statements
+// read the figures warmcache maintains (and may not have installed yet), it checks the stream.
 func (db *DB) Check(ctx context.Context, agg Aggregate) error {
-	conn, err := db.pool.Acquire(ctx)
-	if err != nil {
-		return translate(err)
-	}
-	defer conn.Release()
-	for _, sql := range []string{agg.streamSQL, agg.lookupSQL} {
-		if _, err := conn.Conn().Prepare(ctx, "", sql); err != nil {
-			return translate(err)
+	return db.snapshot(ctx, func(tx pgx.Tx, _ int64) error {
+		statements := []string{agg.streamSQL, agg.lookupSQL}
+		switch {
+		case agg.Incremental():
+			statements = statements[:1]
+		case agg.Keyed:
+			lookup, _, err := agg.keys.lookup(ctx, tx, nil)
+			if err != nil {
+				return err
+			}
+			statements = append(statements, lookup)
 		}
-	}
-	return nil
+		for _, sql := range statements {
+			if sql == "" {
+				continue
+			}
+			if _, err := tx.Prepare(ctx, "", sql); err != nil {
+				return translate(err)
+			}
+		}
+		return nil
+	})
 }

@@ -39,7 +39,7 @@ func marshal(t *testing.T, v any) string {
 func streamAll(t *testing.T, db *query.DB, agg query.Aggregate) map[string]string {
 	t.Helper()
 	rows := map[string]string{}
-	err := db.Stream(context.Background(), agg, today, func(r query.Row) error {
+	_, err := db.Stream(context.Background(), agg, today, func(r query.Row) error {
 		if _, dup := rows[r.Key]; dup {
 			t.Errorf("key %q streamed twice", r.Key)
 		}
@@ -171,7 +171,7 @@ func TestCreditNeverCarriesSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	cards := map[string]string{}
-	err = db.Stream(context.Background(), secrets, today, func(r query.Row) error {
+	_, err = db.Stream(context.Background(), secrets, today, func(r query.Row) error {
 		var v struct{ Creditcard, Password string }
 		if err := json.Unmarshal(r.Value.(json.RawMessage), &v); err != nil {
 			return err
@@ -222,7 +222,7 @@ func TestStreamStopsOnCallbackError(t *testing.T) {
 	db := openDB(t)
 	stop := errors.New("stop here")
 	calls := 0
-	err := db.Stream(context.Background(), query.OrdersByCustomerAggregate, today, func(query.Row) error {
+	_, err := db.Stream(context.Background(), query.OrdersByCustomerAggregate, today, func(query.Row) error {
 		calls++
 		if calls == 10 {
 			return stop
@@ -264,7 +264,7 @@ func customerIDs(t *testing.T, db *query.DB) []string {
 		t.Fatal(err)
 	}
 	var keys []string
-	if err := db.Stream(context.Background(), ids, today, func(r query.Row) error {
+	if _, err := db.Stream(context.Background(), ids, today, func(r query.Row) error {
 		keys = append(keys, r.Key)
 		return nil
 	}); err != nil {

@@ -40,6 +40,10 @@ type Options struct {
 	MaxConns int32
 	// ConnectTimeout bounds establishing one connection.
 	ConnectTimeout time.Duration
+	// QuietWrites spares this pool's writes the pg_notify that tells the warmers of a change:
+	// its user wakes them itself (the api, through Redis), and a notification at every commit
+	// costs a share of the write throughput. The outbox records the changes all the same.
+	QuietWrites bool
 }
 
 // Open parses url (a postgres:// URL or key=value DSN; sslmode, passwords and the like are
@@ -57,6 +61,9 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 		cfg.ConnConfig.ConnectTimeout = opts.ConnectTimeout
 	}
 	cfg.ConnConfig.RuntimeParams["application_name"] = "warmcache"
+	if opts.QuietWrites {
+		cfg.ConnConfig.RuntimeParams["warmcache.notify"] = "off"
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open database pool: %w", err)

@@ -17,22 +17,24 @@ const (
 	runRequestChannel = "warmcache_run_requested"
 )
 
-// OnOutboxChange calls fn at start, at each commit that adds rows to the outbox, and at least
-// every poll, until ctx ends. lost, if not nil, is told why listening failed.
-func (db *DB) OnOutboxChange(ctx context.Context, poll time.Duration, fn func(context.Context), lost func(error)) {
-	db.onNotify(ctx, outboxChannel, poll, fn, lost)
+// OnOutboxChange calls fn at start, at each commit that adds rows to the outbox and notifies, at
+// each value of wake (the writes that wake the warmers themselves), and at least every poll,
+// until ctx ends. lost, if not nil, is told why listening failed.
+func (db *DB) OnOutboxChange(ctx context.Context, poll time.Duration, wake <-chan struct{}, fn func(context.Context), lost func(error)) {
+	db.onNotify(ctx, outboxChannel, poll, wake, fn, lost)
 }
 
 // OnRunRequest calls fn at start, at each RequestRun, and at least every poll, until ctx ends.
 // lost, if not nil, is told why listening failed.
 func (db *DB) OnRunRequest(ctx context.Context, poll time.Duration, fn func(context.Context), lost func(error)) {
-	db.onNotify(ctx, runRequestChannel, poll, fn, lost)
+	db.onNotify(ctx, runRequestChannel, poll, nil, fn, lost)
 }
 
 // onNotify is the loop of OnOutboxChange and OnRunRequest. It listens on a connection of its own
 // before calling fn, so that what happened before the LISTEN is seen by fn and what happens
 // after it notifies; polling makes up for notifications missed while that connection was down.
-func (db *DB) onNotify(ctx context.Context, channel string, poll time.Duration, fn func(context.Context), lost func(error)) {
+func (db *DB) onNotify(ctx context.Context, channel string, poll time.Duration, wake <-chan struct{},
+	fn func(context.Context), lost func(error)) {
 	var conn *pgxpool.Conn
 	defer func() { unlisten(ctx, conn) }()
 	for ctx.Err() == nil {
@@ -44,9 +46,18 @@ func (db *DB) onNotify(ctx context.Context, channel string, poll time.Duration, 
 		}
 		fn(ctx)
 		waitCtx, cancel := context.WithTimeout(ctx, poll)
+		woken := make(chan struct{})
+		go func() { // a wake-up ends the wait as a notification does
+			defer close(woken)
+			select {
+			case <-wake:
+				cancel()
+			case <-waitCtx.Done():
+			}
+		}()
 		if conn != nil {
 			_, err := conn.Conn().WaitForNotification(waitCtx)
-			if err != nil && !errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			if err != nil && !errors.Is(err, context.DeadlineExceeded) && waitCtx.Err() == nil {
 				if lost != nil {
 					lost(translate(err))
 				}
@@ -57,6 +68,7 @@ func (db *DB) onNotify(ctx context.Context, channel string, poll time.Duration, 
 			<-waitCtx.Done()
 		}
 		cancel()
+		<-woken
 	}
 }
 

@@ -32,14 +32,16 @@ func (db *DB) DrainOutbox(ctx context.Context, limit int, publish func([]Change)
 		rows, _ := tx.Query(ctx, `
 			DELETE FROM warmcache_outbox
 			WHERE id IN (SELECT id FROM warmcache_outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
-			RETURNING id, tablename, customerid::text`, limit)
+			RETURNING id, tablename, columns`, limit)
 		changes, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Change, error) {
 			var c Change
-			var customer *string
-			err := r.Scan(&c.ID, &c.Table, &customer)
-			c.Columns = map[string]string{}
-			if customer != nil {
-				c.Columns["customerid"] = *customer
+			var columns map[string]*string
+			err := r.Scan(&c.ID, &c.Table, &columns)
+			c.Columns = make(map[string]string, len(columns))
+			for name, v := range columns {
+				if v != nil {
+					c.Columns[name] = *v
+				}
 			}
 			return c, err
 		})

@@ -104,7 +104,7 @@ func TestUserSQLRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Stream(context.Background(), writes, today, func(query.Row) error { return nil }); err == nil {
+	if _, err := db.Stream(context.Background(), writes, today, func(query.Row) error { return nil }); err == nil {
 		t.Error("a job's DELETE ran: jobs must run read-only")
 	}
 }
@@ -116,7 +116,7 @@ func TestUserSQLNullKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = db.Stream(context.Background(), agg, today, func(query.Row) error { return nil })
+	_, err = db.Stream(context.Background(), agg, today, func(query.Row) error { return nil })
 	if err == nil || !strings.Contains(err.Error(), "NULL") {
 		t.Errorf("stream of a NULL key: %v, want an error naming NULL", err)
 	}

@@ -26,7 +26,7 @@ import (
 func run(ctx context.Context, cfg Config, logger *slog.Logger, started func(addr string)) error {
 	cfg.log(logger)
 	db, err := query.Open(ctx, cfg.DatabaseURL, query.Options{MaxConns: int32(cfg.MaxQueries) + 4,
-		ConnectTimeout: 2 * time.Second})
+		ConnectTimeout: 2 * time.Second, QuietWrites: true})
 	if err != nil {
 		return conf.Errorf("DATABASE_URL", "%w", err)
 	}

@@ -85,7 +85,7 @@ func cli(ctx context.Context, args, environ []string, stderr io.Writer) int {
 		}
 		cfg.Migrate = cfg.Migrate && !opts.noMigrate
 		if opts.migrateOnly {
-			err = cfg.Cache.ValidateDatabase()
+			err = cfg.Cache.ValidateMigrate()
 		} else {
 			err = cfg.validate()
 		}

@@ -46,6 +46,14 @@ func TestExitStatus(t *testing.T) {
 	empty := testenv.NewEmptyDatabase(t)
 	badCron := writeFile(t, "jobs:\n  orders_total:\n    schedule: '61 * * * *'\n")
 	badSQL := writeFile(t, "jobs:\n  mine:\n    schedule: '@hourly'\n    ttl: 2h\n    sql: SELECT nothing FROM nowhere\n")
+	mine := "jobs:\n  mine:\n    schedule: '@hourly'\n    ttl: 2h\n    sql: SELECT customerid, count(*) AS n FROM orders GROUP BY 1\n    key: '{customerid}'\n"
+	unknownTable := writeFile(t, mine+"    depends_on: {ordres: customerid}\n")
+	// The result's column renamed, the table's taken for it.
+	unknownColumn := writeFile(t, "jobs:\n  mine:\n    schedule: '@hourly'\n    ttl: 2h\n"+
+		"    sql: SELECT customerid AS customer_id, count(*) AS n FROM orders GROUP BY 1\n"+
+		"    key: '{customer_id}'\n    depends_on: {orders: customer_id}\n")
+	notTheKey := writeFile(t, mine+"    depends_on: {orders: orderid}\n")
+	floatSum := writeFile(t, "jobs:\n  mine:\n    schedule: '@hourly'\n    ttl: 2h\n    incremental: {table: orders, sum: {n: orderdate}}\n")
 	for _, tc := range []struct {
 		name    string
 		args    []string
@@ -60,6 +68,15 @@ func TestExitStatus(t *testing.T) {
 			environ(t, "postgres://x@127.0.0.1:1/x?connect_timeout=1"), 1, "postgresql unavailable"},
 		{"bad cron", []string{"--once", "--jobs", badCron}, environ(t, dbURL), 2, "orders_total: schedule"},
 		{"bad sql", []string{"--once", "--jobs", badSQL}, environ(t, dbURL), 2, "job mine: sql"},
+		{"depends on an unknown table", []string{"--once", "--jobs", unknownTable}, environ(t, dbURL), 2, "job mine: depends_on: no table ordres"},
+		{"depends on an unknown column", []string{"--once", "--jobs", unknownColumn}, environ(t, dbURL), 2,
+			"job mine: depends_on: table orders has no column customer_id"},
+		{"depends on a column that is not the key", []string{"--once", "--jobs", notTheKey}, environ(t, dbURL), 2,
+			"job mine: depends_on: orders.orderid"},
+		{"sums what does not add up", []string{"--once", "--jobs", floatSum}, environ(t, dbURL), 2,
+			"job mine: incremental: column orders.orderdate is date"},
+		{"migrate refuses a bad jobs file", []string{"migrate", "--jobs", unknownColumn}, []string{"DATABASE_URL=" + dbURL}, 2,
+			"customer_id"},
 		{"bad ttl", []string{"--once"}, environ(t, dbURL, "CACHE_TTL=forever"), 2, "CACHE_TTL"},
 		{"bad time zone", []string{"--once"}, environ(t, dbURL, "TIMEZONE=Mars/Olympus"), 2, "TIMEZONE"},
 		{"bad redis url", []string{"--once"}, environ(t, dbURL, "REDIS_URL=http://x"), 2, "REDIS_URL"},

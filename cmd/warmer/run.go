@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -75,23 +76,71 @@ func open(ctx context.Context, cfg Config, logger *slog.Logger) (d deps, err err
 	if d.jobs, err = jobs.Load(cfg.JobsFile, jobs.DefaultsOf(cfg.Cache), time.Now()); err != nil {
 		return d, conf.Errorf("JOBS_FILE", "%w", err)
 	}
-	if cfg.Migrate {
-		if err := d.primary.Migrate(ctx, logger); err != nil {
-			return d, fmt.Errorf("migrate: %w", err)
+	return d, prepare(ctx, d.primary, d.reader, d.jobs, cfg.Migrate, logger)
+}
+
+// prepare readies the database for the jobs. A user's SQL with a syntax error, or a table or
+// column a job depends on that does not exist, stops the warmer now (a configuration error)
+// rather than failing at every run; with PostgreSQL down the runs will report it. With migrate
+// set it applies the migrations and installs what the jobs need (jobs.Install); without, it
+// warns when what is installed does not record every change the jobs depend on.
+func prepare(ctx context.Context, primary, reader *query.DB, list []jobs.Job, migrate bool, logger *slog.Logger) error {
+	if migrate {
+		if err := primary.Migrate(ctx, logger); err != nil {
+			return fmt.Errorf("migrate: %w", err)
 		}
 	}
-	// A user's SQL with a syntax error or a missing key column stops the warmer now rather than
-	// failing at every run; with PostgreSQL down the runs will report it.
-	for _, job := range d.jobs {
-		err := d.reader.Check(ctx, job.Aggregate)
-		switch {
-		case errors.Is(err, query.ErrUnavailable):
-			logger.Warn("job_not_checked", "job", job.Name, "error", err)
-		case err != nil:
-			return d, conf.Errorf("JOBS_FILE", "job %s: sql: %w", job.Name, err)
+	err := jobs.Check(ctx, reader, list)
+	switch {
+	case errors.Is(err, query.ErrUnavailable):
+		logger.Warn("jobs_not_checked", "error", err)
+		return nil
+	case err != nil:
+		return conf.Errorf("JOBS_FILE", "%w", err)
+	}
+	warnUnpushedLookups(ctx, reader, list, logger)
+	if migrate {
+		if err := jobs.Install(ctx, primary, list); err != nil {
+			return fmt.Errorf("install: %w", err)
+		}
+		return nil
+	}
+	warnUninstalled(ctx, primary, list, logger)
+	return nil
+}
+
+// warnUnpushedLookups warns of the users' keyed jobs whose lookups PostgreSQL cannot restrict
+// to the keys where it reads the rows: each of their misses and refreshes computes everything.
+func warnUnpushedLookups(ctx context.Context, db *query.DB, list []jobs.Job, logger *slog.Logger) {
+	for _, job := range list {
+		if !job.Keyed() || job.Builtin || job.Incremental != nil {
+			continue
+		}
+		if pushed, plan, err := db.LookupPushedDown(ctx, job.Aggregate); err == nil && !pushed {
+			logger.Warn("lookup_not_pushed_down", "job", job.Name, "plan", plan,
+				"hint", "each key's read-through and refresh computes the whole query: see the README, Jobs")
 		}
 	}
-	return d, nil
+}
+
+// warnUninstalled warns of the tables whose changes the jobs depend on but warmcache does not
+// record: warmer migrate has not run with this jobs file.
+func warnUninstalled(ctx context.Context, db *query.DB, list []jobs.Job, logger *slog.Logger) {
+	installed, err := db.InstalledDependencies(ctx)
+	if err != nil {
+		logger.Warn("dependencies_not_checked", "error", err)
+		return
+	}
+	for table, cols := range jobs.Tables(list) {
+		have, ok := installed[table]
+		for _, c := range cols {
+			ok = ok && slices.Contains(have, c)
+		}
+		if !ok {
+			logger.Warn("dependencies_not_installed", "table", table, "columns", cols,
+				"hint", "run warmer migrate with this jobs file: changes to this table do not reach the cache")
+		}
+	}
 }
 
 // run is the daemon: it runs the jobs on their schedules until ctx ends, then finishes the runs
@@ -107,7 +156,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	arch := baseservice.NewArchetype(logger)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	runner := jobs.NewRunner(arch, d.reader, d.store, jobs.NewMetrics(reg))
+	runner := jobs.NewRunner(arch, d.reader, d.primary, d.store, jobs.NewMetrics(reg))
 	sched := jobs.NewScheduler(arch, d.jobs, runner, d.primary, cfg.Namespace)
 	// Invalidations read the primary: a replica may not have the write yet.
 	relay := invalidate.NewRelay(arch, d.primary, d.store)
@@ -169,7 +218,7 @@ func once(ctx context.Context, cfg Config, logger *slog.Logger, name string, std
 	if len(selected) == 0 {
 		return &conf.Error{Setting: "--job", Err: fmt.Errorf("no job is called %q", name)}
 	}
-	runner := jobs.NewRunner(baseservice.NewArchetype(logger), d.reader, d.store, jobs.NewMetrics(prometheus.NewRegistry()))
+	runner := jobs.NewRunner(baseservice.NewArchetype(logger), d.reader, d.primary, d.store, jobs.NewMetrics(prometheus.NewRegistry()))
 	return jobs.Once(ctx, selected, runner, d.primary, cfg.Namespace, progressLine(stderr))
 }
 
@@ -191,13 +240,18 @@ func progressLine(w io.Writer) func(jobs.Job) jobs.Progress {
 	}
 }
 
-// migrate applies the migrations alone, for a Kubernetes Job or init container.
+// migrate applies the migrations and installs what the jobs file's jobs need, alone, for a
+// Kubernetes Job or init container.
 func migrate(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	list, err := jobs.Load(cfg.JobsFile, jobs.DefaultsOf(cfg.Cache), time.Now())
+	if err != nil {
+		return conf.Errorf("JOBS_FILE", "%w", err)
+	}
 	db, err := query.Open(ctx, cfg.DatabaseURL, query.Options{MaxConns: 2})
 	if err != nil {
 		return conf.Errorf("DATABASE_URL", "%w", err)
 	}
 	defer db.Close()
 	logger.Info("migrate_started", "database", conf.MaskURL(cfg.DatabaseURL))
-	return db.Migrate(ctx, logger)
+	return prepare(ctx, db, db, list, true, logger)
 }

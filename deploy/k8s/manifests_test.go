@@ -66,7 +66,7 @@ func TestBrokenManifestsAreCaught(t *testing.T) {
 		{"writable root", "base/warmer.yaml",
 			"            readOnlyRootFilesystem: true\n            runAsNonRoot: true\n            capabilities:\n              drop: [\"ALL\"]\n          volumeMounts:",
 			"            readOnlyRootFilesystem: false\n            runAsNonRoot: true\n            capabilities:\n              drop: [\"ALL\"]\n          volumeMounts:",
-			[]string{"Deployment/warmcache-warmer", "containers[warmer]", "readOnlyRootFilesystem"}, false},
+			[]string{"Deployment/warmcache-warmer", "initContainers[migrate]", "readOnlyRootFilesystem"}, false},
 		{"token in a ConfigMap", "base/kustomization.yaml", "      - LOG_LEVEL=info\n", "      - LOG_LEVEL=info\n      - API_TOKEN=s3cret\n",
 			[]string{"ConfigMap/warmcache-config", "API_TOKEN"}, false},
 		{"password in a ConfigMap URL", "base/kustomization.yaml", "      - LOG_LEVEL=info\n",

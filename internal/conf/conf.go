@@ -168,22 +168,28 @@ type Cache struct {
 	NegativeTTL time.Duration `env:"CACHE_NEGATIVE_TTL" envDefault:"30s"`
 }
 
-// ValidateDatabase checks the one setting a migration needs.
-func (c Cache) ValidateDatabase() error {
+// ValidateMigrate checks the settings a migration needs: all but Redis's.
+func (c Cache) ValidateMigrate() error {
 	if c.DatabaseURL == "" {
 		return Errorf("DATABASE_URL", "is not set (alias PG_SERVICE_URI)")
 	}
-	return nil
+	return c.validateLifetimes()
 }
 
 // Validate checks the settings that need no connection.
 func (c Cache) Validate() error {
-	if err := c.ValidateDatabase(); err != nil {
+	if err := c.ValidateMigrate(); err != nil {
 		return err
 	}
-	switch {
-	case c.RedisURL == "":
+	if c.RedisURL == "" {
 		return Errorf("REDIS_URL", "is not set (alias VALKEY_SERVICE_URI)")
+	}
+	return nil
+}
+
+// validateLifetimes checks the settings of how values age and of the time zone.
+func (c Cache) validateLifetimes() error {
+	switch {
 	case c.TTL < time.Second:
 		return Errorf("CACHE_TTL", "%s is shorter than one second", c.TTL)
 	case c.Grace < 0:

@@ -167,3 +167,26 @@ func randomHex(n int) string {
 	rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// Keys returns the keys of a job's values in namespace ns, without the prefix: the keys a keyed
+// job has in Redis.
+func Keys(t testing.TB, ns, job string) []string {
+	t.Helper()
+	opts, err := redis.ParseURL(Get(t).RedisURL)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	ctx := context.Background()
+	prefix := ns + ":" + job + ":"
+	var keys []string
+	iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val()[len(prefix):])
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatalf("testenv: scan %s*: %v", prefix, err)
+	}
+	return keys
+}

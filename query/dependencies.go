@@ -1,0 +1,120 @@
+package query
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Column is a column of a table, as the catalog describes it.
+type Column struct {
+	// Type is the column's SQL type, as format_type writes it ("integer", "numeric(12,2)").
+	Type string
+	// NotNull is set when the column cannot hold NULL.
+	NotNull bool
+}
+
+// Columns returns the columns of table by name, or ErrNotFound when there is no such table.
+func (db *DB) Columns(ctx context.Context, table string) (map[string]Column, error) {
+	rows, _ := db.pool.Query(ctx, `
+		SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull
+		FROM pg_attribute a
+		WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`, table)
+	columns := map[string]Column{}
+	var name string
+	var c Column
+	if _, err := pgx.ForEachRow(rows, []any{&name, &c.Type, &c.NotNull}, func() error {
+		columns[name] = c
+		return nil
+	}); err != nil {
+		return nil, translate(err)
+	}
+	if len(columns) == 0 {
+		return nil, fmt.Errorf("table %s: %w", table, ErrNotFound)
+	}
+	return columns, nil
+}
+
+// InstallDependencies makes the changes of each table of tables recorded in the outbox with the
+// values of its columns (the keys of the jobs depending on it), and removes what warmcache
+// installed on tables that are no longer among them. It touches nothing else: the tables, their
+// data and other triggers stay as they are. Tables whose recording is already as wanted are left
+// alone, so that a warmer's start takes no lock on them. Concurrent calls wait for each other.
+func (db *DB) InstallDependencies(ctx context.Context, tables map[string][]string) error {
+	return translate(pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", migrationLockID); err != nil {
+			return err
+		}
+		installed, err := installedDependencies(ctx, tx)
+		if err != nil {
+			return err
+		}
+		for _, table := range slices.Sorted(maps.Keys(tables)) {
+			cols := slices.Sorted(slices.Values(tables[table]))
+			cols = slices.Compact(cols)
+			if have, ok := installed[table]; ok && have == strings.Join(cols, ",") {
+				continue
+			}
+			if _, err := tx.Exec(ctx, "SELECT warmcache_install_changes($1::regclass, $2)", table, cols); err != nil {
+				return fmt.Errorf("record the changes of %s: %w", table, err)
+			}
+		}
+		for table := range installed {
+			if _, wanted := tables[table]; !wanted {
+				if _, err := tx.Exec(ctx, "SELECT warmcache_uninstall_changes($1::regclass)", table); err != nil {
+					return fmt.Errorf("stop recording the changes of %s: %w", table, err)
+				}
+			}
+		}
+		return nil
+	}))
+}
+
+// InstalledDependencies returns the tables whose changes are recorded, with the columns each
+// records.
+func (db *DB) InstalledDependencies(ctx context.Context) (map[string][]string, error) {
+	var installed map[string]string
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		var err error
+		installed, err = installedDependencies(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return nil, translate(err)
+	}
+	tables := make(map[string][]string, len(installed))
+	for table, cols := range installed {
+		tables[table] = []string{}
+		if cols != "" {
+			tables[table] = strings.Split(cols, ",")
+		}
+	}
+	return tables, nil
+}
+
+// changesVersion marks the functions of the current warmcache_install_changes: one installed by
+// another version is installed again.
+const changesVersion = "v1:"
+
+// installedDependencies reads what warmcache_install_changes left: the tables carrying its
+// triggers, with the columns their function records (its comment, after the version).
+func installedDependencies(ctx context.Context, tx pgx.Tx) (map[string]string, error) {
+	rows, _ := tx.Query(ctx, `
+		SELECT t.tgrelid::regclass::text, COALESCE(obj_description(t.tgfoid, 'pg_proc'), '')
+		FROM pg_trigger t WHERE t.tgname = 'warmcache_changes_insert'`)
+	installed := map[string]string{}
+	var table, comment string
+	_, err := pgx.ForEachRow(rows, []any{&table, &comment}, func() error {
+		cols, current := strings.CutPrefix(comment, changesVersion)
+		if !current {
+			cols = "(another version)" // never a list of columns: installed again
+		}
+		installed[table] = cols
+		return nil
+	})
+	return installed, err
+}
