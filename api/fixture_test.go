@@ -49,7 +49,12 @@ type fixtureOptions struct {
 	ns      string // share a namespace; a new one by default
 	jobs    string // the jobs file's content; none by default
 	logger  *slog.Logger
+	// sharedMaxAge is the s-maxage shared caches get, as with PURGE_URLS set; none by default.
+	sharedMaxAge time.Duration
 }
+
+// testMaxAge is the freshness the fixture's api gives every HTTP cache (HTTP_MAX_AGE).
+const testMaxAge = 2 * time.Second
 
 var testStart = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
 
@@ -105,7 +110,8 @@ func newFixture(t testing.TB, opts fixtureOptions) *fixture {
 		t.Fatal(err)
 	}
 	f.srv = New(f.arch, Config{CacheHeader: "X-Cache", QueryTimeout: 5 * time.Second,
-		MaxQueries: 8, LeaseWait: 2 * time.Second, Namespace: f.ns, APIToken: opts.token},
+		MaxQueries: 8, LeaseWait: 2 * time.Second, Keys: keys, APIToken: opts.token,
+		MaxAge: testMaxAge, SharedMaxAge: opts.sharedMaxAge, SurrogateKeyHeader: "Surrogate-Key"},
 		apiStore, apiDBConn, f.jobs, prometheus.NewRegistry())
 	f.http = httptest.NewServer(f.srv.Handler())
 	t.Cleanup(f.http.Close)

@@ -68,7 +68,7 @@ func (s *Server) serve(c echo.Context, rm routeMetrics, job jobs.Job, key string
 	now := s.Time.Now()
 	switch {
 	case err == nil && now.Before(entry.FreshUntil):
-		return s.write(c, rm, entry, hit)
+		return s.write(c, rm, job, key, entry, hit)
 	case err == nil:
 		fresh, err := s.readThrough(ctx, job, key, "refresh")
 		if err != nil {
@@ -76,15 +76,15 @@ func (s *Server) serve(c echo.Context, rm routeMetrics, job jobs.Job, key string
 				s.Logger.Error("refresh_failed", "job", job.Name, "key", key, "error", err)
 			}
 			s.Logger.Debug("cache_stale", "job", job.Name, "key", key, "error", err)
-			return s.write(c, rm, entry, stale)
+			return s.write(c, rm, job, key, entry, stale)
 		}
-		return s.write(c, rm, fresh, miss)
+		return s.write(c, rm, job, key, fresh, miss)
 	case errors.Is(err, cache.ErrMiss):
 		fresh, err := s.readThrough(ctx, job, key, "miss")
 		if err != nil {
 			return err
 		}
-		return s.write(c, rm, fresh, miss)
+		return s.write(c, rm, job, key, fresh, miss)
 	case errors.Is(err, context.Canceled):
 		return err
 	}
@@ -94,28 +94,18 @@ func (s *Server) serve(c echo.Context, rm routeMetrics, job jobs.Job, key string
 	if err != nil {
 		return err
 	}
-	return s.write(c, rm, fresh, bypass)
+	return s.write(c, rm, job, key, fresh, bypass)
 }
 
 // write answers with entry: caching headers, then 304 if the request's preconditions say the
 // client has it, else the stored body. A negative entry is a 404 with its stored error.
-func (s *Server) write(c echo.Context, rm routeMetrics, e cache.Entry, result string) error {
+func (s *Server) write(c echo.Context, rm routeMetrics, job jobs.Job, key string, e cache.Entry, result string) error {
 	now := s.Time.Now()
 	h := c.Response().Header()
-	maxAge := e.FreshUntil.Sub(now) / time.Second
-	if maxAge < 0 {
-		maxAge = 0
-	}
-	age := now.Sub(e.ComputedAt) / time.Second
-	if age < 0 {
-		age = 0
-	}
 	h[echo.HeaderContentType] = []string{echo.MIMEApplicationJSON}
 	h["Etag"] = []string{e.ETag}
-	h[echo.HeaderCacheControl] = []string{"public, max-age=" + strconv.FormatInt(int64(maxAge), 10)}
-	h["Expires"] = []string{s.dates.format(e.FreshUntil)}
 	h[echo.HeaderLastModified] = []string{s.dates.format(e.ComputedAt)}
-	h["Age"] = []string{strconv.FormatInt(int64(age), 10)}
+	s.cachingHeaders(h, e, result, job.Name, key, now)
 	h[s.cacheHeader] = []string{result}
 	rm.results[result].Inc()
 	rm.age.Observe(now.Sub(e.ComputedAt).Seconds())

@@ -2,12 +2,15 @@ package api
 
 import (
 	"flag"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pquerna/cachecontrol/cacheobject"
 
 	"github.com/warmcache/warmcache/internal/testenv"
 )
@@ -79,36 +82,104 @@ func golden(t *testing.T, path, got string) {
 	}
 }
 
-// TestCachingHeaders checks the headers of a hit against the entry's times, with the clock
-// moved on from when the value was computed.
-func TestCachingHeaders(t *testing.T) {
+// TestCachingPolicy reads every cached route as HIT, MISS and STALE and has an RFC 9111 cache's
+// rules (pquerna/cachecontrol) compute the lifetime a browser and a shared cache give the answer:
+// HTTP_MAX_AGE for a browser, and for a shared cache too unless the warmer purges it, in which
+// case s-maxage; never more than the value's own freshness, nothing when it is served stale. The
+// api sends no Age, so nothing is counted twice, and Expires says what max-age says.
+func TestCachingPolicy(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, fixtureOptions{})
-	f.warm()
-	computed := f.arch.Time.Now()
-	f.advance(100 * time.Second)
-	res := f.get("/v1/orders/count?customerid=7")
-	if res.status != 200 || res.header.Get("X-Cache") != hit {
-		t.Fatalf("%d %s", res.status, res.header.Get("X-Cache"))
+	routes := []struct{ path, job, key string }{
+		{"/v1/orders/count", "orders_total", ""},
+		{"/v1/orders/count?customerid=7", "orders_by_customer", "7"},
+		{"/v1/customers/7/credit", "credit_by_customer", "7"},
+		{"/v1/credit", "credit_overview", ""},
+		{"/count", "orders_total", ""},
+		{"/count?customerid=7", "orders_by_customer", "7"},
+		{"/cachedResults", "credit_overview", ""},
+		{"/v1/results/orders_total", "orders_total", ""},
+		{"/v1/results/orders_by_customer/7", "orders_by_customer", "7"},
 	}
-	entry := f.entry("orders_by_customer", "7")
-	wantMaxAge := int(entry.FreshUntil.Sub(f.arch.Time.Now()) / time.Second)
-	for header, want := range map[string]string{
-		"Etag":          entry.ETag,
-		"Cache-Control": "public, max-age=" + itoa(wantMaxAge),
-		"Expires":       entry.FreshUntil.UTC().Format(http.TimeFormat),
-		"Last-Modified": computed.UTC().Format(http.TimeFormat),
-		"Age":           "100",
-	} {
-		if got := res.header.Get(header); got != want {
-			t.Errorf("%s: %q, want %q", header, got, want)
-		}
+	for _, purged := range []bool{false, true} {
+		t.Run(fmt.Sprintf("purged=%v", purged), func(t *testing.T) {
+			t.Parallel()
+			opts := fixtureOptions{proxies: true}
+			if purged {
+				opts.sharedMaxAge = 5 * time.Minute
+			}
+			f := newFixture(t, opts)
+			f.warm()
+			for _, state := range []string{hit, miss, stale} {
+				switch state {
+				case hit:
+					f.advance(100 * time.Second)
+				case miss:
+					f.advance(10 * time.Minute) // past the 10-minute TTL: recomputed
+				case stale:
+					f.pgProxy.Down()
+					f.advance(15 * time.Minute) // past the MISSes' freshness, within the grace
+				}
+				for _, r := range routes {
+					res := f.get(r.path)
+					// A MISS recomputed a value the next route serves as a HIT.
+					if got := res.header.Get("X-Cache"); got != state && (state != miss || got != hit) {
+						t.Fatalf("%s: %s, want %s", r.path, res.header.Get("X-Cache"), state)
+					}
+					e := f.entry(r.job, r.key)
+					fresh := max(e.FreshUntil.Sub(f.arch.Time.Now()), 0)
+					wantPrivate, wantShared := min(testMaxAge, fresh), min(testMaxAge, fresh)
+					if purged {
+						wantShared = min(opts.sharedMaxAge, fresh)
+					}
+					if state == stale {
+						wantPrivate, wantShared = 0, 0
+					}
+					checkLifetime(t, r.path+" "+state+" (browser)", res.header, true, wantPrivate)
+					checkLifetime(t, r.path+" "+state+" (shared)", res.header, false, wantShared)
+					tags := f.ns + ":" + r.job
+					if r.key != "" {
+						tags += " " + f.ns + ":" + r.job + ":" + r.key
+					}
+					if got := res.header.Get("Surrogate-Key"); got != tags {
+						t.Errorf("%s: Surrogate-Key %q, want %q", r.path, got, tags)
+					}
+				}
+			}
+		})
 	}
-	if wantMaxAge < 9*60-100 || wantMaxAge > 10*60-100 {
-		t.Errorf("max-age %d: want the 10-minute TTL less jitter less the 100 s gone", wantMaxAge)
+}
+
+// checkLifetime has an RFC 9111 cache compute the freshness lifetime of an answer, as a private
+// (browser) or shared cache, and compares it with want, in whole seconds.
+func checkLifetime(t *testing.T, what string, h http.Header, private bool, want time.Duration) {
+	t.Helper()
+	if h.Get("Age") != "" {
+		t.Errorf("%s: Age %s: the origin's answers carry none", what, h.Get("Age"))
 	}
-	if !strings.HasPrefix(entry.ETag, `"`) || res.body != string(entry.Body) {
-		t.Errorf("served %s, stored %s", res.body, entry.Body)
+	date, err := http.ParseTime(h.Get("Date"))
+	if err != nil {
+		t.Fatalf("%s: Date %q: %v", what, h.Get("Date"), err)
+	}
+	directives, err := cacheobject.ParseResponseCacheControl(h.Get("Cache-Control"))
+	if err != nil {
+		t.Fatalf("%s: Cache-Control %q: %v", what, h.Get("Cache-Control"), err)
+	}
+	expires, _ := http.ParseTime(h.Get("Expires"))
+	obj := &cacheobject.Object{RespDirectives: directives, RespHeaders: h, RespStatusCode: http.StatusOK,
+		RespExpiresHeader: expires, RespDateHeader: date, NowUTC: date, CacheIsPrivate: private,
+		ReqMethod: http.MethodGet, ReqDirectives: &cacheobject.RequestCacheDirectives{MaxAge: -1, MaxStale: -1, MinFresh: -1}}
+	var rv cacheobject.ObjectResults
+	cacheobject.CachableObject(obj, &rv)
+	cacheobject.ExpirationObject(obj, &rv)
+	if len(rv.OutReasons) > 0 || rv.OutErr != nil {
+		t.Fatalf("%s: not cacheable: %v %v (%s)", what, rv.OutReasons, rv.OutErr, h.Get("Cache-Control"))
+	}
+	got := rv.OutExpirationTime.Sub(date)
+	if got/time.Second != want/time.Second {
+		t.Errorf("%s: lifetime %s, want %s (Cache-Control: %s)", what, got, want.Truncate(time.Second), h.Get("Cache-Control"))
+	}
+	if private && expires.Sub(date) != got {
+		t.Errorf("%s: Expires %s after Date, max-age says %s", what, expires.Sub(date), got)
 	}
 }
 

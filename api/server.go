@@ -39,8 +39,16 @@ type Config struct {
 	MaxQueries int64
 	// LeaseWait is how long a replica waits for the value another replica is computing.
 	LeaseWait time.Duration
-	// Namespace is the deployment's CACHE_NAMESPACE, where runs are requested.
-	Namespace string
+	// Keys are the deployment's keys (CACHE_NAMESPACE): runs are requested in its namespace, and
+	// answers carry its surrogate keys.
+	Keys cache.Keys
+	// MaxAge is the freshness browsers and every other cache get (HTTP_MAX_AGE).
+	MaxAge time.Duration
+	// SharedMaxAge is the freshness shared caches get (s-maxage) when the warmer purges them of
+	// changed values; zero without purging (HTTP_SHARED_MAX_AGE and PURGE_URLS).
+	SharedMaxAge time.Duration
+	// SurrogateKeyHeader names the header of an answer's surrogate keys (SURROGATE_KEY_HEADER).
+	SurrogateKeyHeader string
 	// APIToken is the bearer token of writes and admin actions; empty refuses them all.
 	APIToken string
 }
@@ -57,8 +65,10 @@ type Server struct {
 	reg     *prometheus.Registry
 	owner   string // names this process in read-through leases
 
-	cacheHeader string // Config.CacheHeader, canonicalized once
-	dates       httpDates
+	cacheHeader        string // Config.CacheHeader, canonicalized once
+	surrogateHeader    string // Config.SurrogateKeyHeader, canonicalized once
+	surrogateSeparator string // between surrogate keys: a comma in a Cache-Tag, a space elsewhere
+	dates              httpDates
 
 	redis   *gobreaker.CircuitBreaker[cache.Entry]
 	pg      *gobreaker.CircuitBreaker[cache.Entry]
@@ -84,7 +94,12 @@ func New(arch *baseservice.Archetype, cfg Config, store *cache.Store, db *query.
 		owner:     fmt.Sprintf("%s/%d/%x", host, os.Getpid(), rand.Uint64()),
 		queries:   semaphore.NewWeighted(cfg.MaxQueries),
 
-		cacheHeader: textproto.CanonicalMIMEHeaderKey(cfg.CacheHeader),
+		cacheHeader:     textproto.CanonicalMIMEHeaderKey(cfg.CacheHeader),
+		surrogateHeader: textproto.CanonicalMIMEHeaderKey(cfg.SurrogateKeyHeader),
+	}
+	s.surrogateSeparator = " "
+	if s.surrogateHeader == "Cache-Tag" {
+		s.surrogateSeparator = ","
 	}
 	for _, j := range list {
 		s.byName[j.Name] = j

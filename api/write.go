@@ -179,7 +179,7 @@ func (s *Server) runJob(c echo.Context) error {
 	if !ok {
 		return public(errNotFound, "no job is called %q", c.Param("job"))
 	}
-	if err := s.db.RequestRun(c.Request().Context(), s.cfg.Namespace, job.Name); err != nil {
+	if err := s.db.RequestRun(c.Request().Context(), s.cfg.Keys.Namespace(), job.Name); err != nil {
 		return fmt.Errorf("request a run of %s: %w", job.Name, err)
 	}
 	s.Logger.Info("run_requested", "job", job.Name)

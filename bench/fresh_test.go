@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -48,13 +49,14 @@ jobs:
 
 // BenchmarkWrites measures what a write costs and how fast it shows, at dellstore2's size and at
 // 1M customers / 10M orders, on a scratch copy of the data with the real warmer and api running
-// as processes and the README's jobs file (with the index on orders.orderdate it advises):
+// as processes, the README's jobs file (with the index on orders.orderdate it advises), and a
+// real Varnish in front of the api with the VCL of deploy/varnish, purged by the warmer:
 //
 //   - visible: while wrk reads random customers at 50 connections, an order is posted every
-//     100 ms, 100 times, and the time from the POST's answer (the commit) until the api serves
-//     the new value is taken for every key the order changes: the four built-in jobs' and the
-//     users' jobs by date (one keyed by SQL, one incremental). The hit ratio of the reads comes
-//     from the api's metrics.
+//     100 ms, 100 times, and the time from the POST's answer (the commit) until the api, and
+//     Varnish, serve the new value is taken for every key the order changes: the four built-in
+//     jobs' and the users' jobs by date (one keyed by SQL, one incremental). The hit ratio of the
+//     reads comes from the api's metrics.
 //   - throughput: with the warmer stopped, wrk posts orders at 16 connections, in rounds of 3 s
 //     that alternate warmcache's triggers on and off; the ratio is the median of the rounds'.
 func BenchmarkWrites(b *testing.B) {
@@ -82,8 +84,13 @@ func benchWrites(b *testing.B, customers, orders int) {
 	const token = "bench-token"
 	env := []string{"DATABASE_URL=" + dbURL, "REDIS_URL=" + testenv.Get(b).RedisURL, "CACHE_NAMESPACE=" + ns,
 		"CACHE_TTL=2h", "JOBS_FILE=" + jobsFile}
+	// Varnish needs the api's address, and the api and the warmer Varnish's: a port is taken
+	// for the api first.
+	apiAddr := freeAddr(b)
+	varnish := "http://" + testenv.StartVarnish(b, apiAddr)
+	env = append(env, "PURGE_URLS="+varnish+"/")
 	stopWarmer := startWarmerWarm(b, env)
-	api := "http://" + startAPI(b, dbURL, ns, append(env, "API_TOKEN="+token)...)
+	api := "http://" + startAPI(b, dbURL, ns, append(env, "API_TOKEN="+token, "LISTEN_ADDR="+apiAddr)...)
 	db, err := query.Open(context.Background(), dbURL, query.Options{MaxConns: 4})
 	if err != nil {
 		b.Fatal(err)
@@ -101,29 +108,44 @@ func benchWrites(b *testing.B, customers, orders int) {
 		b.Fatal(err)
 	}
 	time.Sleep(time.Second) // let the read load settle before the first write
-	visible := map[string][]time.Duration{}
+	type probe struct {
+		writtenKey
+		via string // api or varnish
+	}
+	type measure struct{ key, via string }
+	visible := map[measure][]time.Duration{}
 	r := rand.New(rand.NewPCG(1, 2))
 	for range 100 {
 		customer := 1 + r.IntN(customers)
-		keys := writtenKeys(customer)
-		before := map[string]string{}
-		for _, k := range keys {
+		var pending []probe
+		before, after := map[string]string{}, map[string]string{}
+		for _, k := range writtenKeys(customer) {
 			before[k.path] = get(b, api+k.path)
+			get(b, varnish+k.path) // in Varnish's cache before the write
+			pending = append(pending, probe{k, "api"}, probe{k, "varnish"})
 		}
 		post(b, api, token, customer)
 		committed := time.Now()
-		// One write at a time: a key's first new value is the one this write made.
-		for pending := keys; len(pending) > 0; {
-			var still []writtenKey
-			for _, k := range pending {
-				if get(b, api+k.path) != before[k.path] {
-					visible[k.name] = append(visible[k.name], time.Since(committed))
-				} else {
-					still = append(still, k)
+		// One write at a time: a key's first new value at the api is the one this write made,
+		// and Varnish shows it once it serves that value too.
+		for len(pending) > 0 {
+			var still []probe
+			for _, p := range pending {
+				switch {
+				case p.via == "api":
+					if got := get(b, api+p.path); got != before[p.path] {
+						after[p.path] = got
+						visible[measure{p.name, p.via}] = append(visible[measure{p.name, p.via}], time.Since(committed))
+						continue
+					}
+				case after[p.path] != "" && get(b, varnish+p.path) == after[p.path]:
+					visible[measure{p.name, p.via}] = append(visible[measure{p.name, p.via}], time.Since(committed))
+					continue
 				}
+				still = append(still, p)
 			}
-			if pending = still; time.Since(committed) > 10*time.Second {
-				b.Fatalf("%s not visible 10 s after the write", pending[0].path)
+			if pending = still; len(pending) > 0 && time.Since(committed) > 10*time.Second {
+				b.Fatalf("%s not visible through %s 10 s after the write", pending[0].path, pending[0].via)
 			}
 		}
 		time.Sleep(100 * time.Millisecond) // pacing: an order every 100 ms under the read load
@@ -143,13 +165,16 @@ func benchWrites(b *testing.B, customers, orders int) {
 	}
 	b.ReportMetric(hits/total, "hit-ratio")
 	var slowest []time.Duration
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	for _, k := range writtenKeys(0) {
-		d := visible[k.name]
-		slices.Sort(d)
-		slowest = append(slowest, d[98])
-		b.ReportMetric(float64(d[98].Microseconds())/1000, "p99-ms-"+k.job)
-		b.Logf("summary: %s write to visible, %-22s p50 %6.1f ms, p99 %6.1f ms", scaleName(customers), k.name,
-			float64(d[50].Microseconds())/1000, float64(d[98].Microseconds())/1000)
+		atAPI, atVarnish := visible[measure{k.name, "api"}], visible[measure{k.name, "varnish"}]
+		slices.Sort(atAPI)
+		slices.Sort(atVarnish)
+		slowest = append(slowest, atAPI[98])
+		b.ReportMetric(ms(atAPI[98]), "p99-ms-"+k.job)
+		b.ReportMetric(ms(atVarnish[98]), "p99-ms-varnish-"+k.job)
+		b.Logf("summary: %s write to visible, %-24s api p50 %5.1f ms, p99 %5.1f ms; through Varnish p50 %5.1f ms, p99 %5.1f ms",
+			scaleName(customers), k.name, ms(atAPI[50]), ms(atAPI[98]), ms(atVarnish[50]), ms(atVarnish[98]))
 	}
 	b.Logf("summary: %s 100 writes under %.0f reads, hit ratio %.4f, slowest key's p99 %.1f ms", scaleName(customers),
 		total, hits/total, float64(slices.Max(slowest).Microseconds())/1000)
@@ -305,6 +330,17 @@ func psql(b *testing.B, dbURL, sql string) {
 	}
 }
 
+// freeAddr returns a loopback address with a port free now.
+func freeAddr(b *testing.B) string {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
 // startWarmerWarm runs the real warmer as a daemon (scheduled runs an hour apart: the events alone
 // refresh the keys while the benchmark runs), waits until its first run of every job has
 // written, and returns a function that stops it.
@@ -332,6 +368,9 @@ func startWarmerWarm(b *testing.B, env []string) (stop func()) {
 		log.WriteString(lines.Text() + "\n")
 		if m := job.FindStringSubmatch(lines.Text()); m != nil {
 			finished[m[1]] = true
+		}
+		if strings.Contains(lines.Text(), `"level":"ERROR"`) {
+			b.Fatalf("the warmer failed:\n%s", log.String())
 		}
 	}
 	if len(finished) < 7 {

@@ -6,6 +6,7 @@ package cache
 import (
 	"fmt"
 	"regexp"
+	"strings"
 )
 
 var namespacePattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
@@ -36,6 +37,41 @@ func (k Keys) Value(job, key string) string {
 	return k.ns + ":" + job + ":" + key
 }
 
+// Surrogate is the surrogate key (a cache tag) of a job's value at key, or of all the job's
+// values when key is empty: the api labels its answers with them, and the warmer purges
+// downstream HTTP caches by them. A key's characters outside letters, digits and "-._~" are
+// escaped, so a surrogate key never holds a space or a comma, the separators of such lists.
+func (k Keys) Surrogate(job, key string) string {
+	if key == "" {
+		return k.ns + ":" + job
+	}
+	return k.ns + ":" + job + ":" + surrogateEscape(key)
+}
+
+// surrogateEscape percent-escapes what is not an unreserved character of RFC 3986.
+func surrogateEscape(s string) string {
+	plain := true
+	for i := 0; i < len(s) && plain; i++ {
+		plain = unreserved(s[i])
+	}
+	if plain {
+		return s // customer ids and most keys
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if unreserved(s[i]) {
+			b.WriteByte(s[i])
+		} else {
+			fmt.Fprintf(&b, "%%%02X", s[i])
+		}
+	}
+	return b.String()
+}
+
+func unreserved(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~'
+}
+
 // Run is the key of a job's last run record.
 func (k Keys) Run(job string) string { return k.ns + ":_run:" + job }
 
@@ -51,6 +87,12 @@ func (k Keys) Lease(job, key string) string { return k.ns + ":_lease:" + job + "
 
 // Events is the stream invalidation events travel on.
 func (k Keys) Events() string { return k.ns + ":_events" }
+
+// Changes is the channel that tells which values writes changed (Change).
+func (k Keys) Changes() string { return k.ns + ":_changes" }
+
+// Digest is the key holding the digest of a job's last bulk run (RunDigest).
+func (k Keys) Digest(job string) string { return k.ns + ":_digest:" + job }
 
 // Wake is the channel that tells the relays the outbox has new rows.
 func (k Keys) Wake() string { return k.ns + ":_wake" }

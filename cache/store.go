@@ -24,6 +24,7 @@ type Store struct {
 	rdb     redis.UniversalClient
 	keys    Keys
 	cluster bool
+	changed func(Change)
 }
 
 // Options tunes the Redis client. Zero values keep go-redis's defaults or the URL's settings.
@@ -32,6 +33,9 @@ type Options struct {
 	DialTimeout  time.Duration
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
+	// Changed, if set, is told of the changes this store's writes make (the warmer purges
+	// downstream caches of them), besides the namespace's channel, which tells every process.
+	Changed func(Change)
 }
 
 // Open parses url and returns a Store on it. It does not wait for the server. The URL is
@@ -76,7 +80,7 @@ func Open(rawURL string, keys Keys, opts Options) (*Store, error) {
 		opts.apply(&o.ContextTimeoutEnabled, &o.Protocol, &o.PoolSize, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
 		rdb = redis.NewClient(o)
 	}
-	return &Store{rdb: rdb, keys: keys, cluster: cluster}, nil
+	return &Store{rdb: rdb, keys: keys, cluster: cluster, changed: opts.Changed}, nil
 }
 
 // apply overrides the URL's settings with the options that are set, and makes the client honour

@@ -41,15 +41,17 @@ type Item struct {
 
 // putIfNotOlder writes KEYS[1] = ARGV[1] with a TTL of ARGV[2] milliseconds unless the key holds
 // an entry of the same format with a higher data version, and then, when KEYS[2] is given,
-// records the key (ARGV[3]) in that touched set with score ARGV[4] and forgets touches older
-// than ARGV[5]. It returns 1 if it wrote. Versions are compared byte by byte (they are
+// records the key (ARGV[5]) in that touched set with score ARGV[6] and forgets touches older
+// than ARGV[7]. When the value it replaced had another ETag (or there was none), it publishes
+// ARGV[4] on the channel ARGV[3], if one is given. It returns 0 if it did not write, 1 if it wrote the same
+// value again, 2 if it wrote a changed one. Versions are compared byte by byte (they are
 // big-endian), not with Lua's string comparison, which follows the server's locale.
 var putIfNotOlder = redis.NewScript(`
 local new = ARGV[1]
-local cur = redis.call('GETRANGE', KEYS[1], 0, 9)
-local write = #cur < 10 or string.byte(cur, 1) ~= string.byte(new, 1)
-if not write then
-  write = true
+local cur = redis.call('GETRANGE', KEYS[1], 0, 51)
+local same = #cur >= 10 and string.byte(cur, 1) == string.byte(new, 1)
+local write = true
+if same then
   for j = 3, 10 do
     local a, b = string.byte(new, j), string.byte(cur, j)
     if a ~= b then
@@ -63,22 +65,30 @@ if not write then
 end
 redis.call('SET', KEYS[1], new, 'PX', ARGV[2])
 if KEYS[2] then
-  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[5])
-  redis.call('PEXPIRE', KEYS[2], ARGV[6])
+  redis.call('ZADD', KEYS[2], ARGV[6], ARGV[5])
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[7])
+  redis.call('PEXPIRE', KEYS[2], ARGV[8])
 end
-return 1
+if same and #cur == 52 and string.sub(cur, 35, 52) == string.sub(new, 35, 52) then
+  return 1
+end
+if ARGV[3] ~= '' then
+  redis.call('PUBLISH', ARGV[3], ARGV[4])
+end
+return 2
 `)
 
 // Put writes entries of job computed one key at a time, each unless its key holds a newer entry,
 // and records them as touched so that a bulk run of an older snapshot leaves them alone. Redis
-// keeps each for its freshness and grace. It returns how many it wrote.
+// keeps each for its freshness and grace. The keys whose value changed are told (Changes, and
+// Options.Changed). It returns how many it wrote.
 func (s *Store) Put(ctx context.Context, job string, items ...Item) (int, error) {
-	return s.putEach(ctx, job, items, !s.cluster)
+	return s.putEach(ctx, job, items, !s.cluster, true)
 }
 
-// putEach writes items through putIfNotOlder, pipelined, recording them as touched if touch is set.
-func (s *Store) putEach(ctx context.Context, job string, items []Item, touch bool) (int, error) {
+// putEach writes items through putIfNotOlder, pipelined, recording them as touched if touch is
+// set and telling of the changed ones if tell is.
+func (s *Store) putEach(ctx context.Context, job string, items []Item, touch, tell bool) (int, error) {
 	if len(items) == 0 {
 		return 0, nil
 	}
@@ -90,7 +100,11 @@ func (s *Store) putEach(ctx context.Context, job string, items []Item, touch boo
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, it := range items {
 			keys := []string{s.keys.Value(job, it.Key)}
-			args := []any{it.Entry.marshal(), it.Entry.keep().Milliseconds()}
+			channel := ""
+			if tell {
+				channel = s.keys.Changes()
+			}
+			args := []any{it.Entry.marshal(), it.Entry.keep().Milliseconds(), channel, changeMessage(job, it.Key)}
 			if touch {
 				version := it.Entry.Version
 				keys = append(keys, s.keys.Touched(job))
@@ -105,9 +119,18 @@ func (s *Store) putEach(ctx context.Context, job string, items []Item, touch boo
 		return 0, translate(err)
 	}
 	written := 0
-	for _, c := range cmds {
-		n, _ := c.Int()
-		written += n
+	var changed []string
+	for i, c := range cmds {
+		switch n, _ := c.Int(); n {
+		case 2:
+			changed = append(changed, items[i].Key)
+			fallthrough
+		case 1:
+			written++
+		}
+	}
+	if tell && len(changed) > 0 && s.changed != nil {
+		s.changed(Change{Job: job, Keys: changed})
 	}
 	return written, nil
 }
@@ -127,7 +150,7 @@ func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, erro
 		}
 	}
 	if s.cluster {
-		return s.putEach(ctx, job, items, false)
+		return s.putEach(ctx, job, items, false, false)
 	}
 	fence, touched := s.keys.Fence(job), s.keys.Touched(job)
 	for attempt := 0; ; attempt++ {
@@ -170,7 +193,7 @@ func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, erro
 		case errors.Is(err, redis.TxFailedErr) && attempt < 3:
 			continue // a single-key write or another run came in between: look again
 		case errors.Is(err, redis.TxFailedErr):
-			return s.putEach(ctx, job, items, false)
+			return s.putEach(ctx, job, items, false, false)
 		case errors.Is(err, ErrFenced):
 			return 0, err
 		case err != nil:

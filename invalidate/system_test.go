@@ -2,6 +2,7 @@ package invalidate
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"io"
@@ -38,6 +39,7 @@ type system struct {
 	store   *cache.Store // direct, for the test
 	jobs    []jobs.Job
 	api     *httptest.Server
+	varnish string // Varnish's address in front of the api, with purging on
 	rdProxy *testenv.Proxy
 	pgProxy *testenv.Proxy
 }
@@ -46,7 +48,9 @@ type systemOptions struct {
 	proxies    bool // the relay, refresher and api reach Redis and PostgreSQL through proxies
 	relays     int
 	refreshers int
-	jobs       string // the jobs file's content; none by default
+	jobs       string        // the jobs file's content; none by default
+	maxAge     time.Duration // HTTP_MAX_AGE; 2 s by default
+	varnish    bool          // Varnish in front of the api, purged by the refreshers
 }
 
 func newSystem(t *testing.T, opts systemOptions) *system {
@@ -82,29 +86,45 @@ func newSystem(t *testing.T, opts systemOptions) *system {
 	if err := jobs.Once(context.Background(), s.jobs, runner, s.db, s.ns, func(jobs.Job) jobs.Progress { return nil }); err != nil {
 		t.Fatal(err)
 	}
+	keys, _ := cache.NewKeys(s.ns)
+	// As the api binary does: its writes wake the relays through Redis, not PostgreSQL.
+	apiDB, apiStore := s.openWith(query.Options{MaxConns: 10, ConnectTimeout: time.Second, QuietWrites: true},
+		cache.Options{}, dbURL, redisURL)
+	apiCfg := api.Config{CacheHeader: "X-Cache", QueryTimeout: 5 * time.Second, MaxQueries: 8, LeaseWait: time.Second,
+		Keys: keys, APIToken: token, MaxAge: cmp.Or(opts.maxAge, 2*time.Second), SurrogateKeyHeader: "Surrogate-Key"}
+	var purger *Purger
+	if opts.varnish {
+		apiCfg.SharedMaxAge = 10 * time.Minute // as with PURGE_URLS set
+	}
+	s.api = httptest.NewServer(api.New(arch, apiCfg, apiStore, apiDB, s.jobs, prometheus.NewRegistry()).Handler())
+	t.Cleanup(s.api.Close)
+	if opts.varnish {
+		s.varnish = testenv.StartVarnish(t, strings.TrimPrefix(s.api.URL, "http://"))
+		purger = NewPurger(arch, PurgeConfig{URLs: []string{"http://" + s.varnish + "/"}, Method: "PURGE",
+			KeyHeader: "xkey-purge"}, keys, prometheus.NewRegistry())
+		s.start(purger.Run)
+	}
 	for range opts.relays {
 		db, store := s.open(dbURL, redisURL)
 		s.start(NewRelay(arch, db, store).Run)
 	}
 	for range opts.refreshers {
-		db, store := s.open(dbURL, redisURL)
+		var storeOpts cache.Options
+		if purger != nil {
+			storeOpts.Changed = purger.Changed
+		}
+		db, store := s.openWith(query.Options{MaxConns: 10, ConnectTimeout: time.Second}, storeOpts, dbURL, redisURL)
 		s.start(NewRefresher(arch, db, store, s.jobs, s.ns, prometheus.NewRegistry()).Run)
 	}
-	// As the api binary does: its writes wake the relays through Redis, not PostgreSQL.
-	apiDB, apiStore := s.openWith(query.Options{MaxConns: 10, ConnectTimeout: time.Second, QuietWrites: true}, dbURL, redisURL)
-	srv := api.New(arch, api.Config{CacheHeader: "X-Cache", QueryTimeout: 5 * time.Second, MaxQueries: 8,
-		LeaseWait: time.Second, Namespace: s.ns, APIToken: token}, apiStore, apiDB, s.jobs, prometheus.NewRegistry())
-	s.api = httptest.NewServer(srv.Handler())
-	t.Cleanup(s.api.Close)
 	return s
 }
 
 func (s *system) open(dbURL, redisURL string) (*query.DB, *cache.Store) {
 	s.t.Helper()
-	return s.openWith(query.Options{MaxConns: 10, ConnectTimeout: time.Second}, dbURL, redisURL)
+	return s.openWith(query.Options{MaxConns: 10, ConnectTimeout: time.Second}, cache.Options{}, dbURL, redisURL)
 }
 
-func (s *system) openWith(opts query.Options, dbURL, redisURL string) (*query.DB, *cache.Store) {
+func (s *system) openWith(opts query.Options, storeOpts cache.Options, dbURL, redisURL string) (*query.DB, *cache.Store) {
 	s.t.Helper()
 	db, err := query.Open(context.Background(), dbURL, opts)
 	if err != nil {
@@ -112,8 +132,8 @@ func (s *system) openWith(opts query.Options, dbURL, redisURL string) (*query.DB
 	}
 	s.t.Cleanup(db.Close)
 	keys, _ := cache.NewKeys(s.ns)
-	store, err := cache.Open(redisURL, keys, cache.Options{DialTimeout: 500 * time.Millisecond,
-		ReadTimeout: 2 * time.Second, WriteTimeout: time.Second})
+	storeOpts.DialTimeout, storeOpts.ReadTimeout, storeOpts.WriteTimeout = 500*time.Millisecond, 2*time.Second, time.Second
+	store, err := cache.Open(redisURL, keys, storeOpts)
 	if err != nil {
 		s.t.Fatal(err)
 	}

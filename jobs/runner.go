@@ -77,10 +77,11 @@ func (r *Runner) warm(ctx context.Context, job Job, started time.Time, progress 
 	params := job.params(started)
 	batches := make(chan []cache.Item, 4)
 	var written atomic.Int64
-	g, ctx := errgroup.WithContext(ctx)
+	var digest cache.RunDigest
+	g, gctx := errgroup.WithContext(ctx)
 	write := recovered(func() error {
 		for batch := range batches {
-			n, err := r.store.PutRun(ctx, job.Name, batch)
+			n, err := r.store.PutRun(gctx, job.Name, batch)
 			if err != nil {
 				return fmt.Errorf("write to redis: %w", err)
 			}
@@ -88,7 +89,7 @@ func (r *Runner) warm(ctx context.Context, job Job, started time.Time, progress 
 			if progress != nil {
 				progress(total)
 			}
-			if r.Logger.Enabled(ctx, slog.LevelDebug) {
+			if r.Logger.Enabled(gctx, slog.LevelDebug) {
 				for _, it := range batch {
 					r.Logger.Debug("key_written", "job", job.Name, "key", it.Key)
 				}
@@ -105,13 +106,13 @@ func (r *Runner) warm(ctx context.Context, job Job, started time.Time, progress 
 			select {
 			case batches <- batch:
 				return nil
-			case <-ctx.Done():
-				return ctx.Err()
+			case <-gctx.Done():
+				return gctx.Err()
 			}
 		}
 		batch := make([]cache.Item, 0, r.batchSize)
 		rows := 0
-		drift, err := r.db.Stream(ctx, job.Aggregate, params, func(row query.Row) error {
+		drift, err := r.db.Stream(gctx, job.Aggregate, params, func(row query.Row) error {
 			if !job.Keyed() && rows > 0 {
 				return nil // a single-value job is its first row
 			}
@@ -120,6 +121,7 @@ func (r *Runner) warm(ctx context.Context, job Job, started time.Time, progress 
 			if err != nil {
 				return fmt.Errorf("job %s: %w", job.Name, err)
 			}
+			digest.Add(row.Key, e)
 			if batch = append(batch, cache.Item{Key: row.Key, Entry: e}); len(batch) == r.batchSize {
 				if err := send(batch); err != nil {
 					return err
@@ -134,16 +136,24 @@ func (r *Runner) warm(ctx context.Context, job Job, started time.Time, progress 
 		case !job.Keyed() && rows == 0:
 			return errors.New("query: the job's query returned no row")
 		}
-		if job.Aggregate.Incremental() {
-			r.checked(ctx, job, drift)
-		}
 		if len(batch) > 0 {
-			return send(batch)
+			if err := send(batch); err != nil {
+				return err
+			}
+		}
+		if job.Aggregate.Incremental() {
+			r.checked(gctx, job, drift)
 		}
 		return nil
 	}))
-	err := g.Wait()
-	return written.Load(), err
+	if err := g.Wait(); err != nil {
+		return written.Load(), err
+	}
+	// A run that changed any value tells of it, to those keeping copies.
+	if _, err := r.store.EndRun(ctx, job.Name, digest); err != nil {
+		r.Logger.Warn("run_digest_not_recorded", "job", job.Name, "error", err)
+	}
+	return written.Load(), nil
 }
 
 // checked reports the drift the check of an incremental job's maintained figures confirmed, and

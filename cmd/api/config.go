@@ -12,12 +12,18 @@ import (
 // Config is the api's configuration, read from the environment.
 type Config struct {
 	conf.Cache
-	ListenAddr      string        `env:"LISTEN_ADDR" envDefault:":8000"`
-	CacheHeader     string        `env:"CACHE_HEADER" envDefault:"X-Cache"`
-	RedisTimeout    time.Duration `env:"REDIS_TIMEOUT" envDefault:"100ms"`
-	QueryTimeout    time.Duration `env:"QUERY_TIMEOUT" envDefault:"5s"`
-	MaxQueries      int           `env:"MAX_QUERIES" envDefault:"16"`
-	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s"`
+	ListenAddr  string `env:"LISTEN_ADDR" envDefault:":8000"`
+	CacheHeader string `env:"CACHE_HEADER" envDefault:"X-Cache"`
+	// HTTPMaxAge is the freshness every HTTP cache, browsers among them, gets: short, because a
+	// value may change at any moment.
+	HTTPMaxAge time.Duration `env:"HTTP_MAX_AGE" envDefault:"2s"`
+	// HTTPSharedMaxAge is the freshness shared caches get (s-maxage) when PURGE_URLS is set.
+	HTTPSharedMaxAge   time.Duration `env:"HTTP_SHARED_MAX_AGE" envDefault:"10m"`
+	SurrogateKeyHeader string        `env:"SURROGATE_KEY_HEADER" envDefault:"Surrogate-Key"`
+	RedisTimeout       time.Duration `env:"REDIS_TIMEOUT" envDefault:"100ms"`
+	QueryTimeout       time.Duration `env:"QUERY_TIMEOUT" envDefault:"5s"`
+	MaxQueries         int           `env:"MAX_QUERIES" envDefault:"16"`
+	ShutdownTimeout    time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s"`
 	// APIToken is the bearer token of writes and admin actions; without it they are refused.
 	APIToken string `env:"API_TOKEN"`
 	conf.Logging
@@ -30,6 +36,12 @@ func (c Config) validate() error {
 	switch {
 	case !httpguts.ValidHeaderFieldName(c.CacheHeader):
 		return conf.Errorf("CACHE_HEADER", "%q is not a header name", c.CacheHeader)
+	case !httpguts.ValidHeaderFieldName(c.SurrogateKeyHeader):
+		return conf.Errorf("SURROGATE_KEY_HEADER", "%q is not a header name", c.SurrogateKeyHeader)
+	case c.HTTPMaxAge < 0:
+		return conf.Errorf("HTTP_MAX_AGE", "%s is negative", c.HTTPMaxAge)
+	case c.HTTPSharedMaxAge < 0:
+		return conf.Errorf("HTTP_SHARED_MAX_AGE", "%s is negative", c.HTTPSharedMaxAge)
 	case c.RedisTimeout <= 0:
 		return conf.Errorf("REDIS_TIMEOUT", "%s is not positive", c.RedisTimeout)
 	case c.QueryTimeout <= 0:
@@ -42,12 +54,22 @@ func (c Config) validate() error {
 	return nil
 }
 
+// sharedMaxAge is the s-maxage shared caches get: none unless the warmer purges them.
+func (c Config) sharedMaxAge() time.Duration {
+	if len(c.PurgeURLs) == 0 {
+		return 0
+	}
+	return c.HTTPSharedMaxAge
+}
+
 // log writes the effective configuration, secrets masked.
 func (c Config) log(logger *slog.Logger) {
 	logger.Info("config",
 		"database_url", conf.MaskURL(c.DatabaseURL), "redis_url", conf.MaskURL(c.RedisURL),
 		"namespace", c.Namespace, "ttl", c.TTL.String(), "grace", c.Grace.String(), "timezone", c.TimeZone,
 		"jobs_file", c.JobsFile, "listen_addr", c.ListenAddr, "cache_header", c.CacheHeader,
+		"http_max_age", c.HTTPMaxAge.String(), "http_shared_max_age", c.sharedMaxAge().String(),
+		"surrogate_key_header", c.SurrogateKeyHeader, "purge_urls", len(c.PurgeURLs),
 		"redis_timeout", c.RedisTimeout.String(), "query_timeout", c.QueryTimeout.String(),
 		"max_queries", c.MaxQueries, "negative_ttl", c.NegativeTTL.String(),
 		"shutdown_timeout", c.ShutdownTimeout.String(), "api_token_set", c.APIToken != "",

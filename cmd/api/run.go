@@ -51,12 +51,15 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, started func(addr
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	server := api.New(baseservice.NewArchetype(logger), api.Config{
-		CacheHeader:  cfg.CacheHeader,
-		QueryTimeout: cfg.QueryTimeout,
-		MaxQueries:   int64(cfg.MaxQueries),
-		LeaseWait:    2 * time.Second,
-		Namespace:    cfg.Namespace,
-		APIToken:     cfg.APIToken,
+		CacheHeader:        cfg.CacheHeader,
+		QueryTimeout:       cfg.QueryTimeout,
+		MaxQueries:         int64(cfg.MaxQueries),
+		LeaseWait:          2 * time.Second,
+		Keys:               keys,
+		APIToken:           cfg.APIToken,
+		MaxAge:             cfg.HTTPMaxAge,
+		SharedMaxAge:       cfg.sharedMaxAge(),
+		SurrogateKeyHeader: cfg.SurrogateKeyHeader,
 	}, store, db, list, reg)
 
 	ln, err := new(net.ListenConfig).Listen(ctx, "tcp", cfg.ListenAddr)

@@ -2,9 +2,13 @@ package main
 
 import (
 	"log/slog"
+	"strings"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/warmcache/warmcache/internal/conf"
+	"github.com/warmcache/warmcache/invalidate"
 )
 
 // Config is the warmer's configuration, read from the environment.
@@ -16,6 +20,10 @@ type Config struct {
 	MetricsAddr       string        `env:"METRICS_ADDR" envDefault:":9091"`
 	Migrate           bool          `env:"MIGRATE" envDefault:"true"`
 	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s"`
+	// How downstream caches are purged (PURGE_URLS, in conf.Cache, says which).
+	PurgeMethod    string            `env:"PURGE_METHOD" envDefault:"PURGE"`
+	PurgeKeyHeader string            `env:"PURGE_KEY_HEADER" envDefault:"xkey-purge"`
+	PurgeHeaders   map[string]string `env:"PURGE_HEADERS" envSeparator:"," envKeyValSeparator:":"`
 	conf.Logging
 }
 
@@ -23,10 +31,33 @@ func (c Config) validate() error {
 	if err := c.Cache.Validate(); err != nil {
 		return err
 	}
-	if c.ShutdownTimeout <= 0 {
+	switch {
+	case c.ShutdownTimeout <= 0:
 		return conf.Errorf("SHUTDOWN_TIMEOUT", "%s is not positive", c.ShutdownTimeout)
+	case !httpguts.ValidHeaderFieldName(c.PurgeKeyHeader):
+		return conf.Errorf("PURGE_KEY_HEADER", "%q is not a header name", c.PurgeKeyHeader)
+	case !httpguts.ValidHeaderFieldName(c.PurgeMethod): // a method is a token, as a header name is
+		return conf.Errorf("PURGE_METHOD", "%q is not an HTTP method", c.PurgeMethod)
+	}
+	for name := range c.PurgeHeaders {
+		if !httpguts.ValidHeaderFieldName(strings.TrimSpace(name)) {
+			return conf.Errorf("PURGE_HEADERS", "%q is not a header name (want Name:value,Name:value)", name)
+		}
 	}
 	return nil
+}
+
+// purgeConfig is how the warmer purges downstream caches.
+func (c Config) purgeConfig() invalidate.PurgeConfig {
+	headers := map[string]string{}
+	for name, v := range c.PurgeHeaders {
+		headers[strings.TrimSpace(name)] = strings.TrimSpace(v)
+	}
+	urls := make([]string, len(c.PurgeURLs))
+	for i, u := range c.PurgeURLs {
+		urls[i] = strings.TrimSpace(u)
+	}
+	return invalidate.PurgeConfig{URLs: urls, Method: c.PurgeMethod, KeyHeader: c.PurgeKeyHeader, Headers: headers}
 }
 
 // log writes the effective configuration, secrets masked.
@@ -36,5 +67,16 @@ func (c Config) log(logger *slog.Logger) {
 		"redis_url", conf.MaskURL(c.RedisURL), "namespace", c.Namespace, "ttl", c.TTL.String(),
 		"grace", c.Grace.String(), "negative_ttl", c.NegativeTTL.String(), "timezone", c.TimeZone, "jobs_file", c.JobsFile,
 		"metrics_addr", c.MetricsAddr, "migrate", c.Migrate, "shutdown_timeout", c.ShutdownTimeout.String(),
+		"purge_urls", maskAll(c.PurgeURLs), "purge_method", c.PurgeMethod, "purge_key_header", c.PurgeKeyHeader,
+		"purge_headers", len(c.PurgeHeaders),
 		"log_level", c.Level, "log_format", c.Format)
+}
+
+// maskAll masks the passwords of urls.
+func maskAll(urls []string) []string {
+	masked := make([]string, len(urls))
+	for i, u := range urls {
+		masked[i] = conf.MaskURL(u)
+	}
+	return masked
 }

@@ -32,6 +32,7 @@ type deps struct {
 	primary *query.DB // claims, locks, migrations
 	reader  *query.DB // aggregates: WARMER_DATABASE_URL, or the primary
 	store   *cache.Store
+	purger  *invalidate.Purger // nil without PURGE_URLS
 	jobs    []jobs.Job
 }
 
@@ -48,8 +49,10 @@ func (d deps) close() {
 }
 
 // open connects (lazily: no server needs to be up yet), migrates unless told not to, and loads
-// and checks the jobs. On an error it closes what it opened.
-func open(ctx context.Context, cfg Config, logger *slog.Logger) (d deps, err error) {
+// and checks the jobs. The purger of downstream caches, when there is one, registers its metrics
+// on reg. On an error it closes what it opened.
+func open(ctx context.Context, cfg Config, arch *baseservice.Archetype, reg prometheus.Registerer) (d deps, err error) {
+	logger := arch.Logger
 	defer func() {
 		if err != nil {
 			d.close()
@@ -68,7 +71,12 @@ func open(ctx context.Context, cfg Config, logger *slog.Logger) (d deps, err err
 	if err != nil {
 		return d, conf.Errorf("CACHE_NAMESPACE", "%w", err)
 	}
-	if d.store, err = cache.Open(cfg.RedisURL, keys, cache.Options{}); err != nil {
+	var opts cache.Options
+	if len(cfg.PurgeURLs) > 0 {
+		d.purger = invalidate.NewPurger(arch, cfg.purgeConfig(), keys, reg)
+		opts.Changed = d.purger.Changed
+	}
+	if d.store, err = cache.Open(cfg.RedisURL, keys, opts); err != nil {
 		return d, conf.Errorf("REDIS_URL", "%w", err)
 	}
 	conf.LogConnect(ctx, logger, "postgresql", cfg.DatabaseURL, d.primary.Ping)
@@ -147,15 +155,15 @@ func warnUninstalled(ctx context.Context, db *query.DB, list []jobs.Job, logger 
 // in flight (within SHUTDOWN_TIMEOUT) and returns nil.
 func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	cfg.log(logger)
-	d, err := open(ctx, cfg, logger)
+	arch := baseservice.NewArchetype(logger)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d, err := open(ctx, cfg, arch, reg)
 	if err != nil {
 		return err
 	}
 	defer d.close()
 
-	arch := baseservice.NewArchetype(logger)
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	runner := jobs.NewRunner(arch, d.reader, d.primary, d.store, jobs.NewMetrics(reg))
 	sched := jobs.NewScheduler(arch, d.jobs, runner, d.primary, cfg.Namespace)
 	// Invalidations read the primary: a replica may not have the write yet.
@@ -178,6 +186,9 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	var events sync.WaitGroup
 	events.Go(func() { relay.Run(eventsCtx) })
 	events.Go(func() { refresher.Run(eventsCtx) })
+	if d.purger != nil {
+		events.Go(func() { d.purger.Run(eventsCtx) })
+	}
 	logger.Info("warmer_started", "jobs", len(d.jobs), "metrics_addr", ln.Addr().String())
 	var failed error
 	select {
@@ -204,7 +215,8 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 
 // once runs every enabled job, or the one named, once, with a progress line on a terminal.
 func once(ctx context.Context, cfg Config, logger *slog.Logger, name string, stderr io.Writer) error {
-	d, err := open(ctx, cfg, logger)
+	arch := baseservice.NewArchetype(logger)
+	d, err := open(ctx, cfg, arch, prometheus.NewRegistry())
 	if err != nil {
 		return err
 	}
@@ -218,8 +230,12 @@ func once(ctx context.Context, cfg Config, logger *slog.Logger, name string, std
 	if len(selected) == 0 {
 		return &conf.Error{Setting: "--job", Err: fmt.Errorf("no job is called %q", name)}
 	}
-	runner := jobs.NewRunner(baseservice.NewArchetype(logger), d.reader, d.primary, d.store, jobs.NewMetrics(prometheus.NewRegistry()))
-	return jobs.Once(ctx, selected, runner, d.primary, cfg.Namespace, progressLine(stderr))
+	runner := jobs.NewRunner(arch, d.reader, d.primary, d.store, jobs.NewMetrics(prometheus.NewRegistry()))
+	err = jobs.Once(ctx, selected, runner, d.primary, cfg.Namespace, progressLine(stderr))
+	if d.purger != nil {
+		d.purger.Drain(ctx) // the runs' changes leave downstream caches before the warmer does
+	}
+	return err
 }
 
 // progressLine returns, when w is a terminal, a progress printer for each job: a line that

@@ -166,6 +166,9 @@ type Cache struct {
 	JobsFile    string        `env:"JOBS_FILE"`
 	// NegativeTTL is how long an unknown key (a customer that does not exist) stays cached.
 	NegativeTTL time.Duration `env:"CACHE_NEGATIVE_TTL" envDefault:"30s"`
+	// PurgeURLs are the downstream HTTP caches the warmer purges of changed values; with them
+	// set, the api lets shared caches keep values longer (s-maxage).
+	PurgeURLs []string `env:"PURGE_URLS" envSeparator:","`
 }
 
 // ValidateMigrate checks the settings a migration needs: all but Redis's.
@@ -183,6 +186,17 @@ func (c Cache) Validate() error {
 	}
 	if c.RedisURL == "" {
 		return Errorf("REDIS_URL", "is not set (alias VALKEY_SERVICE_URI)")
+	}
+	return c.validatePurges()
+}
+
+// validatePurges checks that every purge URL is an http or https URL.
+func (c Cache) validatePurges() error {
+	for _, raw := range c.PurgeURLs {
+		u, err := url.Parse(strings.TrimSpace(raw))
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return Errorf("PURGE_URLS", "%q is not an http:// or https:// URL", raw)
+		}
 	}
 	return nil
 }
