@@ -25,7 +25,7 @@ test: ## vet and run every test against real PostgreSQL and Redis, with the race
 .PHONY: bench
 bench: ## run the benchmarks (generates 1M customers / 10M orders once, about a minute)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
-	scripts/servers exec $(GO) test -run '^$$' -bench . -benchtime 1x -count 3 -timeout 60m -v ./bench | grep -v '^=== \|^--- '
+	scripts/servers exec $(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 60m -v ./bench | grep -v '^=== \|^--- '
 
 .PHONY: lint
 lint: ## run golangci-lint (pinned in tools/go.mod; built on first use)

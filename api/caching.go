@@ -1,7 +1,6 @@
 package api
 
 import (
-	"net/http"
 	"strconv"
 	"time"
 
@@ -17,35 +16,42 @@ import (
 // freshness, and both may serve it stale while the api fails for as long as the api would serve
 // it stale itself (the job's grace).
 
-// cachingHeaders sets the freshness headers of an answer with e, of job's value at key, as the
-// result (HIT, MISS, STALE, BYPASS) it is.
-func (s *Server) cachingHeaders(h http.Header, e cache.Entry, result, job, key string, now time.Time) {
+// lifetimes are what an answer's Cache-Control says, in whole seconds.
+type lifetimes struct {
+	maxAge, sharedMaxAge, grace int64
+	shared                      bool // s-maxage and stale-while-revalidate are said
+}
+
+// freshness returns the lifetimes of an answer with e as result at now.
+func (s *Server) freshness(e cache.Entry, result string, now time.Time) lifetimes {
 	fresh := e.FreshUntil.Sub(now) // what the api itself still counts as fresh
 	grace := e.StaleUntil.Sub(e.FreshUntil)
 	if result == stale || fresh < 0 {
 		fresh, grace = 0, e.StaleUntil.Sub(now)
 	}
-	maxAge := min(s.cfg.MaxAge, fresh)
+	return lifetimes{
+		maxAge:       seconds(min(s.cfg.MaxAge, fresh)),
+		sharedMaxAge: seconds(min(s.cfg.SharedMaxAge, fresh)),
+		grace:        seconds(grace),
+		// Purged of changes, a shared cache may serve an aged copy while it fetches a new one.
+		shared: s.cfg.SharedMaxAge > 0 && fresh > 0,
+	}
+}
+
+// cacheControl renders the lifetimes.
+func (l lifetimes) cacheControl() string {
 	b := make([]byte, 0, 112)
 	b = append(b, "public, max-age="...)
-	b = strconv.AppendInt(b, seconds(maxAge), 10)
-	if s.cfg.SharedMaxAge > 0 && fresh > 0 {
+	b = strconv.AppendInt(b, l.maxAge, 10)
+	if l.shared {
 		b = append(b, ", s-maxage="...)
-		b = strconv.AppendInt(b, seconds(min(s.cfg.SharedMaxAge, fresh)), 10)
-		// Purged of changes, a shared cache may serve an aged copy while it fetches a new one.
+		b = strconv.AppendInt(b, l.sharedMaxAge, 10)
 		b = append(b, ", stale-while-revalidate="...)
-		b = strconv.AppendInt(b, seconds(grace), 10)
+		b = strconv.AppendInt(b, l.grace, 10)
 	}
 	b = append(b, ", stale-if-error="...)
-	b = strconv.AppendInt(b, seconds(grace), 10)
-	h["Cache-Control"] = []string{string(b)}
-	h["Date"] = []string{s.dates.format(now)}
-	h["Expires"] = []string{s.dates.format(now.Add(maxAge))}
-	tags := s.cfg.Keys.Surrogate(job, "")
-	if key != "" {
-		tags += s.surrogateSeparator + s.cfg.Keys.Surrogate(job, key)
-	}
-	h[s.surrogateHeader] = []string{tags}
+	b = strconv.AppendInt(b, l.grace, 10)
+	return string(b)
 }
 
 // seconds is d in whole seconds, never negative.

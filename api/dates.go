@@ -16,16 +16,20 @@ type httpDates struct {
 
 type formattedDate struct {
 	unix int64
-	text string
+	text [1]string
 }
 
-func (d *httpDates) format(t time.Time) string {
+// format returns t as an HTTP date.
+func (d *httpDates) format(t time.Time) string { return d.header(t)[0] }
+
+// header returns t as an HTTP date, as a header's value of capacity one.
+func (d *httpDates) header(t time.Time) []string {
 	unix := t.Unix()
 	slot := &d.slots[uint64(unix)%uint64(len(d.slots))]
 	if f := slot.Load(); f != nil && f.unix == unix {
-		return f.text
+		return f.text[:]
 	}
-	text := t.UTC().Format(http.TimeFormat)
-	slot.Store(&formattedDate{unix: unix, text: text})
-	return text
+	f := &formattedDate{unix: unix, text: [1]string{t.UTC().Format(http.TimeFormat)}}
+	slot.Store(f)
+	return f.text[:]
 }

@@ -6,11 +6,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/warmcache/warmcache/cache"
@@ -120,4 +124,54 @@ func (r *recorder) String() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return strings.Join(r.recs, "\n")
+}
+
+// TestPanicIsA500: a handler that panics gets a 500 like any error nobody foresaw, logged with
+// its stack and timed, and the server goes on serving.
+func TestPanicIsA500(t *testing.T) {
+	t.Parallel()
+	logs := &recorder{}
+	reg := prometheus.NewRegistry()
+	m := newMetrics(reg)
+	e := echo.New()
+	e.HTTPErrorHandler = errorHandler(slog.New(logs))
+	e.Use(m.observe)
+	e.GET("/boom", func(echo.Context) error { panic("boom") })
+	e.GET("/fine", func(c echo.Context) error { return c.String(http.StatusOK, "fine") })
+	for _, tc := range []struct {
+		path   string
+		status int
+		body   string
+	}{{"/boom", 500, `{"error":"internal error"}` + "\n"}, {"/fine", 200, "fine"}} {
+		rec := httptest.NewRecorder()
+		e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, tc.path, nil))
+		if rec.Code != tc.status || rec.Body.String() != tc.body {
+			t.Errorf("GET %s: %d %q, want %d %q", tc.path, rec.Code, rec.Body, tc.status, tc.body)
+		}
+	}
+	if !logs.has(slog.LevelError, "request_failed", "panic: boom") {
+		t.Errorf("the panic was not logged at error level; logs:\n%s", logs)
+	}
+	if n := testutil.CollectAndCount(m.duration, "warmcache_http_request_duration_seconds"); n != 2 {
+		t.Errorf("%d latency series, want 2 (the 500 and the 200)", n)
+	}
+}
+
+// FuzzQueryParam: the query parameter read without parsing the whole query is what net/url
+// reads.
+func FuzzQueryParam(f *testing.F) {
+	for _, q := range []string{"customerid=5", "a=1&customerid=7&customerid=8", "customerid", "customerid=%35",
+		"customerid=5;x=1", "&&customerid=", "customerid=a+b", "customerid%3D5", "x=customerid"} {
+		f.Add(q)
+	}
+	e := echo.New()
+	f.Fuzz(func(t *testing.T, raw string) {
+		req := httptest.NewRequest(http.MethodGet, "/", nil)
+		req.URL.RawQuery = raw
+		got, present := queryParam(e.NewContext(req, nil), "customerid")
+		values, _ := url.ParseQuery(raw)
+		if want := values.Get("customerid"); got != want || present != values.Has("customerid") {
+			t.Errorf("%q: %q %v, want %q %v", raw, got, present, want, values.Has("customerid"))
+		}
+	})
 }

@@ -51,6 +51,8 @@ type fixtureOptions struct {
 	logger  *slog.Logger
 	// sharedMaxAge is the s-maxage shared caches get, as with PURGE_URLS set; none by default.
 	sharedMaxAge time.Duration
+	// noLocal turns the in-process tier off; it is on by default, as in the api binary.
+	noLocal bool
 }
 
 // testMaxAge is the freshness the fixture's api gives every HTTP cache (HTTP_MAX_AGE).
@@ -111,8 +113,22 @@ func newFixture(t testing.TB, opts fixtureOptions) *fixture {
 	}
 	f.srv = New(f.arch, Config{CacheHeader: "X-Cache", QueryTimeout: 5 * time.Second,
 		MaxQueries: 8, LeaseWait: 2 * time.Second, Keys: keys, APIToken: opts.token,
-		MaxAge: testMaxAge, SharedMaxAge: opts.sharedMaxAge, SurrogateKeyHeader: "Surrogate-Key"},
+		MaxAge: testMaxAge, SharedMaxAge: opts.sharedMaxAge, SurrogateKeyHeader: "Surrogate-Key",
+		LocalCacheSize: 16 << 20, LocalCacheTTL: time.Second},
 		apiStore, apiDBConn, f.jobs, prometheus.NewRegistry())
+	if opts.noLocal {
+		f.srv.local = nil
+	}
+	watchCtx, stopWatching := context.WithCancel(context.Background())
+	watching := make(chan struct{})
+	go func() {
+		defer close(watching)
+		f.srv.Watch(watchCtx)
+	}()
+	t.Cleanup(func() {
+		stopWatching()
+		<-watching
+	})
 	f.http = httptest.NewServer(f.srv.Handler())
 	t.Cleanup(f.http.Close)
 	return f

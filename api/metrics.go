@@ -1,8 +1,13 @@
 package api
 
 import (
+	"fmt"
+	"maps"
+	"net/http"
+	"runtime/debug"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -18,19 +23,20 @@ const (
 )
 
 type metrics struct {
-	mu        sync.RWMutex
-	observers map[durationKey]prometheus.Observer // resolved once each
+	mu        sync.Mutex                                          // held to add to observers
+	observers atomic.Pointer[map[durationKey]prometheus.Observer] // resolved once each; never changed, replaced
 
-	requests  *prometheus.CounterVec
-	fallbacks *prometheus.CounterVec
-	age       *prometheus.HistogramVec
-	duration  *prometheus.HistogramVec
-	breaker   *prometheus.GaugeVec
+	requests *prometheus.CounterVec
+	// memoryHits and redisHits split the HITs by the tier that served them.
+	memoryHits, redisHits prometheus.Counter
+	fallbacks             *prometheus.CounterVec
+	age                   *prometheus.HistogramVec
+	duration              *prometheus.HistogramVec
+	breaker               *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
-		observers: map[durationKey]prometheus.Observer{},
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "warmcache_cache_requests_total",
 			Help: "Cached reads by route and result: HIT, MISS, STALE or BYPASS.",
@@ -54,22 +60,36 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "1 while the circuit breaker in front of a dependency (redis, postgresql) is open.",
 		}, []string{"dependency"}),
 	}
-	reg.MustRegister(m.requests, m.fallbacks, m.age, m.duration, m.breaker)
+	hits := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "warmcache_cache_hits_total",
+		Help: "Cached reads served fresh, by tier: memory (the api's in-process tier) or redis.",
+	}, []string{"tier"})
+	m.memoryHits, m.redisHits = hits.WithLabelValues("memory"), hits.WithLabelValues("redis")
+	reg.MustRegister(m.requests, m.fallbacks, m.age, m.duration, m.breaker, hits)
+	m.observers.Store(&map[durationKey]prometheus.Observer{})
 	return m
 }
 
-// observe is the middleware that times every request.
+// observe is the middleware that times every request. It also turns a handler's panic into an
+// error, which the error handler answers with a 500 and logs.
 func (m *metrics) observe(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
+	return func(c echo.Context) (err error) {
 		started := time.Now()
-		err := next(c)
-		status := c.Response().Status
-		if err != nil {
-			// The error handler has not written yet: it will, with this status.
-			status = statusOf(err)
-		}
-		m.durationOf(c.Path(), c.Request().Method, status).Observe(time.Since(started).Seconds())
-		return err
+		defer func() {
+			if r := recover(); r != nil {
+				if r == http.ErrAbortHandler { //nolint:errorlint // the sentinel net/http panics with
+					panic(r)
+				}
+				err = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
+			}
+			status := c.Response().Status
+			if err != nil {
+				// The error handler has not written yet: it will, with this status.
+				status = statusOf(err)
+			}
+			m.durationOf(c.Path(), c.Request().Method, status).Observe(time.Since(started).Seconds())
+		}()
+		return next(c)
 	}
 }
 
@@ -79,19 +99,21 @@ type durationKey struct {
 }
 
 // durationOf returns the latency observer of a route, method and status, resolving the labels
-// the first time only.
+// the first time only. Requests look it up without a lock: the map is replaced, not changed.
 func (m *metrics) durationOf(route, method string, status int) prometheus.Observer {
-	key := durationKey{route, method, status}
-	m.mu.RLock()
-	o, ok := m.observers[key]
-	m.mu.RUnlock()
-	if ok {
+	if o, ok := (*m.observers.Load())[durationKey{route, method, status}]; ok {
 		return o
 	}
-	o = m.duration.WithLabelValues(route, method, strconv.Itoa(status))
+	return m.addDuration(durationKey{route, method, status})
+}
+
+func (m *metrics) addDuration(key durationKey) prometheus.Observer {
 	m.mu.Lock()
-	m.observers[key] = o
-	m.mu.Unlock()
+	defer m.mu.Unlock()
+	observers := maps.Clone(*m.observers.Load())
+	o := m.duration.WithLabelValues(key.route, key.method, strconv.Itoa(key.status))
+	observers[key] = o
+	m.observers.Store(&observers)
 	return o
 }
 

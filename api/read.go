@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -19,10 +18,30 @@ import (
 
 // ordersCount serves orders_total, or with ?customerid= one customer's orders_by_customer.
 func (s *Server) ordersCount(c echo.Context, rm routeMetrics) error {
-	if !c.QueryParams().Has("customerid") {
+	customer, ok := queryParam(c, "customerid")
+	if !ok {
 		return s.serve(c, rm, s.byName[jobs.OrdersTotal], "")
 	}
-	return s.serve(c, rm, s.byName[jobs.OrdersByCustomer], c.QueryParam("customerid"))
+	return s.serve(c, rm, s.byName[jobs.OrdersByCustomer], customer)
+}
+
+// queryParam returns the first value of the query parameter name, and whether there is one, as
+// echo's QueryParams does, without parsing the whole query into a map when nothing in it is
+// escaped (the hot path).
+func queryParam(c echo.Context, name string) (string, bool) {
+	raw := c.Request().URL.RawQuery
+	if strings.ContainsAny(raw, "%+;") {
+		values := c.QueryParams()
+		return values.Get(name), values.Has(name)
+	}
+	for raw != "" {
+		var pair string
+		pair, raw, _ = strings.Cut(raw, "&")
+		if key, value, _ := strings.Cut(pair, "="); key == name {
+			return value, true
+		}
+	}
+	return "", false
 }
 
 func (s *Server) customerCredit(c echo.Context, rm routeMetrics) error {
@@ -49,11 +68,11 @@ func (s *Server) result(c echo.Context, rm routeMetrics) error {
 	return s.serve(c, rm, job, key)
 }
 
-// serve answers a read of job's value at key. The hit path is one Redis GET and the stored bytes
-// written as they are: no JSON encoding and no database work. A missing value, or one due for
-// refresh, is computed from PostgreSQL and stored (MISS); when PostgreSQL cannot answer, a value
-// past freshness is served as it is (STALE); when Redis cannot answer, the value is computed
-// from PostgreSQL and not stored (BYPASS).
+// serve answers a read of job's value at key. The hit path is a lookup in the in-process tier,
+// or one Redis GET, and stored bytes written as they are: no JSON encoding and no database work.
+// A missing value, or one due for refresh, is computed from PostgreSQL and stored (MISS); when
+// PostgreSQL cannot answer, a value past freshness is served as it is (STALE); when Redis
+// cannot answer, the value is computed from PostgreSQL and not stored (BYPASS).
 func (s *Server) serve(c echo.Context, rm routeMetrics, job jobs.Job, key string) error {
 	if job.Keyed() {
 		canon, err := job.Aggregate.CanonicalKey(key)
@@ -62,13 +81,27 @@ func (s *Server) serve(c echo.Context, rm routeMetrics, job jobs.Job, key string
 		}
 		key = canon
 	}
+	now := s.Time.Now()
+	var token uint64
+	if s.local != nil {
+		// Values past freshness are never served from memory: Redis decides about them.
+		if a, ok := s.local.Get(job.Name, key); ok && now.Before(a.entry.FreshUntil) {
+			s.metrics.memoryHits.Inc()
+			return s.write(c, rm, a, hit)
+		}
+		token = s.local.Token()
+	}
 	// The store's socket timeouts (REDIS_TIMEOUT) bound this read: no timer per request.
 	ctx := c.Request().Context()
 	entry, err := s.redis.Execute(func() (cache.Entry, error) { return s.store.Get(ctx, job.Name, key) })
-	now := s.Time.Now()
 	switch {
 	case err == nil && now.Before(entry.FreshUntil):
-		return s.write(c, rm, job, key, entry, hit)
+		a := s.newAnswer(entry, job.Name, key)
+		if s.local != nil {
+			s.local.Set(job.Name, key, token, a, a.weight(), entry.FreshUntil)
+		}
+		s.metrics.redisHits.Inc()
+		return s.write(c, rm, a, hit)
 	case err == nil:
 		fresh, err := s.readThrough(ctx, job, key, "refresh")
 		if err != nil {
@@ -76,15 +109,15 @@ func (s *Server) serve(c echo.Context, rm routeMetrics, job jobs.Job, key string
 				s.Logger.Error("refresh_failed", "job", job.Name, "key", key, "error", err)
 			}
 			s.Logger.Debug("cache_stale", "job", job.Name, "key", key, "error", err)
-			return s.write(c, rm, job, key, entry, stale)
+			return s.write(c, rm, s.newAnswer(entry, job.Name, key), stale)
 		}
-		return s.write(c, rm, job, key, fresh, miss)
+		return s.write(c, rm, s.newAnswer(fresh, job.Name, key), miss)
 	case errors.Is(err, cache.ErrMiss):
 		fresh, err := s.readThrough(ctx, job, key, "miss")
 		if err != nil {
 			return err
 		}
-		return s.write(c, rm, job, key, fresh, miss)
+		return s.write(c, rm, s.newAnswer(fresh, job.Name, key), miss)
 	case errors.Is(err, context.Canceled):
 		return err
 	}
@@ -94,19 +127,16 @@ func (s *Server) serve(c echo.Context, rm routeMetrics, job jobs.Job, key string
 	if err != nil {
 		return err
 	}
-	return s.write(c, rm, job, key, fresh, bypass)
+	return s.write(c, rm, s.newAnswer(fresh, job.Name, key), bypass)
 }
 
-// write answers with entry: caching headers, then 304 if the request's preconditions say the
-// client has it, else the stored body. A negative entry is a 404 with its stored error.
-func (s *Server) write(c echo.Context, rm routeMetrics, job jobs.Job, key string, e cache.Entry, result string) error {
+// write answers with a: caching headers, then 304 if the request's preconditions say the client
+// has it, else the stored body. A negative entry is a 404 with its stored error.
+func (s *Server) write(c echo.Context, rm routeMetrics, a *answer, result string) error {
 	now := s.Time.Now()
 	h := c.Response().Header()
-	h[echo.HeaderContentType] = []string{echo.MIMEApplicationJSON}
-	h["Etag"] = []string{e.ETag}
-	h[echo.HeaderLastModified] = []string{s.dates.format(e.ComputedAt)}
-	s.cachingHeaders(h, e, result, job.Name, key, now)
-	h[s.cacheHeader] = []string{result}
+	s.setHeaders(h, a, result, now)
+	e := a.entry
 	rm.results[result].Inc()
 	rm.age.Observe(now.Sub(e.ComputedAt).Seconds())
 	if s.Logger.Enabled(c.Request().Context(), slog.LevelDebug) {
@@ -119,7 +149,10 @@ func (s *Server) write(c echo.Context, rm routeMetrics, job jobs.Job, key string
 	case notModified(c.Request().Header, e.ETag, e.ComputedAt):
 		return c.NoContent(http.StatusNotModified)
 	}
-	h[echo.HeaderContentLength] = []string{strconv.Itoa(len(e.Body))}
+	if c.Request().Method == http.MethodHead {
+		// A GET's length net/http counts itself, the body being small; a HEAD has none to count.
+		h["Content-Length"] = a.header(headerLength)
+	}
 	c.Response().WriteHeader(status)
 	_, err := c.Response().Write(e.Body)
 	return err

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -110,14 +111,20 @@ func TestColdKeyStampede(t *testing.T) {
 	}
 }
 
-// TestRedisDown cuts Redis off: reads keep answering correctly from PostgreSQL without a 5xx, and
-// once Redis is back hits resume by themselves.
+// TestRedisDown cuts Redis off: reads keep answering correctly from PostgreSQL without a 5xx
+// (the in-process tier serves its values until it notices it lost the changes, at once when
+// Redis closes its connections), and once Redis is back hits resume by themselves.
 func TestRedisDown(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, fixtureOptions{proxies: true})
 	f.warm()
 	want := f.get("/v1/orders/count?customerid=19").body
 	f.rdProxy.Down()
+	for _, status := range f.awaitState("/v1/orders/count?customerid=19", bypass) {
+		if status != 200 {
+			t.Fatalf("a read got %d as Redis went down", status)
+		}
+	}
 	for i := range 40 {
 		res := f.get("/v1/orders/count?customerid=19")
 		if res.status != 200 || res.header.Get("X-Cache") != bypass || res.body != want {
@@ -169,19 +176,28 @@ func TestPostgresDown(t *testing.T) {
 }
 
 // TestRedisHung: a Redis that accepts connections but never answers costs each read at most
-// the Redis timeout, then nothing once the breaker opens; reads answer from PostgreSQL.
+// the Redis timeout, then nothing once the breaker opens; reads answer from PostgreSQL. The
+// in-process tier answers until it finds its subscription lost (a ping unanswered), then stops.
 func TestRedisHung(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, fixtureOptions{proxies: true})
-	f.warm()
-	want := f.get("/v1/customers/3/credit").body
-	f.rdProxy.Hang()
-	for i := range 20 {
-		res := f.get("/v1/customers/3/credit")
-		if res.status != 200 || res.header.Get("X-Cache") != bypass || res.body != want {
-			t.Fatalf("request %d with Redis hung: %d %s %s", i, res.status, res.header.Get("X-Cache"), res.body)
-		}
+	for _, noLocal := range []bool{true, false} {
+		t.Run(fmt.Sprintf("local tier %v", !noLocal), func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, fixtureOptions{proxies: true, noLocal: noLocal})
+			f.warm()
+			f.get("/v1/customers/3/credit")
+			want := f.get("/v1/customers/3/credit").body // from memory, with the tier
+			f.rdProxy.Hang()
+			for i := range 20 {
+				res := f.get("/v1/customers/3/credit")
+				state := res.header.Get("X-Cache")
+				if res.status != 200 || res.body != want || state != bypass && (noLocal || state != hit) {
+					t.Fatalf("request %d with Redis hung: %d %s %s", i, res.status, state, res.body)
+				}
+			}
+			f.awaitState("/v1/customers/3/credit", bypass) // the tier, too, has stopped
+			f.rdProxy.Unhang()
+			f.awaitState("/v1/customers/3/credit", hit)
+		})
 	}
-	f.rdProxy.Unhang()
-	f.awaitState("/v1/customers/3/credit", hit)
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/textproto"
@@ -49,6 +50,11 @@ type Config struct {
 	SharedMaxAge time.Duration
 	// SurrogateKeyHeader names the header of an answer's surrogate keys (SURROGATE_KEY_HEADER).
 	SurrogateKeyHeader string
+	// LocalCacheSize bounds the in-process tier, in bytes (LOCAL_CACHE_SIZE); zero turns it off.
+	LocalCacheSize uint64
+	// LocalCacheTTL is the longest the in-process tier keeps a value (LOCAL_CACHE_TTL): the
+	// safety net, should a change never be told.
+	LocalCacheTTL time.Duration
 	// APIToken is the bearer token of writes and admin actions; empty refuses them all.
 	APIToken string
 }
@@ -69,7 +75,9 @@ type Server struct {
 	surrogateHeader    string // Config.SurrogateKeyHeader, canonicalized once
 	surrogateSeparator string // between surrogate keys: a comma in a Cache-Tag, a space elsewhere
 	dates              httpDates
+	controls           cacheControls
 
+	local   *cache.Local[*answer] // nil when LocalCacheSize is zero
 	redis   *gobreaker.CircuitBreaker[cache.Entry]
 	pg      *gobreaker.CircuitBreaker[cache.Entry]
 	queries *semaphore.Weighted
@@ -101,13 +109,43 @@ func New(arch *baseservice.Archetype, cfg Config, store *cache.Store, db *query.
 	if s.surrogateHeader == "Cache-Tag" {
 		s.surrogateSeparator = ","
 	}
-	for _, j := range list {
+	names := make([]string, len(list))
+	for i, j := range list {
 		s.byName[j.Name] = j
+		names[i] = j.Name
+	}
+	if cfg.LocalCacheSize > 0 {
+		s.local = cache.NewLocal[*answer](cfg.LocalCacheSize, cfg.LocalCacheTTL, names, arch.Time.Now, reg)
 	}
 	s.redis = gobreaker.NewCircuitBreaker[cache.Entry](s.breakerSettings("redis", cache.ErrUnavailable, cache.ErrMiss))
 	s.pg = gobreaker.NewCircuitBreaker[cache.Entry](s.breakerSettings("postgresql", query.ErrUnavailable,
 		query.ErrInvalidKey))
 	return s
+}
+
+// Watch keeps the in-process tier as fresh as Redis until ctx ends, by the changes the store
+// tells of; without a tier it returns at once. The tier serves nothing until it watches.
+func (s *Server) Watch(ctx context.Context) {
+	if s.local == nil {
+		return
+	}
+	s.store.Watch(ctx, watchLog{s.local, s.Logger})
+}
+
+// watchLog logs the tier's subscriptions as they come and go.
+type watchLog struct {
+	cache.Watcher
+	logger *slog.Logger
+}
+
+func (w watchLog) Subscribed() {
+	w.logger.Info("local_cache_watching")
+	w.Watcher.Subscribed()
+}
+
+func (w watchLog) Lost(err error) {
+	w.logger.Warn("local_cache_off", "reason", "lost the subscription to changes", "error", err)
+	w.Watcher.Lost(err)
 }
 
 // breakerSettings opens a dependency's breaker after five failures in a row (or, over ten
@@ -151,7 +189,7 @@ func (s *Server) Handler() http.Handler {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(s.Logger)
-	e.Use(middleware.Recover(), s.metrics.observe)
+	e.Use(s.metrics.observe)
 
 	getHead := []string{http.MethodGet, http.MethodHead}
 	cached := func(path string, h func(echo.Context, routeMetrics) error) {

@@ -48,15 +48,18 @@ jobs:
 `
 
 // BenchmarkWrites measures what a write costs and how fast it shows, at dellstore2's size and at
-// 1M customers / 10M orders, on a scratch copy of the data with the real warmer and api running
-// as processes, the README's jobs file (with the index on orders.orderdate it advises), and a
-// real Varnish in front of the api with the VCL of deploy/varnish, purged by the warmer:
+// 1M customers / 10M orders, on a scratch copy of the data with the real warmer and two api
+// processes (replicas, their in-process tier on) running, the README's jobs file (with the index
+// on orders.orderdate it advises), and a real Varnish in front of the first api with the VCL of
+// deploy/varnish, purged by the warmer:
 //
-//   - visible: while wrk reads random customers at 50 connections, an order is posted every
-//     100 ms, 100 times, and the time from the POST's answer (the commit) until the api, and
-//     Varnish, serve the new value is taken for every key the order changes: the four built-in
-//     jobs' and the users' jobs by date (one keyed by SQL, one incremental). The hit ratio of the
-//     reads comes from the api's metrics.
+//   - visible: while wrk reads customers chosen with Zipf's law at 25 connections on each api, an
+//     order is posted every 100 ms, 100 times, and the time from the POST's answer (the commit)
+//     until each api, and Varnish, serve the new value is taken for every key the order changes:
+//     the four built-in jobs' and the users' jobs by date (one keyed by SQL, one incremental).
+//     Every key is read from both apis and Varnish before the write, so that each holds the old
+//     value. The hit ratio of the reads, and the share of hits from memory, come from the apis'
+//     metrics.
 //   - throughput: with the warmer stopped, wrk posts orders at 16 connections, in rounds of 3 s
 //     that alternate warmcache's triggers on and off; the ratio is the median of the rounds'.
 func BenchmarkWrites(b *testing.B) {
@@ -90,7 +93,9 @@ func benchWrites(b *testing.B, customers, orders int) {
 	varnish := "http://" + testenv.StartVarnish(b, apiAddr)
 	env = append(env, "PURGE_URLS="+varnish+"/")
 	stopWarmer := startWarmerWarm(b, env)
-	api := "http://" + startAPI(b, dbURL, ns, append(env, "API_TOKEN="+token, "LISTEN_ADDR="+apiAddr)...)
+	env = append(env, "API_TOKEN="+token)
+	api := "http://" + startAPI(b, dbURL, ns, append(env, "LISTEN_ADDR="+apiAddr)...)
+	replica := "http://" + startAPI(b, dbURL, ns, env...)
 	db, err := query.Open(context.Background(), dbURL, query.Options{MaxConns: 4})
 	if err != nil {
 		b.Fatal(err)
@@ -102,15 +107,22 @@ func benchWrites(b *testing.B, customers, orders int) {
 		b.Fatal(err)
 	}
 
-	before := cacheResults(b, api)
-	readers := exec.Command(wrk, "-t", "2", "-c", "50", "-d", "25s", "-s", writeScript(b, customers), api)
-	if err := readers.Start(); err != nil {
-		b.Fatal(err)
+	before := cacheResults(b, api, replica)
+	var readers []*exec.Cmd
+	for _, target := range []string{api, replica} {
+		wrk := exec.Command(wrk, "-t", "1", "-c", "25", "-d", "25s", "-s", zipfScript(b, customers), target)
+		if err := wrk.Start(); err != nil {
+			b.Fatal(err)
+		}
+		readers = append(readers, wrk)
 	}
 	time.Sleep(time.Second) // let the read load settle before the first write
+	// The api and its replica serve a key's new value once it differs from the one they served
+	// before the write; Varnish, once it serves the api's new value.
+	vias := []struct{ name, url string }{{"api", api}, {"replica", replica}, {"varnish", varnish}}
 	type probe struct {
 		writtenKey
-		via string // api or varnish
+		via int
 	}
 	type measure struct{ key, via string }
 	visible := map[measure][]time.Duration{}
@@ -118,11 +130,13 @@ func benchWrites(b *testing.B, customers, orders int) {
 	for range 100 {
 		customer := 1 + r.IntN(customers)
 		var pending []probe
-		before, after := map[string]string{}, map[string]string{}
+		served, after := map[probe]string{}, map[string]string{}
 		for _, k := range writtenKeys(customer) {
-			before[k.path] = get(b, api+k.path)
-			get(b, varnish+k.path) // in Varnish's cache before the write
-			pending = append(pending, probe{k, "api"}, probe{k, "varnish"})
+			for via, v := range vias {
+				p := probe{k, via}
+				served[p] = get(b, v.url+k.path) // in memory and in Varnish's cache before the write
+				pending = append(pending, p)
+			}
 		}
 		post(b, api, token, customer)
 		committed := time.Now()
@@ -131,54 +145,63 @@ func benchWrites(b *testing.B, customers, orders int) {
 		for len(pending) > 0 {
 			var still []probe
 			for _, p := range pending {
-				switch {
-				case p.via == "api":
-					if got := get(b, api+p.path); got != before[p.path] {
+				got := get(b, vias[p.via].url+p.path)
+				if vias[p.via].name == "varnish" && after[p.path] != "" && got == after[p.path] ||
+					vias[p.via].name != "varnish" && got != served[p] {
+					if vias[p.via].name == "api" {
 						after[p.path] = got
-						visible[measure{p.name, p.via}] = append(visible[measure{p.name, p.via}], time.Since(committed))
-						continue
 					}
-				case after[p.path] != "" && get(b, varnish+p.path) == after[p.path]:
-					visible[measure{p.name, p.via}] = append(visible[measure{p.name, p.via}], time.Since(committed))
+					m := measure{p.name, vias[p.via].name}
+					visible[m] = append(visible[m], time.Since(committed))
 					continue
 				}
 				still = append(still, p)
 			}
 			if pending = still; len(pending) > 0 && time.Since(committed) > 10*time.Second {
-				b.Fatalf("%s not visible through %s 10 s after the write", pending[0].path, pending[0].via)
+				b.Fatalf("%s not visible through %s 10 s after the write", pending[0].path, vias[pending[0].via].name)
 			}
 		}
 		time.Sleep(100 * time.Millisecond) // pacing: an order every 100 ms under the read load
 	}
-	if err := readers.Wait(); err != nil {
-		b.Fatalf("wrk: %v", err)
-	}
-	for _, k := range writtenKeys(1 + r.IntN(customers)) {
-		if got, want := get(b, api+k.path), expected(b, db, list, k.job, k.key); got != want {
-			b.Errorf("%s serves %s after the writes, want %s", k.path, got, want)
+	for _, wrk := range readers {
+		if err := wrk.Wait(); err != nil {
+			b.Fatalf("wrk: %v", err)
 		}
 	}
-	after := cacheResults(b, api)
+	for _, k := range writtenKeys(1 + r.IntN(customers)) {
+		want := expected(b, db, list, k.job, k.key)
+		for _, target := range []string{api, replica} {
+			if got := get(b, target+k.path); got != want {
+				b.Errorf("%s%s serves %s after the writes, want %s", target, k.path, got, want)
+			}
+		}
+	}
+	after := cacheResults(b, api, replica)
 	hits, total := after["HIT"]-before["HIT"], 0.0
 	for state := range after {
 		total += after[state] - before[state]
 	}
+	memory := after["memory"] - before["memory"]
 	b.ReportMetric(hits/total, "hit-ratio")
+	b.ReportMetric(memory/hits, "memory-hit-share")
 	var slowest []time.Duration
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	for _, k := range writtenKeys(0) {
-		atAPI, atVarnish := visible[measure{k.name, "api"}], visible[measure{k.name, "varnish"}]
-		slices.Sort(atAPI)
-		slices.Sort(atVarnish)
-		slowest = append(slowest, atAPI[98])
-		b.ReportMetric(ms(atAPI[98]), "p99-ms-"+k.job)
-		b.ReportMetric(ms(atVarnish[98]), "p99-ms-varnish-"+k.job)
-		b.Logf("summary: %s write to visible, %-24s api p50 %5.1f ms, p99 %5.1f ms; through Varnish p50 %5.1f ms, p99 %5.1f ms",
-			scaleName(customers), k.name, ms(atAPI[50]), ms(atAPI[98]), ms(atVarnish[50]), ms(atVarnish[98]))
+		line := fmt.Sprintf("summary: %s write to visible, %-24s", scaleName(customers), k.name)
+		for _, via := range vias {
+			at := visible[measure{k.name, via.name}]
+			slices.Sort(at)
+			if via.name != "varnish" {
+				slowest = append(slowest, at[98])
+			}
+			b.ReportMetric(ms(at[98]), "p99-ms-"+via.name+"-"+k.job)
+			line += fmt.Sprintf(" %s p50 %5.1f ms, p99 %5.1f ms;", via.name, ms(at[50]), ms(at[98]))
+		}
+		b.Log(strings.TrimSuffix(line, ";"))
 	}
-	b.Logf("summary: %s 100 writes under %.0f reads, hit ratio %.4f, slowest key's p99 %.1f ms", scaleName(customers),
-		total, hits/total, float64(slices.Max(slowest).Microseconds())/1000)
-
+	b.Logf("summary: %s 100 writes under %.0f reads at two api processes, hit ratio %.4f (%.0f%% of hits from memory), "+
+		"slowest key's p99 at either api %.1f ms", scaleName(customers), total, hits/total, 100*memory/hits,
+		float64(slices.Max(slowest).Microseconds())/1000)
 	stopWarmer()
 	writeThroughput(b, wrk, api, dbURL, token, customers)
 }
@@ -291,13 +314,23 @@ func get(b *testing.B, u string) string {
 
 var resultLine = regexp.MustCompile(`(?m)^warmcache_cache_requests_total\{result="(\w+)",route="[^"]+"\} ([0-9.e+]+)$`)
 
-// cacheResults sums the api's cached reads by result over all routes.
-func cacheResults(b *testing.B, api string) map[string]float64 {
+// cacheResults sums the apis' cached reads by result over all routes, and their hits from
+// memory ("memory").
+func cacheResults(b *testing.B, apis ...string) map[string]float64 {
 	b.Helper()
 	sums := map[string]float64{}
-	for _, m := range resultLine.FindAllStringSubmatch(get(b, api+"/metrics"), -1) {
-		v, _ := strconv.ParseFloat(m[2], 64)
-		sums[m[1]] += v
+	for _, api := range apis {
+		metrics := get(b, api+"/metrics")
+		for _, m := range resultLine.FindAllStringSubmatch(metrics, -1) {
+			v, _ := strconv.ParseFloat(m[2], 64)
+			sums[m[1]] += v
+		}
+		for _, m := range hitsLine.FindAllStringSubmatch(metrics, -1) {
+			if m[1] == "memory" {
+				v, _ := strconv.ParseFloat(m[2], 64)
+				sums["memory"] += v
+			}
+		}
 	}
 	return sums
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -30,69 +31,130 @@ import (
 	"github.com/warmcache/warmcache/query"
 )
 
-// BenchmarkHitPath measures the hit-path bar of the README's Performance section: requests/s and p50/p99 latency of
-// GET /v1/orders/count?customerid=ID over random ids at 50 connections (wrk), for the product
-// and for reference handlers that live only here, taking turns in five rounds of 3 s each:
+// BenchmarkHitPath measures the hit-path bars of the README's Performance section:
+// requests/s and p50/p99 latency of GET /v1/orders/count?customerid=ID at 50 connections (wrk),
+// on four workloads: a skewed (Zipf, s = 1.1) and a uniform choice of ids, over 20,000 customers
+// and over 1,000,000. On each, the product and reference handlers that live only here take turns
+// in three rounds of 3 s each:
 //
-//   - api: the real api binary, every key warmed;
+//   - api: the real api binary, every key warmed, with its in-process tier (LOCAL_CACHE_SIZE's
+//     default, 64 MiB);
+//   - api_ttl_1m (skewed workloads only): the same with LOCAL_CACHE_TTL=1m instead of the
+//     default second, so that keys read less than once a second stay in memory too;
+//   - api_no_tier: the same with LOCAL_CACHE_SIZE=0, one Redis GET a hit;
 //   - bare_redis: an echo handler doing one go-redis GET of the same key and writing the bytes;
 //   - constant: an echo handler writing constant bytes;
-//   - postgres: an echo handler computing the count from PostgreSQL on every request.
+//   - postgres (20,000 uniform only): an echo handler computing the count on every request.
 //
-// The summary gives the median of each round's api ÷ bare_redis (bar: ≥ 0.9).
+// The summary gives, for each workload, the medians of each round's ratios (goals: api ÷ constant
+// ≥ 0.8 on the skewed workloads; api_no_tier ÷ bare_redis ≥ 0.9), and the share of the api's hits
+// served from memory.
 func BenchmarkHitPath(b *testing.B) {
 	wrk := wrkPath(b)
-	dbURL := dataset(b, 20000, 12000)
-	ns := warmAll(b, dbURL)
-	script := writeScript(b, 20000)
-	api := startAPI(b, dbURL, ns)
-
-	rdb := redisClient(b)
-	pool := pgPool(b, dbURL)
-	bareRedis := serve(b, func(c echo.Context) error {
-		v, err := rdb.Get(c.Request().Context(), ns+":orders_by_customer:"+c.QueryParam("customerid")).Bytes()
-		if err != nil {
-			return err
-		}
-		return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, v)
-	})
 	constant := serve(b, func(c echo.Context) error {
 		return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, []byte(`{"customerid":42,"count":3}`))
 	})
-	postgres := serve(b, func(c echo.Context) error {
-		var n int64
-		err := pool.QueryRow(c.Request().Context(), "SELECT count(*) FROM orders WHERE customerid = $1", c.QueryParam("customerid")).Scan(&n)
-		if err != nil {
-			return err
+	rdb := redisClient(b)
+	for _, scale := range []struct {
+		name              string
+		customers, orders int
+	}{{"20k", 20000, 12000}, {"1M", 1000000, 10000000}} {
+		dbURL := dataset(b, scale.customers, scale.orders)
+		ns := warmAll(b, dbURL, "orders_by_customer")
+		tiered := startAPI(b, dbURL, ns)
+		longTTL := startAPI(b, dbURL, ns, "LOCAL_CACHE_TTL=1m")
+		untiered := startAPI(b, dbURL, ns, "LOCAL_CACHE_SIZE=0")
+		bareRedis := serve(b, func(c echo.Context) error {
+			v, err := rdb.Get(c.Request().Context(), ns+":orders_by_customer:"+c.QueryParam("customerid")).Bytes()
+			if err != nil {
+				return err
+			}
+			return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, v)
+		})
+		for _, skewed := range []bool{true, false} {
+			workload := scale.name + "/uniform"
+			script := uniformScript(b, scale.customers)
+			if skewed {
+				workload, script = scale.name+"/zipf", zipfScript(b, scale.customers)
+			}
+			targets := []struct{ name, addr string }{
+				{"api", tiered}, {"api_no_tier", untiered}, {"bare_redis", bareRedis}, {"constant", constant},
+			}
+			if skewed {
+				targets = append(targets, struct{ name, addr string }{"api_ttl_1m", longTTL})
+			}
+			if workload == "20k/uniform" {
+				pool := pgPool(b, dbURL)
+				targets = append(targets, struct{ name, addr string }{"postgres", serve(b, func(c echo.Context) error {
+					var n int64
+					err := pool.QueryRow(c.Request().Context(), "SELECT count(*) FROM orders WHERE customerid = $1",
+						c.QueryParam("customerid")).Scan(&n)
+					if err != nil {
+						return err
+					}
+					return c.JSON(http.StatusOK, map[string]any{"customerid": c.QueryParam("customerid"), "count": n})
+				})})
+			}
+			hitsBefore := tierHits(b, tiered)
+			// The machine is shared and its load drifts: the targets take turns in short
+			// rounds, and each round's ratio compares neighbours in time.
+			rounds := map[string][]load{}
+			for round := range 3 {
+				for _, target := range targets {
+					b.Run(fmt.Sprintf("%s/%s/round=%d", workload, target.name, round), func(b *testing.B) {
+						rounds[target.name] = append(rounds[target.name], runWrk(b, wrk, script, "http://"+target.addr, 3*time.Second))
+					})
+				}
+			}
+			hits := tierHits(b, tiered)
+			for tier, n := range hitsBefore {
+				hits[tier] -= n
+			}
+			for _, target := range targets {
+				l := medianLoad(rounds[target.name])
+				b.Logf("summary: %-12s %-12s median %6.0f req/s, p50 %.2f ms, p99 %.2f ms", workload, target.name, l.rps, l.p50ms, l.p99ms)
+			}
+			ratio := func(a, b string) float64 {
+				var r []float64
+				for i := range rounds[a] {
+					r = append(r, rounds[a][i].rps/rounds[b][i].rps)
+				}
+				return median(r)
+			}
+			line := fmt.Sprintf("summary: %-12s api/constant %.2f, api/api_no_tier %.2f, api_no_tier/bare_redis %.2f, "+
+				"bare_redis/constant %.2f; the api's hits from memory %.0f%%", workload, ratio("api", "constant"),
+				ratio("api", "api_no_tier"), ratio("api_no_tier", "bare_redis"), ratio("bare_redis", "constant"),
+				100*hits["memory"]/(hits["memory"]+hits["redis"]))
+			if rounds["api_ttl_1m"] != nil {
+				line += fmt.Sprintf(", api_ttl_1m/constant %.2f", ratio("api_ttl_1m", "constant"))
+			}
+			if rounds["postgres"] != nil {
+				line += fmt.Sprintf(", api/postgres %.0f×", ratio("api", "postgres"))
+			}
+			b.Log(line)
 		}
-		return c.JSON(http.StatusOK, map[string]any{"customerid": c.QueryParam("customerid"), "count": n})
-	})
+	}
+}
 
-	// The machine is shared and its load drifts: the targets take turns in short rounds, and
-	// each round's ratio compares neighbours in time.
-	targets := []struct{ name, addr string }{
-		{"api", api}, {"bare_redis", bareRedis}, {"constant", constant}, {"postgres", postgres},
+var hitsLine = regexp.MustCompile(`(?m)^warmcache_cache_hits_total\{tier="(\w+)"\} ([0-9.e+]+)$`)
+
+// tierHits reads the api's hits so far, by tier, from its /metrics.
+func tierHits(b *testing.B, api string) map[string]float64 {
+	b.Helper()
+	res, err := http.Get("http://" + api + "/metrics")
+	if err != nil {
+		b.Fatal(err)
 	}
-	rounds := map[string][]load{}
-	for round := range 5 {
-		for _, target := range targets {
-			b.Run(fmt.Sprintf("%s/round=%d", target.name, round), func(b *testing.B) {
-				rounds[target.name] = append(rounds[target.name], runWrk(b, wrk, script, "http://"+target.addr, 3*time.Second))
-			})
-		}
+	defer res.Body.Close()
+	text, err := io.ReadAll(res.Body)
+	if err != nil {
+		b.Fatal(err)
 	}
-	var ratio, overhead, speedup []float64
-	for i := range rounds["api"] {
-		ratio = append(ratio, rounds["api"][i].rps/rounds["bare_redis"][i].rps)
-		overhead = append(overhead, rounds["bare_redis"][i].rps/rounds["constant"][i].rps)
-		speedup = append(speedup, rounds["api"][i].rps/rounds["postgres"][i].rps)
+	hits := map[string]float64{}
+	for _, m := range hitsLine.FindAllSubmatch(text, -1) {
+		hits[string(m[1])], _ = strconv.ParseFloat(string(m[2]), 64)
 	}
-	for _, target := range targets {
-		l := medianLoad(rounds[target.name])
-		b.Logf("summary: %-10s median %6.0f req/s, p50 %.2f ms, p99 %.2f ms", target.name, l.rps, l.p50ms, l.p99ms)
-	}
-	b.Logf("summary: api/bare_redis median %.2f (rounds %.2f; bar ≥ 0.9); bare_redis/constant %.2f; api/postgres %.2f×",
-		median(ratio), ratio, median(overhead), median(speedup))
+	return hits
 }
 
 func median(v []float64) float64 {
@@ -184,15 +246,49 @@ func runWrk(b *testing.B, wrk, script, url string, d time.Duration) load {
 	return l
 }
 
-// writeScript writes a wrk script asking for random customers among ids.
-func writeScript(b *testing.B, ids int) string {
+// uniformScript writes a wrk script asking for customers chosen uniformly among ids.
+func uniformScript(b *testing.B, ids int) string {
 	b.Helper()
-	path := filepath.Join(b.TempDir(), "ids.lua")
-	script := fmt.Sprintf(`math.randomseed(42)
+	return writeScript(b, fmt.Sprintf(`math.randomseed(42)
 request = function()
   return wrk.format("GET", "/v1/orders/count?customerid=" .. math.random(1, %d))
 end
-`, ids)
+`, ids))
+}
+
+// zipfScript writes a wrk script asking for customers among ids with Zipf's law (s = 1.1): the
+// k-th most asked for is asked for about k^1.1 times less often than the first. The customers'
+// ranks are shuffled, and each of wrk's threads walks its own part of one drawn sequence.
+func zipfScript(b *testing.B, ids int) string {
+	b.Helper()
+	r := rand.New(rand.NewPCG(42, 1))
+	zipf := rand.NewZipf(r, 1.1, 1, uint64(ids-1))
+	rank := r.Perm(ids)
+	var seq strings.Builder
+	const draws = 200_000
+	for range draws {
+		fmt.Fprintf(&seq, "%d,", rank[zipf.Uint64()]+1)
+	}
+	return writeScript(b, fmt.Sprintf(`local ids = {%s}
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("start", threads * 99991)
+end
+function init(args)
+  i = start
+end
+request = function()
+  i = i %% %d + 1
+  return wrk.format("GET", "/v1/orders/count?customerid=" .. ids[i])
+end
+`, seq.String(), draws))
+}
+
+// writeScript writes a wrk script.
+func writeScript(b *testing.B, script string) string {
+	b.Helper()
+	path := filepath.Join(b.TempDir(), "ids.lua")
 	if err := os.WriteFile(path, []byte(script), 0o644); err != nil {
 		b.Fatal(err)
 	}

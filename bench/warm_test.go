@@ -6,13 +6,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/warmcache/warmcache/cache"
 	"github.com/warmcache/warmcache/internal/testenv"
@@ -60,12 +59,16 @@ func benchWarmer(b *testing.B, dbURL string) result {
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		started := time.Now()
-		if err := cmd.Run(); err != nil {
+		if err := cmd.Start(); err != nil {
+			b.Fatalf("warmer: %v", err)
+		}
+		peak := peakRSS(cmd.Process.Pid)
+		if err := cmd.Wait(); err != nil {
 			b.Fatalf("warmer: %v\n%s", err, stderr.String())
 		}
 		r.seconds = time.Since(started).Seconds()
 		b.StopTimer()
-		r.rssMiB = float64(cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss) / 1024
+		r.rssMiB = float64(<-peak) / 1024
 		r.keysPerSec = float64(keysWritten(b, ns)) / r.seconds
 		b.StartTimer()
 	}
@@ -141,9 +144,7 @@ func benchPerCustomer(b *testing.B, dbURL string, sample int) result {
 		b.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	opts, _ := redis.ParseURL(testenv.Get(b).RedisURL)
-	rdb := redis.NewClient(opts)
-	defer rdb.Close()
+	rdb := testenv.Redis(b)
 	ns := testenv.Namespace(b)
 	var r result
 	for range b.N {
@@ -178,4 +179,28 @@ func keysWritten(b *testing.B, ns string) int64 {
 		b.Fatal(err)
 	}
 	return runs["orders_by_customer"].Keys
+}
+
+var hwmLine = regexp.MustCompile(`(?m)^VmHWM:\s+(\d+) kB$`)
+
+// peakRSS follows the peak resident size of the process pid, in KiB, until it exits, and then
+// sends it. It reads the kernel's high-water mark of the process's memory (VmHWM) every few
+// milliseconds: the rusage of a child started by os/exec would also count the parent's own peak,
+// whose memory the child shared until it ran its program.
+func peakRSS(pid int) <-chan int64 {
+	peak := make(chan int64, 1)
+	go func() {
+		var kib int64
+		for {
+			status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+			m := hwmLine.FindSubmatch(status)
+			if err != nil || m == nil {
+				peak <- kib
+				return
+			}
+			kib, _ = strconv.ParseInt(string(m[1]), 10, 64)
+			time.Sleep(5 * time.Millisecond) // sampling the process while it runs
+		}
+	}()
+	return peak
 }

@@ -2,20 +2,17 @@ package cache
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"net"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/cespare/xxhash/v2"
 	"github.com/redis/go-redis/v9"
 )
 
-// Change is what a write replaced with a different value: keys of a job, or, for a bulk run that
-// changed anything, every key of it (All). Whoever keeps copies of values (an api's memory, a
-// downstream HTTP cache) drops or purges them.
+// Change is what a write replaced with a different value: keys of a job, or every key of it
+// (All). Whoever keeps copies of values (an api's memory, a downstream HTTP cache) drops or
+// purges them.
 type Change struct {
 	Job  string
 	Keys []string
@@ -34,38 +31,33 @@ func parseChange(msg string) Change {
 	return Change{Job: job, Keys: []string{key}}
 }
 
-// RunDigest sums up the values a bulk run wrote, whatever the order they came in: comparing it
-// with the previous run's tells whether the run changed anything, without reading the values it
-// replaced.
-type RunDigest struct{ sum uint64 }
+// mostKeysTold is the most keys of a batch told one by one: a batch that changed more tells of
+// a change of every key of its job, in one message rather than a thousand (the first run into
+// an empty Redis, a run after a day of changes); the job's copies are then dropped whole.
+const mostKeysTold = 100
 
-// Add counts the entry of key.
-func (d *RunDigest) Add(key string, e Entry) {
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], xxhash.Sum64String(key))
-	h := xxhash.New()
-	h.Write(b[:])         //nolint:errcheck // a hash's Write does not fail
-	h.WriteString(e.ETag) //nolint:errcheck // likewise
-	d.sum += h.Sum64()
-}
-
-// EndRun records the digest of a bulk run of job that succeeded, and tells of a change of every
-// key of the job when it differs from the last run's (or there was none).
-func (s *Store) EndRun(ctx context.Context, job string, d RunDigest) (changed bool, err error) {
-	prev, err := s.rdb.SetArgs(ctx, s.keys.Digest(job), strconv.FormatUint(d.sum, 10), redis.SetArgs{Get: true}).Result()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return false, translate(err)
+// tell tells of the change of job's keys: on the namespace's channel, and to Options.Changed.
+func (s *Store) tell(ctx context.Context, job string, keys []string) error {
+	c := Change{Job: job, Keys: keys}
+	if len(keys) > mostKeysTold {
+		c = Change{Job: job, All: true}
 	}
-	if prev == strconv.FormatUint(d.sum, 10) {
-		return false, nil
-	}
-	if err := s.rdb.Publish(ctx, s.keys.Changes(), job).Err(); err != nil {
-		return true, translate(err)
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		if c.All {
+			p.Publish(ctx, s.keys.Changes(), job)
+		}
+		for _, key := range c.Keys {
+			p.Publish(ctx, s.keys.Changes(), changeMessage(job, key))
+		}
+		return nil
+	})
+	if err != nil {
+		return translate(err)
 	}
 	if s.changed != nil {
-		s.changed(Change{Job: job, All: true})
+		s.changed(c)
 	}
-	return true, nil
+	return nil
 }
 
 // Watcher is told of the changes of a namespace (Store.Watch).

@@ -91,8 +91,5 @@ func (k Keys) Events() string { return k.ns + ":_events" }
 // Changes is the channel that tells which values writes changed (Change).
 func (k Keys) Changes() string { return k.ns + ":_changes" }
 
-// Digest is the key holding the digest of a job's last bulk run (RunDigest).
-func (k Keys) Digest(job string) string { return k.ns + ":_digest:" + job }
-
 // Wake is the channel that tells the relays the outbox has new rows.
 func (k Keys) Wake() string { return k.ns + ":_wake" }

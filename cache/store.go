@@ -33,6 +33,8 @@ type Options struct {
 	DialTimeout  time.Duration
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
+	// ClientName names the connections (CLIENT LIST), unless the URL does (client_name=).
+	ClientName string
 	// Changed, if set, is told of the changes this store's writes make (the warmer purges
 	// downstream caches of them), besides the namespace's channel, which tells every process.
 	Changed func(Change)
@@ -61,7 +63,7 @@ func Open(rawURL string, keys Keys, opts Options) (*Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("parse redis sentinel url: %w", err)
 		}
-		opts.apply(&o.ContextTimeoutEnabled, &o.Protocol, &o.PoolSize, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
+		opts.apply(&o.ContextTimeoutEnabled, &o.Protocol, &o.ClientName, &o.PoolSize, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
 		rdb = redis.NewFailoverClient(o)
 	case q.Get("cluster") == "true" || len(q["addr"]) > 0:
 		q.Del("cluster")
@@ -70,14 +72,14 @@ func Open(rawURL string, keys Keys, opts Options) (*Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("parse redis cluster url: %w", err)
 		}
-		opts.apply(&o.ContextTimeoutEnabled, &o.Protocol, &o.PoolSize, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
+		opts.apply(&o.ContextTimeoutEnabled, &o.Protocol, &o.ClientName, &o.PoolSize, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
 		rdb, cluster = redis.NewClusterClient(o), true
 	default:
 		o, err := redis.ParseURL(rawURL)
 		if err != nil {
 			return nil, fmt.Errorf("parse redis url: %w", err)
 		}
-		opts.apply(&o.ContextTimeoutEnabled, &o.Protocol, &o.PoolSize, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
+		opts.apply(&o.ContextTimeoutEnabled, &o.Protocol, &o.ClientName, &o.PoolSize, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
 		rdb = redis.NewClient(o)
 	}
 	return &Store{rdb: rdb, keys: keys, cluster: cluster, changed: opts.Changed}, nil
@@ -87,9 +89,12 @@ func Open(rawURL string, keys Keys, opts Options) (*Store, error) {
 // the deadlines of its callers' contexts: go-redis ignores them by default, and a hung server
 // would then hold every read for the full read timeout. It also speaks RESP2: RESP3's push
 // messages serve nothing here, and go-redis checks for them before every command.
-func (o Options) apply(contextTimeouts *bool, protocol, poolSize *int, dial, read, write *time.Duration) {
+func (o Options) apply(contextTimeouts *bool, protocol *int, clientName *string, poolSize *int, dial, read, write *time.Duration) {
 	*contextTimeouts = true
 	*protocol = 2
+	if *clientName == "" {
+		*clientName = o.ClientName
+	}
 	if o.PoolSize > 0 {
 		*poolSize = o.PoolSize
 	}

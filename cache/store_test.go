@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/warmcache/warmcache/cache"
 	"github.com/warmcache/warmcache/internal/testenv"
 )
@@ -314,15 +312,95 @@ func TestPutRunRefusesMixedSnapshots(t *testing.T) {
 // pttl is the remaining lifetime of a key in Redis.
 func pttl(t *testing.T, key string) time.Duration {
 	t.Helper()
-	opts, err := redis.ParseURL(testenv.Get(t).RedisURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	defer rdb.Close()
-	d, err := rdb.PTTL(context.Background(), key).Result()
+	d, err := testenv.Redis(t).PTTL(context.Background(), key).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// recorder is a Watcher that hands on what it is told.
+type recorder struct {
+	subscribed chan struct{}
+	changes    chan cache.Change
+}
+
+func (r recorder) Subscribed()            { r.subscribed <- struct{}{} }
+func (r recorder) Lost(error)             {}
+func (r recorder) Changed(c cache.Change) { r.changes <- c }
+
+// TestWritesTellWhatChanged: single-key writes and bulk runs tell, on the namespace's channel
+// and to Options.Changed alike, of every key whose value they changed or which held nothing, and
+// of no other; a batch that changed more than a hundred keys tells of a change of its whole job.
+func TestWritesTellWhatChanged(t *testing.T) {
+	t.Parallel()
+	keys := newKeys(t)
+	hooked := make(chan cache.Change, 100)
+	s, err := cache.Open(testenv.Get(t).RedisURL, keys, cache.Options{Changed: func(c cache.Change) { hooked <- c }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	w := recorder{subscribed: make(chan struct{}, 1), changes: make(chan cache.Change, 100)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Watch(ctx, w)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	<-w.subscribed
+	told := func(what string, want ...string) {
+		t.Helper()
+		var fromHook, fromChannel []string
+		keys := func(c cache.Change) []string {
+			if c.All {
+				return []string{"*"}
+			}
+			return c.Keys
+		}
+		for len(fromHook) < len(want) || len(fromChannel) < len(want) {
+			select {
+			case c := <-hooked:
+				fromHook = append(fromHook, keys(c)...)
+			case c := <-w.changes:
+				fromChannel = append(fromChannel, keys(c)...)
+			case <-time.After(5 * time.Second):
+				t.Fatalf("%s: told %q (hook) and %q (channel) within 5 s, want %q", what, fromHook, fromChannel, want)
+			}
+		}
+		if strings.Join(fromHook, ",") != strings.Join(want, ",") || strings.Join(fromChannel, ",") != strings.Join(want, ",") {
+			t.Errorf("%s: told %q (hook) and %q (channel), want %q", what, fromHook, fromChannel, want)
+		}
+	}
+	put := func(items ...cache.Item) {
+		t.Helper()
+		if _, err := s.Put(ctx, "job", items...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func(items ...cache.Item) {
+		t.Helper()
+		if _, err := s.PutRun(ctx, "job", items); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(item(t, "1", 1, `{"v":1}`), item(t, "2", 1, `{"v":2}`))
+	told("new keys", "1", "2")
+	put(item(t, "1", 2, `{"v":1}`), item(t, "2", 2, `{"v":"two"}`))
+	told("one changed value", "2")
+	run(item(t, "1", 3, `{"v":1}`), item(t, "2", 3, `{"v":"2"}`), item(t, "3", 3, `{"v":3}`))
+	told("a run's changed and new keys", "2", "3")
+	run(item(t, "1", 4, `{"v":1}`), item(t, "2", 4, `{"v":"2"}`), item(t, "3", 4, `{"v":3}`))
+	put(item(t, "3", 5, `{"v":"last"}`))
+	told("a run that changed nothing, then a write", "3")
+	var many []cache.Item
+	for i := range 101 {
+		many = append(many, item(t, fmt.Sprint(i), 6, fmt.Sprintf(`{"v":"six %d"}`, i)))
+	}
+	run(many...)
+	told("a run that changed 101 keys", "*")
 }

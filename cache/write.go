@@ -28,11 +28,12 @@ type Item struct {
 // with one from an older snapshot:
 //
 //   - Bulk runs (the warmer's scheduled jobs) write every key of a job from one snapshot. They
-//     use plain SETs in MULTI/EXEC transactions, at half the Redis CPU of a script that compares
-//     every key, guarded by two records WATCHed for the length of each batch: the job's fence,
-//     the version of the newest bulk run, which fences off older runs (a replica that lost its
-//     lock); and the job's touched set, the keys written one at a time lately with their
-//     versions, which a bulk run of an older snapshot leaves alone.
+//     use plain SETs (with GET, to learn which values changed) in MULTI/EXEC transactions, at
+//     half the Redis CPU of a script that compares every key, guarded by two records WATCHed
+//     for the length of each batch: the job's fence, the version of the newest bulk run, which
+//     fences off older runs (a replica that lost its lock); and the job's touched set, the keys
+//     written one at a time lately with their versions, which a bulk run of an older snapshot
+//     leaves alone.
 //   - Single-key writers (the API's read-through, the warmer's recomputation after a write) use
 //     putIfNotOlder, which compares the key's stored version, and record the key as touched.
 //
@@ -129,7 +130,7 @@ func (s *Store) putEach(ctx context.Context, job string, items []Item, touch, te
 			written++
 		}
 	}
-	if tell && len(changed) > 0 && s.changed != nil {
+	if tell && len(changed) > 0 && s.changed != nil { // putIfNotOlder told Redis
 		s.changed(Change{Job: job, Keys: changed})
 	}
 	return written, nil
@@ -138,7 +139,9 @@ func (s *Store) putEach(ctx context.Context, job string, items []Item, touch, te
 // PutRun writes a batch of a bulk run: entries of job, all computed from one snapshot. It skips
 // the keys written one at a time from a newer snapshot and returns how many it wrote, or
 // ErrFenced when a run from a newer snapshot has started. When single-key writes keep changing
-// the touched set under it, the batch falls back to comparing key by key.
+// the touched set under it, the batch falls back to comparing key by key. The keys whose value
+// changed are told (Changes, and Options.Changed) once the batch is written, and so are the keys
+// that held nothing: Redis may have lost a value (evicted, flushed) that copies still hold.
 func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, error) {
 	if len(items) == 0 {
 		return 0, nil
@@ -150,11 +153,11 @@ func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, erro
 		}
 	}
 	if s.cluster {
-		return s.putEach(ctx, job, items, false, false)
+		return s.putEach(ctx, job, items, false, true)
 	}
 	fence, touched := s.keys.Fence(job), s.keys.Touched(job)
+	var replaced []replacement
 	for attempt := 0; ; attempt++ {
-		written := 0
 		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
 			var newest *redis.StringCmd
 			var newer *redis.StringSliceCmd
@@ -173,6 +176,7 @@ func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, erro
 			for _, k := range newer.Val() {
 				skip[k] = true
 			}
+			replaced = replaced[:0]
 			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 				// Raise the fence once per run, not in every batch: the writers of one run
 				// would otherwise keep aborting each other's transactions.
@@ -181,24 +185,53 @@ func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, erro
 				}
 				for _, it := range items {
 					if !skip[it.Key] {
-						p.Set(ctx, s.keys.Value(job, it.Key), it.Entry.marshal(), it.Entry.keep())
-						written++
+						value := it.Entry.marshal()
+						old := p.SetArgs(ctx, s.keys.Value(job, it.Key), value, redis.SetArgs{TTL: it.Entry.keep(), Get: true})
+						replaced = append(replaced, replacement{it.Key, value, old})
 					}
 				}
 				return nil
 			})
+			if errors.Is(err, redis.Nil) {
+				err = nil // a key that held nothing
+			}
 			return err
 		}, fence, touched)
 		switch {
 		case errors.Is(err, redis.TxFailedErr) && attempt < 3:
 			continue // a single-key write or another run came in between: look again
 		case errors.Is(err, redis.TxFailedErr):
-			return s.putEach(ctx, job, items, false, false)
+			return s.putEach(ctx, job, items, false, true)
 		case errors.Is(err, ErrFenced):
 			return 0, err
 		case err != nil:
 			return 0, fmt.Errorf("write batch: %w", translate(err))
 		}
-		return written, nil
+		var changed []string
+		for _, r := range replaced {
+			if old, err := r.old.Result(); errors.Is(err, redis.Nil) || err == nil && !sameValue(old, r.value) {
+				changed = append(changed, r.key)
+			}
+		}
+		if len(changed) > 0 {
+			if err := s.tell(ctx, job, changed); err != nil {
+				return len(replaced), fmt.Errorf("tell of changed values: %w", err)
+			}
+		}
+		return len(replaced), nil
 	}
+}
+
+// replacement is a value a bulk run wrote, and what it replaced.
+type replacement struct {
+	key   string
+	value []byte
+	old   *redis.StatusCmd // with GET: the replaced entry
+}
+
+// sameValue reports whether the stored entry old has the value of the stored entry value: the
+// same format and ETag, as putIfNotOlder compares them.
+func sameValue(old string, value []byte) bool {
+	return len(old) >= headerLen && len(value) >= headerLen && old[0] == value[0] &&
+		old[offsetETag:headerLen] == string(value[offsetETag:headerLen])
 }

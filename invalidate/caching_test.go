@@ -65,6 +65,42 @@ func TestVarnishIsPurgedOfWrites(t *testing.T) {
 	}
 }
 
+// TestVarnishGetsWritesPastReplicasHearingLate: the api replica behind Varnish hears of changes
+// 300 ms late, so that Varnish, purged at once, fetches the old value from the replica's memory
+// again. The purge sent again a second later still brings the new value through Varnish.
+func TestVarnishGetsWritesPastReplicasHearingLate(t *testing.T) {
+	t.Parallel()
+	s := newSystem(t, systemOptions{relays: 1, refreshers: 1, varnish: true, hearLate: 300 * time.Millisecond})
+	const path = "/v1/orders/count?customerid=4646"
+	s.awaitWatching(5 * time.Second)
+	s.inMemory(key{path, "orders_by_customer", "4646"})
+	before := s.through(path)
+	if s.through(path) != before {
+		t.Fatal("Varnish serves two values of one key before any write")
+	}
+	s.post(4646)
+	committed := time.Now()
+	want := s.sql("orders_by_customer", "4646")
+	for {
+		got := s.through(path)
+		if got == want {
+			break
+		}
+		if time.Since(committed) > 3*time.Second {
+			t.Fatalf("%s through Varnish still %s 3 s after the write, want %s", path, got, want)
+		}
+		time.Sleep(5 * time.Millisecond) // polling Varnish, with a deadline
+	}
+	t.Logf("the write showed through Varnish after %s", time.Since(committed).Round(time.Millisecond))
+}
+
+// through reads a path through Varnish.
+func (s *system) through(path string) string {
+	s.t.Helper()
+	body, _ := s.getFrom("http://"+s.varnish, path)
+	return body
+}
+
 // TestBrowserSeesWritesWithinMaxAge reads through a caching HTTP client, as a browser would, with
 // no purging: after a write, the client serves the new value at most HTTP_MAX_AGE after the api
 // does, revalidating its copy with the ETag.

@@ -173,16 +173,27 @@ func TestRandomWritesLeaveEveryKeyRight(t *testing.T) {
 // gauge reads the value of a gauge of reg labelled with job.
 func gauge(t *testing.T, reg *prometheus.Registry, name, job string) (float64, bool) {
 	t.Helper()
+	return sample(t, reg, name, "job", job)
+}
+
+// sample reads the value of a counter or gauge of reg, with the label and value given if any.
+func sample(t *testing.T, reg *prometheus.Registry, name string, label ...string) (float64, bool) {
+	t.Helper()
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
 		for _, m := range f.GetMetric() {
+			labelled := len(label) == 0
 			for _, l := range m.GetLabel() {
-				if f.GetName() == name && l.GetName() == "job" && l.GetValue() == job {
-					return m.GetGauge().GetValue(), true
-				}
+				labelled = labelled || l.GetName() == label[0] && l.GetValue() == label[1]
+			}
+			if labelled {
+				return m.GetGauge().GetValue() + m.GetCounter().GetValue(), true
 			}
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -38,19 +39,32 @@ type system struct {
 	db      *query.DB    // direct, for the test
 	store   *cache.Store // direct, for the test
 	jobs    []jobs.Job
-	api     *httptest.Server
+	api     *httptest.Server // the first replica's
+	apis    []replica
 	varnish string // Varnish's address in front of the api, with purging on
 	rdProxy *testenv.Proxy
 	pgProxy *testenv.Proxy
 }
 
+// replica is an api replica, with its in-process tier on (LOCAL_CACHE_SIZE of 64 MiB).
+type replica struct {
+	url     string
+	metrics *prometheus.Registry
+	client  string // the name of its Redis connections
+}
+
 type systemOptions struct {
-	proxies    bool // the relay, refresher and api reach Redis and PostgreSQL through proxies
+	proxies    bool          // the relay, refresher and api reach Redis and PostgreSQL through proxies
+	apis       int           // api replicas; one by default
+	localTTL   time.Duration // the replicas' LOCAL_CACHE_TTL; a second by default
 	relays     int
 	refreshers int
 	jobs       string        // the jobs file's content; none by default
 	maxAge     time.Duration // HTTP_MAX_AGE; 2 s by default
 	varnish    bool          // Varnish in front of the api, purged by the refreshers
+	// hearLate delays what Redis sends the api replicas, the changes they are told of among it,
+	// by as much.
+	hearLate time.Duration
 }
 
 func newSystem(t *testing.T, opts systemOptions) *system {
@@ -87,17 +101,34 @@ func newSystem(t *testing.T, opts systemOptions) *system {
 		t.Fatal(err)
 	}
 	keys, _ := cache.NewKeys(s.ns)
-	// As the api binary does: its writes wake the relays through Redis, not PostgreSQL.
-	apiDB, apiStore := s.openWith(query.Options{MaxConns: 10, ConnectTimeout: time.Second, QuietWrites: true},
-		cache.Options{}, dbURL, redisURL)
 	apiCfg := api.Config{CacheHeader: "X-Cache", QueryTimeout: 5 * time.Second, MaxQueries: 8, LeaseWait: time.Second,
-		Keys: keys, APIToken: token, MaxAge: cmp.Or(opts.maxAge, 2*time.Second), SurrogateKeyHeader: "Surrogate-Key"}
+		Keys: keys, APIToken: token, MaxAge: cmp.Or(opts.maxAge, 2*time.Second), SurrogateKeyHeader: "Surrogate-Key",
+		LocalCacheSize: 64 << 20, LocalCacheTTL: cmp.Or(opts.localTTL, time.Second)}
 	var purger *Purger
 	if opts.varnish {
 		apiCfg.SharedMaxAge = 10 * time.Minute // as with PURGE_URLS set
 	}
-	s.api = httptest.NewServer(api.New(arch, apiCfg, apiStore, apiDB, s.jobs, prometheus.NewRegistry()).Handler())
-	t.Cleanup(s.api.Close)
+	apiRedisURL := redisURL
+	if opts.hearLate > 0 {
+		late := testenv.NewProxy(t, testenv.HostPort(t, testenv.Get(t).RedisURL))
+		late.Delay(opts.hearLate)
+		apiRedisURL = late.Through(testenv.Get(t).RedisURL)
+	}
+	for i := range max(opts.apis, 1) {
+		r := replica{metrics: prometheus.NewRegistry(), client: fmt.Sprintf("%s-api-%d", s.ns, i)}
+		// As the api binary does: its writes wake the relays through Redis, not PostgreSQL.
+		apiDB, apiStore := s.openWith(query.Options{MaxConns: 10, ConnectTimeout: time.Second, QuietWrites: true},
+			cache.Options{ClientName: r.client}, dbURL, apiRedisURL)
+		server := api.New(arch, apiCfg, apiStore, apiDB, s.jobs, r.metrics)
+		s.start(server.Watch)
+		hs := httptest.NewServer(server.Handler())
+		t.Cleanup(hs.Close)
+		r.url = hs.URL
+		s.apis = append(s.apis, r)
+		if i == 0 {
+			s.api = hs
+		}
+	}
 	if opts.varnish {
 		s.varnish = testenv.StartVarnish(t, strings.TrimPrefix(s.api.URL, "http://"))
 		purger = NewPurger(arch, PurgeConfig{URLs: []string{"http://" + s.varnish + "/"}, Method: "PURGE",
@@ -179,10 +210,16 @@ func (s *system) post(customer int) int64 {
 	return created.OrderID
 }
 
-// get reads a path from the api.
+// get reads a path from the api (its first replica).
 func (s *system) get(path string) (body, cacheState string) {
 	s.t.Helper()
-	res, err := http.Get(s.api.URL + path)
+	return s.getFrom(s.api.URL, path)
+}
+
+// getFrom reads a path from the api at url.
+func (s *system) getFrom(url, path string) (body, cacheState string) {
+	s.t.Helper()
+	res, err := http.Get(url + path)
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -77,7 +77,6 @@ func (r *Runner) warm(ctx context.Context, job Job, started time.Time, progress 
 	params := job.params(started)
 	batches := make(chan []cache.Item, 4)
 	var written atomic.Int64
-	var digest cache.RunDigest
 	g, gctx := errgroup.WithContext(ctx)
 	write := recovered(func() error {
 		for batch := range batches {
@@ -121,7 +120,6 @@ func (r *Runner) warm(ctx context.Context, job Job, started time.Time, progress 
 			if err != nil {
 				return fmt.Errorf("job %s: %w", job.Name, err)
 			}
-			digest.Add(row.Key, e)
 			if batch = append(batch, cache.Item{Key: row.Key, Entry: e}); len(batch) == r.batchSize {
 				if err := send(batch); err != nil {
 					return err
@@ -148,10 +146,6 @@ func (r *Runner) warm(ctx context.Context, job Job, started time.Time, progress 
 	}))
 	if err := g.Wait(); err != nil {
 		return written.Load(), err
-	}
-	// A run that changed any value tells of it, to those keeping copies.
-	if _, err := r.store.EndRun(ctx, job.Name, digest); err != nil {
-		r.Logger.Warn("run_digest_not_recorded", "job", job.Name, "error", err)
 	}
 	return written.Load(), nil
 }

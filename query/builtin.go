@@ -192,7 +192,11 @@ func (k customerKeys) canonical(key string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return strconv.FormatInt(int64(id), 10), nil
+	var b [12]byte
+	if canon := strconv.AppendInt(b[:0], int64(id), 10); string(canon) != key {
+		return string(canon), nil
+	}
+	return key, nil // most often: no copy
 }
 
 func (k customerKeys) lookup(_ context.Context, _ pgx.Tx, keys []string) (string, []any, error) {

@@ -20,10 +20,14 @@ type Config struct {
 	// HTTPSharedMaxAge is the freshness shared caches get (s-maxage) when PURGE_URLS is set.
 	HTTPSharedMaxAge   time.Duration `env:"HTTP_SHARED_MAX_AGE" envDefault:"10m"`
 	SurrogateKeyHeader string        `env:"SURROGATE_KEY_HEADER" envDefault:"Surrogate-Key"`
-	RedisTimeout       time.Duration `env:"REDIS_TIMEOUT" envDefault:"100ms"`
-	QueryTimeout       time.Duration `env:"QUERY_TIMEOUT" envDefault:"5s"`
-	MaxQueries         int           `env:"MAX_QUERIES" envDefault:"16"`
-	ShutdownTimeout    time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s"`
+	// LocalCacheSize bounds the in-process tier; 0 turns it off. LocalCacheTTL is the longest a
+	// value stays in it without being told of a change.
+	LocalCacheSize  conf.Bytes    `env:"LOCAL_CACHE_SIZE" envDefault:"64MiB"`
+	LocalCacheTTL   time.Duration `env:"LOCAL_CACHE_TTL" envDefault:"1s"`
+	RedisTimeout    time.Duration `env:"REDIS_TIMEOUT" envDefault:"100ms"`
+	QueryTimeout    time.Duration `env:"QUERY_TIMEOUT" envDefault:"5s"`
+	MaxQueries      int           `env:"MAX_QUERIES" envDefault:"16"`
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s"`
 	// APIToken is the bearer token of writes and admin actions; without it they are refused.
 	APIToken string `env:"API_TOKEN"`
 	conf.Logging
@@ -42,6 +46,8 @@ func (c Config) validate() error {
 		return conf.Errorf("HTTP_MAX_AGE", "%s is negative", c.HTTPMaxAge)
 	case c.HTTPSharedMaxAge < 0:
 		return conf.Errorf("HTTP_SHARED_MAX_AGE", "%s is negative", c.HTTPSharedMaxAge)
+	case c.LocalCacheTTL <= 0 && c.LocalCacheSize > 0:
+		return conf.Errorf("LOCAL_CACHE_TTL", "%s is not positive", c.LocalCacheTTL)
 	case c.RedisTimeout <= 0:
 		return conf.Errorf("REDIS_TIMEOUT", "%s is not positive", c.RedisTimeout)
 	case c.QueryTimeout <= 0:
@@ -70,6 +76,7 @@ func (c Config) log(logger *slog.Logger) {
 		"jobs_file", c.JobsFile, "listen_addr", c.ListenAddr, "cache_header", c.CacheHeader,
 		"http_max_age", c.HTTPMaxAge.String(), "http_shared_max_age", c.sharedMaxAge().String(),
 		"surrogate_key_header", c.SurrogateKeyHeader, "purge_urls", len(c.PurgeURLs),
+		"local_cache_size", uint64(c.LocalCacheSize), "local_cache_ttl", c.LocalCacheTTL.String(),
 		"redis_timeout", c.RedisTimeout.String(), "query_timeout", c.QueryTimeout.String(),
 		"max_queries", c.MaxQueries, "negative_ttl", c.NegativeTTL.String(),
 		"shutdown_timeout", c.ShutdownTimeout.String(), "api_token_set", c.APIToken != "",

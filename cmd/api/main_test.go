@@ -61,6 +61,8 @@ func TestConfigurationErrors(t *testing.T) {
 		{"bad cache header", nil, environ(t, "CACHE_HEADER=X Cache"), "CACHE_HEADER"},
 		{"bad redis timeout", nil, environ(t, "REDIS_TIMEOUT=soon"), "REDIS_TIMEOUT"},
 		{"bad max queries", nil, environ(t, "MAX_QUERIES=0"), "MAX_QUERIES"},
+		{"bad local cache size", nil, environ(t, "LOCAL_CACHE_SIZE=64 megs"), "LOCAL_CACHE_SIZE"},
+		{"bad local cache ttl", nil, environ(t, "LOCAL_CACHE_TTL=0s"), "LOCAL_CACHE_TTL"},
 		{"bad listen address", nil, environ(t, "LISTEN_ADDR=nowhere:port"), "LISTEN_ADDR"},
 		{"bad jobs file", []string{"--jobs", badJobs}, environ(t), "orders_total: ttl"},
 		{"bad log format", nil, environ(t, "LOG_FORMAT=xml"), "LOG_FORMAT"},

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,7 +37,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, started func(addr
 		return conf.Errorf("CACHE_NAMESPACE", "%w", err)
 	}
 	store, err := cache.Open(cfg.RedisURL, keys, cache.Options{PoolSize: 64, DialTimeout: time.Second,
-		ReadTimeout: cfg.RedisTimeout, WriteTimeout: cfg.RedisTimeout})
+		ReadTimeout: cfg.RedisTimeout, WriteTimeout: cfg.RedisTimeout, ClientName: "warmcache-api"})
 	if err != nil {
 		return conf.Errorf("REDIS_URL", "%w", err)
 	}
@@ -60,6 +61,8 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, started func(addr
 		MaxAge:             cfg.HTTPMaxAge,
 		SharedMaxAge:       cfg.sharedMaxAge(),
 		SurrogateKeyHeader: cfg.SurrogateKeyHeader,
+		LocalCacheSize:     uint64(cfg.LocalCacheSize),
+		LocalCacheTTL:      cfg.LocalCacheTTL,
 	}, store, db, list, reg)
 
 	ln, err := new(net.ListenConfig).Listen(ctx, "tcp", cfg.ListenAddr)
@@ -73,6 +76,13 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, started func(addr
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
+	watchCtx, stopWatching := context.WithCancel(context.Background())
+	var watching sync.WaitGroup
+	watching.Go(func() { server.Watch(watchCtx) })
+	defer func() {
+		stopWatching()
+		watching.Wait()
+	}()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	logger.Info("api_started", "addr", ln.Addr().String())

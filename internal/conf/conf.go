@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/url"
 	"reflect"
 	"strconv"
@@ -57,7 +58,10 @@ func Load(cfg any, environ []string) error {
 	}
 	err := env.ParseWithOptions(cfg, env.Options{
 		Environment: vars,
-		FuncMap:     map[reflect.Type]env.ParserFunc{reflect.TypeFor[time.Duration](): parseDuration},
+		FuncMap: map[reflect.Type]env.ParserFunc{
+			reflect.TypeFor[time.Duration](): parseDuration,
+			reflect.TypeFor[Bytes]():         parseBytes,
+		},
 	})
 	if err == nil {
 		return nil
@@ -84,6 +88,33 @@ func ParseDuration(s string) (time.Duration, error) {
 }
 
 func parseDuration(s string) (any, error) { return ParseDuration(s) }
+
+// Bytes is a size setting: a number of bytes, or a number with a unit, KiB, MiB and GiB being
+// powers of 1024 and kB, MB and GB of 1000 ("64MiB").
+type Bytes uint64
+
+var byteUnits = []struct {
+	suffix string
+	size   uint64
+}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"kB", 1e3}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
+
+// ParseBytes reads a Bytes setting.
+func ParseBytes(s string) (Bytes, error) {
+	number, unit := strings.TrimSpace(s), uint64(1)
+	for _, u := range byteUnits {
+		if n, ok := strings.CutSuffix(number, u.suffix); ok {
+			number, unit = strings.TrimSpace(n), u.size
+			break
+		}
+	}
+	n, err := strconv.ParseUint(number, 10, 64)
+	if err != nil || n > math.MaxUint64/unit {
+		return 0, fmt.Errorf("%q is not a size (a number of bytes, or with KiB, MiB, GiB, kB, MB, GB)", s)
+	}
+	return Bytes(n * unit), nil
+}
+
+func parseBytes(s string) (any, error) { return ParseBytes(s) }
 
 // envName finds the env tag of the field called field anywhere in cfg's struct.
 func envName(cfg any, field string) string {

@@ -105,3 +105,20 @@ func FuzzLoadDuration(f *testing.F) {
 		}
 	})
 }
+
+func TestParseBytes(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]conf.Bytes{
+		"0": 0, "512": 512, "512B": 512, "64MiB": 64 << 20, "64 MiB": 64 << 20, "2GiB": 2 << 30, "1KiB": 1024,
+		"100kB": 100_000, "100KB": 100_000, "5MB": 5_000_000, "1GB": 1_000_000_000,
+	} {
+		if got, err := conf.ParseBytes(in); err != nil || got != want {
+			t.Errorf("ParseBytes(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "MiB", "-1MiB", "1.5GiB", "64 megs", "99999999999GiB"} {
+		if got, err := conf.ParseBytes(in); err == nil {
+			t.Errorf("ParseBytes(%q) = %d, want an error", in, got)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -55,6 +56,15 @@ func (p *Proxy) Hang() {
 	toxic := `{"name": "hang", "type": "timeout", "stream": "downstream", "attributes": {"timeout": 0}}`
 	if _, err := p.proxy.Toxics.AddToxicJson(strings.NewReader(toxic)); err != nil {
 		p.t.Fatalf("testenv: hang proxy: %v", err)
+	}
+}
+
+// Delay holds every byte from the server for d before passing it on, as a slow network would.
+func (p *Proxy) Delay(d time.Duration) {
+	p.t.Helper()
+	toxic := fmt.Sprintf(`{"name": "delay", "type": "latency", "stream": "downstream", "attributes": {"latency": %d}}`, d.Milliseconds())
+	if _, err := p.proxy.Toxics.AddToxicJson(strings.NewReader(toxic)); err != nil {
+		p.t.Fatalf("testenv: delay proxy: %v", err)
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // StartRedis starts a Redis server of the test's own on a free loopback port, with extra
@@ -95,4 +97,16 @@ func waitFor(t testing.TB, what string, ok func() bool) {
 		}
 		time.Sleep(50 * time.Millisecond) // polling the server, with a deadline
 	}
+}
+
+// Redis returns a client of the tests' Redis server (TEST_REDIS_URL), closed when the test ends.
+func Redis(t testing.TB) *redis.Client {
+	t.Helper()
+	opts, err := redis.ParseURL(Get(t).RedisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	t.Cleanup(func() { rdb.Close() })
+	return rdb
 }
