@@ -121,14 +121,26 @@ func (l *Local[V]) Token() uint64 { return l.changes.Load() }
 // names it.
 func (l *Local[V]) Set(job, key string, token uint64, v V, weight int, freshUntil time.Time) {
 	changed, known := l.jobs[job]
-	if !known || !l.on.Load() || l.emptied.Load() > token || l.forgotten.Load() > token || changed.Load() > token {
-		return
-	}
 	k := localKey{job, key}
-	if changed, ok := l.tombs.GetIfPresent(k); ok && changed > token {
+	if !known || !l.on.Load() || l.emptied.Load() > token || changed.Load() > token || l.changedSince(k, token) {
 		return
 	}
 	l.entries.Set(k, localValue[V]{v: v, weight: uint32(min(weight, 1<<31)), expires: freshUntil, token: token})
+	// A change told between the look above and the Set would have dropped the key before the
+	// value was there: look again now that it is. (Changed records the change, then drops the
+	// key: one of the two sees the other.)
+	if l.changedSince(k, token) {
+		l.entries.Invalidate(k)
+	}
+}
+
+// changedSince reports whether a change of k may have been told since token was taken.
+func (l *Local[V]) changedSince(k localKey, token uint64) bool {
+	if l.forgotten.Load() > token {
+		return true
+	}
+	changed, ok := l.tombs.GetIfPresent(k)
+	return ok && changed > token
 }
 
 // Subscribed starts the tier afresh: whatever it held may have changed unseen.

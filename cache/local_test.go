@@ -2,6 +2,7 @@ package cache_test
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -121,5 +122,24 @@ func TestLocalExpiry(t *testing.T) {
 			t.Fatalf("still held after 5 s: short %v, long %v", short, long)
 		}
 		time.Sleep(10 * time.Millisecond) // polling the tier, with a deadline
+	}
+}
+
+// TestLocalKeepsNothingReadBeforeARacingChange keeps a value read before a change while the
+// change is told, at the same time, many times over: once both are done, the value is never
+// served.
+func TestLocalKeepsNothingReadBeforeARacingChange(t *testing.T) {
+	t.Parallel()
+	l := newLocal(t, 1<<20)
+	for i := range 20_000 {
+		key := fmt.Sprint(i)
+		token := l.Token()
+		var wg sync.WaitGroup
+		wg.Go(func() { l.Set("a", key, token, "read before the change", 10, fresh()) })
+		wg.Go(func() { l.Changed(cache.Change{Job: "a", Keys: []string{key}}) })
+		wg.Wait()
+		if v, ok := l.Get("a", key); ok {
+			t.Fatalf("key %s serves %q after its change", key, v)
+		}
 	}
 }
