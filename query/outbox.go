@@ -3,6 +3,7 @@ package query
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -68,3 +69,21 @@ func (db *DB) DrainOutbox(ctx context.Context, limit int, publish func([]Change)
 type publishError struct{ err error }
 
 func (e *publishError) Error() string { return e.err.Error() }
+
+// Backlog is what waits in the outbox: its rows, and the age of the oldest (zero when empty).
+type Backlog struct {
+	Rows   int64
+	Oldest time.Duration
+}
+
+// OutboxBacklog measures the outbox. Rows that stay are changes no relay publishes: no warmer
+// runs, or Redis refuses them.
+func (db *DB) OutboxBacklog(ctx context.Context) (Backlog, error) {
+	var b Backlog
+	var oldest float64
+	err := db.pool.QueryRow(ctx, `SELECT count(*),
+		COALESCE(extract(epoch FROM clock_timestamp() - min(created_at)), 0)::float8
+		FROM warmcache_outbox`).Scan(&b.Rows, &oldest)
+	b.Oldest = time.Duration(max(oldest, 0) * float64(time.Second))
+	return b, translate(err)
+}

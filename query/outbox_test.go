@@ -1,0 +1,41 @@
+package query_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/warmcache/warmcache/internal/testenv"
+	"github.com/warmcache/warmcache/query"
+)
+
+// TestOutboxBacklog: the backlog counts the rows no relay took and ages the oldest.
+func TestOutboxBacklog(t *testing.T) {
+	t.Parallel()
+	dbURL := testenv.NewDatabase(t)
+	db, err := query.Open(context.Background(), dbURL, query.Options{MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	if _, err := db.DrainOutbox(ctx, 1_000_000, func([]query.Change) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := db.OutboxBacklog(ctx); err != nil || b != (query.Backlog{}) {
+		t.Fatalf("empty outbox: backlog %+v, %v; want none", b, err)
+	}
+	w := testenv.NewWriter(t, dbURL, 1)
+	for _, stmt := range []string{
+		"INSERT INTO warmcache_outbox (tablename, created_at) VALUES ('orders', now() - interval '90 seconds')",
+		"INSERT INTO warmcache_outbox (tablename) VALUES ('customers')",
+	} {
+		if _, err := w.Exec(stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := db.OutboxBacklog(ctx)
+	if err != nil || b.Rows != 2 || b.Oldest < 90*time.Second || b.Oldest > 10*time.Minute {
+		t.Fatalf("backlog %+v, %v; want 2 rows, the oldest 90 s old", b, err)
+	}
+}
