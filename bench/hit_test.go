@@ -44,6 +44,9 @@ import (
 //   - api_no_tier: the same with LOCAL_CACHE_SIZE=0, one Redis GET a hit;
 //   - bare_redis: an echo handler doing one go-redis GET of the same key and writing the bytes;
 //   - constant: an echo handler writing constant bytes;
+//   - constant_headers (skewed workloads only): the same with the headers of one of the api's
+//     hits, copied once, to tell what the headers every cached read carries cost from what the
+//     rest of the api costs;
 //   - postgres (20,000 uniform only): an echo handler computing the count on every request.
 //
 // The summary gives, for each workload, the medians of each round's ratios (goals: api ÷ constant
@@ -81,7 +84,8 @@ func BenchmarkHitPath(b *testing.B) {
 				{"api", tiered}, {"api_no_tier", untiered}, {"bare_redis", bareRedis}, {"constant", constant},
 			}
 			if skewed {
-				targets = append(targets, struct{ name, addr string }{"api_ttl_1m", longTTL})
+				targets = append(targets, struct{ name, addr string }{"api_ttl_1m", longTTL},
+					struct{ name, addr string }{"constant_headers", constantHeaders(b, tiered)})
 			}
 			if workload == "20k/uniform" {
 				pool := pgPool(b, dbURL)
@@ -126,7 +130,8 @@ func BenchmarkHitPath(b *testing.B) {
 				ratio("api", "api_no_tier"), ratio("api_no_tier", "bare_redis"), ratio("bare_redis", "constant"),
 				100*hits["memory"]/(hits["memory"]+hits["redis"]))
 			if rounds["api_ttl_1m"] != nil {
-				line += fmt.Sprintf(", api_ttl_1m/constant %.2f", ratio("api_ttl_1m", "constant"))
+				line += fmt.Sprintf(", api_ttl_1m/constant %.2f, constant_headers/constant %.2f, api/constant_headers %.2f",
+					ratio("api_ttl_1m", "constant"), ratio("constant_headers", "constant"), ratio("api", "constant_headers"))
 			}
 			if rounds["postgres"] != nil {
 				line += fmt.Sprintf(", api/postgres %.0f×", ratio("api", "postgres"))
@@ -134,6 +139,31 @@ func BenchmarkHitPath(b *testing.B) {
 			b.Log(line)
 		}
 	}
+}
+
+// constantHeaders serves constant bytes with the headers of one of the api's hits, copied once:
+// what writing the headers a cached read must carry costs, without anything else the api does.
+func constantHeaders(b *testing.B, api string) string {
+	b.Helper()
+	res, err := http.Get("http://" + api + "/v1/orders/count?customerid=42")
+	if err != nil {
+		b.Fatal(err)
+	}
+	body, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	if err != nil || res.StatusCode != http.StatusOK {
+		b.Fatalf("the api answered %d, %v", res.StatusCode, err)
+	}
+	header := res.Header.Clone()
+	header.Del("Date") // net/http writes its own, as for the api
+	header.Del("Content-Length")
+	return serve(b, func(c echo.Context) error {
+		h := c.Response().Header()
+		for name, values := range header {
+			h[name] = values
+		}
+		return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, body)
+	})
 }
 
 var hitsLine = regexp.MustCompile(`(?m)^warmcache_cache_hits_total\{tier="(\w+)"\} ([0-9.e+]+)$`)
