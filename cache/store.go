@@ -50,7 +50,9 @@ type Options struct {
 func Open(rawURL string, keys Keys, opts Options) (*Store, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("parse redis url: %w", err)
+		// Not %w: url.Parse's error quotes the URL, password included, and its reason may quote
+		// a piece of the password (an unescaped / in it ends the host early).
+		return nil, errors.New("not a valid URL (a password with @, / or : must be percent-encoded)")
 	}
 	q := u.Query()
 	var (

@@ -161,21 +161,6 @@ func (l Logging) Logger(w io.Writer) (*slog.Logger, error) {
 	return nil, Errorf("LOG_FORMAT", "%q is not json or text", l.Format)
 }
 
-// MaskURL returns rawURL with its password replaced, for logging the effective configuration.
-func MaskURL(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil || u.User == nil {
-		if err != nil {
-			return "(unparsable)"
-		}
-		return rawURL
-	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	}
-	return u.String()
-}
-
 // LoadLocation loads the IANA time zone named by setting's value.
 func LoadLocation(setting, name string) (*time.Location, error) {
 	loc, err := time.LoadLocation(name)
@@ -257,17 +242,17 @@ func (c Cache) Location() *time.Location {
 
 // ExitStatus reports err the way both binaries do and returns their exit status: 0 without an
 // error, 2 for a configuration error (printed to stderr, naming the setting), 1 for any other
-// (logged as name_failed).
+// (logged as name_failed), its secrets masked either way.
 func ExitStatus(name string, err error, stderr io.Writer, logger *slog.Logger) int {
 	var confErr *Error
 	switch {
 	case err == nil:
 		return 0
 	case errors.As(err, &confErr) || logger == nil:
-		fmt.Fprintf(stderr, "%s: configuration: %v\n", name, err)
+		fmt.Fprintf(stderr, "%s: configuration: %s\n", name, Redact(err.Error()))
 		return 2
 	}
-	logger.Error(name+"_failed", "error", err)
+	logger.Error(name+"_failed", "error", Redact(err.Error()))
 	return 1
 }
 
@@ -278,7 +263,7 @@ func LogConnect(ctx context.Context, logger *slog.Logger, name, url string, ping
 	defer cancel()
 	started := time.Now()
 	if err := ping(ctx); err != nil {
-		logger.Warn(name+"_unavailable", "url", MaskURL(url), "error", err)
+		logger.Warn(name+"_unavailable", "url", MaskURL(url), "error", Redact(err.Error()))
 		return
 	}
 	logger.Info(name+"_connected", "url", MaskURL(url), "duration_ms", time.Since(started).Milliseconds())
