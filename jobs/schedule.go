@@ -128,11 +128,8 @@ func (f cronField) check(part string) error {
 	if !stepped {
 		return nil
 	}
-	step, err := strconv.Atoi(stepText)
-	switch {
-	case err != nil:
-		return nil // the parser reports it
-	case step < 1 || step > 1 && step > hi-lo:
+	step, ok := cronValue(stepText)
+	if ok && (step < 1 || step > 1 && step > hi-lo) { // not a number: the parser reports it
 		return fmt.Errorf("the step of %s is out of range (1 to %d for %d-%d)", part, max(hi-lo, 1), lo, hi)
 	}
 	return nil

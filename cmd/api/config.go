@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"log/slog"
 	"net"
 	"strings"
@@ -125,7 +126,7 @@ func checkServers(c conf.Cache) error {
 
 // validPort reports a port number, or a service name such as http.
 func validPort(port string) bool {
-	_, err := net.LookupPort("tcp", port)
+	_, err := net.DefaultResolver.LookupPort(context.Background(), "tcp", port)
 	return err == nil
 }
 

@@ -129,7 +129,7 @@ func checkExpr(where, expr string, families map[string][]string) []error {
 	})
 	e, err := parser.NewParser(parser.Options{}).ParseExpr(expr)
 	if err != nil {
-		return []error{fmt.Errorf("%s: %v", where, err)}
+		return []error{fmt.Errorf("%s: %w", where, err)}
 	}
 	var errs []error
 	parser.Inspect(e, func(node parser.Node, _ []parser.Node) error {

@@ -16,7 +16,7 @@ type Listener struct {
 // NewListener starts a Listener, closed when the test ends.
 func NewListener(t testing.TB) *Listener {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := new(net.ListenConfig).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
