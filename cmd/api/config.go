@@ -83,8 +83,9 @@ const (
 	tokenAdvice    = "set a random token of at least 16 characters, such as: head -c 32 /dev/urandom | base64"
 )
 
-// placeholders are the words of example tokens, once letters alone remain, lower case.
-var placeholders = []string{"changeme", "replaceme", "placeholder", "example", "yourtoken", "secrettoken", "todo", "fixme"}
+// placeholders are the words of example tokens, once letters alone remain, lower case: long
+// enough that a random token holds none by chance.
+var placeholders = []string{"changeme", "replaceme", "placeholder", "example", "yourtoken", "secrettoken"}
 
 // checkToken refuses an API_TOKEN an attacker could guess: one copied from an example (the
 // example Secret's CHANGE-ME), or too short. Unset is fine: writes are then refused.
