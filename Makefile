@@ -37,7 +37,8 @@ vuln: ## check dependencies for known vulnerabilities (needs the Go vulnerabilit
 	$(GO) tool -modfile=tools/go.mod govulncheck ./...
 
 .PHONY: k8s-check
-k8s-check: ## validate the Kubernetes manifests and the Dockerfile offline
+k8s-check: ## validate the Kubernetes manifests, the alerting rules (promtool) and the Dockerfile offline
+	scripts/servers tools
 	cd deploy/k8s && $(GO) test -count=1 ./...
 
 .PHONY: servers

@@ -46,9 +46,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Values computed from PostgreSQL by the api, by job and reason (miss, refresh, bypass).",
 		}, []string{"job", "reason"}),
 		age: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "warmcache_served_age_seconds",
-			Help:    "Age of the values served (since they were computed).",
-			Buckets: []float64{1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600},
+			Name: "warmcache_served_age_seconds",
+			Help: "Age of the values served (since they were computed).",
+			// 600 is the default CACHE_TTL: the alert on values served past their TTL reads the
+			// share of reads above it exactly, with no interpolation across a wider bucket.
+			Buckets: []float64{1, 5, 15, 60, 120, 300, 600, 900, 1800, 3600, 4 * 3600, 24 * 3600},
 		}, []string{"route"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "warmcache_http_request_duration_seconds",

@@ -120,6 +120,11 @@ func New(arch *baseservice.Archetype, cfg Config, store *cache.Store, db *query.
 	s.redis = gobreaker.NewCircuitBreaker[cache.Entry](s.breakerSettings("redis", cache.ErrUnavailable, cache.ErrMiss))
 	s.pg = gobreaker.NewCircuitBreaker[cache.Entry](s.breakerSettings("postgresql", query.ErrUnavailable,
 		query.ErrInvalidKey))
+	// Both breakers' gauges exist from the start, closed: an alert or a dashboard tells "closed"
+	// from "never reported".
+	for _, b := range []string{s.redis.Name(), s.pg.Name()} {
+		s.metrics.breaker.WithLabelValues(b).Set(0)
+	}
 	return s
 }
 

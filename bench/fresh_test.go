@@ -90,7 +90,7 @@ func benchWrites(b *testing.B, customers, orders int) {
 		b.Fatal(err)
 	}
 	psql(b, dbURL, "CREATE INDEX ON orders (orderdate)")
-	const token = "bench-token"
+	const token = "bench-token-of-16-chars"
 	env := []string{"DATABASE_URL=" + dbURL, "REDIS_URL=" + testenv.Get(b).RedisURL, "CACHE_NAMESPACE=" + ns,
 		"CACHE_TTL=2h", "JOBS_FILE=" + jobsFile}
 	// Varnish needs the api's address, and the api and the warmer Varnish's: a port is taken

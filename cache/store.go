@@ -15,6 +15,10 @@ import (
 // ErrMiss reports that a key holds no entry.
 var ErrMiss = errors.New("cache: miss")
 
+// ErrNoDatabase reports that the server has no database of the URL's number (redis://host/99):
+// a configuration error, which no retry mends.
+var ErrNoDatabase = errors.New("no such database on the server")
+
 // ErrUnavailable reports that Redis could not be reached or failed to answer. It wraps the
 // driver's error, so the text says what happened.
 var ErrUnavailable = errors.New("redis unavailable")
@@ -50,7 +54,9 @@ type Options struct {
 func Open(rawURL string, keys Keys, opts Options) (*Store, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("parse redis url: %w", err)
+		// Not %w: url.Parse's error quotes the URL, password included, and its reason may quote
+		// a piece of the password (an unescaped / in it ends the host early).
+		return nil, errors.New("not a valid URL (a password with @, / or : must be percent-encoded)")
 	}
 	q := u.Query()
 	var (
@@ -61,7 +67,7 @@ func Open(rawURL string, keys Keys, opts Options) (*Store, error) {
 	case q.Has("master_name"):
 		o, err := redis.ParseFailoverURL(rawURL)
 		if err != nil {
-			return nil, fmt.Errorf("parse redis sentinel url: %w", err)
+			return nil, fmt.Errorf("sentinel URL: %w", err)
 		}
 		opts.apply(&o.ContextTimeoutEnabled, &o.Protocol, &o.ClientName, &o.PoolSize, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
 		rdb = redis.NewFailoverClient(o)
@@ -70,19 +76,28 @@ func Open(rawURL string, keys Keys, opts Options) (*Store, error) {
 		u.RawQuery = q.Encode()
 		o, err := redis.ParseClusterURL(u.String())
 		if err != nil {
-			return nil, fmt.Errorf("parse redis cluster url: %w", err)
+			return nil, fmt.Errorf("cluster URL: %w", err)
 		}
 		opts.apply(&o.ContextTimeoutEnabled, &o.Protocol, &o.ClientName, &o.PoolSize, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
 		rdb, cluster = redis.NewClusterClient(o), true
 	default:
 		o, err := redis.ParseURL(rawURL)
 		if err != nil {
-			return nil, fmt.Errorf("parse redis url: %w", err)
+			return nil, err
 		}
 		opts.apply(&o.ContextTimeoutEnabled, &o.Protocol, &o.ClientName, &o.PoolSize, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
 		rdb = redis.NewClient(o)
 	}
 	return &Store{rdb: rdb, keys: keys, cluster: cluster, changed: opts.Changed}, nil
+}
+
+// CheckURL reports whether Open accepts rawURL, without connecting: a start-up check.
+func CheckURL(rawURL string) error {
+	s, err := Open(rawURL, Keys{}, Options{})
+	if err != nil {
+		return err
+	}
+	return s.Close()
 }
 
 // apply overrides the URL's settings with the options that are set, and makes the client honour
@@ -111,9 +126,19 @@ func (o Options) apply(contextTimeouts *bool, protocol *int, clientName *string,
 // Close closes the connections.
 func (s *Store) Close() error { return s.rdb.Close() }
 
-// Ping checks that Redis answers.
+// Ping checks that Redis answers, in the URL's database: ErrNoDatabase when the server has none
+// of that number.
 func (s *Store) Ping(ctx context.Context) error {
-	return translate(s.rdb.Ping(ctx).Err())
+	err := s.rdb.Ping(ctx).Err()
+	var redisErr redis.Error
+	if errors.As(err, &redisErr) && strings.Contains(redisErr.Error(), "DB index is out of range") {
+		if c, ok := s.rdb.(*redis.Client); ok {
+			return fmt.Errorf("database %d: %w (Redis has 16, 0 to 15, unless its databases setting says more)",
+				c.Options().DB, ErrNoDatabase)
+		}
+		return ErrNoDatabase
+	}
+	return translate(err)
 }
 
 // Get returns the entry of a job's key, or ErrMiss. Bytes that are not an entry of a format this

@@ -9,6 +9,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/warmcache/warmcache/cache"
 	"github.com/warmcache/warmcache/internal/baseservice"
 	"github.com/warmcache/warmcache/query"
@@ -21,13 +23,18 @@ type Relay struct {
 	store *cache.Store
 	// poll is how often the outbox is drained without a notification: a notification missed
 	// while the listening connection was down, or a publish that failed, is retried then.
-	poll  time.Duration
-	batch int
+	poll     time.Duration
+	batch    int
+	failures prometheus.Counter
 }
 
-// NewRelay returns a relay from db's outbox to store's stream.
-func NewRelay(arch *baseservice.Archetype, db *query.DB, store *cache.Store) *Relay {
-	return &Relay{Archetype: arch, db: db, store: store, poll: time.Second, batch: 500}
+// NewRelay returns a relay from db's outbox to store's stream. It registers on reg the count of
+// its failures and, measured at each scrape, the outbox's backlog (see BacklogCollector).
+func NewRelay(arch *baseservice.Archetype, db *query.DB, store *cache.Store, reg prometheus.Registerer) *Relay {
+	failures := prometheus.NewCounter(prometheus.CounterOpts{Name: "warmcache_relay_failures_total",
+		Help: "Attempts to publish the outbox's changes to Redis that failed (they stay in the outbox and are retried)."})
+	reg.MustRegister(failures, newBacklogCollector(db))
+	return &Relay{Archetype: arch, db: db, store: store, poll: time.Second, batch: 500, failures: failures}
 }
 
 // Run relays until ctx ends. It drains the outbox at start, at each notification the trigger
@@ -51,6 +58,7 @@ func (r *Relay) drain(ctx context.Context) {
 		})
 		if err != nil {
 			if ctx.Err() == nil {
+				r.failures.Inc()
 				r.Logger.Warn("relay_failed", "error", err)
 			}
 			return

@@ -1,13 +1,14 @@
 package jobs
 
 import (
-	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
-	"io"
+	"io/fs"
 	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -44,6 +45,28 @@ type fileJob struct {
 	Jitter      string           `yaml:"jitter"`
 	Timeout     string           `yaml:"timeout"`
 	Enabled     *bool            `yaml:"enabled"`
+
+	// line is the line of the job's name in the file, lines those of its settings, by name:
+	// errors point at what the user wrote.
+	line  int
+	lines map[string]int
+}
+
+// errorf returns an error of the job's setting, at its line in the file (or the job's, when the
+// setting is not written there; none without a file).
+func (f fileJob) errorf(name, setting string, err error) error {
+	line := f.line
+	if l, ok := f.lines[setting]; ok {
+		line = l
+	}
+	where := "job " + name
+	if setting != "" {
+		where += ": " + setting
+	}
+	if line == 0 {
+		return fmt.Errorf("%s: %w", where, err)
+	}
+	return fmt.Errorf("line %d: %s: %w", line, where, err)
 }
 
 // Load returns the jobs: the built-in ones, with the overrides of the jobs file at path, then
@@ -53,29 +76,33 @@ type fileJob struct {
 func Load(path string, d Defaults, now time.Time) ([]Job, error) {
 	var decls map[string]fileJob
 	var order []string
-	where := "jobs (no jobs file)"
 	if path != "" {
-		where = "jobs file " + path
 		raw, err := os.ReadFile(path)
 		if err != nil {
-			return nil, fmt.Errorf("jobs file: %w", err)
+			var pathErr *fs.PathError
+			if errors.As(err, &pathErr) {
+				err = pathErr.Err // the caller names the file
+			}
+			return nil, fmt.Errorf("cannot be read: %w", err)
 		}
 		if decls, order, err = decode(raw); err != nil {
-			return nil, fmt.Errorf("%s: %w", where, err)
+			return nil, err
 		}
 	}
 	var jobs []Job
 	for _, b := range builtins {
 		decl := decls[b.name]
-		if decl.SQL != "" || decl.Key != "" || decl.DependsOn.Kind != 0 || decl.Incremental != nil {
-			return nil, fmt.Errorf("%s: job %s: a built-in job's sql, key, depends_on and incremental cannot be changed", where, b.name)
+		for _, setting := range []string{"sql", "key", "depends_on", "incremental"} {
+			if _, set := decl.lines[setting]; set {
+				return nil, decl.errorf(b.name, setting, errors.New("a built-in job's sql, key, depends_on and incremental cannot be changed"))
+			}
 		}
 		if decl.Schedule == "" {
 			decl.Schedule = d.defaultEvery(b.every)
 		}
 		job, err := build(b.name, decl, b.aggregate, b.key, d, now)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", where, err)
+			return nil, err
 		}
 		job.Builtin, job.Description, job.KeyKind, job.DependsOn = true, b.description, b.keyKind, b.dependsOn
 		jobs = append(jobs, job)
@@ -86,7 +113,7 @@ func Load(path string, d Defaults, now time.Time) ([]Job, error) {
 		}
 		job, err := userJob(name, decls[name], d, now)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", where, err)
+			return nil, err
 		}
 		jobs = append(jobs, job)
 	}
@@ -95,9 +122,7 @@ func Load(path string, d Defaults, now time.Time) ([]Job, error) {
 
 // userJob makes a job of the user's own: a query of their SQL, or an incremental declaration.
 func userJob(name string, decl fileJob, d Defaults, now time.Time) (Job, error) {
-	fail := func(setting string, err error) (Job, error) {
-		return Job{}, fmt.Errorf("job %s: %s: %w", name, setting, err)
-	}
+	fail := func(setting string, err error) (Job, error) { return Job{}, decl.errorf(name, setting, err) }
 	var (
 		agg  query.Aggregate
 		key  = decl.Key
@@ -107,7 +132,7 @@ func userJob(name string, decl fileJob, d Defaults, now time.Time) (Job, error) 
 	)
 	switch {
 	case decl.Schedule == "":
-		return Job{}, fmt.Errorf("job %s: a job of your own needs a schedule", name)
+		return fail("", errors.New("a job of your own needs a schedule"))
 	case decl.Incremental != nil:
 		if decl.SQL != "" || decl.Key != "" || decl.DependsOn.Kind != 0 {
 			return fail("incremental", errors.New("an incremental job has no sql, key or depends_on: they follow from its declaration"))
@@ -123,10 +148,14 @@ func userJob(name string, decl fileJob, d Defaults, now time.Time) (Job, error) 
 			key = "{" + spec.GroupBy + "}"
 		}
 	case decl.SQL == "":
-		return Job{}, fmt.Errorf("job %s: a job of your own needs sql (or incremental) and a schedule", name)
+		return fail("", errors.New("a job of your own needs sql (or incremental) and a schedule"))
 	default:
 		if agg, err = query.UserSQL(decl.SQL, decl.Key); err != nil {
-			return Job{}, fmt.Errorf("job %s: %w", name, err)
+			setting := "sql"
+			if errors.Is(err, query.ErrKeyTemplate) {
+				setting = "key"
+			}
+			return fail(setting, err)
 		}
 		if deps, err = parseDependsOn(&decl.DependsOn, decl.Key); err != nil {
 			return fail("depends_on", err)
@@ -137,33 +166,51 @@ func userJob(name string, decl fileJob, d Defaults, now time.Time) (Job, error) 
 	return job, err
 }
 
-// decode reads the file strictly: an unknown or misspelt field is an error.
+// settings are a job's settings in the jobs file, in the order the README lists them.
+var settings = []string{"description", "schedule", "sql", "key", "depends_on", "incremental", "ttl", "grace",
+	"jitter", "timeout", "enabled"}
+
+// decode reads the file strictly: an unknown or misspelt setting is an error, and every error
+// names the line and the setting as the user wrote them.
 func decode(raw []byte) (map[string]fileJob, []string, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true)
-	var f File
-	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
-		return nil, nil, err
+	var doc yaml.Node
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		return nil, nil, errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
 	}
-	if f.Jobs.Kind == 0 {
+	if len(doc.Content) == 0 {
+		return nil, nil, nil // an empty file
+	}
+	top := doc.Content[0]
+	if top.Kind != yaml.MappingNode {
+		return nil, nil, fmt.Errorf("line %d: the file must be a mapping with one key, jobs", top.Line)
+	}
+	var list *yaml.Node
+	for i := 0; i+1 < len(top.Content); i += 2 {
+		if k := top.Content[i]; k.Value != "jobs" {
+			return nil, nil, fmt.Errorf("line %d: unknown key %q: the file has one key, jobs", k.Line, k.Value)
+		}
+		list = top.Content[i+1]
+	}
+	if list == nil || list.Kind == yaml.ScalarNode && list.Tag == "!!null" {
 		return nil, nil, nil
 	}
-	if f.Jobs.Kind != yaml.MappingNode {
-		return nil, nil, fmt.Errorf("line %d: jobs must be a mapping of job names to jobs", f.Jobs.Line)
+	if list.Kind != yaml.MappingNode {
+		return nil, nil, fmt.Errorf("line %d: jobs must be a mapping of job names to jobs", list.Line)
 	}
 	decls := map[string]fileJob{}
 	var order []string
-	for i := 0; i+1 < len(f.Jobs.Content); i += 2 {
-		name := f.Jobs.Content[i].Value
+	for i := 0; i+1 < len(list.Content); i += 2 {
+		nameNode := list.Content[i]
+		name := nameNode.Value
 		if !jobName.MatchString(name) {
-			return nil, nil, fmt.Errorf("line %d: job name %q must be lower-case letters, digits and '_', starting with a letter", f.Jobs.Content[i].Line, name)
+			return nil, nil, fmt.Errorf("line %d: job name %q must be lower-case letters, digits and '_', starting with a letter", nameNode.Line, name)
 		}
 		if _, dup := decls[name]; dup {
-			return nil, nil, fmt.Errorf("line %d: job %s is declared twice", f.Jobs.Content[i].Line, name)
+			return nil, nil, fmt.Errorf("line %d: job %s is declared twice", nameNode.Line, name)
 		}
-		var decl fileJob
-		if err := decodeStrict(f.Jobs.Content[i+1], &decl); err != nil {
-			return nil, nil, fmt.Errorf("job %s: %w", name, err)
+		decl, err := decodeJob(name, nameNode.Line, list.Content[i+1])
+		if err != nil {
+			return nil, nil, err
 		}
 		decls[name] = decl
 		order = append(order, name)
@@ -171,22 +218,89 @@ func decode(raw []byte) (map[string]fileJob, []string, error) {
 	return decls, order, nil
 }
 
-// decodeStrict decodes a node rejecting unknown fields, which yaml.Node.Decode alone does not.
-func decodeStrict(n *yaml.Node, v any) error {
-	b, err := yaml.Marshal(n)
-	if err != nil {
-		return err
+// decodeJob reads one job's settings, each from its own node, so that an error can say where.
+func decodeJob(name string, line int, n *yaml.Node) (fileJob, error) {
+	decl := fileJob{line: line, lines: map[string]int{}}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return decl, nil
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	return dec.Decode(v)
+	if n.Kind != yaml.MappingNode {
+		return decl, decl.errorf(name, "", fmt.Errorf("a job is a mapping of settings (%s)", strings.Join(settings, ", ")))
+	}
+	text := map[string]*string{"description": &decl.Description, "schedule": &decl.Schedule, "sql": &decl.SQL,
+		"key": &decl.Key, "ttl": &decl.TTL, "grace": &decl.Grace, "jitter": &decl.Jitter, "timeout": &decl.Timeout}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		setting := k.Value
+		if _, dup := decl.lines[setting]; dup {
+			return decl, fmt.Errorf("line %d: job %s: %s is set twice", k.Line, name, setting)
+		}
+		decl.lines[setting] = k.Line
+		switch setting {
+		case "depends_on":
+			decl.DependsOn = *v
+		case "incremental":
+			inc, err := decodeIncremental(v)
+			if err != nil {
+				return decl, decl.errorf(name, setting, err)
+			}
+			decl.Incremental = inc
+		case "enabled":
+			var b bool
+			if v.Kind != yaml.ScalarNode || v.Decode(&b) != nil {
+				return decl, decl.errorf(name, setting, fmt.Errorf("%s is not true or false", written(v)))
+			}
+			decl.Enabled = &b
+		default:
+			to, ok := text[setting]
+			if !ok {
+				return decl, decl.errorf(name, setting, fmt.Errorf("is not a setting (a job has %s)", strings.Join(settings, ", ")))
+			}
+			if v.Kind != yaml.ScalarNode {
+				return decl, decl.errorf(name, setting, errors.New("must be text, not a list or a mapping"))
+			}
+			*to = v.Value
+		}
+	}
+	return decl, nil
+}
+
+// decodeIncremental reads an incremental declaration: table, group_by, count and sum.
+func decodeIncremental(n *yaml.Node) (*fileIncremental, error) {
+	if n.Kind != yaml.MappingNode {
+		return nil, errors.New("a mapping of table, group_by, count and sum")
+	}
+	var inc fileIncremental
+	text := map[string]*string{"table": &inc.Table, "group_by": &inc.GroupBy, "count": &inc.Count}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Value == "sum" {
+			inc.Sum = *v
+			continue
+		}
+		to, ok := text[k.Value]
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("%s is not a setting of incremental (table, group_by, count, sum)", k.Value)
+		case v.Kind != yaml.ScalarNode:
+			return nil, fmt.Errorf("%s must be a column name", k.Value)
+		}
+		*to = v.Value
+	}
+	return &inc, nil
+}
+
+// written is a node as the user wrote it, for errors.
+func written(n *yaml.Node) string {
+	if n.Kind == yaml.ScalarNode {
+		return strconv.Quote(n.Value)
+	}
+	return "a list or a mapping"
 }
 
 // build validates one job's settings and makes the Job.
 func build(name string, decl fileJob, agg query.Aggregate, key string, d Defaults, now time.Time) (Job, error) {
-	fail := func(setting string, err error) (Job, error) {
-		return Job{}, fmt.Errorf("job %s: %s: %w", name, setting, err)
-	}
+	fail := func(setting string, err error) (Job, error) { return Job{}, decl.errorf(name, setting, err) }
 	sched, err := ParseSchedule(decl.Schedule, d.Location)
 	if err != nil {
 		return fail("schedule", err)

@@ -178,7 +178,13 @@ func TestLoadRefuses(t *testing.T) {
 			[]string{"job x", "incremental", "table"}},
 		{"incremental without figures", "jobs:\n  x:\n    schedule: '@hourly'\n    ttl: 2h\n    incremental: {table: orders}\n",
 			[]string{"job x", "incremental", "count or a sum"}},
-		{"not yaml", "jobs: {\n", []string{"jobs file"}},
+		{"not yaml", "jobs: {\n", []string{"line 1"}},
+		{"not a boolean", "jobs:\n  orders_total:\n    enabled: maybe\n", []string{`line 3: job orders_total: enabled: "maybe" is not true or false`}},
+		{"a list for text", "jobs:\n  orders_total:\n    ttl: [1m]\n", []string{"line 3: job orders_total: ttl: must be text"}},
+		{"a setting twice", "jobs:\n  orders_total:\n    ttl: 1m\n    ttl: 2m\n", []string{"line 4: job orders_total: ttl is set twice"}},
+		{"an insert", "jobs:\n  x:\n    schedule: '@hourly'\n    sql: INSERT INTO orders DEFAULT VALUES\n", []string{"line 4: job x: sql: must be a query"}},
+		{"an unknown incremental setting", "jobs:\n  x:\n    schedule: '@hourly'\n    incremental: {table: orders, cnt: n}\n",
+			[]string{"line 4: job x: incremental: cnt is not a setting"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Load(writeJobs(t, tc.yaml), testDefaults, testNow)

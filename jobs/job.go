@@ -158,6 +158,17 @@ func DefaultsOf(c conf.Cache) Defaults {
 	return Defaults{TTL: c.TTL, Grace: c.Grace, NegativeTTL: c.NegativeTTL, Location: c.Location()}
 }
 
+// Configured loads the jobs of the configuration both binaries share: the built-in jobs, and the
+// jobs file's overrides and jobs. Its errors are configuration errors naming the jobs file as
+// the user gave it (--jobs FILE or JOBS_FILE=FILE), then the line and the setting.
+func Configured(c conf.Cache, now time.Time) ([]Job, error) {
+	list, err := Load(c.JobsFile, DefaultsOf(c), now)
+	if err != nil {
+		return nil, conf.Errorf(c.JobsSetting(), "%w", err)
+	}
+	return list, nil
+}
+
 // defaultEvery is a built-in job's interval when the jobs file sets no schedule: its own, or half
 // the TTL when that is shorter, so that a short CACHE_TTL alone gives a valid configuration.
 func (d Defaults) defaultEvery(every time.Duration) string {
@@ -177,7 +188,7 @@ func defaultJitter(p cache.Policy, ttl time.Duration) time.Duration {
 func validateLifetime(s Schedule, l cache.Lifetime, now time.Time) error {
 	gap := s.MaxInterval(now)
 	if !l.Policy.Covers(gap) {
-		return fmt.Errorf("ttl %s is shorter than the longest gap between runs of %q (%s): values would expire before the next refresh",
+		return fmt.Errorf("%s is shorter than the longest gap between runs of %q (%s): values would expire before the next refresh",
 			l.Policy, s, gap)
 	}
 	return nil

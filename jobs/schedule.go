@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,14 +31,17 @@ type Schedule struct {
 
 // ParseSchedule reads a cron expression in loc, unless it names its own zone (TZ=Area/City ...).
 func ParseSchedule(spec string, loc *time.Location) (Schedule, error) {
+	if err := checkFields(spec); err != nil {
+		return Schedule{}, fmt.Errorf("%q: %w", spec, err)
+	}
 	s, err := parse(spec)
 	if err != nil {
-		return Schedule{}, fmt.Errorf("schedule %q: %w", spec, err)
+		return Schedule{}, fmt.Errorf("%q: %w", spec, err)
 	}
 	// robfig/cron rounds any @every below a second, negative ones included, up to a second.
 	if every, ok := strings.CutPrefix(spec, "@every "); ok {
 		if d, err := time.ParseDuration(every); err != nil || d < time.Second {
-			return Schedule{}, fmt.Errorf("schedule %q: the interval must be at least 1s", spec)
+			return Schedule{}, fmt.Errorf("%q: the interval must be at least 1s", spec)
 		}
 	}
 	if spec, ok := s.(*cron.SpecSchedule); ok {
@@ -51,9 +55,90 @@ func ParseSchedule(spec string, loc *time.Location) (Schedule, error) {
 	}
 	sched := Schedule{spec: spec, Schedule: s}
 	if sched.Next(time.Now()).IsZero() {
-		return Schedule{}, fmt.Errorf("schedule %q never runs", spec)
+		return Schedule{}, fmt.Errorf("%q never runs", spec)
 	}
 	return sched, nil
+}
+
+// cronField is one field of a cron expression: its name and the values it takes.
+type cronField struct {
+	name     string
+	min, max int
+}
+
+var (
+	fiveFields = []cronField{{"minute", 0, 59}, {"hour", 0, 23}, {"day of month", 1, 31}, {"month", 1, 12}, {"day of week", 0, 6}}
+	sixFields  = append([]cronField{{"second", 0, 59}}, fiveFields...)
+)
+
+// checkFields refuses the numbers of a cron expression that robfig/cron lets through or
+// reports in its own terms: a value or range outside its field ("61"), and a step that cannot
+// step within its range ("*/61" runs at minute 0 alone, once an hour: surely not what was
+// meant). Names (MON, JAN) and descriptors are left to the parser.
+func checkFields(spec string) error {
+	fields := strings.Fields(spec)
+	if len(fields) > 0 && (strings.HasPrefix(fields[0], "TZ=") || strings.HasPrefix(fields[0], "CRON_TZ=")) {
+		fields = fields[1:]
+	}
+	var layout []cronField
+	switch {
+	case len(fields) == 0 || strings.HasPrefix(fields[0], "@"):
+		return nil
+	case len(fields) == 5:
+		layout = fiveFields
+	case len(fields) == 6:
+		layout = sixFields
+	default:
+		return fmt.Errorf("has %d fields: want five (minute hour day-of-month month day-of-week), or six with seconds first", len(fields))
+	}
+	for i, f := range layout {
+		for part := range strings.SplitSeq(fields[i], ",") {
+			if err := f.check(part); err != nil {
+				return fmt.Errorf("the %s field: %w", f.name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// check checks one comma-separated part of the field: *, a value, or a range, with a step.
+func (f cronField) check(part string) error {
+	rng, stepText, stepped := strings.Cut(part, "/")
+	lo, hi := f.min, f.max
+	if rng != "*" && rng != "?" {
+		first, last, isRange := strings.Cut(rng, "-")
+		var ok bool
+		if lo, ok = cronValue(first); !ok {
+			return nil // a name, or a malformed value the parser reports
+		}
+		hi = lo
+		if isRange {
+			if hi, ok = cronValue(last); !ok {
+				return nil
+			}
+		} else if stepped {
+			hi = f.max // 5/15 steps from 5 to the end
+		}
+		for _, v := range []int{lo, hi} {
+			if v < f.min || v > f.max {
+				return fmt.Errorf("%d is out of range (%d to %d)", v, f.min, f.max)
+			}
+		}
+	}
+	if !stepped {
+		return nil
+	}
+	step, ok := cronValue(stepText)
+	if ok && (step < 1 || step > 1 && step > hi-lo) { // not a number: the parser reports it
+		return fmt.Errorf("the step of %s is out of range (1 to %d for %d-%d)", part, max(hi-lo, 1), lo, hi)
+	}
+	return nil
+}
+
+// cronValue reads a number of a field; names (MON, JAN) are not numbers.
+func cronValue(s string) (int, bool) {
+	n, err := strconv.Atoi(s)
+	return n, err == nil
 }
 
 // parse calls robfig/cron's parser, which panics on some malformed input (such as "TZ="): a jobs

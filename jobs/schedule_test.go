@@ -129,10 +129,26 @@ func TestMaxInterval(t *testing.T) {
 
 func TestParseScheduleRefuses(t *testing.T) {
 	t.Parallel()
-	for _, spec := range []string{"", "bogus", "61 * * * *", "* * * *", "0 0 30 2 *", "@fortnightly", "@every -1s", "@every 0s", "@every 500ms", "TZ=", "TZ=Nowhere/City 0 0 * * *"} {
+	for _, spec := range []string{"", "bogus", "61 * * * *", "* * * *", "0 0 30 2 *", "@fortnightly", "@every -1s", "@every 0s", "@every 500ms", "TZ=", "TZ=Nowhere/City 0 0 * * *",
+		"*/61 * * * *", "*/60 * * * *", "0 */24 * * *", "0 0 */31 * *", "0 0 1 */12 *", "0 0 * * */7", "10-20/11 * * * *",
+		"0-61 * * * *", "*/0 * * * *", "*/61 * * * * *", "TZ=UTC */61 * * * *", "0 25 * * *"} {
 		if _, err := ParseSchedule(spec, time.UTC); err == nil {
 			t.Errorf("ParseSchedule(%q) accepted", spec)
 		}
+	}
+}
+
+func TestParseScheduleSteps(t *testing.T) {
+	t.Parallel()
+	for _, spec := range []string{"*/59 * * * *", "*/30 * * * *", "0 */2 * * *", "0 0 */30 * *", "5/15 * * * *", "0-30/10 * * * *",
+		"0 9 * * MON-FRI", "0 0 1 JAN/3 *", "*/5 * * * * *"} {
+		if _, err := ParseSchedule(spec, time.UTC); err != nil {
+			t.Errorf("ParseSchedule(%q): %v", spec, err)
+		}
+	}
+	_, err := ParseSchedule("*/61 * * * *", time.UTC)
+	if want := `"*/61 * * * *": the minute field: the step of */61 is out of range (1 to 59 for 0-59)`; err == nil || err.Error() != want {
+		t.Errorf("ParseSchedule(*/61): %v, want %s", err, want)
 	}
 }
 

@@ -3,7 +3,9 @@ package query
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -50,6 +52,8 @@ type Aggregate struct {
 	// args returns the statement arguments; the lookup's keys, when there are some, come after.
 	args func(Params) []any
 	scan func(rows pgx.Rows) (Row, error)
+	// user marks a user's own SQL, which Check confirms only reads.
+	user bool
 
 	// checkSQL yields every row from the maintained figures, and reseedSQL computes them afresh;
 	// both are empty unless the aggregate is incremental. repair, when set, confirms and mends a
@@ -290,6 +294,27 @@ func (db *DB) Check(ctx context.Context, agg Aggregate) error {
 				return translate(err)
 			}
 		}
+		if agg.user {
+			return checkReadOnly(ctx, tx, agg.streamSQL)
+		}
 		return nil
 	})
+}
+
+// checkReadOnly refuses a statement whose plan writes or locks rows: a data-modifying WITH
+// (INSERT, UPDATE, DELETE, MERGE) or FOR UPDATE / FOR SHARE, which the first word of a query does
+// not show. EXPLAIN plans it without running it. A function that writes shows in no plan: the
+// READ ONLY transaction every run uses refuses it when it runs.
+func checkReadOnly(ctx context.Context, tx pgx.Tx, sql string) error {
+	var plan string
+	if err := tx.QueryRow(ctx, "EXPLAIN (FORMAT JSON) "+sql).Scan(&plan); err != nil {
+		return translate(err)
+	}
+	switch {
+	case strings.Contains(plan, `"Node Type": "ModifyTable"`):
+		return errors.New("writes (a WITH holding INSERT, UPDATE, DELETE or MERGE): a job only reads")
+	case strings.Contains(plan, `"Node Type": "LockRows"`):
+		return errors.New("locks rows (FOR UPDATE or FOR SHARE): a job only reads")
+	}
+	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -69,6 +70,22 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("open database pool: %w", err)
 	}
 	return &DB{pool: pool}, nil
+}
+
+// CheckURL reports whether Open accepts url, without connecting: a start-up check. Its error says
+// what is wrong in a sentence, without the URL (and so without its password).
+func CheckURL(url string) error {
+	_, err := pgxpool.ParseConfig(url)
+	if err == nil {
+		return nil
+	}
+	// pgconn writes "cannot parse `<url, password masked>`: <reason> (<Go error>)": keep the reason.
+	reason := err.Error()
+	if _, after, ok := strings.Cut(reason, "`: "); ok {
+		reason = after
+	}
+	reason, _, _ = strings.Cut(reason, " (")
+	return fmt.Errorf("%s: not a PostgreSQL URL (postgres://user@host:5432/db?sslmode=require) or key=value string", reason)
 }
 
 // Close closes every connection of the pool.

@@ -21,7 +21,36 @@ import (
 var (
 	identifier  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	placeholder = regexp.MustCompile(`\{([^{}]*)\}`)
+	// leadingNoise is what may come before a statement's first word: space, comments, and
+	// opening parentheses.
+	leadingNoise = regexp.MustCompile(`^(?:\s+|--[^\n]*(?:\n|$)|/\*(?s:.*?)\*/|\()*`)
+	firstWord    = regexp.MustCompile(`^[A-Za-z]+`)
 )
+
+// ErrKeyTemplate reports a key template that cannot name rows: UserSQL's errors about the key
+// template match it.
+var ErrKeyTemplate = errors.New("bad key template")
+
+type keyTemplateError struct{ error }
+
+func (keyTemplateError) Is(target error) bool { return target == ErrKeyTemplate }
+
+// readingStatements are the first words of a statement that reads: a query. Whether it writes
+// nonetheless (a data-modifying WITH, FOR UPDATE, a function that writes) only PostgreSQL can
+// tell: see Check and the READ ONLY transaction every job runs in.
+var readingStatements = []string{"SELECT", "WITH", "VALUES", "TABLE"}
+
+// checkReads refuses a statement that is no query, by its first word.
+func checkReads(stmt string) error {
+	word := strings.ToUpper(firstWord.FindString(stmt[len(leadingNoise.FindString(stmt)):]))
+	if !slices.Contains(readingStatements, word) {
+		if word == "" {
+			word = "no keyword"
+		}
+		return fmt.Errorf("must be a query (SELECT, WITH, VALUES or TABLE): a job only reads, and this statement starts with %s", word)
+	}
+	return nil
+}
 
 // keyTemplate is how a keyed job's rows are named: literal text and {column} placeholders, such
 // as "{customerid}" or "{category}:{prod_id}". Each placeholder takes the text PostgreSQL gives
@@ -102,14 +131,17 @@ func (t keyTemplate) parse(key string) ([]string, error) {
 func UserSQL(stmt, key string) (Aggregate, error) {
 	stmt = strings.TrimRight(strings.TrimSpace(stmt), "; \t\n")
 	if stmt == "" {
-		return Aggregate{}, fmt.Errorf("sql is empty")
+		return Aggregate{}, fmt.Errorf("is empty")
 	}
 	if strings.Contains(stmt, ";") {
-		return Aggregate{}, fmt.Errorf("sql must be one statement")
+		return Aggregate{}, fmt.Errorf("must be one statement")
+	}
+	if err := checkReads(stmt); err != nil {
+		return Aggregate{}, err
 	}
 	tmpl, err := parseKeyTemplate(key)
 	if err != nil {
-		return Aggregate{}, err
+		return Aggregate{}, keyTemplateError{err}
 	}
 	agg := Aggregate{
 		Keyed:     len(tmpl.columns) > 0,
@@ -117,6 +149,7 @@ func UserSQL(stmt, key string) (Aggregate, error) {
 		lookupSQL: stmt,
 		args:      noArgs,
 		scan:      scanObject(tmpl),
+		user:      true,
 	}
 	if agg.Keyed {
 		var keyCols []string

@@ -82,13 +82,19 @@ func TestUserSQLRefusals(t *testing.T) {
 		{"template without column", "SELECT 1 AS a", "static", "names no"},
 		{"bad column name", "SELECT 1 AS a", "{a b}", "not a column"},
 		{"unbalanced", "SELECT 1 AS a", "{a}}", "brace"},
+		{"an insert", "INSERT INTO categories VALUES (99, 'x') RETURNING category", "", "starts with INSERT"},
+		{"an update after comments", "-- counts\n/* all */ (UPDATE orders SET tax = 0 RETURNING orderid)", "", "starts with UPDATE"},
+		{"a call", "CALL refresh()", "", "starts with CALL"},
+		{"a table created from a query", "CREATE TABLE x AS SELECT 1 AS a", "", "starts with CREATE"},
 	} {
 		if _, err := query.UserSQL(tc.sql, tc.key); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want one mentioning %q", tc.name, err, tc.want)
 		}
 	}
 	for _, tc := range []struct{ name, sql, key, want string }{
-		{"syntax", "SELEC 1", "", "syntax"},
+		{"syntax", "SELECT 1 +", "", "syntax"},
+		{"a write in a WITH", "WITH gone AS (DELETE FROM orders RETURNING orderid) SELECT count(*) AS n FROM gone", "", "writes"},
+		{"a lock", "SELECT customerid FROM customers FOR UPDATE", "{customerid}", "locks rows"},
 		{"unknown table", "SELECT * FROM nowhere", "", "nowhere"},
 		{"missing key column", "SELECT customerid FROM customers", "{prod_id}", "prod_id"},
 	} {
@@ -100,12 +106,17 @@ func TestUserSQLRefusals(t *testing.T) {
 			t.Errorf("%s: check error %v, want one mentioning %q", tc.name, err, tc.want)
 		}
 	}
-	writes, err := query.UserSQL("DELETE FROM orders RETURNING orderid", "{orderid}")
+	// A function that writes passes both checks; the READ ONLY transaction stops it.
+	writes, err := query.UserSQL("SELECT nextval(pg_get_serial_sequence('orders', 'orderid')) AS n", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Stream(context.Background(), writes, today, func(query.Row) error { return nil }); err == nil {
-		t.Error("a job's DELETE ran: jobs must run read-only")
+	if err := db.Check(context.Background(), writes); err != nil {
+		t.Fatalf("check: %v", err)
+	}
+	if _, err := db.Stream(context.Background(), writes, today, func(query.Row) error { return nil }); err == nil ||
+		!strings.Contains(err.Error(), "read-only transaction") {
+		t.Errorf("a job's write ran (%v): jobs must run read-only", err)
 	}
 }
 

@@ -1,41 +1,58 @@
 package main
 
 import (
+	"context"
 	"log/slog"
+	"net"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/warmcache/warmcache/cache"
 	"github.com/warmcache/warmcache/internal/conf"
+	"github.com/warmcache/warmcache/jobs"
+	"github.com/warmcache/warmcache/query"
 )
 
 // Config is the api's configuration, read from the environment.
 type Config struct {
 	conf.Cache
-	ListenAddr  string `env:"LISTEN_ADDR" envDefault:":8000"`
-	CacheHeader string `env:"CACHE_HEADER" envDefault:"X-Cache"`
+	ListenAddr  string `env:"LISTEN_ADDR" envDefault:":8000" help:"the address the api listens on"`
+	CacheHeader string `env:"CACHE_HEADER" envDefault:"X-Cache" help:"the name of the header that says HIT, MISS, STALE or BYPASS"`
 	// HTTPMaxAge is the freshness every HTTP cache, browsers among them, gets: short, because a
 	// value may change at any moment.
-	HTTPMaxAge time.Duration `env:"HTTP_MAX_AGE" envDefault:"2s"`
+	HTTPMaxAge time.Duration `env:"HTTP_MAX_AGE" envDefault:"2s" help:"the freshness every HTTP cache gets (max-age)"`
 	// HTTPSharedMaxAge is the freshness shared caches get (s-maxage) when PURGE_URLS is set.
-	HTTPSharedMaxAge   time.Duration `env:"HTTP_SHARED_MAX_AGE" envDefault:"10m"`
-	SurrogateKeyHeader string        `env:"SURROGATE_KEY_HEADER" envDefault:"Surrogate-Key"`
+	HTTPSharedMaxAge   time.Duration `env:"HTTP_SHARED_MAX_AGE" envDefault:"10m" help:"the freshness shared caches get (s-maxage) when PURGE_URLS is set"`
+	SurrogateKeyHeader string        `env:"SURROGATE_KEY_HEADER" envDefault:"Surrogate-Key" help:"the header of the surrogate keys"`
 	// LocalCacheSize bounds the in-process tier; 0 turns it off. LocalCacheTTL is the longest a
 	// value stays in it without being told of a change.
-	LocalCacheSize  conf.Bytes    `env:"LOCAL_CACHE_SIZE" envDefault:"64MiB"`
-	LocalCacheTTL   time.Duration `env:"LOCAL_CACHE_TTL" envDefault:"1s"`
-	RedisTimeout    time.Duration `env:"REDIS_TIMEOUT" envDefault:"100ms"`
-	QueryTimeout    time.Duration `env:"QUERY_TIMEOUT" envDefault:"5s"`
-	MaxQueries      int           `env:"MAX_QUERIES" envDefault:"16"`
-	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s"`
+	LocalCacheSize  conf.Bytes    `env:"LOCAL_CACHE_SIZE" envDefault:"64MiB" help:"memory of the in-process tier (B, KiB, MiB, GiB, kB, MB, GB); 0 turns it off"`
+	LocalCacheTTL   time.Duration `env:"LOCAL_CACHE_TTL" envDefault:"1s" help:"longest a value stays in the in-process tier"`
+	RedisTimeout    time.Duration `env:"REDIS_TIMEOUT" envDefault:"100ms" help:"longest a Redis read may take before the value comes from PostgreSQL"`
+	QueryTimeout    time.Duration `env:"QUERY_TIMEOUT" envDefault:"5s" help:"longest one value may take to compute from PostgreSQL"`
+	MaxQueries      int           `env:"MAX_QUERIES" envDefault:"16" help:"values computed from PostgreSQL at once (and the pool size)"`
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" help:"on SIGTERM, how long requests in flight may take to finish"`
 	// APIToken is the bearer token of writes and admin actions; without it they are refused.
-	APIToken string `env:"API_TOKEN"`
+	APIToken string `env:"API_TOKEN" help:"the bearer token of writes and admin actions, at least 16 characters; unset, they are refused"`
 	conf.Logging
+
+	// jobs are the jobs of the configuration, loaded and checked before run.
+	jobs []jobs.Job
 }
 
 func (c Config) validate() error {
 	if err := c.Cache.Validate(); err != nil {
 		return err
+	}
+	if err := checkServers(c.Cache); err != nil {
+		return err
+	}
+	if _, port, err := net.SplitHostPort(c.ListenAddr); err != nil || !validPort(port) {
+		return conf.Errorf("LISTEN_ADDR", "%q is not an address to listen on (host:port, :port)", c.ListenAddr)
 	}
 	switch {
 	case !httpguts.ValidHeaderFieldName(c.CacheHeader):
@@ -57,7 +74,61 @@ func (c Config) validate() error {
 	case c.ShutdownTimeout <= 0:
 		return conf.Errorf("SHUTDOWN_TIMEOUT", "%s is not positive", c.ShutdownTimeout)
 	}
+	return checkToken(c.APIToken)
+}
+
+// minTokenLength is the shortest API_TOKEN accepted: 16 characters, 64 bits as hex.
+const (
+	minTokenLength = 16
+	tokenAdvice    = "set a random token of at least 16 characters, such as: head -c 32 /dev/urandom | base64"
+)
+
+// placeholders are the words of example tokens, once letters alone remain, lower case: long
+// enough that a random token holds none by chance.
+var placeholders = []string{"changeme", "replaceme", "placeholder", "example", "yourtoken", "secrettoken"}
+
+// checkToken refuses an API_TOKEN an attacker could guess: one copied from an example (the
+// example Secret's CHANGE-ME), or too short. Unset is fine: writes are then refused.
+func checkToken(token string) error {
+	if token == "" {
+		return nil
+	}
+	letters := strings.Map(func(r rune) rune {
+		if unicode.IsLetter(r) {
+			return unicode.ToLower(r)
+		}
+		return -1
+	}, token)
+	for _, p := range placeholders {
+		if strings.Contains(letters, p) {
+			return conf.Errorf("API_TOKEN", "looks like a placeholder (%q): %s", p, tokenAdvice)
+		}
+	}
+	if n := utf8.RuneCountInString(token); n < minTokenLength || strings.Count(token, token[:1]) == len(token) {
+		return conf.Errorf("API_TOKEN", "is too short or too simple (%d characters): %s", n, tokenAdvice)
+	}
 	return nil
+}
+
+// checkServers checks the settings of PostgreSQL and Redis as their clients read them, without
+// connecting.
+func checkServers(c conf.Cache) error {
+	if err := query.CheckURL(c.DatabaseURL); err != nil {
+		return conf.Errorf("DATABASE_URL", "%w", err)
+	}
+	if err := cache.CheckURL(c.RedisURL); err != nil {
+		return conf.Errorf("REDIS_URL", "%w", err)
+	}
+	if _, err := cache.NewKeys(c.Namespace); err != nil {
+		return conf.Errorf("CACHE_NAMESPACE", "%w", err)
+	}
+	return nil
+}
+
+// validPort reports a port number, or a service name such as http.
+func validPort(port string) bool {
+	_, err := net.DefaultResolver.LookupPort(context.Background(), "tcp", port)
+	return err == nil
 }
 
 // sharedMaxAge is the s-maxage shared caches get: none unless the warmer purges them.

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,36 +45,119 @@ func environ(t *testing.T, extra ...string) []string {
 		"CACHE_NAMESPACE=" + testenv.Namespace(t), "LISTEN_ADDR=127.0.0.1:0"}, extra...)
 }
 
+// TestConfigurationErrors gives each setting a bad value and expects exit status 2 and the
+// exact message a user reads. PostgreSQL and Redis are listeners that count connections: a
+// configuration is checked whole before anything connects anywhere.
 func TestConfigurationErrors(t *testing.T) {
 	t.Parallel()
-	badJobs := filepath.Join(t.TempDir(), "jobs.yaml")
-	if err := os.WriteFile(badJobs, []byte("jobs:\n  orders_total:\n    ttl: never\n"), 0o644); err != nil {
-		t.Fatal(err)
+	pg, redis := testenv.NewListener(t), testenv.NewListener(t)
+	jobsFile := func(content string) string {
+		path := filepath.Join(t.TempDir(), "jobs.yaml")
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
 	}
+	badTTL := jobsFile("jobs:\n  orders_total:\n    ttl: never\n")
+	badStep := jobsFile("# every minute past 61\njobs:\n  orders_total:\n    schedule: '*/61 * * * *'\n")
+	notABool := jobsFile("jobs:\n  credit_by_customer:\n    enabled: nope\n")
+	misspelt := jobsFile("jobs:\n  orders_total:\n    schedul: '@hourly'\n")
+	anInsert := jobsFile("jobs:\n  mine:\n    schedule: '@hourly'\n    sql: |\n      INSERT INTO orders DEFAULT VALUES RETURNING orderid\n")
+	servers := []string{"DATABASE_URL=postgres://warmcache@" + pg.Addr() + "/warmcache", "REDIS_URL=redis://" + redis.Addr() + "/0"}
+	env := func(extra ...string) []string { return append(slices.Clone(servers), extra...) }
+	const token = "set a random token of at least 16 characters, such as: head -c 32 /dev/urandom | base64"
 	for _, tc := range []struct {
 		name    string
 		args    []string
 		environ []string
 		stderr  string
 	}{
-		{"no database url", nil, []string{"REDIS_URL=redis://127.0.0.1:1"}, "DATABASE_URL"},
-		{"no redis url", nil, []string{"DATABASE_URL=postgres://x@127.0.0.1/x"}, "REDIS_URL"},
-		{"bad cache header", nil, environ(t, "CACHE_HEADER=X Cache"), "CACHE_HEADER"},
-		{"bad redis timeout", nil, environ(t, "REDIS_TIMEOUT=soon"), "REDIS_TIMEOUT"},
-		{"bad max queries", nil, environ(t, "MAX_QUERIES=0"), "MAX_QUERIES"},
-		{"bad local cache size", nil, environ(t, "LOCAL_CACHE_SIZE=64 megs"), "LOCAL_CACHE_SIZE"},
-		{"bad local cache ttl", nil, environ(t, "LOCAL_CACHE_TTL=0s"), "LOCAL_CACHE_TTL"},
-		{"bad listen address", nil, environ(t, "LISTEN_ADDR=nowhere:port"), "LISTEN_ADDR"},
-		{"bad jobs file", []string{"--jobs", badJobs}, environ(t), "orders_total: ttl"},
-		{"bad log format", nil, environ(t, "LOG_FORMAT=xml"), "LOG_FORMAT"},
-		{"stray argument", []string{"serve"}, environ(t), "unexpected argument"},
+		{"no database url", nil, []string{servers[1]}, "DATABASE_URL: is not set (alias PG_SERVICE_URI)"},
+		{"no redis url", nil, []string{servers[0]}, "REDIS_URL: is not set (alias VALKEY_SERVICE_URI)"},
+		{"unparsable redis url", nil, env("REDIS_URL=redis://:pw@" + redis.Addr() + "x:y/0"),
+			"REDIS_URL: not a valid URL (a password with @, / or : must be percent-encoded)"},
+		{"bad database url", nil, env("DATABASE_URL=postgres://warmcache@" + pg.Addr() + "/warmcache?connect_timeout=soon"),
+			"DATABASE_URL: invalid connect_timeout: not a PostgreSQL URL (postgres://user@host:5432/db?sslmode=require) or key=value string"},
+		{"redis database not a number", nil, env("REDIS_URL=redis://" + redis.Addr() + "/zero"), `REDIS_URL: redis: invalid database number: "zero"`},
+		{"bad ttl", nil, env("CACHE_TTL=forever"), `CACHE_TTL: "forever" is neither a duration (90s, 5m) nor a number of seconds`},
+		{"ttl alias", nil, env("CACHE_TIMEOUT_SECONDS=0"), "CACHE_TTL: 0s is shorter than one second"},
+		{"bad time zone", nil, env("TIMEZONE=Mars/Olympus"), `TIMEZONE: "Mars/Olympus" is not a known time zone (want an IANA name such as Europe/Paris)`},
+		{"bad namespace", nil, env("CACHE_NAMESPACE=a:b"), `CACHE_NAMESPACE: namespace "a:b" must be 1 to 64 letters, digits, '_', '.' or '-'`},
+		{"bad cache header", nil, env("CACHE_HEADER=X Cache"), `CACHE_HEADER: "X Cache" is not a header name`},
+		{"bad redis timeout", nil, env("REDIS_TIMEOUT=soon"), `REDIS_TIMEOUT: "soon" is neither a duration (90s, 5m) nor a number of seconds`},
+		{"max queries not a number", nil, env("MAX_QUERIES=many"), `MAX_QUERIES: "many" is not a whole number`},
+		{"max queries out of range", nil, env("MAX_QUERIES=0"), "MAX_QUERIES: 0 is not between 1 and 1000"},
+		{"bad local cache size", nil, env("LOCAL_CACHE_SIZE=64 megs"), `LOCAL_CACHE_SIZE: "64 megs" is not a size (a number of bytes, or with KiB, MiB, GiB, kB, MB, GB)`},
+		{"bad local cache ttl", nil, env("LOCAL_CACHE_TTL=0s"), "LOCAL_CACHE_TTL: 0s is not positive"},
+		{"bad listen address", nil, env("LISTEN_ADDR=nowhere:port"), `LISTEN_ADDR: "nowhere:port" is not an address to listen on (host:port, :port)`},
+		{"bad purge url", nil, env("PURGE_URLS=varnish:6081"), `PURGE_URLS: "varnish:6081" is not an http:// or https:// URL`},
+		{"bad log format", nil, env("LOG_FORMAT=xml"), `LOG_FORMAT: "xml" is not json or text`},
+		{"bad log level", nil, env("LOG_LEVEL=loud"), `LOG_LEVEL: "loud" is not one of debug, info, warn, error`},
+		{"placeholder token", nil, env("API_TOKEN=CHANGE-ME"), `API_TOKEN: looks like a placeholder ("changeme"): ` + token},
+		{"long placeholder token", nil, env("API_TOKEN=please-change-me-before-deploying"), `API_TOKEN: looks like a placeholder ("changeme"): ` + token},
+		{"short token", nil, env("API_TOKEN=t0ken"), "API_TOKEN: is too short or too simple (5 characters): " + token},
+		{"simple token", nil, env("API_TOKEN=aaaaaaaaaaaaaaaaaaaaaaaa"), "API_TOKEN: is too short or too simple (24 characters): " + token},
+		{"jobs file from the flag", []string{"--jobs", badTTL}, env(),
+			"--jobs " + badTTL + `: line 3: job orders_total: ttl: "never" is not a duration (90s, 10m), a number of seconds, end_of_day or end_of_week`},
+		{"jobs file from the environment", nil, env("JOBS_FILE=" + badTTL),
+			"JOBS_FILE=" + badTTL + `: line 3: job orders_total: ttl: "never" is not a duration (90s, 10m), a number of seconds, end_of_day or end_of_week`},
+		{"jobs file missing", []string{"--jobs", "/nonexistent/jobs.yaml"}, env(), "--jobs /nonexistent/jobs.yaml: cannot be read: no such file or directory"},
+		{"cron step out of range", []string{"--jobs", badStep}, env(),
+			"--jobs " + badStep + `: line 4: job orders_total: schedule: "*/61 * * * *": the minute field: the step of */61 is out of range (1 to 59 for 0-59)`},
+		{"not a boolean", []string{"--jobs", notABool}, env(), "--jobs " + notABool + `: line 3: job credit_by_customer: enabled: "nope" is not true or false`},
+		{"misspelt setting", []string{"--jobs", misspelt}, env(), "--jobs " + misspelt +
+			": line 3: job orders_total: schedul: is not a setting (a job has description, schedule, sql, key, depends_on, incremental, ttl, grace, jitter, timeout, enabled)"},
+		{"a job that writes", []string{"--jobs", anInsert}, env(), "--jobs " + anInsert +
+			": line 4: job mine: sql: must be a query (SELECT, WITH, VALUES or TABLE): a job only reads, and this statement starts with INSERT"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var stderr bytes.Buffer
-			if status := cli(context.Background(), tc.args, tc.environ, &stderr); status != 2 || !strings.Contains(stderr.String(), tc.stderr) {
-				t.Errorf("status %d, want 2 mentioning %q; stderr:\n%s", status, tc.stderr, stderr.String())
+			var stdout, stderr bytes.Buffer
+			status := cli(context.Background(), tc.args, tc.environ, &stdout, &stderr)
+			if want := "api: configuration: " + tc.stderr + "\n"; status != 2 || stderr.String() != want {
+				t.Errorf("status %d, want 2, and stderr\n%s\nwant\n%s", status, stderr.String(), want)
 			}
 		})
+	}
+	if n := pg.Accepted() + redis.Accepted(); n != 0 {
+		t.Errorf("%d connections were made to PostgreSQL or Redis with a bad configuration", n)
+	}
+}
+
+// TestRedisDatabaseMissing names REDIS_URL when the server has no database of its number.
+func TestRedisDatabaseMissing(t *testing.T) {
+	t.Parallel()
+	env := environ(t)
+	env[1] = "REDIS_URL=redis://" + testenv.HostPort(t, testenv.Get(t).RedisURL) + "/64" // scripts/servers configures 64: 0 to 63
+	var stdout, stderr bytes.Buffer
+	status := cli(context.Background(), nil, env, &stdout, &stderr)
+	want := "api: configuration: REDIS_URL: database 64: no such database on the server (Redis has 16, 0 to 15, unless its databases setting says more)\n"
+	if status != 2 || !strings.HasSuffix(stderr.String(), want) {
+		t.Errorf("status %d, want 2, and stderr ending\n%s\ngot\n%s", status, want, stderr.String())
+	}
+}
+
+// TestHelpAndVersion: --help exits 0 and lists every setting; --version prints the version.
+func TestHelpAndVersion(t *testing.T) {
+	t.Parallel()
+	var stdout, stderr bytes.Buffer
+	if status := cli(context.Background(), []string{"--help"}, nil, &stdout, &stderr); status != 0 {
+		t.Fatalf("--help: status %d; stderr:\n%s", status, stderr.String())
+	}
+	for _, want := range []string{"usage: api", "-jobs FILE", "DATABASE_URL", "alias PG_SERVICE_URI", "REDIS_URL", "API_TOKEN",
+		"REDIS_TIMEOUT", "default 100ms", "LOCAL_CACHE_SIZE", "LOG_FORMAT", "TIMEZONE", "PURGE_URLS"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("--help does not mention %q:\n%s", want, stdout.String())
+		}
+	}
+	stdout.Reset()
+	if status := cli(context.Background(), []string{"--version"}, nil, &stdout, &stderr); status != 0 ||
+		!regexp.MustCompile(`^api \S+.* \(go1\.\d+`).MatchString(stdout.String()) {
+		t.Errorf("--version: status %d, output %q", status, stdout.String())
+	}
+	var unknown bytes.Buffer
+	if status := cli(context.Background(), []string{"serve"}, nil, &stdout, &unknown); status != 2 ||
+		unknown.String() != "api: unexpected argument \"serve\" (api --help lists the flags)\n" {
+		t.Errorf("a stray argument: status %d, stderr %q", status, unknown.String())
 	}
 }
 
@@ -172,7 +256,7 @@ func waitForQuery(t *testing.T, dbURL, text string) {
 // recorded in the write's own transaction, so the warmer still delivers it.
 func TestKilledAfterCommit(t *testing.T) {
 	t.Parallel()
-	env := environ(t, "API_TEST_RUN_MAIN=1", "API_TOKEN=t0ken")
+	env := environ(t, "API_TEST_RUN_MAIN=1", "API_TOKEN=t0ken-for-the-kill-test")
 	dbURL := strings.TrimPrefix(env[0], "DATABASE_URL=")
 	ns := strings.TrimPrefix(env[2], "CACHE_NAMESPACE=")
 	ctx, stop := context.WithCancel(context.Background())
@@ -199,7 +283,7 @@ func TestKilledAfterCommit(t *testing.T) {
 	go io.Copy(io.Discard, stderr) //nolint:errcheck // draining the log
 	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/orders",
 		strings.NewReader(`{"orderdate":"2026-11-21","customerid":3137,"netamount":5,"tax":0}`))
-	req.Header.Set("Authorization", "Bearer t0ken")
+	req.Header.Set("Authorization", "Bearer t0ken-for-the-kill-test")
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -245,7 +329,7 @@ func startWarmerParts(t *testing.T, ctx context.Context, dbURL, ns string) *cach
 		t.Fatal(err)
 	}
 	arch := baseservice.NewArchetype(slog.New(slog.DiscardHandler))
-	relay := invalidate.NewRelay(arch, db, store)
+	relay := invalidate.NewRelay(arch, db, store, prometheus.NewRegistry())
 	refresher := invalidate.NewRefresher(arch, db, store, list, ns, prometheus.NewRegistry())
 	var running sync.WaitGroup
 	running.Go(func() { relay.Run(ctx) })

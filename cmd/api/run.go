@@ -17,7 +17,6 @@ import (
 	"github.com/warmcache/warmcache/cache"
 	"github.com/warmcache/warmcache/internal/baseservice"
 	"github.com/warmcache/warmcache/internal/conf"
-	"github.com/warmcache/warmcache/jobs"
 	"github.com/warmcache/warmcache/query"
 )
 
@@ -26,28 +25,28 @@ import (
 // on, which tests use with LISTEN_ADDR=127.0.0.1:0.
 func run(ctx context.Context, cfg Config, logger *slog.Logger, started func(addr string)) error {
 	cfg.log(logger)
+	keys, err := cache.NewKeys(cfg.Namespace)
+	if err != nil {
+		return conf.Errorf("CACHE_NAMESPACE", "%w", err)
+	}
+	// Neither Open connects: every setting is checked before anything is.
 	db, err := query.Open(ctx, cfg.DatabaseURL, query.Options{MaxConns: int32(cfg.MaxQueries) + 4,
 		ConnectTimeout: 2 * time.Second, QuietWrites: true})
 	if err != nil {
 		return conf.Errorf("DATABASE_URL", "%w", err)
 	}
 	defer db.Close()
-	keys, err := cache.NewKeys(cfg.Namespace)
-	if err != nil {
-		return conf.Errorf("CACHE_NAMESPACE", "%w", err)
-	}
 	store, err := cache.Open(cfg.RedisURL, keys, cache.Options{PoolSize: 64, DialTimeout: time.Second,
 		ReadTimeout: cfg.RedisTimeout, WriteTimeout: cfg.RedisTimeout, ClientName: "warmcache-api"})
 	if err != nil {
 		return conf.Errorf("REDIS_URL", "%w", err)
 	}
 	defer store.Close()
-	conf.LogConnect(ctx, logger, "postgresql", cfg.DatabaseURL, db.Ping)
-	conf.LogConnect(ctx, logger, "redis", cfg.RedisURL, store.Ping)
-	list, err := jobs.Load(cfg.JobsFile, jobs.DefaultsOf(cfg.Cache), time.Now())
-	if err != nil {
-		return conf.Errorf("JOBS_FILE", "%w", err)
+	_ = conf.LogConnect(ctx, logger, "postgresql", cfg.DatabaseURL, db.Ping) // down is not fatal: served stale, then reconnected
+	if err := conf.LogConnect(ctx, logger, "redis", cfg.RedisURL, store.Ping); errors.Is(err, cache.ErrNoDatabase) {
+		return conf.Errorf("REDIS_URL", "%w", err)
 	}
+	list := cfg.jobs
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -2,13 +2,17 @@ package main
 
 import (
 	"log/slog"
+	"net"
 	"strings"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/warmcache/warmcache/cache"
 	"github.com/warmcache/warmcache/internal/conf"
 	"github.com/warmcache/warmcache/invalidate"
+	"github.com/warmcache/warmcache/jobs"
+	"github.com/warmcache/warmcache/query"
 )
 
 // Config is the warmer's configuration, read from the environment.
@@ -16,20 +20,32 @@ type Config struct {
 	conf.Cache
 	// WarmerDatabaseURL, when set, is where the aggregates are read: a replica, say. Claims,
 	// locks and migrations stay on DATABASE_URL.
-	WarmerDatabaseURL string        `env:"WARMER_DATABASE_URL"`
-	MetricsAddr       string        `env:"METRICS_ADDR" envDefault:":9091"`
-	Migrate           bool          `env:"MIGRATE" envDefault:"true"`
-	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s"`
+	WarmerDatabaseURL string        `env:"WARMER_DATABASE_URL" help:"where the aggregates are read (a replica); default DATABASE_URL"`
+	MetricsAddr       string        `env:"METRICS_ADDR" envDefault:":9091" help:"the address of /metrics and /healthz"`
+	Migrate           bool          `env:"MIGRATE" envDefault:"true" help:"apply the migrations at start (--no-migrate: false)"`
+	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" help:"on SIGTERM, how long runs in flight may take to finish"`
 	// How downstream caches are purged (PURGE_URLS, in conf.Cache, says which).
-	PurgeMethod    string            `env:"PURGE_METHOD" envDefault:"PURGE"`
-	PurgeKeyHeader string            `env:"PURGE_KEY_HEADER" envDefault:"xkey-purge"`
-	PurgeHeaders   map[string]string `env:"PURGE_HEADERS" envSeparator:"," envKeyValSeparator:":"`
+	PurgeMethod    string            `env:"PURGE_METHOD" envDefault:"PURGE" help:"the method of a purge request"`
+	PurgeKeyHeader string            `env:"PURGE_KEY_HEADER" envDefault:"xkey-purge" help:"the header carrying the keys to purge"`
+	PurgeHeaders   map[string]string `env:"PURGE_HEADERS" envSeparator:"," envKeyValSeparator:":" help:"more headers of each purge, Name:value,Name:value"`
 	conf.Logging
+
+	// jobs are the jobs of the configuration, loaded and checked before anything connects.
+	jobs []jobs.Job
 }
 
 func (c Config) validate() error {
 	if err := c.Cache.Validate(); err != nil {
 		return err
+	}
+	if err := checkServers(c.Cache); err != nil {
+		return err
+	}
+	if err := query.CheckURL(c.WarmerDatabaseURL); c.WarmerDatabaseURL != "" && err != nil {
+		return conf.Errorf("WARMER_DATABASE_URL", "%w", err)
+	}
+	if _, port, err := net.SplitHostPort(c.MetricsAddr); err != nil || port == "" {
+		return conf.Errorf("METRICS_ADDR", "%q is not an address to listen on (host:port, :port)", c.MetricsAddr)
 	}
 	switch {
 	case c.ShutdownTimeout <= 0:
@@ -43,6 +59,32 @@ func (c Config) validate() error {
 		if !httpguts.ValidHeaderFieldName(strings.TrimSpace(name)) {
 			return conf.Errorf("PURGE_HEADERS", "%q is not a header name (want Name:value,Name:value)", name)
 		}
+	}
+	return nil
+}
+
+// validateMigrate checks what warmer migrate needs: PostgreSQL, and the jobs file.
+func (c Config) validateMigrate() error {
+	if err := c.Cache.ValidateMigrate(); err != nil {
+		return err
+	}
+	if err := query.CheckURL(c.DatabaseURL); err != nil {
+		return conf.Errorf("DATABASE_URL", "%w", err)
+	}
+	return nil
+}
+
+// checkServers checks the settings of PostgreSQL and Redis as their clients read them, without
+// connecting.
+func checkServers(c conf.Cache) error {
+	if err := query.CheckURL(c.DatabaseURL); err != nil {
+		return conf.Errorf("DATABASE_URL", "%w", err)
+	}
+	if err := cache.CheckURL(c.RedisURL); err != nil {
+		return conf.Errorf("REDIS_URL", "%w", err)
+	}
+	if _, err := cache.NewKeys(c.Namespace); err != nil {
+		return conf.Errorf("CACHE_NAMESPACE", "%w", err)
 	}
 	return nil
 }

@@ -2,7 +2,8 @@
 //
 //	warmer [--jobs FILE] [--no-migrate]                  run the jobs on their schedules
 //	warmer --once [--job NAME] [--jobs FILE] [--no-migrate]  run the jobs (or one) once and exit
-//	warmer migrate                                       apply the schema additions and exit
+//	warmer migrate [--jobs FILE]                         apply the schema additions and exit
+//	warmer --help | --version
 //
 // Configuration comes from the environment; see the README. Exit status: 0 on success (and after
 // SIGTERM), 1 on a failure, 2 on bad usage or configuration.
@@ -18,18 +19,28 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 	_ "time/tzdata" // schedules and expiry need zone data even in images without /usr/share/zoneinfo
 
 	"github.com/warmcache/warmcache/cache"
 	"github.com/warmcache/warmcache/internal/conf"
+	"github.com/warmcache/warmcache/jobs"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := cli(ctx, os.Args[1:], os.Environ(), os.Stderr)
+	code := cli(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
+
+const synopsis = `usage: warmer [--jobs FILE] [--no-migrate]                    run the jobs on their schedules
+       warmer --once [--job NAME] [--jobs FILE] [--no-migrate]  run the jobs (or one) once and exit
+       warmer migrate [--jobs FILE]                           apply the schema additions and exit
+       warmer --help | --version
+
+Keeps warmcache's aggregates in Redis. Configuration comes from the environment. Exit status: 0
+on success (and after SIGTERM), 1 on a failure, 2 on bad usage or configuration.`
 
 // options are the command line's.
 type options struct {
@@ -38,9 +49,10 @@ type options struct {
 	job         string
 	jobsFile    string
 	noMigrate   bool
+	version     bool
 }
 
-func parseArgs(args []string, stderr io.Writer) (options, error) {
+func parseArgs(args []string, stdout, stderr io.Writer) (options, error) {
 	var o options
 	if len(args) > 0 && args[0] == "migrate" {
 		o.migrateOnly, args = true, args[1:]
@@ -51,16 +63,14 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.job, "job", "", "with --once, run only this job")
 	fs.StringVar(&o.jobsFile, "jobs", "", "the jobs file (overrides JOBS_FILE)")
 	fs.BoolVar(&o.noMigrate, "no-migrate", false, "do not apply migrations at start (MIGRATE=false)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: warmer [--once [--job NAME]] [--jobs FILE] [--no-migrate]\n       warmer migrate")
-		fs.PrintDefaults()
-	}
+	fs.BoolVar(&o.version, "version", false, "print the version and exit")
+	fs.Usage = func() { conf.Usage(stdout, synopsis, fs, &Config{}) }
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	switch {
 	case fs.NArg() > 0:
-		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return o, fmt.Errorf("unexpected argument %q (warmer --help lists the flags)", fs.Arg(0))
 	case o.job != "" && !o.once:
 		return o, errors.New("--job goes with --once")
 	case o.migrateOnly && (o.once || o.noMigrate):
@@ -69,26 +79,32 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 	return o, nil
 }
 
-// cli runs the command line and returns the exit status.
-func cli(ctx context.Context, args, environ []string, stderr io.Writer) int {
-	opts, err := parseArgs(args, stderr)
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stderr, "warmer:", err)
-		}
+// cli runs the command line and returns the exit status. The whole configuration, jobs file
+// included, is checked before anything connects anywhere.
+func cli(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
+	opts, err := parseArgs(args, stdout, stderr)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case err != nil:
+		fmt.Fprintln(stderr, "warmer:", err)
 		return 2
+	case opts.version:
+		fmt.Fprintln(stdout, "warmer", conf.Version())
+		return 0
 	}
 	var cfg Config
 	if err = conf.Load(&cfg, environ); err == nil {
-		if opts.jobsFile != "" {
-			cfg.JobsFile = opts.jobsFile
-		}
+		cfg.SetJobsFlag(opts.jobsFile)
 		cfg.Migrate = cfg.Migrate && !opts.noMigrate
 		if opts.migrateOnly {
-			err = cfg.Cache.ValidateMigrate()
+			err = cfg.validateMigrate()
 		} else {
 			err = cfg.validate()
 		}
+	}
+	if err == nil {
+		cfg.jobs, err = jobs.Configured(cfg.Cache, time.Now())
 	}
 	var logger *slog.Logger
 	if err == nil {

@@ -91,7 +91,7 @@ func TestExitStatus(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr bytes.Buffer
-			status := cli(context.Background(), tc.args, tc.environ, &stderr)
+			status := cli(context.Background(), tc.args, tc.environ, &stderr, &stderr)
 			if status != tc.status || !strings.Contains(stderr.String(), tc.stderr) {
 				t.Errorf("warmer %v: status %d, want %d mentioning %q; stderr:\n%s", tc.args, status, tc.status, tc.stderr, stderr.String())
 			}
@@ -163,7 +163,7 @@ func TestDaemonWarms(t *testing.T) {
 	jobsFile := writeFile(t, "jobs:\n  orders_total: {schedule: '@every 1s'}\n")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int)
-	go func() { done <- cli(ctx, []string{"--jobs", jobsFile}, env, &bytes.Buffer{}) }()
+	go func() { done <- cli(ctx, []string{"--jobs", jobsFile}, env, &bytes.Buffer{}, &bytes.Buffer{}) }()
 
 	keys, _ := cache.NewKeys(ns)
 	store, err := cache.Open(testenv.Get(t).RedisURL, keys, cache.Options{})

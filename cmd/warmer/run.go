@@ -58,6 +58,7 @@ func open(ctx context.Context, cfg Config, arch *baseservice.Archetype, reg prom
 			d.close()
 		}
 	}()
+	// No Open connects: the configuration was checked whole before anything connects.
 	if d.primary, err = query.Open(ctx, cfg.DatabaseURL, query.Options{MaxConns: 8}); err != nil {
 		return d, conf.Errorf("DATABASE_URL", "%w", err)
 	}
@@ -79,12 +80,12 @@ func open(ctx context.Context, cfg Config, arch *baseservice.Archetype, reg prom
 	if d.store, err = cache.Open(cfg.RedisURL, keys, opts); err != nil {
 		return d, conf.Errorf("REDIS_URL", "%w", err)
 	}
-	conf.LogConnect(ctx, logger, "postgresql", cfg.DatabaseURL, d.primary.Ping)
-	conf.LogConnect(ctx, logger, "redis", cfg.RedisURL, d.store.Ping)
-	if d.jobs, err = jobs.Load(cfg.JobsFile, jobs.DefaultsOf(cfg.Cache), time.Now()); err != nil {
-		return d, conf.Errorf("JOBS_FILE", "%w", err)
+	d.jobs = cfg.jobs
+	_ = conf.LogConnect(ctx, logger, "postgresql", cfg.DatabaseURL, d.primary.Ping) // down is not fatal: runs retry
+	if err := conf.LogConnect(ctx, logger, "redis", cfg.RedisURL, d.store.Ping); errors.Is(err, cache.ErrNoDatabase) {
+		return d, conf.Errorf("REDIS_URL", "%w", err)
 	}
-	return d, prepare(ctx, d.primary, d.reader, d.jobs, cfg.Migrate, logger)
+	return d, prepare(ctx, d.primary, d.reader, cfg, logger)
 }
 
 // prepare readies the database for the jobs. A user's SQL with a syntax error, or a table or
@@ -92,7 +93,8 @@ func open(ctx context.Context, cfg Config, arch *baseservice.Archetype, reg prom
 // rather than failing at every run; with PostgreSQL down the runs will report it. With migrate
 // set it applies the migrations and installs what the jobs need (jobs.Install); without, it
 // warns when what is installed does not record every change the jobs depend on.
-func prepare(ctx context.Context, primary, reader *query.DB, list []jobs.Job, migrate bool, logger *slog.Logger) error {
+func prepare(ctx context.Context, primary, reader *query.DB, cfg Config, logger *slog.Logger) error {
+	migrate, list := cfg.Migrate, cfg.jobs
 	if migrate {
 		if err := primary.Migrate(ctx, logger); err != nil {
 			return fmt.Errorf("migrate: %w", err)
@@ -104,7 +106,7 @@ func prepare(ctx context.Context, primary, reader *query.DB, list []jobs.Job, mi
 		logger.Warn("jobs_not_checked", "error", err)
 		return nil
 	case err != nil:
-		return conf.Errorf("JOBS_FILE", "%w", err)
+		return conf.Errorf(cfg.JobsSetting(), "%w", err)
 	}
 	warnUnpushedLookups(ctx, reader, list, logger)
 	if migrate {
@@ -164,10 +166,12 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	defer d.close()
 
-	runner := jobs.NewRunner(arch, d.reader, d.primary, d.store, jobs.NewMetrics(reg))
+	metrics := jobs.NewMetrics(reg)
+	metrics.Declare(d.jobs, time.Now())
+	runner := jobs.NewRunner(arch, d.reader, d.primary, d.store, metrics)
 	sched := jobs.NewScheduler(arch, d.jobs, runner, d.primary, cfg.Namespace)
 	// Invalidations read the primary: a replica may not have the write yet.
-	relay := invalidate.NewRelay(arch, d.primary, d.store)
+	relay := invalidate.NewRelay(arch, d.primary, d.store, reg)
 	refresher := invalidate.NewRefresher(arch, d.primary, d.store, d.jobs, cfg.Namespace, reg)
 
 	ln, err := new(net.ListenConfig).Listen(ctx, "tcp", cfg.MetricsAddr)
@@ -259,15 +263,12 @@ func progressLine(w io.Writer) func(jobs.Job) jobs.Progress {
 // migrate applies the migrations and installs what the jobs file's jobs need, alone, for a
 // Kubernetes Job or init container.
 func migrate(ctx context.Context, cfg Config, logger *slog.Logger) error {
-	list, err := jobs.Load(cfg.JobsFile, jobs.DefaultsOf(cfg.Cache), time.Now())
-	if err != nil {
-		return conf.Errorf("JOBS_FILE", "%w", err)
-	}
 	db, err := query.Open(ctx, cfg.DatabaseURL, query.Options{MaxConns: 2})
 	if err != nil {
 		return conf.Errorf("DATABASE_URL", "%w", err)
 	}
 	defer db.Close()
 	logger.Info("migrate_started", "database", conf.MaskURL(cfg.DatabaseURL))
-	return prepare(ctx, db, db, list, true, logger)
+	cfg.Migrate = true
+	return prepare(ctx, db, db, cfg, logger)
 }

@@ -66,10 +66,29 @@ func Load(cfg any, environ []string) error {
 	if err == nil {
 		return nil
 	}
-	// env names struct fields in its errors; say which variable instead.
+	// env names struct fields and Go types in its errors; say which variable and what it wants.
 	var parseErr env.ParseError
 	if errors.As(err, &parseErr) {
-		return &Error{Setting: envName(cfg, parseErr.Name), Err: parseErr.Err}
+		name := envName(cfg, parseErr.Name)
+		return &Error{Setting: name, Err: wanted(parseErr.Type, vars[name], parseErr.Err)}
+	}
+	return err
+}
+
+// wanted says what a setting of type t wants, when value is not it. The errors of this
+// package's own parsers say so already; strconv's do not.
+func wanted(t reflect.Type, value string, err error) error {
+	if t == reflect.TypeFor[time.Duration]() || t == reflect.TypeFor[Bytes]() {
+		return err
+	}
+	switch t.Kind() {
+	case reflect.Bool:
+		return fmt.Errorf("%q is not true or false", value)
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return fmt.Errorf("%q is not a whole number", value)
+	case reflect.Map:
+		return fmt.Errorf("%q is not a list of name:value pairs separated by commas", value)
 	}
 	return err
 }
@@ -141,8 +160,8 @@ func envName(cfg any, field string) string {
 
 // Logging configures the structured log.
 type Logging struct {
-	Level  string `env:"LOG_LEVEL" envDefault:"info"`
-	Format string `env:"LOG_FORMAT" envDefault:"json"`
+	Level  string `env:"LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error"`
+	Format string `env:"LOG_FORMAT" envDefault:"json" help:"json or text"`
 }
 
 // Logger returns the logger Logging describes, writing to w.
@@ -161,21 +180,6 @@ func (l Logging) Logger(w io.Writer) (*slog.Logger, error) {
 	return nil, Errorf("LOG_FORMAT", "%q is not json or text", l.Format)
 }
 
-// MaskURL returns rawURL with its password replaced, for logging the effective configuration.
-func MaskURL(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil || u.User == nil {
-		if err != nil {
-			return "(unparsable)"
-		}
-		return rawURL
-	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	}
-	return u.String()
-}
-
 // LoadLocation loads the IANA time zone named by setting's value.
 func LoadLocation(setting, name string) (*time.Location, error) {
 	loc, err := time.LoadLocation(name)
@@ -188,18 +192,40 @@ func LoadLocation(setting, name string) (*time.Location, error) {
 // Cache is the configuration the warmer and the api share: where the data and the cache are,
 // and how cached values age.
 type Cache struct {
-	DatabaseURL string        `env:"DATABASE_URL"`
-	RedisURL    string        `env:"REDIS_URL"`
-	Namespace   string        `env:"CACHE_NAMESPACE" envDefault:"warmcache"`
-	TTL         time.Duration `env:"CACHE_TTL" envDefault:"10m"`
-	Grace       time.Duration `env:"CACHE_GRACE" envDefault:"1h"`
-	TimeZone    string        `env:"TIMEZONE" envDefault:"UTC"`
-	JobsFile    string        `env:"JOBS_FILE"`
+	DatabaseURL string        `env:"DATABASE_URL" help:"PostgreSQL, as a URL or key=value string (required)"`
+	RedisURL    string        `env:"REDIS_URL" help:"Redis: redis:// or rediss://, Sentinel with ?master_name=, Cluster with ?cluster=true (required)"`
+	Namespace   string        `env:"CACHE_NAMESPACE" envDefault:"warmcache" help:"the prefix of every Redis key"`
+	TTL         time.Duration `env:"CACHE_TTL" envDefault:"10m" help:"how long values stay fresh, for jobs without a ttl"`
+	Grace       time.Duration `env:"CACHE_GRACE" envDefault:"1h" help:"how long past freshness a value may be served stale"`
+	TimeZone    string        `env:"TIMEZONE" envDefault:"UTC" help:"the IANA zone of schedules and of end_of_day / end_of_week"`
+	JobsFile    string        `env:"JOBS_FILE" help:"the jobs file (YAML); --jobs FILE overrides it"`
 	// NegativeTTL is how long an unknown key (a customer that does not exist) stays cached.
-	NegativeTTL time.Duration `env:"CACHE_NEGATIVE_TTL" envDefault:"30s"`
+	NegativeTTL time.Duration `env:"CACHE_NEGATIVE_TTL" envDefault:"30s" help:"how long an unknown key is cached as unknown"`
 	// PurgeURLs are the downstream HTTP caches the warmer purges of changed values; with them
 	// set, the api lets shared caches keep values longer (s-maxage).
-	PurgeURLs []string `env:"PURGE_URLS" envSeparator:","`
+	PurgeURLs []string `env:"PURGE_URLS" envSeparator:"," help:"comma-separated URLs of HTTP caches the warmer purges"`
+
+	// jobsFlag is set when the jobs file came from --jobs rather than JOBS_FILE.
+	jobsFlag bool
+}
+
+// SetJobsFlag makes path, given as --jobs, the jobs file.
+func (c *Cache) SetJobsFlag(path string) {
+	if path != "" {
+		c.JobsFile, c.jobsFlag = path, true
+	}
+}
+
+// JobsSetting names the jobs file as the user gave it, for errors: "--jobs FILE" or
+// "JOBS_FILE=FILE" (or "jobs" for the built-in jobs alone).
+func (c Cache) JobsSetting() string {
+	switch {
+	case c.jobsFlag:
+		return "--jobs " + c.JobsFile
+	case c.JobsFile != "":
+		return "JOBS_FILE=" + c.JobsFile
+	}
+	return "jobs"
 }
 
 // ValidateMigrate checks the settings a migration needs: all but Redis's.
@@ -257,29 +283,32 @@ func (c Cache) Location() *time.Location {
 
 // ExitStatus reports err the way both binaries do and returns their exit status: 0 without an
 // error, 2 for a configuration error (printed to stderr, naming the setting), 1 for any other
-// (logged as name_failed).
+// (logged as name_failed), its secrets masked either way.
 func ExitStatus(name string, err error, stderr io.Writer, logger *slog.Logger) int {
 	var confErr *Error
 	switch {
 	case err == nil:
 		return 0
 	case errors.As(err, &confErr) || logger == nil:
-		fmt.Fprintf(stderr, "%s: configuration: %v\n", name, err)
+		fmt.Fprintf(stderr, "%s: configuration: %s\n", name, Redact(err.Error()))
 		return 2
 	}
-	logger.Error(name+"_failed", "error", err)
+	logger.Error(name+"_failed", "error", Redact(err.Error()))
 	return 1
 }
 
 // LogConnect tries a dependency once at start and logs the named event <name>_connected, or a
-// warning: a process starts even while a server is down, and reconnects when it returns.
-func LogConnect(ctx context.Context, logger *slog.Logger, name, url string, ping func(context.Context) error) {
+// warning: a process starts even while a server is down, and reconnects when it returns. It
+// returns the error, for the caller to tell a server that is down from one that refuses the
+// configuration.
+func LogConnect(ctx context.Context, logger *slog.Logger, name, url string, ping func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	started := time.Now()
 	if err := ping(ctx); err != nil {
-		logger.Warn(name+"_unavailable", "url", MaskURL(url), "error", err)
-		return
+		logger.Warn(name+"_unavailable", "url", MaskURL(url), "error", Redact(err.Error()))
+		return err
 	}
 	logger.Info(name+"_connected", "url", MaskURL(url), "duration_ms", time.Since(started).Milliseconds())
+	return nil
 }

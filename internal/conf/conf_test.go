@@ -79,12 +79,38 @@ func TestLogger(t *testing.T) {
 func TestMaskURL(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]string{
-		"postgres://user:secret@db:5432/app?sslmode=require": "postgres://user:xxxxx@db:5432/app?sslmode=require",
-		"rediss://:secret@cache:6380/0":                      "rediss://:xxxxx@cache:6380/0",
-		"redis://cache:6379/0":                               "redis://cache:6379/0",
+		"postgres://user:secret@db:5432/app?sslmode=require":          "postgres://user:xxxxx@db:5432/app?sslmode=require",
+		"rediss://:secret@cache:6380/0":                               "rediss://:xxxxx@cache:6380/0",
+		"redis://cache:6379/0":                                        "redis://cache:6379/0",
+		"postgres://user@db/app?sslmode=require&password=secret":      "postgres://user@db/app?sslmode=require&password=xxxxx",
+		"postgres://db/app?PASSWORD=secret&sslpassword=secret&x=1":    "postgres://db/app?PASSWORD=xxxxx&sslpassword=xxxxx&x=1",
+		"host=db user=app password=secret dbname=app":                 "host=db user=app password=xxxxx dbname=app",
+		"host=db password = 'a secret \\' phrase' dbname=app":         "host=db password = xxxxx dbname=app",
+		"host=db dbname=app":                                          "host=db dbname=app",
+		"https://purger:secret@cdn.example/purge?token=secret&keep=1": "https://purger:xxxxx@cdn.example/purge?token=xxxxx&keep=1",
+		"": "",
 	} {
 		if got := conf.MaskURL(in); got != want || strings.Contains(got, "secret") {
 			t.Errorf("MaskURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestRedact covers text that merely holds connection strings: errors that quote them, whole
+// or in pieces, and URLs that do not parse.
+func TestRedact(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		`parse "redis://:secret@host:notaport/0": invalid port ":notaport" after host`: `parse "redis://:xxxxx@host:notaport/0": invalid port ":notaport" after host`,
+		`dial redis://user:sec/ret@host:6379/0 failed`:                                 `dial redis://user:xxxxx@host:6379/0 failed`,
+		`bad url postgres://u:p@ss@w0rd@db/app`:                                        `bad url postgres://u:xxxxx@db/app`,
+		"cannot parse `host=db password=secret port=x`: invalid port":                  "cannot parse `host=db password=xxxxx port=x`: invalid port",
+		`connect postgres://u@db/app?connect_timeout=2&password=secret: refused`:       `connect postgres://u@db/app?connect_timeout=2&password=xxxxx refused`,
+		`two: redis://:secret@a/0 and rediss://:secret@b/0`:                            `two: redis://:xxxxx@a/0 and rediss://:xxxxx@b/0`,
+		`nothing secret: redis://cache:6379/0, ttl=10m`:                                `nothing secret: redis://cache:6379/0, ttl=10m`,
+	} {
+		if got := conf.Redact(in); got != want || strings.Contains(got, "secret") && !strings.Contains(in, "nothing secret") {
+			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

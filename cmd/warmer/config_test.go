@@ -1,0 +1,127 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/warmcache/warmcache/internal/testenv"
+)
+
+// TestConfigurationErrors gives each setting a bad value and expects exit status 2 and the
+// exact message a user reads. Settings that need no server are checked before anything
+// connects: PostgreSQL and Redis are then listeners that count connections. A user's SQL is
+// confirmed by PostgreSQL itself: those cases run against the real one.
+func TestConfigurationErrors(t *testing.T) {
+	t.Parallel()
+	pg, redis := testenv.NewListener(t), testenv.NewListener(t)
+	servers := []string{"DATABASE_URL=postgres://warmcache@" + pg.Addr() + "/warmcache", "REDIS_URL=redis://" + redis.Addr() + "/0",
+		"METRICS_ADDR=127.0.0.1:0"}
+	env := func(extra ...string) []string { return append(append([]string{}, servers...), extra...) }
+	mine := "jobs:\n  mine:\n    schedule: '@hourly'\n    ttl: 2h\n"
+	badStep := writeFile(t, "jobs:\n  orders_total:\n    schedule: '*/61 * * * *'\n")
+	badRange := writeFile(t, "jobs:\n  orders_total:\n    schedule: '0 24 * * *'\n")
+	notABool := writeFile(t, "jobs:\n  orders_total:\n    enabled: yes please\n")
+	update := writeFile(t, mine+"    sql: UPDATE orders SET tax = 0 RETURNING orderid\n")
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		environ []string
+		stderr  string
+	}{
+		{"migrate flag", []string{"--migrate"}, env(), "flag provided but not defined: -migrate"},
+		{"no database url", []string{"migrate"}, nil, "configuration: DATABASE_URL: is not set (alias PG_SERVICE_URI)"},
+		{"migrate with a bad url", []string{"migrate"}, []string{"DATABASE_URL=host=db port=x"},
+			"configuration: DATABASE_URL: invalid port: not a PostgreSQL URL (postgres://user@host:5432/db?sslmode=require) or key=value string"},
+		{"bad replica url", nil, env("WARMER_DATABASE_URL=postgres://r@db:port/x"),
+			"configuration: WARMER_DATABASE_URL: invalid port: not a PostgreSQL URL (postgres://user@host:5432/db?sslmode=require) or key=value string"},
+		{"migrate not a boolean", nil, env("MIGRATE=maybe"), `configuration: MIGRATE: "maybe" is not true or false`},
+		{"bad metrics address", nil, env("METRICS_ADDR=9091"), `configuration: METRICS_ADDR: "9091" is not an address to listen on (host:port, :port)`},
+		{"bad purge headers", nil, env("PURGE_URLS=http://127.0.0.1:1/", "PURGE_HEADERS=Fastly-Key"),
+			`configuration: PURGE_HEADERS: "Fastly-Key" is not a list of name:value pairs separated by commas`},
+		{"bad purge method", nil, env("PURGE_METHOD=PUR GE"), `configuration: PURGE_METHOD: "PUR GE" is not an HTTP method`},
+		{"bad shutdown timeout", nil, env("SHUTDOWN_TIMEOUT=-1s"), "configuration: SHUTDOWN_TIMEOUT: -1s is not positive"},
+		{"cron step", []string{"--once", "--jobs", badStep}, env(), "configuration: --jobs " + badStep +
+			`: line 3: job orders_total: schedule: "*/61 * * * *": the minute field: the step of */61 is out of range (1 to 59 for 0-59)`},
+		{"cron range", nil, env("JOBS_FILE=" + badRange), "configuration: JOBS_FILE=" + badRange +
+			`: line 3: job orders_total: schedule: "0 24 * * *": the hour field: 24 is out of range (0 to 23)`},
+		{"not a boolean", []string{"migrate", "--jobs", notABool}, env(), "configuration: --jobs " + notABool +
+			`: line 3: job orders_total: enabled: "yes please" is not true or false`},
+		{"a job that writes", []string{"--jobs", update}, env(), "configuration: --jobs " + update +
+			": line 5: job mine: sql: must be a query (SELECT, WITH, VALUES or TABLE): a job only reads, and this statement starts with UPDATE"},
+		{"job without once", []string{"--job", "x"}, env(), "--job goes with --once"},
+		{"stray argument", []string{"warm"}, env(), `unexpected argument "warm" (warmer --help lists the flags)`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			status := cli(context.Background(), tc.args, tc.environ, &stdout, &stderr)
+			if want := "warmer: " + tc.stderr + "\n"; status != 2 || !strings.HasSuffix(stderr.String(), want) {
+				t.Errorf("status %d, want 2, and stderr ending\n%s\ngot\n%s", status, want, stderr.String())
+			}
+		})
+	}
+	if n := pg.Accepted() + redis.Accepted(); n != 0 {
+		t.Errorf("%d connections were made to PostgreSQL or Redis with a bad configuration", n)
+	}
+}
+
+// TestJobsConfirmedByPostgreSQL: what only PostgreSQL can tell of a user's SQL stops the warmer
+// with exit status 2, naming the file, the job and the setting.
+func TestJobsConfirmedByPostgreSQL(t *testing.T) {
+	t.Parallel()
+	dbURL := testenv.NewDatabase(t)
+	mine := "jobs:\n  mine:\n    schedule: '@hourly'\n    ttl: 2h\n"
+	deletes := writeFile(t, mine+"    sql: WITH gone AS (DELETE FROM orders RETURNING orderid) SELECT count(*) AS n FROM gone\n")
+	locks := writeFile(t, mine+"    sql: SELECT customerid FROM customers FOR SHARE\n    key: '{customerid}'\n")
+	unknownTable := writeFile(t, mine+"    sql: SELECT count(*) AS n FROM ordres\n")
+	for _, tc := range []struct {
+		name, file, stderr string
+	}{
+		{"a write in a WITH", deletes, ": job mine: sql: writes (a WITH holding INSERT, UPDATE, DELETE or MERGE): a job only reads"},
+		{"a lock", locks, ": job mine: sql: locks rows (FOR UPDATE or FOR SHARE): a job only reads"},
+		{"an unknown table", unknownTable, `: job mine: sql: ERROR: relation "ordres" does not exist (SQLSTATE 42P01)`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			status := cli(context.Background(), []string{"--once", "--jobs", tc.file}, environ(t, dbURL), &stdout, &stderr)
+			if want := "warmer: configuration: --jobs " + tc.file + tc.stderr + "\n"; status != 2 || !strings.HasSuffix(stderr.String(), want) {
+				t.Errorf("status %d, want 2, and stderr ending\n%s\ngot\n%s", status, want, stderr.String())
+			}
+		})
+	}
+}
+
+// TestRedisDatabaseMissing names REDIS_URL when the server has no database of its number.
+func TestRedisDatabaseMissing(t *testing.T) {
+	t.Parallel()
+	env := environ(t, testenv.NewDatabase(t))
+	env[1] = "REDIS_URL=redis://" + testenv.HostPort(t, testenv.Get(t).RedisURL) + "/64" // scripts/servers configures 64: 0 to 63
+	var stdout, stderr bytes.Buffer
+	status := cli(context.Background(), []string{"--once"}, env, &stdout, &stderr)
+	want := "warmer: configuration: REDIS_URL: database 64: no such database on the server (Redis has 16, 0 to 15, unless its databases setting says more)\n"
+	if status != 2 || !strings.HasSuffix(stderr.String(), want) {
+		t.Errorf("status %d, want 2, and stderr ending\n%s\ngot\n%s", status, want, stderr.String())
+	}
+}
+
+// TestHelpAndVersion: --help exits 0 and lists every setting; --version prints the version.
+func TestHelpAndVersion(t *testing.T) {
+	t.Parallel()
+	var stdout, stderr bytes.Buffer
+	if status := cli(context.Background(), []string{"--help"}, nil, &stdout, &stderr); status != 0 {
+		t.Fatalf("--help: status %d; stderr:\n%s", status, stderr.String())
+	}
+	for _, want := range []string{"usage: warmer", "warmer migrate", "-once", "-no-migrate", "DATABASE_URL", "alias PG_SERVICE_URI",
+		"WARMER_DATABASE_URL", "REDIS_URL", "METRICS_ADDR", "default :9091", "PURGE_HEADERS", "LOG_LEVEL", "CACHE_TTL"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("--help does not mention %q:\n%s", want, stdout.String())
+		}
+	}
+	stdout.Reset()
+	if status := cli(context.Background(), []string{"--version"}, nil, &stdout, &stderr); status != 0 ||
+		!regexp.MustCompile(`^warmer \S+.* \(go1\.\d+`).MatchString(stdout.String()) {
+		t.Errorf("--version: status %d, output %q", status, stdout.String())
+	}
+}

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"slices"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/warmcache/warmcache/internal/testenv"
+)
+
+// TestMetricsExported runs the warmer through what it reports on (scheduled runs that succeed
+// and fail, the totals' drift checks, a write relayed and refreshed, a purge) and checks its /metrics
+// against the list the dashboard and the alerting rules of deploy/k8s are held to
+// (testenv.CheckMetrics), with the outbox's backlog among them.
+func TestMetricsExported(t *testing.T) {
+	t.Parallel()
+	dbURL := testenv.NewDatabase(t)
+	purges := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer purges.Close()
+	jobsFile := writeFile(t, `
+jobs:
+  orders_total: {schedule: "@every 1s"}
+  failing:
+    schedule: "@every 1s"
+    sql: SELECT 1 / (count(*) - count(*)) AS never FROM categories
+`)
+	ctx, cancel := context.WithCancel(context.Background())
+	var log testenv.Output
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		cli(ctx, []string{"--jobs", jobsFile}, environ(t, dbURL, "PURGE_URLS="+purges.URL), &log, &log)
+	}()
+	defer func() {
+		cancel()
+		<-exited
+	}()
+	addr := log.WaitFor(t, regexp.MustCompile(`"msg":"warmer_started".*"metrics_addr":"([^"]+)"`), exited, 30*time.Second)[1]
+	if _, err := testenv.NewWriter(t, dbURL, 1).Exec("UPDATE orders SET tax = tax + 1 WHERE orderid = 1"); err != nil {
+		t.Fatal(err)
+	}
+	// Generous: on a loaded machine the first runs alone have taken half a minute.
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		families := testenv.Scrape(t, "http://"+addr+"/metrics")
+		if count(families, "warmcache_invalidation_lag_seconds", "") > 0 && count(families, "warmcache_purge_requests_total", "") > 0 &&
+			count(families, "warmcache_job_runs_total", "failing") > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the warmer did not report a failure, a refresh and a purge within 90 s; log:\n%s", log.String())
+		}
+		time.Sleep(100 * time.Millisecond) // polling the metrics, with a deadline
+	}
+	families := testenv.CheckMetrics(t, "http://"+addr+"/metrics", "warmer")
+	for _, name := range []string{"warmcache_outbox_rows", "warmcache_outbox_oldest_age_seconds", "warmcache_relay_failures_total"} {
+		if _, ok := families[name]; !ok {
+			t.Errorf("no %s", name)
+		}
+	}
+}
+
+// count adds up a family's counters and histogram counts, of the series whose job label is job
+// (any, when empty).
+func count(families map[string]*dto.MetricFamily, name, job string) float64 {
+	var n float64
+	for _, m := range families[name].GetMetric() {
+		if job != "" && !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool { return l.GetName() == "job" && l.GetValue() == job }) {
+			continue
+		}
+		n += m.GetCounter().GetValue() + float64(m.GetHistogram().GetSampleCount())
+	}
+	return n
+}
