@@ -206,6 +206,7 @@ func (s *Server) Handler() http.Handler {
 
 	e.Match(getHead, "/", s.root)
 	e.Match(getHead, "/v1/jobs", s.listJobs)
+	e.Match(getHead, "/v1/jobs/:job/runs", s.jobRuns)
 	e.Match(getHead, "/healthz", s.healthz)
 	e.Match(getHead, "/readyz", s.readyz)
 	e.Match(getHead, "/openapi.json", s.openAPI)
