@@ -131,32 +131,55 @@ func (s *Server) serve(c echo.Context, rm routeMetrics, job jobs.Job, key string
 }
 
 // write answers with a: caching headers, then 304 if the request's preconditions say the client
-// has it, else the stored body. A negative entry is a 404 with its stored error.
+// has it, else the stored body, or its gzip representation when the body is large and the client
+// accepts gzip. A negative entry is a 404 with its stored error.
 func (s *Server) write(c echo.Context, rm routeMetrics, a *answer, result string) error {
 	now := s.Time.Now()
+	req := c.Request()
 	h := c.Response().Header()
 	s.setHeaders(h, a, result, now)
 	e := a.entry
 	rm.results[result].Inc()
 	rm.age.Observe(now.Sub(e.ComputedAt).Seconds())
-	if s.Logger.Enabled(c.Request().Context(), slog.LevelDebug) {
-		s.Logger.Debug("cache_"+strings.ToLower(result), "path", c.Request().URL.Path, "etag", e.ETag)
+	if s.Logger.Enabled(req.Context(), slog.LevelDebug) {
+		s.Logger.Debug("cache_"+strings.ToLower(result), "path", req.URL.Path, "etag", e.ETag)
+	}
+	body, length := e.Body, a.header(headerLength)
+	large := len(body) >= gzipMinLength
+	if large { // small bodies, the hit path's, skip all of this
+		if vary := h["Vary"]; len(vary) == 0 {
+			h["Vary"] = varyEncoding
+		} else {
+			h["Vary"] = append(vary, "Accept-Encoding")
+		}
+		if g := a.gzipped(); g.body != nil && acceptsGzip(req.Header) {
+			h["Etag"], h["Content-Encoding"] = g.etag, gzipEncoding
+			body, length = g.body, g.length
+		}
 	}
 	status := http.StatusOK
 	switch {
 	case e.NotFound:
 		status = http.StatusNotFound
-	case notModified(c.Request().Header, e.ETag, e.ComputedAt):
+	case notModified(req.Header, e.ETag, large, e.ComputedAt):
 		return c.NoContent(http.StatusNotModified)
 	}
-	if c.Request().Method == http.MethodHead {
-		// A GET's length net/http counts itself, the body being small; a HEAD has none to count.
-		h["Content-Length"] = a.header(headerLength)
+	if req.Method == http.MethodHead || large {
+		// A small GET's length net/http counts itself; a HEAD has none to count, and a body of
+		// more than 2 KiB would be sent in chunks.
+		h["Content-Length"] = length
 	}
 	c.Response().WriteHeader(status)
-	_, err := c.Response().Write(e.Body)
+	_, err := c.Response().Write(body)
 	return err
 }
+
+// gzipEncoding and varyEncoding are header values of the answers that may be compressed, of
+// capacity one.
+var (
+	gzipEncoding = []string{"gzip"}
+	varyEncoding = []string{"Accept-Encoding"}
+)
 
 // readThrough computes job's value at key from PostgreSQL and stores it. Concurrent reads of one
 // key in this process share one computation; across api replicas, a short lease in Redis lets

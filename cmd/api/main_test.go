@@ -64,6 +64,7 @@ func TestConfigurationErrors(t *testing.T) {
 		{"bad local cache size", nil, environ(t, "LOCAL_CACHE_SIZE=64 megs"), "LOCAL_CACHE_SIZE"},
 		{"bad local cache ttl", nil, environ(t, "LOCAL_CACHE_TTL=0s"), "LOCAL_CACHE_TTL"},
 		{"bad listen address", nil, environ(t, "LISTEN_ADDR=nowhere:port"), "LISTEN_ADDR"},
+		{"bad CORS origin", nil, environ(t, "CORS_ORIGINS=https://ok.example,example.com/path"), `CORS_ORIGINS: "example.com/path" is not an origin`},
 		{"bad jobs file", []string{"--jobs", badJobs}, environ(t), "orders_total: ttl"},
 		{"bad log format", nil, environ(t, "LOG_FORMAT=xml"), "LOG_FORMAT"},
 		{"stray argument", []string{"serve"}, environ(t), "unexpected argument"},

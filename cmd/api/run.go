@@ -63,6 +63,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, started func(addr
 		SurrogateKeyHeader: cfg.SurrogateKeyHeader,
 		LocalCacheSize:     uint64(cfg.LocalCacheSize),
 		LocalCacheTTL:      cfg.LocalCacheTTL,
+		CORSOrigins:        cfg.corsOrigins(),
 	}, store, db, list, reg)
 
 	ln, err := new(net.ListenConfig).Listen(ctx, "tcp", cfg.ListenAddr)
