@@ -53,7 +53,7 @@ func (s *Server) creditOverview(c echo.Context, rm routeMetrics) error {
 }
 
 // result serves any job by name: /v1/results/{job} for a single-value job, /v1/results/{job}/{key}
-// for a keyed one.
+// for a keyed one, whose keys /v1/results/{job} lists.
 func (s *Server) result(c echo.Context, rm routeMetrics) error {
 	job, ok := s.byName[c.Param("job")]
 	key := c.Param("key")
@@ -61,7 +61,7 @@ func (s *Server) result(c echo.Context, rm routeMetrics) error {
 	case !ok:
 		return public(errNotFound, "no job is called %q", c.Param("job"))
 	case job.Keyed() && key == "":
-		return public(errNotFound, "job %s has one value per key: ask for /v1/results/%s/{key}", job.Name, job.Name)
+		return s.compress(func(c echo.Context) error { return s.listKeys(c, job) })(c)
 	case !job.Keyed() && key != "":
 		return public(errNotFound, "job %s has a single value: ask for /v1/results/%s", job.Name, job.Name)
 	}

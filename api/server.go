@@ -86,6 +86,9 @@ type Server struct {
 	pg      *gobreaker.CircuitBreaker[cache.Entry]
 	queries *semaphore.Weighted
 	flight  singleflight.Group
+	// compress gzips the large answers of the routes that are not cached reads, as echo does;
+	// cached reads compress theirs once per answer (write).
+	compress echo.MiddlewareFunc
 }
 
 // New returns the API over store and db for the jobs. Its metrics, and Go's, are registered on
@@ -105,6 +108,7 @@ func New(arch *baseservice.Archetype, cfg Config, store *cache.Store, db *query.
 		reg:       reg,
 		owner:     fmt.Sprintf("%s/%d/%x", host, os.Getpid(), rand.Uint64()),
 		queries:   semaphore.NewWeighted(cfg.MaxQueries),
+		compress:  middleware.GzipWithConfig(middleware.GzipConfig{MinLength: gzipMinLength}),
 
 		cacheHeader:     textproto.CanonicalMIMEHeaderKey(cfg.CacheHeader),
 		surrogateHeader: textproto.CanonicalMIMEHeaderKey(cfg.SurrogateKeyHeader),
@@ -211,9 +215,7 @@ func (s *Server) Handler() http.Handler {
 	if len(s.cfg.CORSOrigins) > 0 {
 		e.Use(s.cors())
 	}
-	// The routes that are not cached reads compress their large answers as echo does; cached
-	// reads compress theirs once per answer (write).
-	gzip := middleware.GzipWithConfig(middleware.GzipConfig{MinLength: gzipMinLength})
+	gzip := s.compress
 
 	getHead := []string{http.MethodGet, http.MethodHead}
 	cached := func(path string, h func(echo.Context, routeMetrics) error) {

@@ -178,6 +178,69 @@ func TestRuns(t *testing.T) {
 	}
 }
 
+// listAll pages through a job's keys, count at a time, failing t on a key listed twice or a page
+// much larger than asked.
+func listAll(t *testing.T, s *cache.Store, job string, count int) map[string]bool {
+	t.Helper()
+	listed := map[string]bool{}
+	for cursor, pages := "", 0; ; pages++ {
+		keys, next, err := s.ListKeys(context.Background(), job, cursor, count)
+		if err != nil {
+			t.Fatalf("list %s from %q: %v", job, cursor, err)
+		}
+		if len(keys) > 2*count || pages > 1000 {
+			t.Fatalf("page %d of %d keys, asked for %d", pages, len(keys), count)
+		}
+		for _, k := range keys {
+			if listed[k] {
+				t.Fatalf("key %s listed twice", k)
+			}
+			listed[k] = true
+		}
+		if next == "" {
+			return listed
+		}
+		cursor = next
+	}
+}
+
+func TestListKeys(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := context.Background()
+	var items []cache.Item
+	for i := range 1000 {
+		items = append(items, item(t, fmt.Sprint(i), 1, `{}`))
+	}
+	if _, err := s.Put(ctx, "job", items...); err != nil {
+		t.Fatal(err)
+	}
+	// Neither a negative entry, nor another job's key, nor the single value of a job named alike
+	// is one of the job's keys.
+	negative := cache.Item{Key: "unknown", Entry: minute.NotFound("no such key", 1, time.Now())}
+	if _, err := s.Put(ctx, "job", negative); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, "jobs", item(t, "1", 1, `{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, "job", item(t, "", 1, `{}`)); err != nil {
+		t.Fatal(err)
+	}
+	listed := listAll(t, s, "job", 100)
+	if len(listed) != 1000 || listed["unknown"] || !listed["0"] || !listed["999"] {
+		t.Errorf("listed %d keys (unknown: %v), want the 1000 with values", len(listed), listed["unknown"])
+	}
+	for _, bad := range []string{"not base64!", "bm90IGpzb24", "eyJuIjoibm8tc3VjaC1ub2RlIiwicCI6MX0"} {
+		if _, _, err := s.ListKeys(ctx, "job", bad, 10); !errors.Is(err, cache.ErrInvalidCursor) {
+			t.Errorf("cursor %q: %v, want ErrInvalidCursor", bad, err)
+		}
+	}
+	if listed := listAll(t, s, "never", 1000); len(listed) != 0 {
+		t.Errorf("a job without keys listed %v", listed)
+	}
+}
+
 func TestUnavailable(t *testing.T) {
 	t.Parallel()
 	keys, _ := cache.NewKeys("t")
