@@ -16,15 +16,6 @@ var (
 	docsPage []byte
 )
 
-func (s *Server) root(c echo.Context) error {
-	return c.JSON(http.StatusOK, map[string]any{
-		"hello":   "warmcache serves slow PostgreSQL aggregates from Redis; see the docs",
-		"docs":    "/docs",
-		"openapi": "/openapi.json",
-		"jobs":    "/v1/jobs",
-	})
-}
-
 func (s *Server) openAPI(c echo.Context) error {
 	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, openAPIDoc)
 }

@@ -86,6 +86,7 @@ type Server struct {
 	pg      *gobreaker.CircuitBreaker[cache.Entry]
 	queries *semaphore.Weighted
 	flight  singleflight.Group
+	traffic traffic // the samples of the status page's traffic (Track)
 	// compress gzips the large answers of the routes that are not cached reads, as echo does;
 	// cached reads compress theirs once per answer (write).
 	compress echo.MiddlewareFunc
@@ -237,6 +238,8 @@ func (s *Server) Handler() http.Handler {
 	e.Match(getHead, "/readyz", s.readyz)
 	e.Match(getHead, "/openapi.json", s.openAPI, gzip)
 	e.Match(getHead, "/docs", s.docs, gzip)
+	e.Match(getHead, "/status", s.statusHTML, gzip)
+	e.Match(getHead, "/v1/status", s.status, gzip)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg})))
 
 	// Per route, not in a group: echo's groups catch every path to run their middleware.

@@ -75,6 +75,9 @@ func unreserved(c byte) bool {
 // Runs is the list of a job's last runs, newest first.
 func (k Keys) Runs(job string) string { return k.ns + ":_runs:" + job }
 
+// Lag is the list of the invalidation lag windows the warmers record (LagWindow).
+func (k Keys) Lag() string { return k.ns + ":_lag" }
+
 // Fence is the key holding the snapshot version of a job's newest bulk run.
 func (k Keys) Fence(job string) string { return k.ns + ":_fence:" + job }
 

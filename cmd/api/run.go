@@ -80,6 +80,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, started func(addr
 	watchCtx, stopWatching := context.WithCancel(context.Background())
 	var watching sync.WaitGroup
 	watching.Go(func() { server.Watch(watchCtx) })
+	watching.Go(func() { server.Track(watchCtx) })
 	defer func() {
 		stopWatching()
 		watching.Wait()
