@@ -152,9 +152,11 @@ func (s *Server) write(c echo.Context, rm routeMetrics, a *answer, result string
 		} else {
 			h["Vary"] = append(vary, "Accept-Encoding")
 		}
-		if g := a.gzipped(); g.body != nil && acceptsGzip(req.Header) {
-			h["Etag"], h["Content-Encoding"] = g.etag, gzipEncoding
-			body, length = g.body, g.length
+		if acceptsGzip(req.Header) {
+			if g := a.gzipped(); g.body != nil {
+				h["Etag"], h["Content-Encoding"] = g.etag, gzipEncoding
+				body, length = g.body, g.length
+			}
 		}
 	}
 	status := http.StatusOK
