@@ -216,7 +216,6 @@ func (s *Server) Handler() http.Handler {
 	if len(s.cfg.CORSOrigins) > 0 {
 		e.Use(s.cors())
 	}
-	gzip := s.compress
 
 	getHead := []string{http.MethodGet, http.MethodHead}
 	cached := func(path string, h func(echo.Context, routeMetrics) error) {
@@ -232,14 +231,14 @@ func (s *Server) Handler() http.Handler {
 	cached("/v1/results/:job/:key", s.result)
 
 	e.Match(getHead, "/", s.root)
-	e.Match(getHead, "/v1/jobs", s.listJobs, gzip)
-	e.Match(getHead, "/v1/jobs/:job/runs", s.jobRuns, gzip)
+	e.Match(getHead, "/v1/jobs", s.listJobs, s.compress)
+	e.Match(getHead, "/v1/jobs/:job/runs", s.jobRuns, s.compress)
 	e.Match(getHead, "/healthz", s.healthz)
 	e.Match(getHead, "/readyz", s.readyz)
-	e.Match(getHead, "/openapi.json", s.openAPI, gzip)
-	e.Match(getHead, "/docs", s.docs, gzip)
-	e.Match(getHead, "/status", s.statusHTML, gzip)
-	e.Match(getHead, "/v1/status", s.status, gzip)
+	e.Match(getHead, "/openapi.json", s.openAPI, s.compress)
+	e.Match(getHead, "/docs", s.docs, s.compress)
+	e.Match(getHead, "/status", s.statusHTML, s.compress)
+	e.Match(getHead, "/v1/status", s.status, s.compress)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg})))
 
 	// Per route, not in a group: echo's groups catch every path to run their middleware.
