@@ -13,10 +13,10 @@ run: ## start PostgreSQL and Redis, load demo data, run the product
 	scripts/run
 
 # go test reads the servers from TEST_DATABASE_URL and TEST_REDIS_URL; `scripts/servers exec`
-# starts the servers (installing them when missing) and sets both. The Kubernetes manifests are a
+# starts the servers (installing them, and Varnish and Chromium, when missing) and sets both. The Kubernetes manifests are a
 # module of their own (deploy/k8s), checked without the race detector: no goroutines of ours run.
 .PHONY: test
-test: ## vet and run every test against real PostgreSQL and Redis, with the race detector
+test: ## vet and run every test against real PostgreSQL, Redis, Varnish and Chromium, with the race detector
 	$(GO) vet ./...
 	cd deploy/k8s && $(GO) vet ./...
 	scripts/servers exec $(GO) test -race -count=1 -timeout 15m ./...

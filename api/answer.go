@@ -19,6 +19,8 @@ type answer struct {
 	// headers are the values of the headers below; a response's header holds a slice of one of
 	// them, of capacity one, so that anything appending to it gets a copy.
 	headers [4]string
+	// gzip is the gzip representation of a large body, made when first asked for (gzipped).
+	gzip atomic.Pointer[compressed]
 }
 
 // The headers of answer.headers.
@@ -50,9 +52,14 @@ func (s *Server) newAnswer(e cache.Entry, job, key string) *answer {
 // own record of it (TestLocalTierStaysWithinItsSize measures it).
 const answerOverhead = 576
 
-// weight is what the answer costs the in-process tier, in bytes.
+// weight is what the answer costs the in-process tier, in bytes. A body large enough to be
+// compressed counts twice: its gzip representation, when a client asks for it, is smaller.
 func (a *answer) weight() int {
-	return answerOverhead + len(a.entry.Body) + len(a.headers[headerTags])
+	body := len(a.entry.Body)
+	if body >= gzipMinLength {
+		body *= 2
+	}
+	return answerOverhead + body + len(a.headers[headerTags])
 }
 
 // setHeaders sets the answer's headers as result at now. Date is now in whole seconds, and

@@ -10,10 +10,11 @@ import (
 // strong entity tag and last modification, as RFC 9110 §13.2.2 orders them: If-None-Match, when
 // present, decides alone (weak comparison, a list of tags, or * for any current representation);
 // otherwise If-Modified-Since does, when it is a valid date. It reports whether the answer is
-// 304 Not Modified.
-func notModified(h http.Header, etag string, lastModified time.Time) bool {
+// 304 Not Modified. With compressible set, the value also has a gzip representation, of tag
+// gzipETag(etag): a client holding either representation of the current value holds it.
+func notModified(h http.Header, etag string, compressible bool, lastModified time.Time) bool {
 	if inm := h.Values("If-None-Match"); len(inm) > 0 {
-		return noneMatch(inm, etag)
+		return noneMatch(inm, etag) || compressible && noneMatch(inm, gzipETag(etag))
 	}
 	if ims := h.Get("If-Modified-Since"); ims != "" {
 		t, err := http.ParseTime(ims)

@@ -37,9 +37,11 @@ func TestNotModified(t *testing.T) {
 			http.Header{"If-None-Match": {`"other"`}, "If-Modified-Since": {at(time.Hour)}}, false},
 		{"If-None-Match wins over If-Modified-Since (match)",
 			http.Header{"If-None-Match": {etag}, "If-Modified-Since": {at(-time.Hour)}}, true},
+		{"the gzip representation's tag", http.Header{"If-None-Match": {`"36ec290cd2eb2d9f-gzip"`}}, true},
+		{"another value's gzip tag", http.Header{"If-None-Match": {`"46ec290cd2eb2d9f-gzip"`}}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := notModified(tc.header, etag, modified); got != tc.want {
+			if got := notModified(tc.header, etag, true, modified); got != tc.want {
 				t.Errorf("notModified(%v) = %v, want %v", tc.header, got, tc.want)
 			}
 		})

@@ -34,6 +34,7 @@ var statuses = []struct {
 }{
 	{errInvalid, http.StatusBadRequest},
 	{query.ErrInvalidKey, http.StatusBadRequest},
+	{cache.ErrInvalidCursor, http.StatusBadRequest},
 	{errUnauthorized, http.StatusUnauthorized},
 	{errForbidden, http.StatusForbidden},
 	{errNotFound, http.StatusNotFound},

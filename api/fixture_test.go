@@ -53,6 +53,8 @@ type fixtureOptions struct {
 	sharedMaxAge time.Duration
 	// noLocal turns the in-process tier off; it is on by default, as in the api binary.
 	noLocal bool
+	// cors are the origins of CORS_ORIGINS; none by default.
+	cors []string
 }
 
 // testMaxAge is the freshness the fixture's api gives every HTTP cache (HTTP_MAX_AGE).
@@ -114,7 +116,7 @@ func newFixture(t testing.TB, opts fixtureOptions) *fixture {
 	f.srv = New(f.arch, Config{CacheHeader: "X-Cache", QueryTimeout: 5 * time.Second,
 		MaxQueries: 8, LeaseWait: 2 * time.Second, Keys: keys, APIToken: opts.token,
 		MaxAge: testMaxAge, SharedMaxAge: opts.sharedMaxAge, SurrogateKeyHeader: "Surrogate-Key",
-		LocalCacheSize: 16 << 20, LocalCacheTTL: time.Second},
+		LocalCacheSize: 16 << 20, LocalCacheTTL: time.Second, CORSOrigins: opts.cors},
 		apiStore, apiDBConn, f.jobs, prometheus.NewRegistry())
 	if opts.noLocal {
 		f.srv.local = nil

@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
-
-	"github.com/warmcache/warmcache/cache"
 )
 
 var (
@@ -18,15 +16,6 @@ var (
 	docsPage []byte
 )
 
-func (s *Server) root(c echo.Context) error {
-	return c.JSON(http.StatusOK, map[string]any{
-		"hello":   "warmcache serves slow PostgreSQL aggregates from Redis; see the docs",
-		"docs":    "/docs",
-		"openapi": "/openapi.json",
-		"jobs":    "/v1/jobs",
-	})
-}
-
 func (s *Server) openAPI(c echo.Context) error {
 	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, openAPIDoc)
 }
@@ -35,54 +24,6 @@ func (s *Server) openAPI(c echo.Context) error {
 // /openapi.json from this server.
 func (s *Server) docs(c echo.Context) error {
 	return c.Blob(http.StatusOK, echo.MIMETextHTMLCharsetUTF8, docsPage)
-}
-
-// jobView is a job as GET /v1/jobs shows it.
-type jobView struct {
-	Name        string     `json:"name"`
-	Description string     `json:"description,omitempty"`
-	Builtin     bool       `json:"builtin"`
-	Enabled     bool       `json:"enabled"`
-	KeyTemplate string     `json:"key_template,omitempty"`
-	Schedule    string     `json:"schedule"`
-	TTL         string     `json:"ttl"`
-	Grace       string     `json:"grace"`
-	NextRun     time.Time  `json:"next_run,omitzero"`
-	LastRun     *cache.Run `json:"last_run"`
-}
-
-// listJobs answers every job with its schedule and last run. The runs come from Redis; with
-// Redis down the jobs are listed without them.
-func (s *Server) listJobs(c echo.Context) error {
-	names := make([]string, len(s.jobs))
-	for i, j := range s.jobs {
-		names[i] = j.Name
-	}
-	runs, err := s.store.Runs(c.Request().Context(), names...)
-	if err != nil {
-		s.Logger.Warn("job_runs_unavailable", "error", err)
-	}
-	now := s.Time.Now()
-	views := make([]jobView, len(s.jobs))
-	for i, j := range s.jobs {
-		views[i] = jobView{Name: j.Name, Description: j.Description, Builtin: j.Builtin, Enabled: j.Enabled,
-			KeyTemplate: j.KeyTemplate, Schedule: j.Schedule.String(), TTL: j.Lifetime.Policy.String(),
-			Grace: j.Lifetime.Grace.String()}
-		run, ran := runs[j.Name]
-		if ran {
-			views[i].LastRun = &run
-		}
-		// The warmer knows its next run; for @every schedules, which count from the warmer's
-		// start, the api could only guess.
-		switch {
-		case ran && run.Next.After(now):
-			views[i].NextRun = run.Next
-		case j.Enabled:
-			views[i].NextRun = j.Schedule.Next(now)
-		}
-	}
-	c.Response().Header().Set(echo.HeaderCacheControl, "no-cache")
-	return c.JSON(http.StatusOK, map[string]any{"jobs": views})
 }
 
 func (s *Server) healthz(c echo.Context) error {

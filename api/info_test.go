@@ -5,25 +5,32 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestJobsList(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, fixtureOptions{})
+	f := newFixture(t, fixtureOptions{jobs: "jobs:\n  credit_by_customer:\n    enabled: false\n  orders_by_customer:\n    schedule: '*/5 * * * *'\n"})
 	f.warm()
+	f.advance(90 * time.Second)
 	res := f.get("/v1/jobs")
 	var got struct {
 		Jobs []struct {
-			Name     string `json:"name"`
-			Schedule string `json:"schedule"`
-			TTL      string `json:"ttl"`
-			NextRun  string `json:"next_run"`
-			LastRun  *struct {
+			Name         string `json:"name"`
+			Enabled      bool   `json:"enabled"`
+			Schedule     string `json:"schedule"`
+			ScheduleText string `json:"schedule_text"`
+			TTL          string `json:"ttl"`
+			NextRun      string `json:"next_run"`
+			LastRun      *struct {
 				Started string  `json:"started"`
 				Keys    int64   `json:"keys_written"`
 				Seconds float64 `json:"duration_seconds"`
+				Trigger string  `json:"trigger"`
+				Result  string  `json:"result"`
 				Error   string  `json:"error"`
 			} `json:"last_run"`
 		} `json:"jobs"`
@@ -34,11 +41,60 @@ func TestJobsList(t *testing.T) {
 	if len(got.Jobs) != 4 || res.header.Get("Cache-Control") != "no-cache" {
 		t.Fatalf("jobs: %s", res.body)
 	}
+	// The next run comes from the schedule and the api's clock: the scheduled runs' times for a
+	// cron schedule, an interval after now for @every (no run on schedule is recorded: the
+	// fixture's runs are warmer --once's), none for a disabled job.
+	wantNext := map[string]string{
+		"orders_total":       "2026-11-21T12:02:30Z",
+		"orders_by_customer": "2026-11-21T12:05:00Z",
+		"credit_overview":    "2026-11-21T12:02:30Z",
+		"credit_by_customer": "",
+	}
 	for _, j := range got.Jobs {
-		if j.Schedule == "" || j.TTL != "10m0s" || j.NextRun == "" || j.LastRun == nil || j.LastRun.Started == "" ||
-			j.LastRun.Keys < 1 || j.LastRun.Error != "" {
+		if j.Schedule == "" || j.ScheduleText == "" || j.TTL != "10m0s" || j.LastRun == nil || j.LastRun.Started == "" ||
+			j.LastRun.Keys < 1 || j.LastRun.Error != "" || j.LastRun.Trigger != "once" || j.LastRun.Result != "success" {
 			t.Errorf("job %+v", j)
 		}
+		if j.NextRun != wantNext[j.Name] {
+			t.Errorf("%s (%s, enabled %v): next run %q, want %q", j.Name, j.Schedule, j.Enabled, j.NextRun, wantNext[j.Name])
+		}
+	}
+}
+
+// TestJobRuns: a job's runs, newest first, each with why it ran and what it did.
+func TestJobRuns(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, fixtureOptions{})
+	for range 3 {
+		f.warm()
+		f.advance(time.Minute)
+	}
+	res := f.get("/v1/jobs/orders_total/runs")
+	var got struct {
+		Job  string `json:"job"`
+		Runs []struct {
+			Started string `json:"started"`
+			Keys    int64  `json:"keys_written"`
+			Trigger string `json:"trigger"`
+			Result  string `json:"result"`
+		} `json:"runs"`
+	}
+	if err := json.Unmarshal([]byte(res.body), &got); err != nil || res.status != 200 || res.header.Get("Cache-Control") != "no-cache" {
+		t.Fatalf("%d %s: %v", res.status, res.body, err)
+	}
+	var starts []string
+	for _, r := range got.Runs {
+		starts = append(starts, r.Started)
+		if r.Keys != 1 || r.Trigger != "once" || r.Result != "success" {
+			t.Errorf("run %+v", r)
+		}
+	}
+	if want := []string{"2026-11-21T12:02:00Z", "2026-11-21T12:01:00Z", "2026-11-21T12:00:00Z"}; got.Job != "orders_total" ||
+		!slices.Equal(starts, want) {
+		t.Errorf("runs of %s started %v, want %v", got.Job, starts, want)
+	}
+	if res := f.get("/v1/jobs/nope/runs"); res.status != 404 || !strings.Contains(res.body, `"error"`) {
+		t.Errorf("runs of an unknown job: %d %s", res.status, res.body)
 	}
 }
 

@@ -53,7 +53,7 @@ func (s *Server) creditOverview(c echo.Context, rm routeMetrics) error {
 }
 
 // result serves any job by name: /v1/results/{job} for a single-value job, /v1/results/{job}/{key}
-// for a keyed one.
+// for a keyed one, whose keys /v1/results/{job} lists.
 func (s *Server) result(c echo.Context, rm routeMetrics) error {
 	job, ok := s.byName[c.Param("job")]
 	key := c.Param("key")
@@ -61,7 +61,7 @@ func (s *Server) result(c echo.Context, rm routeMetrics) error {
 	case !ok:
 		return public(errNotFound, "no job is called %q", c.Param("job"))
 	case job.Keyed() && key == "":
-		return public(errNotFound, "job %s has one value per key: ask for /v1/results/%s/{key}", job.Name, job.Name)
+		return s.compress(func(c echo.Context) error { return s.listKeys(c, job) })(c)
 	case !job.Keyed() && key != "":
 		return public(errNotFound, "job %s has a single value: ask for /v1/results/%s", job.Name, job.Name)
 	}
@@ -131,32 +131,57 @@ func (s *Server) serve(c echo.Context, rm routeMetrics, job jobs.Job, key string
 }
 
 // write answers with a: caching headers, then 304 if the request's preconditions say the client
-// has it, else the stored body. A negative entry is a 404 with its stored error.
+// has it, else the stored body, or its gzip representation when the body is large and the client
+// accepts gzip. A negative entry is a 404 with its stored error.
 func (s *Server) write(c echo.Context, rm routeMetrics, a *answer, result string) error {
 	now := s.Time.Now()
+	req := c.Request()
 	h := c.Response().Header()
 	s.setHeaders(h, a, result, now)
 	e := a.entry
 	rm.results[result].Inc()
 	rm.age.Observe(now.Sub(e.ComputedAt).Seconds())
-	if s.Logger.Enabled(c.Request().Context(), slog.LevelDebug) {
-		s.Logger.Debug("cache_"+strings.ToLower(result), "path", c.Request().URL.Path, "etag", e.ETag)
+	if s.Logger.Enabled(req.Context(), slog.LevelDebug) {
+		s.Logger.Debug("cache_"+strings.ToLower(result), "path", req.URL.Path, "etag", e.ETag)
+	}
+	body, length := e.Body, a.header(headerLength)
+	large := len(body) >= gzipMinLength
+	if large { // small bodies, the hit path's, skip all of this
+		if vary := h["Vary"]; len(vary) == 0 {
+			h["Vary"] = varyEncoding
+		} else {
+			h["Vary"] = append(vary, "Accept-Encoding")
+		}
+		if acceptsGzip(req.Header) {
+			if g := a.gzipped(); g.body != nil {
+				h["Etag"], h["Content-Encoding"] = g.etag, gzipEncoding
+				body, length = g.body, g.length
+			}
+		}
 	}
 	status := http.StatusOK
 	switch {
 	case e.NotFound:
 		status = http.StatusNotFound
-	case notModified(c.Request().Header, e.ETag, e.ComputedAt):
+	case notModified(req.Header, e.ETag, large, e.ComputedAt):
 		return c.NoContent(http.StatusNotModified)
 	}
-	if c.Request().Method == http.MethodHead {
-		// A GET's length net/http counts itself, the body being small; a HEAD has none to count.
-		h["Content-Length"] = a.header(headerLength)
+	if req.Method == http.MethodHead || large {
+		// A small GET's length net/http counts itself; a HEAD has none to count, and a body of
+		// more than 2 KiB would be sent in chunks.
+		h["Content-Length"] = length
 	}
 	c.Response().WriteHeader(status)
-	_, err := c.Response().Write(e.Body)
+	_, err := c.Response().Write(body)
 	return err
 }
+
+// gzipEncoding and varyEncoding are header values of the answers that may be compressed, of
+// capacity one.
+var (
+	gzipEncoding = []string{"gzip"}
+	varyEncoding = []string{"Accept-Encoding"}
+)
 
 // readThrough computes job's value at key from PostgreSQL and stores it. Concurrent reads of one
 // key in this process share one computation; across api replicas, a short lease in Redis lets

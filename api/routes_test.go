@@ -45,7 +45,6 @@ func TestRoutes(t *testing.T) {
 		{"tutorial_cached_results", "/cachedResults", 200, hit},
 		{"results_of_builtin_job", "/v1/results/orders_total", 200, hit},
 		{"results_of_keyed_job", "/v1/results/orders_by_customer/19887", 200, hit},
-		{"results_of_keyed_job_without_key", "/v1/results/orders_by_customer", 404, ""},
 		{"results_of_single_job_with_key", "/v1/results/orders_total/1", 404, ""},
 		{"results_of_unknown_job", "/v1/results/nope", 404, ""},
 		{"unknown_route", "/v2/everything", 404, ""},

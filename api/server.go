@@ -57,6 +57,10 @@ type Config struct {
 	LocalCacheTTL time.Duration
 	// APIToken is the bearer token of writes and admin actions; empty refuses them all.
 	APIToken string
+	// CORSOrigins are the origins whose pages may call the api from a browser (CORS_ORIGINS):
+	// exact origins, "*" for any, or patterns with * ("https://*.example.com"). None by default:
+	// CORS is off.
+	CORSOrigins []string
 }
 
 // Server is the API. Its dependencies are injected, so tests run it on real servers.
@@ -82,6 +86,10 @@ type Server struct {
 	pg      *gobreaker.CircuitBreaker[cache.Entry]
 	queries *semaphore.Weighted
 	flight  singleflight.Group
+	traffic traffic // the samples of the status page's traffic (Track)
+	// compress gzips the large answers of the routes that are not cached reads, as echo does;
+	// cached reads compress theirs once per answer (write).
+	compress echo.MiddlewareFunc
 }
 
 // New returns the API over store and db for the jobs. Its metrics, and Go's, are registered on
@@ -101,6 +109,7 @@ func New(arch *baseservice.Archetype, cfg Config, store *cache.Store, db *query.
 		reg:       reg,
 		owner:     fmt.Sprintf("%s/%d/%x", host, os.Getpid(), rand.Uint64()),
 		queries:   semaphore.NewWeighted(cfg.MaxQueries),
+		compress:  middleware.GzipWithConfig(middleware.GzipConfig{MinLength: gzipMinLength}),
 
 		cacheHeader:     textproto.CanonicalMIMEHeaderKey(cfg.CacheHeader),
 		surrogateHeader: textproto.CanonicalMIMEHeaderKey(cfg.SurrogateKeyHeader),
@@ -189,12 +198,29 @@ func (s *Server) breakerSettings(name string, unavailable error, ok ...error) go
 	}
 }
 
+// cors lets the pages of the configured origins read the api, and write with the token, from a
+// browser. Preflights are cached for ten minutes.
+func (s *Server) cors() echo.MiddlewareFunc {
+	expose := []string{"ETag", echo.HeaderLastModified, echo.HeaderLocation, echo.HeaderRetryAfter, s.cacheHeader}
+	return middleware.CORSWithConfig(middleware.CORSConfig{
+		AllowOrigins: s.cfg.CORSOrigins,
+		AllowMethods: []string{http.MethodGet, http.MethodHead, http.MethodPost},
+		AllowHeaders: []string{echo.HeaderAuthorization, echo.HeaderContentType, "If-None-Match",
+			echo.HeaderIfModifiedSince},
+		ExposeHeaders: expose,
+		MaxAge:        600,
+	})
+}
+
 // Handler returns the API's routes.
 func (s *Server) Handler() http.Handler {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(s.Logger)
 	e.Use(s.metrics.observe)
+	if len(s.cfg.CORSOrigins) > 0 {
+		e.Use(s.cors())
+	}
 
 	getHead := []string{http.MethodGet, http.MethodHead}
 	cached := func(path string, h func(echo.Context, routeMetrics) error) {
@@ -210,17 +236,22 @@ func (s *Server) Handler() http.Handler {
 	cached("/v1/results/:job/:key", s.result)
 
 	e.Match(getHead, "/", s.root)
-	e.Match(getHead, "/v1/jobs", s.listJobs)
+	e.Match(getHead, "/v1/jobs", s.listJobs, s.compress)
+	e.Match(getHead, "/v1/jobs/:job/runs", s.jobRuns, s.compress)
 	e.Match(getHead, "/healthz", s.healthz)
 	e.Match(getHead, "/readyz", s.readyz)
-	e.Match(getHead, "/openapi.json", s.openAPI)
-	e.Match(getHead, "/docs", s.docs)
+	e.Match(getHead, "/openapi.json", s.openAPI, s.compress)
+	e.Match(getHead, "/docs", s.docs, s.compress)
+	e.Match(getHead, "/status", s.statusHTML, s.compress)
+	e.Match(getHead, "/v1/status", s.status, s.compress)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg})))
 
 	// Per route, not in a group: echo's groups catch every path to run their middleware.
 	write := []echo.MiddlewareFunc{middleware.BodyLimit(strconv.Itoa(maxBody/1024) + "K"), s.requireToken}
 	e.POST("/v1/orders", s.createOrder, write...)
 	e.POST("/add/", s.addOrder, write...)
+	e.POST("/add", s.addOrder, write...) // the tutorials' curl commands post to both
+	e.Match(getHead, "/v1/orders/:id", s.getOrder)
 	e.POST("/v1/jobs/:job/run", s.runJob, write...)
 	return e
 }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
@@ -10,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -51,24 +53,16 @@ type orderBody struct {
 	TotalAmount *query.Decimal `json:"totalamount"`
 }
 
-// orderCreated is the answer of POST /v1/orders.
-type orderCreated struct {
-	OrderID     int64         `json:"orderid"`
-	OrderDate   query.Date    `json:"orderdate"`
-	CustomerID  int64         `json:"customerid"`
-	NetAmount   query.Decimal `json:"netamount"`
-	Tax         query.Decimal `json:"tax"`
-	TotalAmount query.Decimal `json:"totalamount"`
-}
-
-// createOrder inserts an order: 201 with its id. A body that is not an order's JSON is a 400; an
-// order that breaks a rule (a date that does not exist, a negative amount, a total that is not
-// net plus tax, a customer that does not exist) is a 422, and nothing is written.
+// createOrder inserts an order: 201 with the order, and its URL in Location. A body that is not
+// an order's JSON is a 400; an order that breaks a rule (a date that does not exist, a negative
+// amount, a total that is not net plus tax, a customer that does not exist) is a 422, and
+// nothing is written.
 func (s *Server) createOrder(c echo.Context) error {
 	o, err := s.insertOrder(c)
 	if err != nil {
 		return err
 	}
+	c.Response().Header().Set(echo.HeaderLocation, "/v1/orders/"+strconv.FormatInt(o.OrderID, 10))
 	return c.JSON(http.StatusCreated, o)
 }
 
@@ -81,29 +75,54 @@ func (s *Server) addOrder(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"updated": map[string]int64{"customer": o.CustomerID}, "orderid": o.OrderID})
 }
 
-func (s *Server) insertOrder(c echo.Context) (orderCreated, error) {
+func (s *Server) insertOrder(c echo.Context) (query.Order, error) {
 	order, err := decodeOrder(c.Request().Body)
 	if err != nil {
-		return orderCreated{}, err
+		return query.Order{}, err
 	}
-	id, err := s.db.InsertOrder(c.Request().Context(), order)
+	stored, err := s.db.InsertOrder(c.Request().Context(), order)
 	var invalid *query.InvalidOrderError
 	switch {
 	case errors.As(err, &invalid):
-		return orderCreated{}, public(err, "%s", strings.Join(invalid.Problems, "; "))
+		return query.Order{}, public(err, "%s", strings.Join(invalid.Problems, "; "))
 	case errors.Is(err, query.ErrUnknownCustomer):
-		return orderCreated{}, public(err, "customer %d does not exist", order.CustomerID)
+		return query.Order{}, public(err, "customer %d does not exist", order.CustomerID)
 	case err != nil:
-		return orderCreated{}, fmt.Errorf("insert order: %w", err)
+		return query.Order{}, fmt.Errorf("insert order: %w", err)
 	}
-	s.Logger.Info("order_created", "orderid", id, "customerid", order.CustomerID)
+	s.Logger.Info("order_created", "orderid", stored.OrderID, "customerid", order.CustomerID)
 	// The api's writes spare PostgreSQL's notification (query.Options.QuietWrites): tell the
 	// relays here. If Redis does not hear it, they find the change at their next poll.
 	if err := s.store.Wake(c.Request().Context()); err != nil {
 		s.Logger.Debug("wake_failed", "error", err)
 	}
-	return orderCreated{OrderID: id, OrderDate: order.OrderDate, CustomerID: order.CustomerID,
-		NetAmount: order.NetAmount, Tax: order.Tax, TotalAmount: order.Total()}, nil
+	return stored, nil
+}
+
+// getOrder answers an order as stored, the resource POST /v1/orders creates, from PostgreSQL
+// (within the limit of queries at once). It is not cached: an order is read once in a while,
+// not served by the thousand.
+func (s *Server) getOrder(c echo.Context) error {
+	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+	if err != nil || id <= 0 {
+		return public(errInvalid, "%q is not an order id (a positive integer)", c.Param("id"))
+	}
+	ctx := c.Request().Context()
+	if err := s.queries.Acquire(ctx, 1); err != nil {
+		return fmt.Errorf("wait to query: %w", err)
+	}
+	defer s.queries.Release(1)
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
+	defer cancel()
+	o, err := s.db.Order(ctx, id)
+	switch {
+	case errors.Is(err, query.ErrNotFound):
+		return public(err, "order %d not found", id)
+	case err != nil:
+		return fmt.Errorf("read order %d: %w", id, err)
+	}
+	c.Response().Header().Set(echo.HeaderCacheControl, "no-cache")
+	return c.JSON(http.StatusOK, o)
 }
 
 // decodeOrder reads an order strictly: one JSON object, no unknown fields, numbers where numbers

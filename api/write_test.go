@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -69,7 +70,27 @@ func TestCreateOrder(t *testing.T) {
 			if after := f.orders(); tc.status != 201 && after != before {
 				t.Errorf("a refused order changed the orders from %s to %s", before, after)
 			}
+			if tc.status != 201 {
+				return
+			}
+			// Location names the order, which reads back as it was answered.
+			var created struct{ OrderID int64 }
+			if err := json.Unmarshal([]byte(res.body), &created); err != nil {
+				t.Fatal(err)
+			}
+			loc := res.header.Get("Location")
+			if loc != "/v1/orders/"+strconv.FormatInt(created.OrderID, 10) {
+				t.Fatalf("Location %q for order %d", loc, created.OrderID)
+			}
+			if got := f.get(loc); got.status != 200 || got.body != res.body {
+				t.Errorf("GET %s: %d %s, want the 201's body %s", loc, got.status, got.body, res.body)
+			}
 		})
+	}
+	for path, want := range map[string]int{"/v1/orders/99999999": 404, "/v1/orders/abc": 400, "/v1/orders/-1": 400} {
+		if res := f.get(path); res.status != want || !strings.Contains(res.body, `"error"`) {
+			t.Errorf("GET %s: %d %s, want %d", path, res.status, res.body, want)
+		}
 	}
 }
 
@@ -115,16 +136,23 @@ func TestTokens(t *testing.T) {
 	}
 }
 
+// TestTutorialAdd: the tutorials post to /add/ and to /add; both insert the order.
 func TestTutorialAdd(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, fixtureOptions{token: token})
-	res := f.post("/add/", token, `{"orderdate":"2023-03-10","customerid":9999,"netamount":23.0,"tax":2.0}`)
-	var got struct {
-		Updated struct{ Customer int64 } `json:"updated"`
-		OrderID int64                    `json:"orderid"`
-	}
-	if err := json.Unmarshal([]byte(res.body), &got); err != nil || res.status != 200 || got.Updated.Customer != 9999 || got.OrderID == 0 {
-		t.Errorf("POST /add/: %d %s", res.status, res.body)
+	for _, path := range []string{"/add/", "/add"} {
+		before := f.orders()
+		res := f.post(path, token, `{"orderdate":"2023-03-10","customerid":9999,"netamount":23.0,"tax":2.0}`)
+		var got struct {
+			Updated struct{ Customer int64 } `json:"updated"`
+			OrderID int64                    `json:"orderid"`
+		}
+		if err := json.Unmarshal([]byte(res.body), &got); err != nil || res.status != 200 || got.Updated.Customer != 9999 || got.OrderID == 0 {
+			t.Errorf("POST %s: %d %s", path, res.status, res.body)
+		}
+		if f.orders() == before {
+			t.Errorf("POST %s wrote no order", path)
+		}
 	}
 }
 

@@ -70,6 +70,10 @@ func exercise(t *testing.T, url string) {
 	if got := body(t, s, "orders_by_customer", "2499"); got != `{"n":2499}` {
 		t.Errorf("%s: key 2499 holds %s", url, got)
 	}
+	// A listing walks every master: each key once, in pages of about 300.
+	if listed := listAll(t, s, "orders_by_customer", 300); len(listed) != 2500 {
+		t.Errorf("%s: listed %d keys, want 2500", url, len(listed))
+	}
 	// Run records over several slots.
 	for _, job := range []string{"a", "b", "c"} {
 		if err := s.RecordRun(ctx, cache.Run{Job: job, Started: time.Now(), Keys: 1}); err != nil {

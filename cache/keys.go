@@ -72,8 +72,11 @@ func unreserved(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~'
 }
 
-// Run is the key of a job's last run record.
-func (k Keys) Run(job string) string { return k.ns + ":_run:" + job }
+// Runs is the list of a job's last runs, newest first.
+func (k Keys) Runs(job string) string { return k.ns + ":_runs:" + job }
+
+// Lag is the list of the invalidation lag windows the warmers record (LagWindow).
+func (k Keys) Lag() string { return k.ns + ":_lag" }
 
 // Fence is the key holding the snapshot version of a job's newest bulk run.
 func (k Keys) Fence(job string) string { return k.ns + ":_fence:" + job }

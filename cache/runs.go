@@ -10,28 +10,31 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Run records one run of a job, for GET /v1/jobs.
+// Run records one run of a job: the history GET /v1/jobs/{job}/runs serves, newest first, and
+// the last run GET /v1/jobs shows. Error is what the public may read of a failure (a kind of
+// failure, never a driver's text or row data): the details are in the warmer's log.
 type Run struct {
 	Job      string        `json:"job"`
 	Started  time.Time     `json:"started"`
 	Duration time.Duration `json:"-"`
 	Keys     int64         `json:"keys_written"`
-	Error    string        `json:"error,omitempty"`
+	// Trigger says why the job ran: schedule, retry, request or once.
+	Trigger string `json:"trigger,omitempty"`
+	Error   string `json:"error,omitempty"`
 	// LastSuccess is the start of the last run that succeeded, this one or an earlier one.
 	LastSuccess time.Time `json:"last_success,omitzero"`
-	// Next is the job's next scheduled run, as the warmer that ran it saw it.
-	Next time.Time `json:"next_run,omitzero"`
 }
 
 // runPlain is Run without its methods, so that encoding it does not recurse.
 type runPlain Run
 
-// MarshalJSON writes the run with its duration in seconds.
+// MarshalJSON writes the run with its duration in seconds and its result.
 func (r Run) MarshalJSON() ([]byte, error) {
 	return json.Marshal(struct {
 		runPlain
 		DurationSeconds float64 `json:"duration_seconds"`
-	}{runPlain(r), r.Duration.Seconds()})
+		Result          string  `json:"result"`
+	}{runPlain(r), r.Duration.Seconds(), r.Result()})
 }
 
 // UnmarshalJSON reads what MarshalJSON writes.
@@ -48,53 +51,98 @@ func (r *Run) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// RecordRun records run as its job's last run. A failed run keeps the time of the last success.
+// Result is success or failure.
+func (r Run) Result() string {
+	if r.Error != "" {
+		return "failure"
+	}
+	return "success"
+}
+
+// DefaultRunHistory is how many runs of each job Redis keeps when Options.RunHistory is zero.
+const DefaultRunHistory = 50
+
+// RecordRun adds run to its job's history, which keeps the last Options.RunHistory runs. A failed
+// run keeps the time of the last success. The runs of a job are recorded one at a time (a job
+// never runs twice at once), so reading the previous run before adding this one races with
+// nothing.
 func (s *Store) RecordRun(ctx context.Context, run Run) error {
+	key := s.keys.Runs(run.Job)
 	if run.Error != "" && run.LastSuccess.IsZero() {
-		prev, err := s.Runs(ctx, run.Job)
+		prev, err := s.lastRun(ctx, key)
 		if err != nil && !errors.Is(err, ErrMiss) {
 			return err
 		}
-		run.LastSuccess = prev[run.Job].LastSuccess
+		run.LastSuccess = prev.LastSuccess
 	}
 	b, err := json.Marshal(run)
 	if err != nil {
 		return fmt.Errorf("encode run: %w", err)
 	}
-	return translate(s.rdb.Set(ctx, s.keys.Run(run.Job), b, 0).Err())
+	// One key, so one slot: the transaction works on a Cluster too.
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.LPush(ctx, key, b)
+		p.LTrim(ctx, key, 0, int64(s.runHistory-1))
+		return nil
+	})
+	return translate(err)
+}
+
+func (s *Store) lastRun(ctx context.Context, key string) (Run, error) {
+	b, err := s.rdb.LIndex(ctx, key, 0).Bytes()
+	if err != nil {
+		return Run{}, translate(err)
+	}
+	var run Run
+	if err := json.Unmarshal(b, &run); err != nil {
+		return Run{}, fmt.Errorf("decode run: %w", err)
+	}
+	return run, nil
 }
 
 // Runs returns the last run of each of jobs that has run.
 func (s *Store) Runs(ctx context.Context, jobs ...string) (map[string]Run, error) {
-	keys := make([]string, len(jobs))
-	for i, j := range jobs {
-		keys[i] = s.keys.Run(j)
+	history, err := s.History(ctx, 1, jobs...)
+	if err != nil {
+		return nil, err
 	}
-	runs := make(map[string]Run, len(jobs))
-	if len(keys) == 0 {
-		return runs, nil
+	last := make(map[string]Run, len(history))
+	for job, runs := range history {
+		last[job] = runs[0]
 	}
-	// Pipelined GETs rather than one MGET: a Cluster spreads the keys over slots.
-	cmds := make([]*redis.StringCmd, len(keys))
+	return last, nil
+}
+
+// History returns the last n recorded runs of each of jobs that has run, newest first; n zero
+// returns every run kept.
+func (s *Store) History(ctx context.Context, n int, jobs ...string) (map[string][]Run, error) {
+	history := make(map[string][]Run, len(jobs))
+	if len(jobs) == 0 {
+		return history, nil
+	}
+	// Pipelined, not one command over every key: a Cluster spreads the keys over slots.
+	cmds := make([]*redis.StringSliceCmd, len(jobs))
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, k := range keys {
-			cmds[i] = p.Get(ctx, k)
+		for i, j := range jobs {
+			cmds[i] = p.LRange(ctx, s.keys.Runs(j), 0, int64(n-1))
 		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, redis.Nil) {
+	if err != nil {
 		return nil, translate(err)
 	}
 	for i, c := range cmds {
-		b, err := c.Bytes()
-		if err != nil {
+		raw := c.Val()
+		if len(raw) == 0 {
 			continue // never ran
 		}
-		var run Run
-		if err := json.Unmarshal(b, &run); err != nil {
-			return nil, fmt.Errorf("decode run of %s: %w", jobs[i], err)
+		runs := make([]Run, len(raw))
+		for k, b := range raw {
+			if err := json.Unmarshal([]byte(b), &runs[k]); err != nil {
+				return nil, fmt.Errorf("decode run of %s: %w", jobs[i], err)
+			}
 		}
-		runs[jobs[i]] = run
+		history[jobs[i]] = runs
 	}
-	return runs, nil
+	return history, nil
 }

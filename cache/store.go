@@ -29,6 +29,8 @@ type Store struct {
 	keys    Keys
 	cluster bool
 	changed func(Change)
+	// runHistory is how many runs of each job are kept (Options.RunHistory).
+	runHistory int
 }
 
 // Options tunes the Redis client. Zero values keep go-redis's defaults or the URL's settings.
@@ -42,6 +44,9 @@ type Options struct {
 	// Changed, if set, is told of the changes this store's writes make (the warmer purges
 	// downstream caches of them), besides the namespace's channel, which tells every process.
 	Changed func(Change)
+	// RunHistory is how many runs of each job RecordRun keeps (RUN_HISTORY); zero keeps
+	// DefaultRunHistory.
+	RunHistory int
 }
 
 // Open parses url and returns a Store on it. It does not wait for the server. The URL is
@@ -88,7 +93,11 @@ func Open(rawURL string, keys Keys, opts Options) (*Store, error) {
 		opts.apply(&o.ContextTimeoutEnabled, &o.Protocol, &o.ClientName, &o.PoolSize, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
 		rdb = redis.NewClient(o)
 	}
-	return &Store{rdb: rdb, keys: keys, cluster: cluster, changed: opts.Changed}, nil
+	history := opts.RunHistory
+	if history <= 0 {
+		history = DefaultRunHistory
+	}
+	return &Store{rdb: rdb, keys: keys, cluster: cluster, changed: opts.Changed, runHistory: history}, nil
 }
 
 // CheckURL reports whether Open accepts rawURL, without connecting: a start-up check.

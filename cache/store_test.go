@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -123,25 +124,120 @@ func TestPutBatchAndTTL(t *testing.T) {
 
 func TestRuns(t *testing.T) {
 	t.Parallel()
-	s := newStore(t)
+	keys := newKeys(t)
+	s, err := cache.Open(testenv.Get(t).RedisURL, keys, cache.Options{RunHistory: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
 	ctx := context.Background()
 	ok := cache.Run{Job: "a", Started: time.Unix(1000, 0).UTC(), Duration: 1500 * time.Millisecond, Keys: 20000,
-		LastSuccess: time.Unix(1000, 0).UTC(), Next: time.Unix(1060, 0).UTC()}
+		LastSuccess: time.Unix(1000, 0).UTC(), Trigger: "schedule"}
 	if err := s.RecordRun(ctx, ok); err != nil {
 		t.Fatal(err)
 	}
-	failed := cache.Run{Job: "a", Started: time.Unix(1060, 0).UTC(), Duration: time.Second, Error: "postgresql unavailable"}
-	if err := s.RecordRun(ctx, failed); err != nil {
-		t.Fatal(err)
+	for i := range 4 {
+		failed := cache.Run{Job: "a", Started: time.Unix(int64(1060+60*i), 0).UTC(), Duration: time.Second,
+			Error: "PostgreSQL was unavailable", Trigger: "retry"}
+		if err := s.RecordRun(ctx, failed); err != nil {
+			t.Fatal(err)
+		}
 	}
 	runs, err := s.Runs(ctx, "a", "never")
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := runs["a"]
-	if len(runs) != 1 || got.Error != failed.Error || !got.Started.Equal(failed.Started) ||
-		!got.LastSuccess.Equal(ok.LastSuccess) || got.Duration != time.Second {
-		t.Errorf("runs = %+v: want the failed run, keeping the last success", runs)
+	if len(runs) != 1 || got.Error == "" || !got.Started.Equal(time.Unix(1240, 0)) ||
+		!got.LastSuccess.Equal(ok.LastSuccess) || got.Duration != time.Second || got.Result() != "failure" {
+		t.Errorf("runs = %+v: want the last failed run, keeping the last success", runs)
+	}
+	// The history keeps the last three runs, newest first, each with the last success.
+	history, err := s.History(ctx, 0, "a", "never")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := history["never"]; ok || len(history) != 1 {
+		t.Errorf("history of a job that never ran: %v", history["never"])
+	}
+	var starts []int64
+	for _, r := range history["a"] {
+		starts = append(starts, r.Started.Unix())
+		if !r.LastSuccess.Equal(ok.LastSuccess) || r.Trigger != "retry" {
+			t.Errorf("run %+v: want the first run's success and trigger retry", r)
+		}
+	}
+	if !slices.Equal(starts, []int64{1240, 1180, 1120}) {
+		t.Errorf("history starts %v, want [1240 1180 1120]", starts)
+	}
+	if n := testenv.Redis(t).LLen(ctx, keys.Runs("a")).Val(); n != 3 {
+		t.Errorf("Redis holds %d runs of a, want 3", n)
+	}
+	if last, err := s.History(ctx, 2, "a"); err != nil || len(last["a"]) != 2 {
+		t.Errorf("the last two runs: %v, %v", last, err)
+	}
+}
+
+// listAll pages through a job's keys, count at a time, failing t on a key listed twice or a page
+// much larger than asked.
+func listAll(t *testing.T, s *cache.Store, job string, count int) map[string]bool {
+	t.Helper()
+	listed := map[string]bool{}
+	for cursor, pages := "", 0; ; pages++ {
+		keys, next, err := s.ListKeys(context.Background(), job, cursor, count)
+		if err != nil {
+			t.Fatalf("list %s from %q: %v", job, cursor, err)
+		}
+		if len(keys) > 2*count || pages > 1000 {
+			t.Fatalf("page %d of %d keys, asked for %d", pages, len(keys), count)
+		}
+		for _, k := range keys {
+			if listed[k] {
+				t.Fatalf("key %s listed twice", k)
+			}
+			listed[k] = true
+		}
+		if next == "" {
+			return listed
+		}
+		cursor = next
+	}
+}
+
+func TestListKeys(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := context.Background()
+	var items []cache.Item
+	for i := range 1000 {
+		items = append(items, item(t, fmt.Sprint(i), 1, `{}`))
+	}
+	if _, err := s.Put(ctx, "job", items...); err != nil {
+		t.Fatal(err)
+	}
+	// Neither a negative entry, nor another job's key, nor the single value of a job named alike
+	// is one of the job's keys.
+	negative := cache.Item{Key: "unknown", Entry: minute.NotFound("no such key", 1, time.Now())}
+	if _, err := s.Put(ctx, "job", negative); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, "jobs", item(t, "1", 1, `{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, "job", item(t, "", 1, `{}`)); err != nil {
+		t.Fatal(err)
+	}
+	listed := listAll(t, s, "job", 100)
+	if len(listed) != 1000 || listed["unknown"] || !listed["0"] || !listed["999"] {
+		t.Errorf("listed %d keys (unknown: %v), want the 1000 with values", len(listed), listed["unknown"])
+	}
+	for _, bad := range []string{"not base64!", "bm90IGpzb24", "eyJuIjoibm8tc3VjaC1ub2RlIiwicCI6MX0"} {
+		if _, _, err := s.ListKeys(ctx, "job", bad, 10); !errors.Is(err, cache.ErrInvalidCursor) {
+			t.Errorf("cursor %q: %v, want ErrInvalidCursor", bad, err)
+		}
+	}
+	if listed := listAll(t, s, "never", 1000); len(listed) != 0 {
+		t.Errorf("a job without keys listed %v", listed)
 	}
 }
 
@@ -194,7 +290,7 @@ func TestKeys(t *testing.T) {
 	for got, want := range map[string]string{
 		k.Value("orders_total", ""):         "warmcache:orders_total",
 		k.Value("orders_by_customer", "42"): "warmcache:orders_by_customer:42",
-		k.Run("orders_total"):               "warmcache:_run:orders_total",
+		k.Runs("orders_total"):              "warmcache:_runs:orders_total",
 		k.Events():                          "warmcache:_events",
 	} {
 		if got != want {

@@ -161,7 +161,7 @@ func TestRandomWritesLeaveEveryKeyRight(t *testing.T) {
 		if !job.Aggregate.Incremental() {
 			continue
 		}
-		if _, err := runner.Run(context.Background(), job, nil); err != nil {
+		if _, err := runner.Run(context.Background(), job, jobs.TriggerOnce, nil); err != nil {
 			t.Fatal(err)
 		}
 		if drift, ok := gauge(t, reg, "warmcache_incremental_drift", job.Name); !ok || drift != 0 {

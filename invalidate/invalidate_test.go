@@ -219,3 +219,35 @@ func TestChangeOfEveryKeyRequestsARun(t *testing.T) {
 		time.Sleep(10 * time.Millisecond) // polling PostgreSQL, with a deadline
 	}
 }
+
+// TestRefresherRecordsLag: every ten seconds a warmer records in Redis what it measured of the
+// lag of the events it handled, for the api's status page.
+func TestRefresherRecordsLag(t *testing.T) {
+	t.Parallel()
+	s := newSystem(t, systemOptions{relays: 1})
+	db, store := s.open(s.dbURL, testenvRedis(t))
+	arch := baseservice.NewArchetype(discard())
+	arch.Time.Stub(time.Now()) // its values fresh by the real clock the api reads them with
+	s.start(NewRefresher(arch, db, store, s.jobs, s.ns, promRegistry()).Run)
+	s.post(1234)
+	s.waitVisible(1234, 10*time.Second)
+	arch.Time.Advance(lagWindow)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		windows, err := s.store.LagWindows(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(windows) > 0 {
+			w := windows[0]
+			if w.Lag.Count < 1 || w.Warmer == "" || !w.End.Equal(arch.Time.Now()) || w.Lag.Quantile(0.99) > 10 {
+				t.Fatalf("lag window %+v: want the write's event, measured within seconds", w)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no lag window recorded within 10 s of its end")
+		}
+		time.Sleep(20 * time.Millisecond) // polling Redis, with a deadline
+	}
+}

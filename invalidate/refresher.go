@@ -18,6 +18,7 @@ import (
 
 	"github.com/warmcache/warmcache/cache"
 	"github.com/warmcache/warmcache/internal/baseservice"
+	"github.com/warmcache/warmcache/internal/recent"
 	"github.com/warmcache/warmcache/jobs"
 	"github.com/warmcache/warmcache/query"
 )
@@ -40,13 +41,20 @@ type Refresher struct {
 	// idle is how long an event may stay unacknowledged by the warmer that read it before
 	// another warmer takes it over.
 	idle time.Duration
+	// The lag window being measured for the status page: since when, and the lag histogram's
+	// state then.
+	windowStart time.Time
+	windowFrom  recent.Histogram
 }
 
 type refresherMetrics struct {
 	events prometheus.Counter
 	keys   prometheus.Counter
-	lag    prometheus.Observer
+	lag    prometheus.Histogram
 }
+
+// lagWindow is how long a window of lag measures before it is recorded in Redis.
+const lagWindow = 10 * time.Second
 
 // NewRefresher returns a refresher computing the jobs' values from db into store; namespace is
 // where whole runs are requested. reg receives its metrics.
@@ -74,10 +82,13 @@ func NewRefresher(arch *baseservice.Archetype, db *query.DB, store *cache.Store,
 // handled wait in the stream and are handled together in the next.
 const batchEvents = 2000
 
-// Run handles events until ctx ends.
+// Run handles events until ctx ends. About every ten seconds (Consume waits a second at most for
+// events) it records the lag it measured in Redis, for the api's status page.
 func (r *Refresher) Run(ctx context.Context) {
 	backoff := time.Duration(0)
+	r.windowStart, r.windowFrom = r.Time.Now(), recent.ReadHistogram(r.metrics.lag)
 	for ctx.Err() == nil {
+		r.recordLag(ctx)
 		events, err := r.store.Consume(ctx, group, r.consumer, batchEvents, time.Second, r.idle)
 		if err == nil && len(events) > 0 {
 			err = r.handle(ctx, events)
@@ -168,6 +179,22 @@ func (r *Refresher) handle(ctx context.Context, events []cache.Event) error {
 	}
 	r.Logger.Debug("keys_refreshed", "events", len(events), "keys", written.Load())
 	return nil
+}
+
+// recordLag records the lag measured since the window started in Redis, once the window is
+// over. A window Redis does not take is merged into the next.
+func (r *Refresher) recordLag(ctx context.Context) {
+	now := r.Time.Now()
+	if now.Sub(r.windowStart) < lagWindow {
+		return
+	}
+	state := recent.ReadHistogram(r.metrics.lag)
+	w := cache.LagWindow{Warmer: r.consumer, Start: r.windowStart, End: now, Lag: state.Sub(r.windowFrom)}
+	if err := r.store.RecordLag(ctx, w); err != nil {
+		r.Logger.Debug("lag_not_recorded", "error", err)
+		return
+	}
+	r.windowStart, r.windowFrom = now, state
 }
 
 // refresh recomputes and writes keys of job, and returns how many it wrote. A key the job's key

@@ -45,7 +45,7 @@ func (s *Scheduler) takeRequests(ctx context.Context) {
 		s.Logger.Info("run_started_on_request", "job", job.Name)
 		s.requested.Go(func() {
 			defer unlock()
-			s.runWithRetry(job, job.Schedule.Next(s.Time.Now()))
+			s.runWithRetry(job, job.Schedule.Next(s.Time.Now()), TriggerRequest)
 		})
 	}
 }

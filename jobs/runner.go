@@ -34,8 +34,23 @@ func NewRunner(arch *baseservice.Archetype, db, primary *query.DB, store *cache.
 // Progress is told how many keys a run has written so far.
 type Progress func(written int64)
 
-// Run runs job once: the whole job, every key in one pass, and records the run with the job's
-// next scheduled run for GET /v1/jobs. progress, if not nil, follows the writes.
+// Trigger says why a job runs; the run's record keeps it.
+type Trigger string
+
+// The triggers of runs.
+const (
+	// TriggerSchedule is a run on the job's schedule, or at the warmer's start.
+	TriggerSchedule Trigger = "schedule"
+	// TriggerRetry is a run again after a failure of PostgreSQL or Redis.
+	TriggerRetry Trigger = "retry"
+	// TriggerRequest is a run asked for with POST /v1/jobs/{job}/run.
+	TriggerRequest Trigger = "request"
+	// TriggerOnce is a run of warmer --once.
+	TriggerOnce Trigger = "once"
+)
+
+// Run runs job once: the whole job, every key in one pass, and records the run, with why it ran,
+// for GET /v1/jobs and the job's run history. progress, if not nil, follows the writes.
 //
 // A failed run never leaves a bad value behind. A single-value job writes its value only after
 // its query has succeeded. A keyed job writes keys as rows arrive, so a run that fails half-way
@@ -43,14 +58,17 @@ type Progress func(written int64)
 // every key holds a value computed whole from one snapshot. And no write replaces a value from a
 // newer snapshot (cache.Store.PutRun): a run overtaken by a newer one (a replica that lost its
 // lock) stops with cache.ErrFenced, and keys recomputed since its snapshot are left alone.
-func (r *Runner) Run(ctx context.Context, job Job, progress Progress) (cache.Run, error) {
+//
+// The record says what kind of failure a run met (failureOf), for anyone to read; the error
+// itself, which may quote rows of the data, goes to the log only (job_failed).
+func (r *Runner) Run(ctx context.Context, job Job, trigger Trigger, progress Progress) (cache.Run, error) {
 	started := r.Time.Now()
-	r.Logger.Info("job_started", "job", job.Name)
+	r.Logger.Info("job_started", "job", job.Name, "trigger", string(trigger))
 	keys, err := r.warm(ctx, job, started, progress)
 	run := cache.Run{Job: job.Name, Started: started, Duration: r.Time.Now().Sub(started), Keys: keys,
-		Next: job.Schedule.Next(r.Time.Now())}
+		Trigger: string(trigger)}
 	if err != nil {
-		run.Error = err.Error()
+		run.Error = failureOf(job, err)
 		r.Logger.Error("job_failed", "job", job.Name, "error", err, "keys", keys,
 			"duration_ms", run.Duration.Milliseconds())
 	} else {
@@ -64,6 +82,33 @@ func (r *Runner) Run(ctx context.Context, job Job, progress Progress) (cache.Run
 		r.Logger.Warn("job_run_not_recorded", "job", job.Name, "error", rerr)
 	}
 	return run, err
+}
+
+// errNoRow is the failure of a single-value job whose query returned nothing.
+var errNoRow = errors.New("the job's query returned no row")
+
+// failureOf says what kind of failure err is, for the run's public record: never the text of
+// PostgreSQL's or Redis's errors, which may quote the data or name the servers.
+func failureOf(job Job, err error) string {
+	const details = "; the warmer's log has the details (job_failed)"
+	statement, isStatement := query.Describe(err)
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Sprintf("timed out (the job's timeout is %s)", job.Timeout)
+	case errors.Is(err, context.Canceled):
+		return "cancelled: the warmer was stopping"
+	case errors.Is(err, query.ErrUnavailable):
+		return "PostgreSQL was unavailable" + details
+	case errors.Is(err, cache.ErrUnavailable):
+		return "Redis was unavailable" + details
+	case errors.Is(err, cache.ErrFenced):
+		return "stopped: a newer run of the job started elsewhere"
+	case errors.Is(err, errNoRow):
+		return errNoRow.Error()
+	case isStatement:
+		return "the query failed: " + statement + details
+	}
+	return "failed" + details
 }
 
 // writers is how many batches are written to Redis at once: while Redis runs one batch, the
@@ -132,7 +177,7 @@ func (r *Runner) warm(ctx context.Context, job Job, started time.Time, progress 
 		case err != nil:
 			return fmt.Errorf("query: %w", err)
 		case !job.Keyed() && rows == 0:
-			return errors.New("query: the job's query returned no row")
+			return fmt.Errorf("query: %w", errNoRow)
 		}
 		if len(batch) > 0 {
 			if err := send(batch); err != nil {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -115,7 +116,7 @@ func TestWarmWritesWhatSQLSays(t *testing.T) {
 		t.Fatal(err)
 	}
 	for job, want := range map[string]int64{"orders_by_customer": int64(customers), "credit_by_customer": int64(customers), "orders_total": 1} {
-		if r := runs[job]; r.Keys != want || r.Error != "" || r.LastSuccess.IsZero() || r.Next.IsZero() {
+		if r := runs[job]; r.Keys != want || r.Error != "" || r.LastSuccess.IsZero() || r.Trigger != "once" {
 			t.Errorf("%s run record %+v: want %d keys, no error", job, r, want)
 		}
 	}
@@ -125,7 +126,7 @@ func TestOrdersTotalOnDellstore2(t *testing.T) {
 	t.Parallel()
 	testenv.RequireDellstore2(t)
 	h := newHarness(t, testenv.NewDatabase(t))
-	if _, err := h.runner.Run(context.Background(), h.jobs["orders_total"], nil); err != nil {
+	if _, err := h.runner.Run(context.Background(), h.jobs["orders_total"], TriggerOnce, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := string(h.entry(t, "orders_total", "").Body); got != `{"count":12000,"revenue":2567386.79}` {
@@ -143,11 +144,11 @@ func TestPostgresDownMidRun(t *testing.T) {
 	job := h.jobs["credit_by_customer"]
 	total := h.jobs["orders_total"]
 
-	first, err := h.runner.Run(ctx, job, nil)
+	first, err := h.runner.Run(ctx, job, TriggerOnce, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.runner.Run(ctx, total, nil); err != nil {
+	if _, err := h.runner.Run(ctx, total, TriggerOnce, nil); err != nil {
 		t.Fatal(err)
 	}
 	before := h.entry(t, "orders_total", "")
@@ -156,7 +157,7 @@ func TestPostgresDownMidRun(t *testing.T) {
 	// half-way through the rows.
 	proxy.Slow(200)
 	var cut atomic.Bool
-	failed, err := h.runner.Run(ctx, job, func(written int64) {
+	failed, err := h.runner.Run(ctx, job, TriggerOnce, func(written int64) {
 		if cut.CompareAndSwap(false, true) {
 			proxy.Down()
 		}
@@ -164,7 +165,7 @@ func TestPostgresDownMidRun(t *testing.T) {
 	if !errors.Is(err, query.ErrUnavailable) || failed.Error == "" || failed.Keys >= first.Keys {
 		t.Fatalf("run with PostgreSQL cut: %v, record %+v; want it failed part-way", err, failed)
 	}
-	if _, err := h.runner.Run(ctx, total, nil); err == nil {
+	if _, err := h.runner.Run(ctx, total, TriggerOnce, nil); err == nil {
 		t.Fatal("orders_total ran with PostgreSQL down")
 	}
 
@@ -192,7 +193,7 @@ func TestPostgresDownMidRun(t *testing.T) {
 
 	proxy.Fast()
 	proxy.Up()
-	again, err := h.runner.Run(ctx, job, nil)
+	again, err := h.runner.Run(ctx, job, TriggerOnce, nil)
 	if err != nil || again.Keys != first.Keys {
 		t.Fatalf("run after PostgreSQL returned: %v, %d keys; want %d", err, again.Keys, first.Keys)
 	}
@@ -217,7 +218,7 @@ func TestOlderRunNeverOverwrites(t *testing.T) {
 	if _, err := h.store.Put(ctx, job.Name, items...); err != nil {
 		t.Fatal(err)
 	}
-	run, err := h.runner.Run(ctx, job, nil)
+	run, err := h.runner.Run(ctx, job, TriggerOnce, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,8 +240,9 @@ func TestPanicIsAFailedRun(t *testing.T) {
 	h := newHarness(t, testenv.NewDatabase(t))
 	broken := h.jobs["orders_total"]
 	broken.Aggregate = query.Aggregate{} // no SQL, no functions: it panics when run
-	run, err := h.runner.Run(context.Background(), broken, nil)
-	if err == nil || !strings.Contains(err.Error(), "panic") || !strings.Contains(run.Error, "panic") {
+	run, err := h.runner.Run(context.Background(), broken, TriggerOnce, nil)
+	// The record says it failed; the panic, for the log only, is in the error.
+	if err == nil || !strings.Contains(err.Error(), "panic") || !strings.HasPrefix(run.Error, "failed;") {
 		t.Fatalf("panicking run: %v, record %+v", err, run)
 	}
 	if n := testutil.ToFloat64(h.metrics.runs.WithLabelValues("orders_total", "failure")); n != 1 {
@@ -258,3 +260,43 @@ func mustUserSQL(t *testing.T, sql, key string) query.Aggregate {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestFailureRecordKeepsTheDataOut: a run record, which GET /v1/jobs shows to anyone, says what
+// kind of failure a run met; PostgreSQL's message, which quotes the row that failed, goes to the
+// log only.
+func TestFailureRecordKeepsTheDataOut(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, testenv.NewDatabase(t))
+	var log bytes.Buffer
+	arch := baseservice.NewArchetype(slog.New(slog.NewJSONHandler(&syncWriter{w: &log}, nil)))
+	runner := NewRunner(arch, h.db, h.db, h.store, h.metrics)
+	job := h.jobs["orders_total"]
+	job.Aggregate = mustUserSQL(t, "SELECT firstname::int AS n FROM customers ORDER BY customerid", "")
+	run, err := runner.Run(context.Background(), job, TriggerRequest, nil)
+	if err == nil {
+		t.Fatal("a query casting names to integers succeeded")
+	}
+	const want = "the query failed: data exception (SQLSTATE 22P02); the warmer's log has the details (job_failed)"
+	if run.Error != want || run.Trigger != "request" {
+		t.Errorf("recorded error %q (trigger %s), want %q", run.Error, run.Trigger, want)
+	}
+	runs, err := h.store.Runs(context.Background(), job.Name)
+	if err != nil || runs[job.Name].Error != want {
+		t.Errorf("stored run %+v, %v", runs[job.Name], err)
+	}
+	if !strings.Contains(log.String(), `"msg":"job_failed"`) || !strings.Contains(log.String(), `invalid input syntax for type integer: \"`) {
+		t.Errorf("the log lacks the failure's details: %s", log.String())
+	}
+}
+
+// syncWriter lets goroutines share a writer.
+type syncWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}

@@ -234,3 +234,25 @@ func instantOf(wall time.Time, loc *time.Location) time.Time {
 	}
 	return hi.Truncate(time.Second)
 }
+
+// NextRun returns when the job runs next after now, computed from its schedule, whatever
+// process asks; a disabled job has no next run (zero). An @every schedule counts from the
+// warmer's start, which only its runs show: lastScheduled, the start of its last run on
+// schedule (zero if none is known), anchors it, and its next run falls a whole number of
+// intervals after it. The warmer starts its runs within milliseconds of their time, so the
+// anchor is that start to the second, as robfig/cron counts.
+func (j Job) NextRun(now, lastScheduled time.Time) time.Time {
+	if !j.Enabled {
+		return time.Time{}
+	}
+	every, ok := j.Schedule.Schedule.(cron.ConstantDelaySchedule)
+	if !ok || lastScheduled.IsZero() {
+		return j.Schedule.Next(now)
+	}
+	anchor := lastScheduled.Truncate(time.Second)
+	intervals := time.Duration(1)
+	if now.After(anchor) {
+		intervals = now.Sub(anchor)/every.Delay + 1
+	}
+	return anchor.Add(intervals * every.Delay)
+}

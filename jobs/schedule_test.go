@@ -173,3 +173,88 @@ func FuzzParseSchedule(f *testing.F) {
 		}
 	})
 }
+
+func TestScheduleText(t *testing.T) {
+	t.Parallel()
+	paris := mustZone(t, "Europe/Paris")
+	for spec, want := range map[string]string{
+		"@every 30s":                    "every 30 seconds",
+		"@every 1m":                     "every minute",
+		"@every 1h30m":                  "every 1 hour 30 minutes",
+		"@hourly":                       "every hour, at minute 0",
+		"@daily":                        "every day at 00:00",
+		"* * * * *":                     "every minute",
+		"*/10 * * * *":                  "every 10 minutes",
+		"15 * * * *":                    "at minute 15 of every hour",
+		"0,30 * * * *":                  "at minutes 0, 30",
+		"30 2 * * *":                    "at 02:30 every day, Europe/Paris",
+		"0 9 * * MON-FRI":               "at 09:00 on Monday through Friday, Europe/Paris",
+		"0 0 1,15 * *":                  "at 00:00 on day 1, 15 of the month, Europe/Paris",
+		"*/5 9-17 * * 1-5":              "every 5 minutes, between 09:00 and 17:59 on Monday through Friday, Europe/Paris",
+		"*/15 * * * * *":                "every 15 seconds",
+		"30 15 4 * * *":                 "at 04:15:30 every day, Europe/Paris",
+		"0 0 * JAN,JUL *":               "at 00:00 every day, in January, July, Europe/Paris",
+		"TZ=Asia/Tokyo 0 9 * * *":       "at 09:00 every day, Asia/Tokyo",
+		"0 */2 * * *":                   "at minute 0, every 2 hours, Europe/Paris",
+		"0 8 * * SUN":                   "at 08:00 on Sunday, Europe/Paris",
+		"0 8-20/4 * * *":                "on the cron schedule 0 8-20/4 * * *",
+		"CRON_TZ=UTC 45 23 * * 6":       "at 23:45 on Saturday, UTC",
+		"0 12 * * 0,6":                  "at 12:00 on Sunday, Saturday, Europe/Paris",
+		"0 3 */2 * *":                   "at 03:00 every 2 days of the month, Europe/Paris",
+		"0 0 1 1 *":                     "at 00:00 on day 1 of the month, in January, Europe/Paris",
+		"5 4 * * * ":                    "at 04:05 every day, Europe/Paris",
+		"0 22 * * 1-5 ":                 "at 22:00 on Monday through Friday, Europe/Paris",
+		"0 0 12 * * *":                  "at 12:00 every day, Europe/Paris",
+		"*/30 * 9 * * *":                "every 30 seconds, between 09:00 and 09:59, Europe/Paris",
+		"0 0,12 * * *":                  "at minute 0, in the hours 00, 12, Europe/Paris",
+		"0 0 * * * *":                   "at minute 0 of every hour",
+		"0 0 0 * * *":                   "at 00:00 every day, Europe/Paris",
+		"*/20 1 * * *":                  "every 20 minutes, between 01:00 and 01:59, Europe/Paris",
+		"10 * * * * *":                  "at second 10",
+		"1-5 * * * *":                   "at minutes 1 through 5",
+		"0 0 * * * ":                    "at 00:00 every day, Europe/Paris",
+		"@every 2h":                     "every 2 hours",
+		"@weekly":                       "every Sunday at 00:00",
+		"@monthly":                      "on the first day of every month at 00:00",
+		"@yearly":                       "on January 1 at 00:00",
+		"TZ=America/New_York * * * * *": "every minute, America/New_York",
+	} {
+		s, err := ParseSchedule(strings.TrimSpace(spec), paris)
+		if err != nil {
+			t.Fatalf("%s: %v", spec, err)
+		}
+		if got := s.Text(); got != want {
+			t.Errorf("%q: %q, want %q", spec, got, want)
+		}
+	}
+}
+
+func TestNextRun(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 21, 12, 0, 10, 0, time.UTC)
+	job := func(spec string, enabled bool) Job {
+		s, err := ParseSchedule(spec, time.UTC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return Job{Schedule: s, Enabled: enabled}
+	}
+	for _, tc := range []struct {
+		name          string
+		job           Job
+		lastScheduled time.Time
+		want          time.Time
+	}{
+		{"a cron schedule, from the clock", job("*/5 * * * *", true), now.Add(-time.Hour), time.Date(2026, 11, 21, 12, 5, 0, 0, time.UTC)},
+		{"a disabled job has none", job("*/5 * * * *", false), time.Time{}, time.Time{}},
+		{"@every after its last scheduled run", job("@every 1m", true), now.Add(-20*time.Second + 300*time.Millisecond),
+			now.Add(40 * time.Second)},
+		{"@every after missed intervals", job("@every 1m", true), now.Add(-3*time.Minute - 20*time.Second), now.Add(40 * time.Second)},
+		{"@every without a known run, an interval from now", job("@every 1m", true), time.Time{}, now.Add(time.Minute)},
+		{"@every run later than now (clocks apart)", job("@every 1m", true), now.Add(2 * time.Second), now.Add(62 * time.Second)},
+	} {
+		if got := tc.job.NextRun(now, tc.lastScheduled); !got.Equal(tc.want) {
+			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}

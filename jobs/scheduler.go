@@ -142,12 +142,12 @@ func (s *Scheduler) tick(job Job) {
 	default:
 		defer unlock()
 	}
-	s.runWithRetry(job, next)
+	s.runWithRetry(job, next, TriggerSchedule)
 }
 
 // runWithRetry runs job, and again with exponential backoff while the failure is PostgreSQL or
 // Redis being unavailable, until the next scheduled run is due.
-func (s *Scheduler) runWithRetry(job Job, next time.Time) {
+func (s *Scheduler) runWithRetry(job Job, next time.Time, trigger Trigger) {
 	backoff := retry.WithCappedDuration(time.Minute, retry.NewExponential(s.backoff))
 	if !next.IsZero() {
 		backoff = retry.WithMaxDuration(next.Sub(s.Time.Now()), backoff)
@@ -155,7 +155,8 @@ func (s *Scheduler) runWithRetry(job Job, next time.Time) {
 	_ = retry.Do(s.ctx, backoff, func(ctx context.Context) error {
 		runCtx, cancel := context.WithTimeout(ctx, job.Timeout)
 		defer cancel()
-		_, err := s.runner.Run(runCtx, job, nil)
+		_, err := s.runner.Run(runCtx, job, trigger, nil)
+		trigger = TriggerRetry
 		if errors.Is(err, query.ErrUnavailable) || errors.Is(err, cache.ErrUnavailable) {
 			return retry.RetryableError(err)
 		}
@@ -176,7 +177,7 @@ func Once(ctx context.Context, jobs []Job, runner *Runner, db *query.DB, namespa
 			defer unlock()
 			runCtx, cancel := context.WithTimeout(ctx, job.Timeout)
 			defer cancel()
-			_, err = runner.Run(runCtx, job, progress(job))
+			_, err = runner.Run(runCtx, job, TriggerOnce, progress(job))
 			return err
 		}()
 		if err != nil && failed == nil {

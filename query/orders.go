@@ -86,20 +86,45 @@ func (o NewOrder) Total() Decimal {
 	return Decimal{text: sum.FloatString(2)}
 }
 
-// InsertOrder validates and inserts o and returns its id. The outbox trigger records the change
-// in the same transaction. An order for a customer that does not exist is ErrUnknownCustomer.
-func (db *DB) InsertOrder(ctx context.Context, o NewOrder) (int64, error) {
+// InsertOrder validates and inserts o and returns it as stored, with its id. The outbox trigger
+// records the change in the same transaction. An order for a customer that does not exist is
+// ErrUnknownCustomer.
+func (db *DB) InsertOrder(ctx context.Context, o NewOrder) (Order, error) {
 	if err := o.Validate(); err != nil {
-		return 0, err
+		return Order{}, err
 	}
-	var id int64
+	var stored Order
 	err := db.pool.QueryRow(ctx, `
 		INSERT INTO orders (orderdate, customerid, netamount, tax, totalamount)
 		VALUES ($1, $2, $3, $4, $5)
-		RETURNING orderid`, o.OrderDate, o.CustomerID, o.NetAmount, o.Tax, o.Total()).Scan(&id)
+		RETURNING `+orderColumns, o.OrderDate, o.CustomerID, o.NetAmount, o.Tax, o.Total()).Scan(stored.fields()...)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23503" { // foreign_key_violation
-		return 0, fmt.Errorf("customer %d: %w", o.CustomerID, ErrUnknownCustomer)
+		return Order{}, fmt.Errorf("customer %d: %w", o.CustomerID, ErrUnknownCustomer)
 	}
-	return id, translate(err)
+	return stored, translate(err)
+}
+
+// Order is a stored order.
+type Order struct {
+	OrderID     int64   `json:"orderid"`
+	OrderDate   Date    `json:"orderdate"`
+	CustomerID  int64   `json:"customerid"`
+	NetAmount   Decimal `json:"netamount"`
+	Tax         Decimal `json:"tax"`
+	TotalAmount Decimal `json:"totalamount"`
+}
+
+// orderColumns are the columns of an Order, in the order of Order.fields.
+const orderColumns = "orderid, orderdate, customerid, netamount, tax, totalamount"
+
+func (o *Order) fields() []any {
+	return []any{&o.OrderID, &o.OrderDate, &o.CustomerID, &o.NetAmount, &o.Tax, &o.TotalAmount}
+}
+
+// Order returns the order id, or ErrNotFound.
+func (db *DB) Order(ctx context.Context, id int64) (Order, error) {
+	var o Order
+	err := db.pool.QueryRow(ctx, "SELECT "+orderColumns+" FROM orders WHERE orderid = $1", id).Scan(o.fields()...)
+	return o, translate(err)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"regexp"
 	"strings"
 	"time"
 	"unicode"
@@ -38,11 +39,18 @@ type Config struct {
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" help:"on SIGTERM, how long requests in flight may take to finish"`
 	// APIToken is the bearer token of writes and admin actions; without it they are refused.
 	APIToken string `env:"API_TOKEN" help:"the bearer token of writes and admin actions, at least 16 characters; unset, they are refused"`
+	// CORSOrigins are the origins whose pages may call the api from a browser; none turns CORS
+	// off.
+	CORSOrigins []string `env:"CORS_ORIGINS" envSeparator:"," help:"origins whose pages may call the api from a browser (https://app.example.com, https://*.example.com, *); unset, CORS is off"`
 	conf.Logging
 
 	// jobs are the jobs of the configuration, loaded and checked before run.
 	jobs []jobs.Job
 }
+
+// corsOrigin is an origin of CORS_ORIGINS: a scheme and a host, with an optional port, in which
+// * stands for any text ("https://*.example.com"); or * alone.
+var corsOrigin = regexp.MustCompile(`^(\*|https?://[A-Za-z0-9*.-]+(:[0-9]+)?)$`)
 
 func (c Config) validate() error {
 	if err := c.Cache.Validate(); err != nil {
@@ -74,7 +82,21 @@ func (c Config) validate() error {
 	case c.ShutdownTimeout <= 0:
 		return conf.Errorf("SHUTDOWN_TIMEOUT", "%s is not positive", c.ShutdownTimeout)
 	}
+	for _, o := range c.CORSOrigins {
+		if !corsOrigin.MatchString(strings.TrimSpace(o)) {
+			return conf.Errorf("CORS_ORIGINS", "%q is not an origin (https://app.example.com, https://*.example.com or *)", o)
+		}
+	}
 	return checkToken(c.APIToken)
+}
+
+// corsOrigins are the origins of CORS_ORIGINS, trimmed.
+func (c Config) corsOrigins() []string {
+	origins := make([]string, len(c.CORSOrigins))
+	for i, o := range c.CORSOrigins {
+		origins[i] = strings.TrimSpace(o)
+	}
+	return origins
 }
 
 // minTokenLength is the shortest API_TOKEN accepted: 16 characters, 64 bits as hex.
@@ -150,7 +172,7 @@ func (c Config) log(logger *slog.Logger) {
 		"local_cache_size", uint64(c.LocalCacheSize), "local_cache_ttl", c.LocalCacheTTL.String(),
 		"redis_timeout", c.RedisTimeout.String(), "query_timeout", c.QueryTimeout.String(),
 		"max_queries", c.MaxQueries, "negative_ttl", c.NegativeTTL.String(),
-		"shutdown_timeout", c.ShutdownTimeout.String(), "api_token_set", c.APIToken != "",
+		"shutdown_timeout", c.ShutdownTimeout.String(), "api_token_set", c.APIToken != "", "cors_origins", c.corsOrigins(),
 		"log_level", c.Level, "log_format", c.Format)
 	if c.APIToken == "" {
 		logger.Warn("writes_disabled", "reason", "API_TOKEN is not set")

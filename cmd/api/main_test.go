@@ -91,6 +91,8 @@ func TestConfigurationErrors(t *testing.T) {
 		{"bad local cache ttl", nil, env("LOCAL_CACHE_TTL=0s"), "LOCAL_CACHE_TTL: 0s is not positive"},
 		{"bad listen address", nil, env("LISTEN_ADDR=nowhere:port"), `LISTEN_ADDR: "nowhere:port" is not an address to listen on (host:port, :port)`},
 		{"bad purge url", nil, env("PURGE_URLS=varnish:6081"), `PURGE_URLS: "varnish:6081" is not an http:// or https:// URL`},
+		{"bad CORS origin", nil, env("CORS_ORIGINS=https://ok.example,example.com/path"),
+			`CORS_ORIGINS: "example.com/path" is not an origin (https://app.example.com, https://*.example.com or *)`},
 		{"bad log format", nil, env("LOG_FORMAT=xml"), `LOG_FORMAT: "xml" is not json or text`},
 		{"bad log level", nil, env("LOG_LEVEL=loud"), `LOG_LEVEL: "loud" is not one of debug, info, warn, error`},
 		{"placeholder token", nil, env("API_TOKEN=CHANGE-ME"), `API_TOKEN: looks like a placeholder ("changeme"): ` + token},

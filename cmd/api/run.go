@@ -62,6 +62,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, started func(addr
 		SurrogateKeyHeader: cfg.SurrogateKeyHeader,
 		LocalCacheSize:     uint64(cfg.LocalCacheSize),
 		LocalCacheTTL:      cfg.LocalCacheTTL,
+		CORSOrigins:        cfg.corsOrigins(),
 	}, store, db, list, reg)
 
 	ln, err := new(net.ListenConfig).Listen(ctx, "tcp", cfg.ListenAddr)
@@ -78,6 +79,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, started func(addr
 	watchCtx, stopWatching := context.WithCancel(context.Background())
 	var watching sync.WaitGroup
 	watching.Go(func() { server.Watch(watchCtx) })
+	watching.Go(func() { server.Track(watchCtx) })
 	defer func() {
 		stopWatching()
 		watching.Wait()

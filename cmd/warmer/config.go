@@ -24,6 +24,8 @@ type Config struct {
 	MetricsAddr       string        `env:"METRICS_ADDR" envDefault:":9091" help:"the address of /metrics and /healthz"`
 	Migrate           bool          `env:"MIGRATE" envDefault:"true" help:"apply the migrations at start (--no-migrate: false)"`
 	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" help:"on SIGTERM, how long runs in flight may take to finish"`
+	// RunHistory is how many runs of each job Redis keeps, for GET /v1/jobs/{job}/runs.
+	RunHistory int `env:"RUN_HISTORY" envDefault:"50" help:"how many runs of each job are kept for /v1/jobs/{job}/runs (1 to 1000)"`
 	// How downstream caches are purged (PURGE_URLS, in conf.Cache, says which).
 	PurgeMethod    string            `env:"PURGE_METHOD" envDefault:"PURGE" help:"the method of a purge request"`
 	PurgeKeyHeader string            `env:"PURGE_KEY_HEADER" envDefault:"xkey-purge" help:"the header carrying the keys to purge"`
@@ -50,6 +52,8 @@ func (c Config) validate() error {
 	switch {
 	case c.ShutdownTimeout <= 0:
 		return conf.Errorf("SHUTDOWN_TIMEOUT", "%s is not positive", c.ShutdownTimeout)
+	case c.RunHistory < 1 || c.RunHistory > 1000:
+		return conf.Errorf("RUN_HISTORY", "%d is not between 1 and 1000", c.RunHistory)
 	case !httpguts.ValidHeaderFieldName(c.PurgeKeyHeader):
 		return conf.Errorf("PURGE_KEY_HEADER", "%q is not a header name", c.PurgeKeyHeader)
 	case !httpguts.ValidHeaderFieldName(c.PurgeMethod): // a method is a token, as a header name is
@@ -109,7 +113,7 @@ func (c Config) log(logger *slog.Logger) {
 		"redis_url", conf.MaskURL(c.RedisURL), "namespace", c.Namespace, "ttl", c.TTL.String(),
 		"grace", c.Grace.String(), "negative_ttl", c.NegativeTTL.String(), "timezone", c.TimeZone, "jobs_file", c.JobsFile,
 		"metrics_addr", c.MetricsAddr, "migrate", c.Migrate, "shutdown_timeout", c.ShutdownTimeout.String(),
-		"purge_urls", maskAll(c.PurgeURLs), "purge_method", c.PurgeMethod, "purge_key_header", c.PurgeKeyHeader,
+		"run_history", c.RunHistory, "purge_urls", maskAll(c.PurgeURLs), "purge_method", c.PurgeMethod, "purge_key_header", c.PurgeKeyHeader,
 		"purge_headers", len(c.PurgeHeaders),
 		"log_level", c.Level, "log_format", c.Format)
 }

@@ -78,6 +78,7 @@ func TestExitStatus(t *testing.T) {
 		{"migrate refuses a bad jobs file", []string{"migrate", "--jobs", unknownColumn}, []string{"DATABASE_URL=" + dbURL}, 2,
 			"customer_id"},
 		{"bad ttl", []string{"--once"}, environ(t, dbURL, "CACHE_TTL=forever"), 2, "CACHE_TTL"},
+		{"no run history", []string{"--once"}, environ(t, dbURL, "RUN_HISTORY=0"), 2, "RUN_HISTORY: 0 is not between 1 and 1000"},
 		{"bad time zone", []string{"--once"}, environ(t, dbURL, "TIMEZONE=Mars/Olympus"), 2, "TIMEZONE"},
 		{"bad redis url", []string{"--once"}, environ(t, dbURL, "REDIS_URL=http://x"), 2, "REDIS_URL"},
 		{"bad database url", []string{"--once"}, environ(t, "postgres://x@127.0.0.1:notaport/x"), 2, "DATABASE_URL"},

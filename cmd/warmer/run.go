@@ -72,7 +72,7 @@ func open(ctx context.Context, cfg Config, arch *baseservice.Archetype, reg prom
 	if err != nil {
 		return d, conf.Errorf("CACHE_NAMESPACE", "%w", err)
 	}
-	opts := cache.Options{ClientName: "warmcache-warmer"}
+	opts := cache.Options{ClientName: "warmcache-warmer", RunHistory: cfg.RunHistory}
 	if len(cfg.PurgeURLs) > 0 {
 		d.purger = invalidate.NewPurger(arch, cfg.purgeConfig(), keys, reg)
 		opts.Changed = d.purger.Changed
