@@ -44,7 +44,7 @@ type kustomization struct {
 }
 
 // kustomizations are every directory holding a kustomization, relative to this one, and the
-// base with both components.
+// base with every component.
 func kustomizations(t *testing.T) map[string]kustomization {
 	return map[string]kustomization{
 		"base":            {dir: "base", external: map[string]bool{"warmcache-secrets": true}},
@@ -53,7 +53,7 @@ func kustomizations(t *testing.T) map[string]kustomization {
 	}
 }
 
-// overlay writes a kustomization of the base, in a namespace of its own, with both components,
+// overlay writes a kustomization of the base, in a namespace of its own, with every component,
 // and more (patches, say), and returns its directory.
 func overlay(t *testing.T, more string) string {
 	t.Helper()
@@ -71,6 +71,7 @@ resources:
 components:
   - ../components/default-deny
   - ../components/monitoring
+  - ../components/purge
 %s`, more)
 	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
 		t.Fatal(err)

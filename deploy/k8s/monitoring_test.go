@@ -21,7 +21,7 @@ import (
 
 const monitoring = "components/monitoring"
 
-// rendered renders the base with both components and returns its objects of kind.
+// rendered renders the kustomization in dir and returns its objects of kind.
 func rendered(t *testing.T, dir, kind string) []object {
 	t.Helper()
 	objects, err := render(dir)
@@ -242,7 +242,8 @@ func TestServedAgeThresholdIsTheTTL(t *testing.T) {
 }
 
 // TestEgressPortsConfigurable applies the README's patch for a managed PostgreSQL and Redis on
-// other ports: the policies then allow those ports, and only those.
+// other ports: the policies then allow those ports, and only those. The warmer may reach the
+// caches it purges with the purge component only.
 func TestEgressPortsConfigurable(t *testing.T) {
 	t.Parallel()
 	dir := overlay(t, `patches:
@@ -257,8 +258,10 @@ func TestEgressPortsConfigurable(t *testing.T) {
         path: /spec/egress/0/ports
         value: [{port: 25061, protocol: TCP}]
 `)
-	want := map[string][]int32{"warmcache-egress-postgresql": {25060}, "warmcache-egress-redis": {25061}}
-	base := map[string][]int32{"warmcache-egress-postgresql": {5432}, "warmcache-egress-redis": {6379, 6380, 26379}}
+	want := map[string][]int32{"warmcache-egress-postgresql": {25060}, "warmcache-egress-redis": {25061},
+		"warmcache-egress-purge": {80, 443, 6081}}
+	base := map[string][]int32{"warmcache-egress-postgresql": {5432}, "warmcache-egress-redis": {6379, 6380, 26379},
+		"warmcache-egress-purge": nil}
 	for d, ports := range map[string]map[string][]int32{"base": base, dir: want} {
 		got := map[string][]int32{}
 		for _, o := range rendered(t, d, "NetworkPolicy") {
