@@ -170,7 +170,7 @@ func (l Logging) Logger(w io.Writer) (*slog.Logger, error) {
 	if err := level.UnmarshalText([]byte(l.Level)); err != nil {
 		return nil, Errorf("LOG_LEVEL", "%q is not one of debug, info, warn, error", l.Level)
 	}
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: redactErrors}
 	switch l.Format {
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
@@ -178,6 +178,21 @@ func (l Logging) Logger(w io.Writer) (*slog.Logger, error) {
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	}
 	return nil, Errorf("LOG_FORMAT", "%q is not json or text", l.Format)
+}
+
+// redactErrors masks what an error logged under the key "error" may quote: a password, a card
+// number (RedactError). Errors are logged off the hot path, so every one is looked at.
+func redactErrors(_ []string, a slog.Attr) slog.Attr {
+	if a.Key != "error" {
+		return a
+	}
+	switch v := a.Value.Any().(type) {
+	case error:
+		return slog.String(a.Key, RedactError(v.Error()))
+	case string:
+		return slog.String(a.Key, RedactError(v))
+	}
+	return a
 }
 
 // LoadLocation loads the IANA time zone named by setting's value.

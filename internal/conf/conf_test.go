@@ -1,6 +1,7 @@
 package conf_test
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"testing"
@@ -72,6 +73,36 @@ func TestLogger(t *testing.T) {
 		var confErr *conf.Error
 		if tc.setting == "" && err != nil || tc.setting != "" && (!errors.As(err, &confErr) || confErr.Setting != tc.setting) {
 			t.Errorf("%+v: error %v, want one naming %q", tc.logging, err, tc.setting)
+		}
+	}
+}
+
+// TestLoggedErrorsAreRedacted: whatever an error quotes, a password or a card number, the log
+// keeps none; other attributes are left as they are.
+func TestLoggedErrorsAreRedacted(t *testing.T) {
+	t.Parallel()
+	for _, format := range []string{"json", "text"} {
+		var out bytes.Buffer
+		logger, err := conf.Logging{Level: "info", Format: format}.Logger(&out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		logger.Error("job_failed", "error", errors.New(`ERROR: invalid input syntax for type integer: "4111111111111111" (SQLSTATE 22P02)`))
+		logger.Warn("redis_unavailable", "error", "dial postgres://app:secret@db/app: card 4111-1111-1111-1234 or 4111 1111 1111 1234")
+		logger.Info("order_created", "orderid", 4111111111111111, "note", "4111111111111111")
+		got := out.String()
+		for _, leak := range []string{`"4111111111111111" (SQL`, "secret", "4111-1111", "4111 1111"} {
+			if strings.Contains(got, leak) {
+				t.Errorf("%s log holds %q:\n%s", format, leak, got)
+			}
+		}
+		for _, kept := range []string{"****1111", "****1234", "app:xxxxx@db", "orderid=4111111111111111", "note=4111111111111111"} {
+			if format == "json" {
+				kept = strings.NewReplacer("orderid=", `"orderid":`, "note=4111111111111111", `"note":"4111111111111111"`).Replace(kept)
+			}
+			if !strings.Contains(got, kept) {
+				t.Errorf("%s log lacks %q:\n%s", format, kept, got)
+			}
 		}
 	}
 }

@@ -36,6 +36,18 @@ func Redact(text string) string {
 	return keyValue.ReplaceAllString(text, "${1}"+masked)
 }
 
+// cardNumber is a run of 13 to 19 digits, as card numbers are, alone or in groups separated by
+// single spaces or dashes.
+var cardNumber = regexp.MustCompile(`\b(?:\d[ -]?){9,15}(\d{4})\b`)
+
+// RedactError returns an error's text for a log: Redact's, and every number long enough to be
+// a card's cut to its last four digits. Drivers quote the values that made a statement fail
+// ("invalid input syntax for type integer: \"4111111111111111\""), and a user's SQL may read
+// card numbers.
+func RedactError(text string) string {
+	return cardNumber.ReplaceAllString(Redact(text), "****${1}")
+}
+
 // MaskURL returns a connection string (a URL, or PostgreSQL's key=value form) with its secrets
 // masked, for logging the effective configuration. A URL keeps its exact form but for the
 // password and secret parameters; anything else goes through Redact.
