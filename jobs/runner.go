@@ -178,3 +178,8 @@ func recovered(f func() error) func() error {
 		return f()
 	}
 }
+
+// ready reports whether what a run needs answers: PostgreSQL, where it reads, and Redis.
+func (r *Runner) ready(ctx context.Context) bool {
+	return r.db.Ping(ctx) == nil && r.store.Ping(ctx) == nil
+}

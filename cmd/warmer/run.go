@@ -29,8 +29,8 @@ import (
 
 // deps are the warmer's connections and jobs.
 type deps struct {
-	primary *query.DB // claims, locks, migrations
-	reader  *query.DB // aggregates: WARMER_DATABASE_URL, or the primary
+	primary *query.DB // claims, locks, migrations, invalidations
+	reader  *query.DB // the runs' aggregates: WARMER_DATABASE_URL, or the primary on a pool of their own
 	store   *cache.Store
 	purger  *invalidate.Purger // nil without PURGE_URLS
 	jobs    []jobs.Job
@@ -40,7 +40,7 @@ func (d deps) close() {
 	if d.store != nil {
 		d.store.Close()
 	}
-	if d.reader != nil && d.reader != d.primary {
+	if d.reader != nil {
 		d.reader.Close()
 	}
 	if d.primary != nil {
@@ -61,11 +61,14 @@ func open(ctx context.Context, cfg Config, arch *baseservice.Archetype, reg prom
 	if d.primary, err = query.Open(ctx, cfg.DatabaseURL, query.Options{MaxConns: 8}); err != nil {
 		return d, conf.Errorf("DATABASE_URL", "%w", err)
 	}
-	d.reader = d.primary
-	if cfg.WarmerDatabaseURL != "" {
-		if d.reader, err = query.Open(ctx, cfg.WarmerDatabaseURL, query.Options{MaxConns: 8}); err != nil {
-			return d, conf.Errorf("WARMER_DATABASE_URL", "%w", err)
-		}
+	// The runs read on a pool of their own, even from the primary: however many run at once,
+	// and however long, the invalidations and claims never wait for a connection behind them.
+	readerURL, setting := cfg.WarmerDatabaseURL, "WARMER_DATABASE_URL"
+	if readerURL == "" {
+		readerURL, setting = cfg.DatabaseURL, "DATABASE_URL"
+	}
+	if d.reader, err = query.Open(ctx, readerURL, query.Options{MaxConns: 8}); err != nil {
+		return d, conf.Errorf(setting, "%w", err)
 	}
 	keys, err := cache.NewKeys(cfg.Namespace)
 	if err != nil {
