@@ -20,7 +20,8 @@ func (s *Scheduler) serveOwedRuns(ctx context.Context) {
 	})
 }
 
-// takeOwedRuns starts the owed runs this warmer can start now.
+// takeOwedRuns starts the owed runs this warmer can start now. (A scheduled tick that gets the
+// lock first takes the run owed too.)
 func (s *Scheduler) takeOwedRuns(ctx context.Context) {
 	owed, err := s.db.OwedRuns(ctx, s.namespace)
 	if err != nil {
@@ -43,20 +44,29 @@ func (s *Scheduler) takeOwedRuns(ctx context.Context) {
 			}
 			continue
 		}
-		took, ok, err := s.db.TakeRun(ctx, s.namespace, job.Name, s.owner)
-		if err != nil || !ok {
+		if !s.takeOwedRun(job) {
 			unlock()
 			continue
-		}
-		if took.RunningBy != "" {
-			s.Logger.Info("run_taken_over", "job", job.Name, "from", took.RunningBy,
-				"started", took.Since, "reason", "its warmer stopped before the run ended")
-		} else {
-			s.Logger.Info("run_started_on_request", "job", job.Name)
 		}
 		s.requested.Go(func() {
 			defer unlock()
 			s.runMarked(job, job.Schedule.Next(s.Time.Now()))
 		})
 	}
+}
+
+// takeOwedRun takes the run job is owed, if any, for this warmer, which holds the job's lock,
+// and says so.
+func (s *Scheduler) takeOwedRun(job Job) bool {
+	took, ok, err := s.db.TakeRun(s.ctx, s.namespace, job.Name, s.owner)
+	switch {
+	case err != nil || !ok:
+		return false
+	case took.RunningBy != "":
+		s.Logger.Info("run_taken_over", "job", job.Name, "from", took.RunningBy,
+			"started", took.Since, "reason", "its warmer stopped before the run ended")
+	default:
+		s.Logger.Info("run_started_on_request", "job", job.Name)
+	}
+	return true
 }

@@ -158,6 +158,10 @@ func (s *Scheduler) tick(job Job) {
 		return
 	}
 	defer unlock()
+	if s.takeOwedRun(job) {
+		s.runMarked(job, next) // the run owed, rather than this tick's
+		return
+	}
 	// Replicas fire within milliseconds of each other: a claim due up to a quarter of the
 	// interval (at most a second) from now is this run's.
 	tolerance := min(next.Sub(now)/4, time.Second)
@@ -208,6 +212,7 @@ func (s *Scheduler) runWithRetry(job Job, next time.Time) bool {
 		if !next.IsZero() && !s.Time.Now().Add(delay).Before(next) {
 			return true // the next scheduled run is due first
 		}
+		s.Logger.Info("job_retrying", "job", job.Name, "retry_in", delay.String(), "reason", "postgresql or redis unavailable")
 		if !backoff.Wait(s.ctx, s.stopping, delay, s.runner.ready) {
 			return false
 		}
