@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -46,7 +47,11 @@ type Progress func(written int64)
 func (r *Runner) Run(ctx context.Context, job Job, progress Progress) (cache.Run, error) {
 	started := r.Time.Now()
 	r.Logger.Info("job_started", "job", job.Name)
+	before, infoErr := r.store.Info(ctx)
 	keys, err := r.warm(ctx, job, started, progress)
+	if err == nil && infoErr == nil {
+		err = r.evictions(ctx, before, keys)
+	}
 	run := cache.Run{Job: job.Name, Started: started, Duration: r.Time.Now().Sub(started), Keys: keys,
 		Next: job.Schedule.Next(r.Time.Now())}
 	if err != nil {
@@ -64,6 +69,25 @@ func (r *Runner) Run(ctx context.Context, job Job, progress Progress) (cache.Run
 		r.Logger.Warn("job_run_not_recorded", "job", job.Name, "error", rerr)
 	}
 	return run, err
+}
+
+// ErrEvicted reports a run during which Redis evicted keys to make room: Redis is too small for
+// the data set, and values the run wrote may be gone already.
+var ErrEvicted = errors.New("redis evicted keys during the run")
+
+// evictions fails a run during which Redis evicted keys: the run wrote its values, but cannot
+// say they are in Redis. (Redis evicts under maxmemory with an evicting policy, silently.)
+func (r *Runner) evictions(ctx context.Context, before cache.ServerInfo, written int64) error {
+	after, err := r.store.Info(ctx)
+	switch {
+	case err != nil:
+		return nil //nolint:nilerr // the run wrote; whether Redis kept it cannot be told now
+	case !slices.Equal(after.RunIDs, before.RunIDs), after.EvictedKeys <= before.EvictedKeys:
+		return nil // none, or Redis restarted meanwhile: the watcher of Redis (Recovery) has it warmed again
+	}
+	return fmt.Errorf("%w: %d keys while the run wrote %d (used_memory %d bytes, maxmemory %d, maxmemory-policy %s): "+
+		"some of its values may be gone; give Redis more memory (README: Sizing Redis)",
+		ErrEvicted, after.EvictedKeys-before.EvictedKeys, written, after.UsedMemory, after.MaxMemory, after.Policy)
 }
 
 // writers is how many batches are written to Redis at once: while Redis runs one batch, the
@@ -177,9 +201,4 @@ func recovered(f func() error) func() error {
 		}()
 		return f()
 	}
-}
-
-// ready reports whether what a run needs answers: PostgreSQL, where it reads, and Redis.
-func (r *Runner) ready(ctx context.Context) bool {
-	return r.db.Ping(ctx) == nil && r.store.Ping(ctx) == nil
 }

@@ -213,7 +213,8 @@ func (s *Scheduler) runWithRetry(job Job, next time.Time) bool {
 			return true // the next scheduled run is due first
 		}
 		s.Logger.Info("job_retrying", "job", job.Name, "retry_in", delay.String(), "reason", "postgresql or redis unavailable")
-		if !backoff.Wait(s.ctx, s.stopping, delay, s.runner.ready) {
+		// What a run needs: PostgreSQL, where it reads, and Redis.
+		if !backoff.Wait(s.ctx, s.stopping, delay, backoff.Answering(s.runner.db.Ping, s.runner.store.Ping)) {
 			return false
 		}
 	}

@@ -245,7 +245,7 @@ func startWarmerParts(t *testing.T, ctx context.Context, dbURL, ns string) *cach
 		t.Fatal(err)
 	}
 	arch := baseservice.NewArchetype(slog.New(slog.DiscardHandler))
-	relay := invalidate.NewRelay(arch, db, store)
+	relay := invalidate.NewRelay(arch, db, store, list)
 	refresher := invalidate.NewRefresher(arch, db, store, list, ns, prometheus.NewRegistry())
 	var running sync.WaitGroup
 	running.Go(func() { relay.Run(ctx) })

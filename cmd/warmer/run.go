@@ -170,7 +170,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	runner := jobs.NewRunner(arch, d.reader, d.primary, d.store, jobs.NewMetrics(reg))
 	sched := jobs.NewScheduler(arch, d.jobs, runner, d.primary, cfg.Namespace)
 	// Invalidations read the primary: a replica may not have the write yet.
-	relay := invalidate.NewRelay(arch, d.primary, d.store)
+	relay := invalidate.NewRelay(arch, d.primary, d.store, d.jobs)
 	refresher := invalidate.NewRefresher(arch, d.primary, d.store, d.jobs, cfg.Namespace, reg)
 
 	ln, err := new(net.ListenConfig).Listen(ctx, "tcp", cfg.MetricsAddr)
@@ -184,9 +184,14 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 
+	// A data set Redis lost while no warmer ran is warmed again by requests, which the
+	// scheduler's first runs meet.
+	recovery := jobs.NewRecovery(arch, d.store, d.primary, d.jobs, cfg.Namespace, reg)
+	recovery.Look(ctx)
 	sched.Start()
 	eventsCtx, stopEvents := context.WithCancel(context.Background())
 	var events sync.WaitGroup
+	events.Go(func() { recovery.Run(eventsCtx) })
 	events.Go(func() { relay.Run(eventsCtx) })
 	events.Go(func() { refresher.Run(eventsCtx) })
 	if d.purger != nil {

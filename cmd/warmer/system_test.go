@@ -107,7 +107,7 @@ func (s *system) startWarmer(args []string, extra ...string) *process {
 	go func() { p.exited <- p.cmd.Wait() }()
 	s.t.Cleanup(func() {
 		p.cmd.Process.Kill() //nolint:errcheck // gone already when the test stopped it
-		<-p.exited
+		<-p.exited           //nolint:errcheck // killed, or its status already checked
 		if s.t.Failed() {
 			s.t.Logf("warmer %d:\n%s", p.cmd.Process.Pid, p.logs)
 		}

@@ -44,3 +44,16 @@ func Wait(ctx context.Context, stop <-chan struct{}, d time.Duration, probe func
 		}
 	}
 }
+
+// Answering returns a probe, for Wait, that reports whether every one of pings succeeds: the
+// Ping of each dependency the work needs.
+func Answering(pings ...func(context.Context) error) func(context.Context) bool {
+	return func(ctx context.Context) bool {
+		for _, ping := range pings {
+			if ping(ctx) != nil {
+				return false
+			}
+		}
+		return true
+	}
+}
