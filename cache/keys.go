@@ -85,8 +85,9 @@ func (k Keys) Fence(job string) string { return k.ns + ":_fence:" + job }
 // Touched is the sorted set of a job's keys written one at a time lately, scored by version.
 func (k Keys) Touched(job string) string { return k.ns + ":_touched:" + job }
 
-// DataSet is the key whose presence says Redis still holds the data set the warmers wrote: a
-// Redis restarted empty, or flushed, has lost it.
+// DataSet is the key of the data set's mark (Store.MarkDataSet): gone, Redis lost the data set
+// the warmers wrote (restarted empty, flushed); naming other servers, Redis came back with older
+// data.
 func (k Keys) DataSet() string { return k.ns + ":_dataset" }
 
 // Lease is the key of the short lease that lets one process compute a missing value while the
