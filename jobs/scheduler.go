@@ -158,22 +158,23 @@ func (s *Scheduler) tick(job Job) {
 		return
 	}
 	defer unlock()
-	if s.takeOwedRun(job) {
-		s.runMarked(job, next) // the run owed, rather than this tick's
-		return
-	}
 	// Replicas fire within milliseconds of each other: a claim due up to a quarter of the
 	// interval (at most a second) from now is this run's.
 	tolerance := min(next.Sub(now)/4, time.Second)
-	claimed, err := s.db.Claim(s.ctx, s.namespace, job.Name, s.owner, now, next, tolerance)
+	claimed, tookOver, err := s.db.Claim(s.ctx, s.namespace, job.Name, s.owner, now, next, tolerance)
 	switch {
 	case err != nil:
 		s.Logger.Warn("job_claim_failed", "job", job.Name, "error", err)
 		s.runWithRetry(job, next)
-	case !claimed:
-		s.Logger.Info("job_skipped", "job", job.Name, "reason", "another replica ran this tick")
-	default:
+	case claimed:
+		if tookOver != "" && tookOver != s.owner {
+			s.Logger.Info("run_taken_over", "job", job.Name, "from", tookOver, "reason", "its warmer stopped before the run ended")
+		}
 		s.runMarked(job, next)
+	case s.takeOwedRun(job):
+		s.runMarked(job, next) // another replica ran this tick, but a run is owed
+	default:
+		s.Logger.Info("job_skipped", "job", job.Name, "reason", "another replica ran this tick")
 	}
 }
 

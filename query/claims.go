@@ -16,22 +16,24 @@ import (
 // Claim claims the run of job (in namespace) scheduled for about now, for owner, who holds the
 // job's lock: it succeeds unless another warmer already claimed a run due later than now +
 // tolerance, and then moves the job's next due time to next and marks the run owner's, in flight
-// until Finished. A pending request is met by this run. Replicas fire the same schedule within
-// milliseconds of each other; the first to lock and claim runs it, the others skip.
-func (db *DB) Claim(ctx context.Context, namespace, job, owner string, now, next time.Time, tolerance time.Duration) (bool, error) {
-	var runs int64
-	err := db.pool.QueryRow(ctx, `
+// until Finished. A pending request is met by this run, and so is a run left in flight by a
+// warmer that died (the lock being owner's, no live warmer runs the job): that warmer's name is
+// returned as tookOver. Replicas fire the same schedule within milliseconds of each other; the
+// first to lock and claim runs it, the others skip.
+func (db *DB) Claim(ctx context.Context, namespace, job, owner string, now, next time.Time, tolerance time.Duration) (claimed bool, tookOver string, err error) {
+	err = db.pool.QueryRow(ctx, `
+		WITH prev AS (SELECT running_by FROM warmcache_job_claims WHERE namespace = $1 AND job = $2)
 		INSERT INTO warmcache_job_claims AS c (namespace, job, next_due, runs, claimed_by, claimed_at, running_by, running_since)
 		VALUES ($1, $2, $4, 1, $3, $5, $3, $5)
 		ON CONFLICT (namespace, job) DO UPDATE
 		   SET next_due = $4, runs = c.runs + 1, claimed_by = $3, claimed_at = $5,
 		       running_by = $3, running_since = $5, requested_at = NULL
 		 WHERE c.next_due <= $5::timestamptz + $6::interval
-		RETURNING runs`, namespace, job, owner, next, now, tolerance).Scan(&runs)
+		RETURNING COALESCE((SELECT running_by FROM prev), '')`, namespace, job, owner, next, now, tolerance).Scan(&tookOver)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil
+		return false, "", nil
 	}
-	return err == nil, translate(err)
+	return err == nil, tookOver, translate(err)
 }
 
 // Running marks a run of job by owner, who holds the job's lock, in flight outside the schedule

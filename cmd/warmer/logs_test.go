@@ -59,6 +59,19 @@ func (e event) matches(line map[string]any) bool {
 	return true
 }
 
+// count returns how many lines match e.
+func (l *logLines) count(e event) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, line := range l.lines {
+		if e.matches(line) {
+			n++
+		}
+	}
+	return n
+}
+
 // await waits until n lines match e, and returns the n-th; it fails the test after within.
 func (l *logLines) await(t *testing.T, e event, n int, within time.Duration) map[string]any {
 	t.Helper()

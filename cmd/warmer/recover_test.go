@@ -15,16 +15,26 @@ import (
 
 var builtins = []string{jobs.OrdersTotal, jobs.OrdersByCustomer, jobs.CreditByCustomer, jobs.CreditOverview}
 
+// runsSoFar counts the runs of each built-in job the warmer finished so far.
+func (p *process) runsSoFar() map[string]int {
+	n := map[string]int{}
+	for _, job := range builtins {
+		n[job] = p.logs.count(event{msg: "job_finished", attrs: map[string]string{"job": job}})
+	}
+	return n
+}
+
 // rewarmed waits until the warmer says Redis lost its data set (for reason) within a second of
-// from, then until it ran every job again, and returns how long that took since from.
-func (p *process) rewarmed(t *testing.T, reason string, from time.Time) time.Duration {
+// from, then until it ran every job once more than before (runs: runsSoFar before the loss),
+// and returns how long that took since from.
+func (p *process) rewarmed(t *testing.T, reason string, from time.Time, runs map[string]int) time.Duration {
 	t.Helper()
 	p.await(t, event{msg: "redis_data_lost", attrs: map[string]string{"reason": reason}}, 1, time.Second+time.Since(from))
 	for _, job := range builtins {
 		p.await(t, event{msg: "run_started_on_request", attrs: map[string]string{"job": job}}, 1, time.Second)
 	}
 	for _, job := range builtins {
-		p.await(t, event{msg: "job_finished", attrs: map[string]string{"job": job}}, 2, time.Minute)
+		p.await(t, event{msg: "job_finished", attrs: map[string]string{"job": job}}, runs[job]+1, time.Minute)
 	}
 	return time.Since(from)
 }
@@ -50,12 +60,13 @@ func TestRedisBackWithOldData(t *testing.T) {
 	}
 	s.post(before)
 	s.recovered(counts(before), time.Now(), 5*time.Second, 0)
+	runs := w.runsSoFar()
 	s.redis.Kill()
 	s.post(during) // its change waits in the outbox
 	s.redis.Start()
 	back := time.Now()
 	shown := s.recovered(counts(during)[:1], back, time.Second, 0)
-	rewarmed := w.rewarmed(t, "restarted", back)
+	rewarmed := w.rewarmed(t, "restarted", back, runs)
 	s.recovered(append(counts(before), counts(during)...), time.Now(), 0, time.Second)
 	t.Logf("after Redis came back: the write made while it was down showed in %s, every job ran again in %s",
 		shown.Round(time.Millisecond), rewarmed.Round(time.Millisecond))
@@ -81,10 +92,22 @@ func TestRedisBackEmpty(t *testing.T) {
 			s := newSystem(t, everyHour, []string{})
 			w := s.startWarmer(nil)
 			w.warmed(t)
+			// The runs requested at start (Redis had no mark yet) and the first ticks make one
+			// run of each job: none is pending, and each job started once.
+			pending, err := s.db.RequestedRuns(t.Context(), s.ns)
+			if err != nil || len(pending) > 0 {
+				t.Errorf("runs still requested after the first runs: %v (%v)", pending, err)
+			}
+			for _, job := range builtins {
+				if n := w.logs.count(event{msg: "job_started", attrs: map[string]string{"job": job}}); n != 1 {
+					t.Errorf("%s started %d times at start, want once", job, n)
+				}
+			}
 			keyed := map[string]int{jobs.OrdersByCustomer: s.keyCount(jobs.OrdersByCustomer),
 				jobs.CreditByCustomer: s.keyCount(jobs.CreditByCustomer)}
+			runs := w.runsSoFar()
 			tc.lose(s)
-			rewarmed := w.rewarmed(t, "emptied", time.Now())
+			rewarmed := w.rewarmed(t, "emptied", time.Now(), runs)
 			for job, want := range keyed {
 				if n := s.keyCount(job); n != want {
 					t.Errorf("%s has %d keys once warmed again, want %d", job, n, want)
