@@ -239,30 +239,47 @@ func (s *system) knobValues(v int) (holding, all int) {
 // TestCrashedRunIsRedone: a warmer killed half-way through a keyed run leaves its keys half old,
 // half new. The run is taken over within a second or two, by a second replica as soon as the
 // dead one's lock goes, or by the warmer restarted, as it starts, rather than at the job's next
-// scheduled run (an hour away here).
+// scheduled run (an hour away here); a warmer --once killed likewise.
 func TestCrashedRunIsRedone(t *testing.T) {
 	t.Parallel()
-	for _, second := range []bool{true, false} {
-		name := map[bool]string{true: "by a second replica", false: "by the warmer restarted"}[second]
-		t.Run(name, func(t *testing.T) {
+	finished := event{msg: "job_finished", attrs: map[string]string{"job": "knob"}}
+	for _, tc := range []struct {
+		name   string
+		once   bool // the run killed is warmer --once's, not a replica's
+		second bool // a second replica runs beside it; else the warmer killed is started again
+	}{
+		{"by a second replica", false, true},
+		{"by the warmer restarted", false, false},
+		{"of warmer --once, by a replica", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			s := newSystem(t, slowKeyed, nil)
 			if _, err := s.sql.Exec("CREATE TABLE knob AS SELECT 1 AS v"); err != nil {
 				t.Fatal(err)
 			}
-			first := s.startWarmer(nil)
-			first.await(t, event{msg: "job_finished", attrs: map[string]string{"job": "knob"}}, 1, time.Minute)
-			if _, err := s.sql.Exec("UPDATE knob SET v = 2"); err != nil {
-				t.Fatal(err)
-			}
-			if err := s.db.RequestRun(t.Context(), s.ns, "knob"); err != nil {
-				t.Fatal(err)
-			}
-			first.await(t, event{msg: "run_started_on_request", attrs: map[string]string{"job": "knob"}}, 1, 10*time.Second)
-			var other *process
-			if second {
+			var first, other *process
+			if tc.once {
 				other = s.startWarmer(nil)
-				other.await(t, event{msg: "warmer_started"}, 1, 30*time.Second)
+				other.await(t, finished, 1, time.Minute)
+				if _, err := s.sql.Exec("UPDATE knob SET v = 2"); err != nil {
+					t.Fatal(err)
+				}
+				first = s.startWarmer([]string{"--once", "--job", "knob"})
+			} else {
+				first = s.startWarmer(nil)
+				first.await(t, finished, 1, time.Minute)
+				if _, err := s.sql.Exec("UPDATE knob SET v = 2"); err != nil {
+					t.Fatal(err)
+				}
+				if err := s.db.RequestRun(t.Context(), s.ns, "knob"); err != nil {
+					t.Fatal(err)
+				}
+				first.await(t, event{msg: "run_started_on_request", attrs: map[string]string{"job": "knob"}}, 1, 10*time.Second)
+				if tc.second {
+					other = s.startWarmer(nil)
+					other.await(t, event{msg: "warmer_started"}, 1, 30*time.Second)
+				}
 			}
 			for v, _ := s.rdb.Get(t.Context(), s.ns+":knob:1").Result(); !strings.Contains(v, `"v":2`); v, _ = s.rdb.Get(t.Context(), s.ns+":knob:1").Result() {
 				time.Sleep(5 * time.Millisecond) // polling Redis for the run's first batch (the keys come in order)
@@ -275,19 +292,20 @@ func TestCrashedRunIsRedone(t *testing.T) {
 				t.Logf("killed with %d keys of %d new", n, all)
 			}
 			from, bound := killed, 2*time.Second // the second replica looks every second
-			if !second {
+			if !tc.second {
 				other = s.startWarmer(nil)
 				from, bound = logTime(t, other.await(t, event{msg: "warmer_started"}, 1, 30*time.Second)), time.Second
 			}
+			runs := other.logs.count(finished)
 			taken := logTime(t, other.await(t, event{msg: "run_taken_over", attrs: map[string]string{"job": "knob"}}, 1, time.Minute)).Sub(from)
 			if taken > bound {
 				t.Errorf("the run was taken over %s after the warmer died (or started again), want within %s", taken, bound)
 			}
-			other.await(t, event{msg: "job_finished", attrs: map[string]string{"job": "knob"}}, 1, time.Minute)
+			other.await(t, finished, runs+1, time.Minute)
 			if n, all := s.knobValues(2); n != all {
 				t.Errorf("%d keys of %d hold the new value once the run was redone", n, all)
 			}
-			t.Logf("taken over %s after the kill (or the restart), redone %s after the kill", taken.Round(time.Millisecond),
+			t.Logf("%s: taken over %s after the kill (or the restart), redone %s after the kill", tc.name, taken.Round(time.Millisecond),
 				time.Since(killed).Round(time.Millisecond))
 		})
 	}
