@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -113,5 +114,34 @@ func exercise(t *testing.T, url string) {
 	}
 	if _, err := s.Get(ctx, "orders_by_customer", "nope"); !errors.Is(err, cache.ErrMiss) {
 		t.Errorf("%s: get of a missing key: %v", url, err)
+	}
+	// What recovers: the consumer that read nothing since (idle over 0) goes, the servers say
+	// who they are, the data set is marked, values are dropped one by one and all at once.
+	if removed, err := s.RemoveIdleConsumers(ctx, "g", 0); err != nil || !slices.Equal(removed, []string{"c"}) {
+		t.Errorf("%s: consumers removed: %v, %v", url, removed, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil || len(info.RunIDs) == 0 || info.Policy == "" {
+		t.Fatalf("%s: info %+v, %v", url, info, err)
+	}
+	ids := strings.Join(info.RunIDs, ",")
+	for _, want := range []string{"", ids} {
+		if prev, err := s.MarkDataSet(ctx, ids); err != nil || prev != want {
+			t.Errorf("%s: mark of the data set replaced %q (%v), want %q", url, prev, err, want)
+		}
+	}
+	if err := s.Drop(ctx, "orders_by_customer", []string{"3"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, "orders_by_customer", "3"); !errors.Is(err, cache.ErrMiss) {
+		t.Errorf("%s: a dropped key: %v", url, err)
+	}
+	if err := s.DropAll(ctx, "orders_by_customer"); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"7", "2499"} {
+		if _, err := s.Get(ctx, "orders_by_customer", key); !errors.Is(err, cache.ErrMiss) {
+			t.Errorf("%s: key %s after every key was dropped: %v", url, key, err)
+		}
 	}
 }

@@ -98,6 +98,34 @@ func (s *Store) Ack(ctx context.Context, group string, events []Event) error {
 	return translate(s.rdb.XAck(ctx, s.keys.Events(), group, ids...).Err())
 }
 
+// removeIdle removes from group (ARGV[1]) of the stream KEYS[1] the consumers idle for ARGV[2]
+// milliseconds or longer with no event pending, and returns their names. In one script, so
+// that no consumer reads an event between the look and the removal: removing a consumer drops
+// the events pending for it.
+var removeIdle = redis.NewScript(`
+local removed = {}
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local f = {}
+  for i = 1, #c, 2 do f[c[i]] = c[i + 1] end
+  if f['pending'] == 0 and f['idle'] >= tonumber(ARGV[2]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f['name'])
+    table.insert(removed, f['name'])
+  end
+end
+return removed
+`)
+
+// RemoveIdleConsumers removes from group the consumers idle for idle or longer with no event
+// pending, and returns their names: consumers that died, whose pending events another took over
+// (Consume). A consumer removed is added back by its next read.
+func (s *Store) RemoveIdleConsumers(ctx context.Context, group string, idle time.Duration) ([]string, error) {
+	removed, err := removeIdle.Run(ctx, s.rdb, []string{s.keys.Events()}, group, idle.Milliseconds()).StringSlice()
+	if err != nil && (isNoGroup(err) || strings.Contains(err.Error(), "no such key")) {
+		return nil, nil // no stream or group yet
+	}
+	return removed, translate(err)
+}
+
 func decodeEvents(msgs []redis.XMessage) []Event {
 	events := make([]Event, len(msgs))
 	for i, m := range msgs {

@@ -37,6 +37,10 @@ func (k Keys) Value(job, key string) string {
 	return k.ns + ":" + job + ":" + key
 }
 
+// ValuePattern matches the keys of every value of a keyed job (SCAN MATCH): namespaces and job
+// names hold no glob characters.
+func (k Keys) ValuePattern(job string) string { return k.ns + ":" + job + ":*" }
+
 // Surrogate is the surrogate key (a cache tag) of a job's value at key, or of all the job's
 // values when key is empty: the api labels its answers with them, and the warmer purges
 // downstream HTTP caches by them. A key's characters outside letters, digits and "-._~" are
@@ -83,6 +87,11 @@ func (k Keys) Fence(job string) string { return k.ns + ":_fence:" + job }
 
 // Touched is the sorted set of a job's keys written one at a time lately, scored by version.
 func (k Keys) Touched(job string) string { return k.ns + ":_touched:" + job }
+
+// DataSet is the key of the data set's mark (Store.MarkDataSet): gone, Redis lost the data set
+// the warmers wrote (restarted empty, flushed); naming other servers, Redis came back with older
+// data.
+func (k Keys) DataSet() string { return k.ns + ":_dataset" }
 
 // Lease is the key of the short lease that lets one process compute a missing value while the
 // others wait for it.

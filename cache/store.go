@@ -23,6 +23,10 @@ var ErrNoDatabase = errors.New("no such database on the server")
 // driver's error, so the text says what happened.
 var ErrUnavailable = errors.New("redis unavailable")
 
+// ErrFull reports that Redis refused a write because it is full: its memory reached maxmemory
+// and its policy (noeviction) evicts nothing to make room. Reads and deletions still work.
+var ErrFull = errors.New("redis is full (used memory reached maxmemory and maxmemory-policy evicts nothing)")
+
 // Store reads and writes warmcache's entries and records in Redis.
 type Store struct {
 	rdb     redis.UniversalClient
@@ -175,7 +179,10 @@ func translate(err error) error {
 		return err
 	}
 	var redisErr redis.Error
-	if errors.As(err, &redisErr) && !isServerGone(redisErr.Error()) {
+	switch {
+	case errors.As(err, &redisErr) && strings.HasPrefix(redisErr.Error(), "OOM "):
+		return fmt.Errorf("%w: %v", ErrFull, err) //nolint:errorlint // as below
+	case errors.As(err, &redisErr) && !isServerGone(redisErr.Error()):
 		return err // the server answered with an error about the command
 	}
 	// %v, not %w: callers above this package must not inspect go-redis's errors.

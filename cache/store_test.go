@@ -500,3 +500,49 @@ func TestWritesTellWhatChanged(t *testing.T) {
 	run(many...)
 	told("a run that changed 101 keys", "*")
 }
+
+// TestFullRedisRefusesWritesNotDeletions: a Redis over maxmemory with noeviction refuses every
+// write, bulk, single or event, with ErrFull (a bulk run's transaction says only EXECABORT), and
+// still deletes, and tells of what it deleted.
+func TestFullRedisRefusesWritesNotDeletions(t *testing.T) {
+	t.Parallel()
+	server := testenv.NewRedis(t, "maxmemory-policy noeviction")
+	s, err := cache.Open(server.URL(), newKeys(t), cache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	ctx := context.Background()
+	if _, err := s.PutRun(ctx, "j", []cache.Item{item(t, "1", 100, `{"n":1}`), item(t, "2", 100, `{"n":2}`)}); err != nil {
+		t.Fatal(err)
+	}
+	changes := recorder{subscribed: make(chan struct{}, 1), changes: make(chan cache.Change, 10)}
+	watchCtx, stop := context.WithCancel(ctx)
+	t.Cleanup(stop)
+	go s.Watch(watchCtx, changes)
+	<-changes.subscribed
+	if out := server.CLI("CONFIG", "SET", "maxmemory", "1"); out != "OK" {
+		t.Fatalf("CONFIG SET maxmemory: %s", out)
+	}
+	for what, err := range map[string]error{
+		"bulk":   func() error { _, err := s.PutRun(ctx, "j", []cache.Item{item(t, "1", 200, `{"n":3}`)}); return err }(),
+		"single": func() error { _, err := s.Put(ctx, "j", item(t, "1", 200, `{"n":3}`)); return err }(),
+		"event":  s.Publish(ctx, []cache.Event{{Table: "orders"}}),
+	} {
+		if !errors.Is(err, cache.ErrFull) || !strings.Contains(err.Error(), "OOM") {
+			t.Errorf("%s write into a full Redis: %v, want ErrFull with Redis's words", what, err)
+		}
+	}
+	if err := s.Drop(ctx, "j", []string{"1"}); err != nil {
+		t.Fatalf("drop from a full Redis: %v", err)
+	}
+	if _, err := s.Get(ctx, "j", "1"); !errors.Is(err, cache.ErrMiss) {
+		t.Errorf("a dropped key: %v", err)
+	}
+	if got := body(t, s, "j", "2"); got != `{"n":2}` {
+		t.Errorf("a key not dropped holds %s", got)
+	}
+	if c := <-changes.changes; c.Job != "j" || len(c.Keys) != 1 || c.Keys[0] != "1" {
+		t.Errorf("told %+v, want key 1 of j", c)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -177,7 +178,7 @@ func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, erro
 				skip[k] = true
 			}
 			replaced = replaced[:0]
-			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			cmds, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 				// Raise the fence once per run, not in every batch: the writers of one run
 				// would otherwise keep aborting each other's transactions.
 				if current < version {
@@ -195,7 +196,7 @@ func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, erro
 			if errors.Is(err, redis.Nil) {
 				err = nil // a key that held nothing
 			}
-			return err
+			return queuedError(err, cmds)
 		}, fence, touched)
 		switch {
 		case errors.Is(err, redis.TxFailedErr) && attempt < 3:
@@ -220,6 +221,21 @@ func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, erro
 		}
 		return len(replaced), nil
 	}
+}
+
+// queuedError returns, for a transaction Redis discarded (EXECABORT), the error of the command
+// it refused: the transaction's own error says only that there was one. Redis refuses every
+// write of a transaction when it is full.
+func queuedError(err error, cmds []redis.Cmder) error {
+	if err == nil || !strings.HasPrefix(err.Error(), "EXECABORT") {
+		return err
+	}
+	for _, c := range cmds {
+		if cerr := c.Err(); cerr != nil && !errors.Is(cerr, redis.Nil) {
+			return cerr
+		}
+	}
+	return err
 }
 
 // replacement is a value a bulk run wrote, and what it replaced.

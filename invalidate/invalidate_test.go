@@ -73,14 +73,14 @@ func TestRelayDiesMidDrain(t *testing.T) {
 	rd := testenv.NewProxy(t, testenv.HostPort(t, testenvRedis(t)))
 	rd.Hang()
 	db, store := s.open(pg.Through(s.dbURL), rd.Through(testenvRedis(t)))
-	stop := s.start(NewRelay(baseservice.NewArchetype(discard()), db, store, prometheus.NewRegistry()).Run)
+	stop := s.start(NewRelay(baseservice.NewArchetype(discard()), db, store, s.jobs, prometheus.NewRegistry()).Run)
 	s.exec("INSERT INTO orders (orderdate, customerid, netamount, tax, totalamount) VALUES ('2026-11-21', 555, 10, 1, 11)")
 	s.outboxLocked(5 * time.Second)
 	pg.Down()
 	stop()
 	// A healthy relay finds the rows still there.
 	db, store = s.open(s.dbURL, testenvRedis(t))
-	s.start(NewRelay(baseservice.NewArchetype(discard()), db, store, prometheus.NewRegistry()).Run)
+	s.start(NewRelay(baseservice.NewArchetype(discard()), db, store, s.jobs, prometheus.NewRegistry()).Run)
 	s.waitVisible(555, 10*time.Second)
 	s.outboxEmpty(5 * time.Second)
 }

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/warmcache/warmcache/cache"
+	"github.com/warmcache/warmcache/internal/backoff"
 	"github.com/warmcache/warmcache/internal/baseservice"
 	"github.com/warmcache/warmcache/internal/recent"
 	"github.com/warmcache/warmcache/jobs"
@@ -39,8 +40,9 @@ type Refresher struct {
 	consumer  string
 	metrics   refresherMetrics
 	// idle is how long an event may stay unacknowledged by the warmer that read it before
-	// another warmer takes it over.
-	idle time.Duration
+	// another warmer takes it over, and how often dead consumers are looked for.
+	idle      time.Duration
+	nextSweep time.Time
 	// The lag window being measured for the status page: since when, and the lag histogram's
 	// state then.
 	windowStart time.Time
@@ -85,26 +87,51 @@ const batchEvents = 2000
 // Run handles events until ctx ends. About every ten seconds (Consume waits a second at most for
 // events) it records the lag it measured in Redis, for the api's status page.
 func (r *Refresher) Run(ctx context.Context) {
-	backoff := time.Duration(0)
+	delay := time.Duration(0)
 	r.windowStart, r.windowFrom = r.Time.Now(), recent.ReadHistogram(r.metrics.lag)
 	for ctx.Err() == nil {
 		r.recordLag(ctx)
+		r.sweepConsumers(ctx)
 		events, err := r.store.Consume(ctx, group, r.consumer, batchEvents, time.Second, r.idle)
 		if err == nil && len(events) > 0 {
 			err = r.handle(ctx, events)
 		}
 		if err != nil && ctx.Err() == nil {
 			// The events stay pending: they are read again once PostgreSQL and Redis answer
-			// (by this warmer, or by another one after ten seconds).
-			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
-			r.Logger.Warn("invalidation_failed", "error", err, "retry_in", backoff.String())
-			select {
-			case <-ctx.Done():
-			case <-time.After(backoff):
-			}
+			// (by this warmer, or by another one after ten seconds), at once when they come
+			// back: the writes made meanwhile must show within the second.
+			delay = min(max(2*delay, 100*time.Millisecond), 5*time.Second)
+			r.Logger.Warn("invalidation_failed", "error", err, "retry_in", delay.String())
+			backoff.Wait(ctx, nil, delay, backoff.Answering(r.db.Ping, r.store.Ping))
 			continue
 		}
-		backoff = 0
+		delay = 0
+	}
+}
+
+// deadAfter is how long a consumer of the group stays idle, with nothing pending, before it is
+// removed. A live refresher reads at least every second, but while it handles a long batch;
+// Redis before 7.2 counts only the reads that returned events, though, so there a live
+// refresher of a quiet deployment is idle too.
+const deadAfter = 30 * time.Second
+
+// sweepConsumers removes from the group, every idle interval, the consumers idle for deadAfter
+// with nothing pending: warmers that died (another took their pending events over after idle)
+// or stopped, which nothing else would ever remove. A live one removed (above) loses nothing,
+// and is added back by its next read that returns events.
+func (r *Refresher) sweepConsumers(ctx context.Context) {
+	now := r.Time.Now()
+	if now.Before(r.nextSweep) {
+		return
+	}
+	r.nextSweep = now.Add(r.idle)
+	removed, err := r.store.RemoveIdleConsumers(ctx, group, deadAfter)
+	if err != nil {
+		r.Logger.Debug("consumers_not_swept", "error", err)
+		return
+	}
+	for _, c := range removed {
+		r.Logger.Debug("consumer_removed", "consumer", c, "idle_over", deadAfter.String())
 	}
 }
 
@@ -122,28 +149,7 @@ func (r *Refresher) handle(ctx context.Context, events []cache.Event) error {
 	if err := r.db.Maintain(ctx, changes); err != nil {
 		return err
 	}
-	keys := map[string]map[string]bool{} // job → keys to recompute
-	var whole []string                   // keyed jobs every key of which changed
-	for _, e := range events {
-		for _, job := range r.jobs {
-			affected, all := job.AffectedBy(e.Table, e.Columns)
-			switch {
-			case all && job.Keyed():
-				if !slices.Contains(whole, job.Name) {
-					whole = append(whole, job.Name)
-				}
-				continue
-			case all:
-				affected = []string{""}
-			}
-			for _, key := range affected {
-				if keys[job.Name] == nil {
-					keys[job.Name] = map[string]bool{}
-				}
-				keys[job.Name][key] = true
-			}
-		}
-	}
+	keys, whole := touched(r.jobs, changes)
 	for _, name := range whole {
 		if err := r.db.RequestRun(ctx, r.namespace, name); err != nil {
 			return fmt.Errorf("request a run of %s: %w", name, err)
@@ -155,17 +161,32 @@ func (r *Refresher) handle(ctx context.Context, events []cache.Event) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(4)
 	now := r.Time.Now()
+	var full atomic.Bool
 	for _, job := range r.jobs {
 		for chunk := range slices.Chunk(slices.Sorted(maps.Keys(keys[job.Name])), refreshChunk) {
 			g.Go(func() error {
 				n, err := r.refresh(gctx, job, chunk, now)
 				written.Add(int64(n))
+				if errors.Is(err, cache.ErrFull) {
+					// No room for the new values: readers compute them from PostgreSQL rather
+					// than read the old ones.
+					full.Store(true)
+					err = r.store.Drop(gctx, job.Name, chunk)
+				}
 				return err
 			})
 		}
 	}
 	if err := g.Wait(); err != nil {
 		return err
+	}
+	if full.Load() {
+		for _, name := range whole { // their runs cannot write either
+			if err := r.store.DropAll(ctx, name); err != nil {
+				return err
+			}
+		}
+		r.Logger.Warn("invalidation_dropped", "events", len(events), "reason", cache.ErrFull.Error())
 	}
 	if err := r.store.Ack(ctx, group, events); err != nil {
 		return fmt.Errorf("acknowledge events: %w", err)

@@ -137,7 +137,7 @@ func newSystem(t *testing.T, opts systemOptions) *system {
 	}
 	for range opts.relays {
 		db, store := s.open(dbURL, redisURL)
-		s.start(NewRelay(arch, db, store, prometheus.NewRegistry()).Run)
+		s.start(NewRelay(arch, db, store, s.jobs, prometheus.NewRegistry()).Run)
 	}
 	for range opts.refreshers {
 		var storeOpts cache.Options

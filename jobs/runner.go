@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -47,6 +48,8 @@ const (
 	TriggerRequest Trigger = "request"
 	// TriggerOnce is a run of warmer --once.
 	TriggerOnce Trigger = "once"
+	// TriggerTakeover is a run redone because the warmer that ran it stopped before it ended.
+	TriggerTakeover Trigger = "takeover"
 )
 
 // Run runs job once: the whole job, every key in one pass, and records the run, with why it ran,
@@ -64,7 +67,11 @@ const (
 func (r *Runner) Run(ctx context.Context, job Job, trigger Trigger, progress Progress) (cache.Run, error) {
 	started := r.Time.Now()
 	r.Logger.Info("job_started", "job", job.Name, "trigger", string(trigger))
+	before, infoErr := r.store.Info(ctx)
 	keys, err := r.warm(ctx, job, started, progress)
+	if err == nil && infoErr == nil {
+		err = r.evictions(ctx, before, keys)
+	}
 	run := cache.Run{Job: job.Name, Started: started, Duration: r.Time.Now().Sub(started), Keys: keys,
 		Trigger: string(trigger)}
 	if err != nil {
@@ -101,6 +108,10 @@ func failureOf(job Job, err error) string {
 		return "PostgreSQL was unavailable" + details
 	case errors.Is(err, cache.ErrUnavailable):
 		return "Redis was unavailable" + details
+	case errors.Is(err, ErrEvicted):
+		return "Redis evicted keys to make room during the run: some of its values may be gone; give Redis more memory (README: Sizing Redis)"
+	case errors.Is(err, cache.ErrFull):
+		return "Redis is full (maxmemory): it refused the run's writes; give Redis more memory (README: Sizing Redis)"
 	case errors.Is(err, cache.ErrFenced):
 		return "stopped: a newer run of the job started elsewhere"
 	case errors.Is(err, errNoRow):
@@ -109,6 +120,25 @@ func failureOf(job Job, err error) string {
 		return "the query failed: " + statement + details
 	}
 	return "failed" + details
+}
+
+// ErrEvicted reports a run during which Redis evicted keys to make room: Redis is too small for
+// the data set, and values the run wrote may be gone already.
+var ErrEvicted = errors.New("redis evicted keys during the run")
+
+// evictions fails a run during which Redis evicted keys: the run wrote its values, but cannot
+// say they are in Redis. (Redis evicts under maxmemory with an evicting policy, silently.)
+func (r *Runner) evictions(ctx context.Context, before cache.ServerInfo, written int64) error {
+	after, err := r.store.Info(ctx)
+	switch {
+	case err != nil:
+		return nil //nolint:nilerr // the run wrote; whether Redis kept it cannot be told now
+	case !slices.Equal(after.RunIDs, before.RunIDs), after.EvictedKeys <= before.EvictedKeys:
+		return nil // none, or Redis restarted meanwhile: the watcher of Redis (Recovery) has it warmed again
+	}
+	return fmt.Errorf("%w: %d keys while the run wrote %d (used_memory %d bytes, maxmemory %d, maxmemory-policy %s): "+
+		"some of its values may be gone; give Redis more memory (README: Sizing Redis)",
+		ErrEvicted, after.EvictedKeys-before.EvictedKeys, written, after.UsedMemory, after.MaxMemory, after.Policy)
 }
 
 // writers is how many batches are written to Redis at once: while Redis runs one batch, the

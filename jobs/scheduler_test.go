@@ -210,7 +210,7 @@ func TestRunRequests(t *testing.T) {
 	job := h.jobs[OrdersTotal]
 	job.Enabled = false // no scheduled run: only the requested ones
 	// The job runs on another replica: its lock is taken.
-	unlock, locked, err := h.db.Lock(ctx, h.ns, job.Name, false)
+	unlock, locked, err := h.db.Lock(ctx, h.ns, job.Name)
 	if err != nil || !locked {
 		t.Fatalf("lock: %v, %v", locked, err)
 	}
@@ -268,5 +268,52 @@ func awaitEvent(t *testing.T, events <-chan string, want string) {
 		case <-timeout:
 			t.Fatalf("no %s within 20 s", want)
 		}
+	}
+}
+
+// TestOnceWaitsForALockWithoutAConnection: warmer --once waits for a job another replica runs,
+// and holds none of its pool's connections meanwhile (waiting on the lock in PostgreSQL would
+// hold one: with a pool that small, nothing else could query).
+func TestOnceWaitsForALockWithoutAConnection(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, testenv.NewDatabase(t))
+	ctx := context.Background()
+	job := h.jobs[OrdersTotal]
+	unlock, locked, err := h.db.Lock(ctx, h.ns, job.Name) // the job runs on another replica
+	if err != nil || !locked {
+		t.Fatalf("lock: %v, %v", locked, err)
+	}
+	small, err := query.Open(ctx, h.dbURL, query.Options{MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(small.Close)
+	done := make(chan error, 1)
+	go func() {
+		done <- Once(ctx, []Job{job}, NewRunner(h.arch, small, small, h.store, h.metrics), small, h.ns,
+			func(Job) Progress { return nil })
+	}()
+	waited := time.Now()
+	for time.Since(waited) < time.Second {
+		pingCtx, cancel := context.WithTimeout(ctx, time.Second)
+		err := small.Ping(pingCtx)
+		cancel()
+		if err != nil {
+			t.Fatalf("the pool of warmer --once cannot query while it waits for the lock: %v", err)
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("warmer --once ended (%v) while another replica held the job's lock", err)
+		case <-time.After(50 * time.Millisecond): // a second of pings while it waits
+		}
+	}
+	released := time.Now()
+	unlock()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	runs, err := h.store.Runs(ctx, job.Name)
+	if r := runs[job.Name]; err != nil || r.Started.Before(released) {
+		t.Errorf("run %+v, %v: want one that started after the other replica's run ended at %s", r, err, released)
 	}
 }

@@ -32,7 +32,8 @@ var ErrUnavailable = errors.New("postgresql unavailable")
 
 // DB runs warmcache's SQL on a pool of PostgreSQL connections.
 type DB struct {
-	pool *pgxpool.Pool
+	pool  *pgxpool.Pool
+	locks *locks // the jobs' advisory locks, on a connection of their own
 }
 
 // Options tunes the connection pool. Zero values keep pgx's defaults or the URL's settings.
@@ -69,7 +70,7 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open database pool: %w", err)
 	}
-	return &DB{pool: pool}, nil
+	return &DB{pool: pool, locks: newLocks(cfg.ConnConfig.Copy())}, nil
 }
 
 // CheckURL reports whether Open accepts url, without connecting: a start-up check. Its error says
@@ -88,8 +89,11 @@ func CheckURL(url string) error {
 	return fmt.Errorf("%s: not a PostgreSQL URL (postgres://user@host:5432/db?sslmode=require) or key=value string", reason)
 }
 
-// Close closes every connection of the pool.
-func (db *DB) Close() { db.pool.Close() }
+// Close closes every connection of the pool, and the locks' connection.
+func (db *DB) Close() {
+	db.locks.close()
+	db.pool.Close()
+}
 
 // Ping checks that PostgreSQL answers a query.
 func (db *DB) Ping(ctx context.Context) error {

@@ -34,18 +34,7 @@ func (db *DB) DrainOutbox(ctx context.Context, limit int, publish func([]Change)
 			DELETE FROM warmcache_outbox
 			WHERE id IN (SELECT id FROM warmcache_outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
 			RETURNING id, tablename, columns`, limit)
-		changes, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Change, error) {
-			var c Change
-			var columns map[string]*string
-			err := r.Scan(&c.ID, &c.Table, &columns)
-			c.Columns = make(map[string]string, len(columns))
-			for name, v := range columns {
-				if v != nil {
-					c.Columns[name] = *v
-				}
-			}
-			return c, err
-		})
+		changes, err := pgx.CollectRows(rows, scanChange)
 		if err != nil {
 			return translate(err)
 		}
@@ -65,7 +54,58 @@ func (db *DB) DrainOutbox(ctx context.Context, limit int, publish func([]Change)
 	return n, translate(err)
 }
 
-// publishError carries publish's error through the transaction unchanged.
+// scanChange reads an outbox row.
+func scanChange(r pgx.CollectableRow) (Change, error) {
+	var c Change
+	var columns map[string]*string
+	err := r.Scan(&c.ID, &c.Table, &columns)
+	c.Columns = make(map[string]string, len(columns))
+	for name, v := range columns {
+		if v != nil {
+			c.Columns[name] = *v
+		}
+	}
+	return c, err
+}
+
+// DropOutbox is for changes Redis cannot take as events, being full. It takes up to limit of the
+// oldest outbox rows no relay dropped or holds yet, books them in the maintained figures (as
+// Maintain does: the values computed from PostgreSQL meanwhile read them), hands them to drop,
+// and marks them dropped if drop succeeds, in one transaction. drop deletes the values the changes
+// touch, which Redis does when full, so that readers compute them from PostgreSQL rather than
+// serve values known to be stale. The rows stay, and DrainOutbox publishes them once Redis has
+// room. It returns how many rows it dropped.
+func (db *DB) DropOutbox(ctx context.Context, limit int, drop func([]Change) error) (int, error) {
+	var n int
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		rows, _ := tx.Query(ctx, `
+			UPDATE warmcache_outbox SET dropped = true
+			WHERE id IN (SELECT id FROM warmcache_outbox WHERE NOT dropped ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+			RETURNING id, tablename, columns`, limit)
+		changes, err := pgx.CollectRows(rows, scanChange)
+		if err != nil {
+			return translate(err)
+		}
+		if len(changes) == 0 {
+			return nil
+		}
+		if err := maintain(ctx, tx, changes); err != nil {
+			return err
+		}
+		if err := drop(changes); err != nil {
+			return &publishError{err}
+		}
+		n = len(changes)
+		return nil
+	})
+	var pe *publishError
+	if errors.As(err, &pe) {
+		return 0, pe.err
+	}
+	return n, translate(err)
+}
+
+// publishError carries the error of publish (or drop) through the transaction unchanged.
 type publishError struct{ err error }
 
 func (e *publishError) Error() string { return e.err.Error() }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // The built-in totals (orders_total, credit_overview) read figures booked per customer
@@ -19,6 +20,15 @@ import (
 // a change of orders or customers names, and recount the orders without a customer when one had
 // none. It is idempotent: a change maintained twice, or late, leaves the same figures.
 func (db *DB) Maintain(ctx context.Context, changes []Change) error {
+	return maintain(ctx, db.pool, changes)
+}
+
+// execer runs a statement: a pool, or a transaction.
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+func maintain(ctx context.Context, db execer, changes []Change) error {
 	var ids []int32
 	nulls := false
 	for _, c := range changes {
@@ -38,7 +48,7 @@ func (db *DB) Maintain(ctx context.Context, changes []Change) error {
 		return nil
 	}
 	slices.Sort(ids)
-	_, err := db.pool.Exec(ctx, "SELECT warmcache_reconcile_totals($1, $2)", slices.Compact(ids), nulls)
+	_, err := db.Exec(ctx, "SELECT warmcache_reconcile_totals($1, $2)", slices.Compact(ids), nulls)
 	if err != nil {
 		return fmt.Errorf("maintain the totals: %w", translate(err))
 	}

@@ -331,7 +331,7 @@ func startWarmerParts(t *testing.T, ctx context.Context, dbURL, ns string) *cach
 		t.Fatal(err)
 	}
 	arch := baseservice.NewArchetype(slog.New(slog.DiscardHandler))
-	relay := invalidate.NewRelay(arch, db, store, prometheus.NewRegistry())
+	relay := invalidate.NewRelay(arch, db, store, list, prometheus.NewRegistry())
 	refresher := invalidate.NewRefresher(arch, db, store, list, ns, prometheus.NewRegistry())
 	var running sync.WaitGroup
 	running.Go(func() { relay.Run(ctx) })

@@ -29,8 +29,8 @@ import (
 
 // deps are the warmer's connections and jobs.
 type deps struct {
-	primary *query.DB // claims, locks, migrations
-	reader  *query.DB // aggregates: WARMER_DATABASE_URL, or the primary
+	primary *query.DB // claims, locks, migrations, invalidations
+	reader  *query.DB // the runs' aggregates: WARMER_DATABASE_URL, or the primary on a pool of their own
 	store   *cache.Store
 	purger  *invalidate.Purger // nil without PURGE_URLS
 	jobs    []jobs.Job
@@ -40,7 +40,7 @@ func (d deps) close() {
 	if d.store != nil {
 		d.store.Close()
 	}
-	if d.reader != nil && d.reader != d.primary {
+	if d.reader != nil {
 		d.reader.Close()
 	}
 	if d.primary != nil {
@@ -62,11 +62,14 @@ func open(ctx context.Context, cfg Config, arch *baseservice.Archetype, reg prom
 	if d.primary, err = query.Open(ctx, cfg.DatabaseURL, query.Options{MaxConns: 8}); err != nil {
 		return d, conf.Errorf("DATABASE_URL", "%w", err)
 	}
-	d.reader = d.primary
-	if cfg.WarmerDatabaseURL != "" {
-		if d.reader, err = query.Open(ctx, cfg.WarmerDatabaseURL, query.Options{MaxConns: 8}); err != nil {
-			return d, conf.Errorf("WARMER_DATABASE_URL", "%w", err)
-		}
+	// The runs read on a pool of their own, even from the primary: however many run at once,
+	// and however long, the invalidations and claims never wait for a connection behind them.
+	readerURL, setting := cfg.WarmerDatabaseURL, "WARMER_DATABASE_URL"
+	if readerURL == "" {
+		readerURL, setting = cfg.DatabaseURL, "DATABASE_URL"
+	}
+	if d.reader, err = query.Open(ctx, readerURL, query.Options{MaxConns: 8}); err != nil {
+		return d, conf.Errorf(setting, "%w", err)
 	}
 	keys, err := cache.NewKeys(cfg.Namespace)
 	if err != nil {
@@ -171,7 +174,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	runner := jobs.NewRunner(arch, d.reader, d.primary, d.store, metrics)
 	sched := jobs.NewScheduler(arch, d.jobs, runner, d.primary, cfg.Namespace)
 	// Invalidations read the primary: a replica may not have the write yet.
-	relay := invalidate.NewRelay(arch, d.primary, d.store, reg)
+	relay := invalidate.NewRelay(arch, d.primary, d.store, d.jobs, reg)
 	refresher := invalidate.NewRefresher(arch, d.primary, d.store, d.jobs, cfg.Namespace, reg)
 
 	ln, err := new(net.ListenConfig).Listen(ctx, "tcp", cfg.MetricsAddr)
@@ -185,9 +188,14 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 
+	// A data set Redis lost while no warmer ran is warmed again by requests, which the
+	// scheduler's first runs meet.
+	recovery := jobs.NewRecovery(arch, d.store, d.primary, d.jobs, cfg.Namespace, reg)
+	recovery.Look(ctx)
 	sched.Start()
 	eventsCtx, stopEvents := context.WithCancel(context.Background())
 	var events sync.WaitGroup
+	events.Go(func() { recovery.Run(eventsCtx) })
 	events.Go(func() { relay.Run(eventsCtx) })
 	events.Go(func() { refresher.Run(eventsCtx) })
 	if d.purger != nil {

@@ -19,10 +19,27 @@ import (
 // configuration lines, and stops it when the test ends. It returns the server's address.
 func StartRedis(t testing.TB, config ...string) string {
 	t.Helper()
+	return startRedis(t, config, nil).Addr
+}
+
+// RedisServer is a Redis server of a test's own, which the test may kill and start again: on the
+// same port and directory, so that a snapshot it saved (SAVE) is loaded again, as after a crash.
+type RedisServer struct {
+	t    testing.TB
+	Addr string
+	Dir  string // its working directory, where its snapshot (dump.rdb) goes
+	path string // its configuration file
+	args []string
+	cmd  *exec.Cmd
+}
+
+// NewRedis starts a Redis server of the test's own, as StartRedis does, and returns it.
+func NewRedis(t testing.TB, config ...string) *RedisServer {
+	t.Helper()
 	return startRedis(t, config, nil)
 }
 
-func startRedis(t testing.TB, config, args []string) string {
+func startRedis(t testing.TB, config, args []string) *RedisServer {
 	t.Helper()
 	ln, err := new(net.ListenConfig).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
@@ -33,23 +50,40 @@ func startRedis(t testing.TB, config, args []string) string {
 	dir := t.TempDir()
 	conf := append([]string{"bind 127.0.0.1", "port " + strconv.Itoa(port), "dir " + dir, `save ""`,
 		"appendonly no", "daemonize no"}, config...)
-	path := filepath.Join(dir, "redis.conf")
-	if err := os.WriteFile(path, []byte(strings.Join(conf, "\n")+"\n"), 0o644); err != nil {
+	r := &RedisServer{t: t, Addr: "127.0.0.1:" + strconv.Itoa(port), Dir: dir, path: filepath.Join(dir, "redis.conf"), args: args}
+	if err := os.WriteFile(r.path, []byte(strings.Join(conf, "\n")+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.CommandContext(context.Background(), "redis-server", append([]string{path}, args...)...)
-	cmd.Stdout, cmd.Stderr = nil, nil
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("testenv: start redis-server: %v", err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill() //nolint:errcheck // it may be gone already
-		cmd.Wait()         //nolint:errcheck // killed
-	})
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	waitFor(t, "redis-server on "+addr, func() bool { return redisCLI(addr, "ping") == "PONG" })
-	return addr
+	r.Start()
+	t.Cleanup(r.Kill)
+	return r
 }
+
+// URL returns the server's redis:// URL.
+func (r *RedisServer) URL() string { return "redis://" + r.Addr + "/0" }
+
+// Start starts the server, which must not run, and waits until it answers.
+func (r *RedisServer) Start() {
+	r.t.Helper()
+	r.cmd = exec.CommandContext(context.Background(), "redis-server", append([]string{r.path}, r.args...)...)
+	if err := r.cmd.Start(); err != nil {
+		r.t.Fatalf("testenv: start redis-server: %v", err)
+	}
+	waitFor(r.t, "redis-server on "+r.Addr, func() bool { return redisCLI(r.Addr, "ping") == "PONG" })
+}
+
+// Kill kills the server with SIGKILL, as a crash would: nothing is saved.
+func (r *RedisServer) Kill() {
+	if r.cmd == nil {
+		return
+	}
+	r.cmd.Process.Kill() //nolint:errcheck // it may be gone already
+	r.cmd.Wait()         //nolint:errcheck // killed
+	r.cmd = nil
+}
+
+// CLI runs redis-cli against the server and returns its output, trimmed.
+func (r *RedisServer) CLI(args ...string) string { return redisCLI(r.Addr, args...) }
 
 // StartRedisCluster starts a Redis Cluster of three masters and returns their addresses.
 func StartRedisCluster(t testing.TB) []string {
@@ -75,7 +109,7 @@ func StartRedisSentinel(t testing.TB, name string) string {
 	master := StartRedis(t)
 	host, port, _ := net.SplitHostPort(master)
 	sentinel := startRedis(t, []string{fmt.Sprintf("sentinel monitor %s %s %s 1", name, host, port),
-		fmt.Sprintf("sentinel down-after-milliseconds %s 5000", name)}, []string{"--sentinel"})
+		fmt.Sprintf("sentinel down-after-milliseconds %s 5000", name)}, []string{"--sentinel"}).Addr
 	waitFor(t, "sentinel knows "+name, func() bool {
 		return strings.Contains(redisCLI(sentinel, "sentinel", "get-master-addr-by-name", name), port)
 	})

@@ -1,0 +1,95 @@
+package cache
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Drop deletes the values of job at keys (the empty key for a single-value job), and tells of
+// their change: readers then compute them from PostgreSQL. A full Redis refuses writes but
+// not deletions, so when the new value of a key cannot be written, the old one can still be
+// kept from being served.
+func (s *Store) Drop(ctx context.Context, job string, keys []string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, key := range keys {
+			p.Unlink(ctx, s.keys.Value(job, key))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("drop values of %s: %w", job, translate(err))
+	}
+	return s.tell(ctx, job, keys)
+}
+
+// DropAll deletes every value of job, as Drop does, and tells that they all changed.
+func (s *Store) DropAll(ctx context.Context, job string) error {
+	// The keys of a keyed job, server by server: SCAN walks one server's keys (one master's of
+	// a Cluster), which that server deletes.
+	del := func(ctx context.Context, c redis.UniversalClient) error {
+		iter := c.Scan(ctx, 0, s.keys.ValuePattern(job), 1000).Iterator()
+		var batch []string
+		for iter.Next(ctx) {
+			if batch = append(batch, iter.Val()); len(batch) == 1000 {
+				if err := unlinkEach(ctx, c, batch); err != nil {
+					return err
+				}
+				batch = batch[:0]
+			}
+		}
+		if err := iter.Err(); err != nil {
+			return err
+		}
+		return unlinkEach(ctx, c, batch)
+	}
+	err := s.rdb.Unlink(ctx, s.keys.Value(job, "")).Err() // a single-value job's
+	if err != nil {
+		return fmt.Errorf("drop every value of %s: %w", job, translate(err))
+	}
+	if cc, ok := s.rdb.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return del(ctx, c) })
+	} else {
+		err = del(ctx, s.rdb)
+	}
+	if err != nil {
+		return fmt.Errorf("drop every value of %s: %w", job, translate(err))
+	}
+	return s.ChangedAll(ctx, job)
+}
+
+// unlinkEach deletes keys, one command each: UNLINK of many keys needs them in one slot.
+func unlinkEach(ctx context.Context, c redis.UniversalClient, keys []string) error {
+	_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, k := range keys {
+			p.Unlink(ctx, k)
+		}
+		return nil
+	})
+	return err
+}
+
+// ChangedAll tells that every value of jobs may have changed: whoever keeps copies (the apis'
+// in-process tiers, downstream HTTP caches) drops them all. The warmer says so when Redis lost or
+// rolled back its data set.
+func (s *Store) ChangedAll(ctx context.Context, jobs ...string) error {
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, job := range jobs {
+			p.Publish(ctx, s.keys.Changes(), job)
+		}
+		return nil
+	})
+	if err != nil {
+		return translate(err)
+	}
+	if s.changed != nil {
+		for _, job := range jobs {
+			s.changed(Change{Job: job, All: true})
+		}
+	}
+	return nil
+}

@@ -1,0 +1,57 @@
+package invalidate
+
+import (
+	"context"
+	"maps"
+	"slices"
+
+	"github.com/warmcache/warmcache/cache"
+	"github.com/warmcache/warmcache/jobs"
+	"github.com/warmcache/warmcache/query"
+)
+
+// touched asks each job which of its keys changes touch (jobs.Job.AffectedBy): it returns the
+// keys of each job ("" for a single-value job's one value), and the keyed jobs every key of which
+// the changes touch.
+func touched(list []jobs.Job, changes []query.Change) (keys map[string]map[string]bool, whole []string) {
+	keys = map[string]map[string]bool{}
+	for _, c := range changes {
+		for _, job := range list {
+			affected, all := job.AffectedBy(c.Table, c.Columns)
+			switch {
+			case all && job.Keyed():
+				if !slices.Contains(whole, job.Name) {
+					whole = append(whole, job.Name)
+				}
+				continue
+			case all:
+				affected = []string{""}
+			}
+			for _, key := range affected {
+				if keys[job.Name] == nil {
+					keys[job.Name] = map[string]bool{}
+				}
+				keys[job.Name][key] = true
+			}
+		}
+	}
+	return keys, whole
+}
+
+// drop deletes from Redis the values changes touch, and tells of it: for a Redis too full to
+// take their new values (or the events that would bring them), readers compute them from
+// PostgreSQL rather than serve values known to be stale. A full Redis still deletes.
+func drop(ctx context.Context, store *cache.Store, list []jobs.Job, changes []query.Change) error {
+	keys, whole := touched(list, changes)
+	for _, job := range list {
+		if err := store.Drop(ctx, job.Name, slices.Sorted(maps.Keys(keys[job.Name]))); err != nil {
+			return err
+		}
+	}
+	for _, name := range whole {
+		if err := store.DropAll(ctx, name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
