@@ -53,7 +53,18 @@ type fixtureOptions struct {
 	sharedMaxAge time.Duration
 	// noLocal turns the in-process tier off; it is on by default, as in the api binary.
 	noLocal bool
+	// redisTimeout is the api's REDIS_TIMEOUT (testRedisTimeout by default), queryTimeout its
+	// QUERY_TIMEOUT (5 s by default), and redisPool the size of its Redis pool (go-redis's
+	// default by default).
+	redisTimeout, queryTimeout time.Duration
+	redisPool                  int
+	// redisURL is where the api finds Redis (through the proxy, with proxies set); the tests'
+	// Redis server by default.
+	redisURL string
 }
+
+// testRedisTimeout is the fixture's REDIS_TIMEOUT.
+const testRedisTimeout = 200 * time.Millisecond
 
 // testMaxAge is the freshness the fixture's api gives every HTTP cache (HTTP_MAX_AGE).
 const testMaxAge = 2 * time.Second
@@ -72,7 +83,7 @@ func newFixture(t testing.TB, opts fixtureOptions) *fixture {
 	if f.ns == "" {
 		f.ns = testenv.Namespace(t)
 	}
-	redisURL := testenv.Get(t).RedisURL
+	redisURL := cmp.Or(opts.redisURL, testenv.Get(t).RedisURL)
 	apiDB, apiRedis := f.dbURL, redisURL
 	if opts.proxies {
 		f.pgProxy = testenv.NewProxy(t, testenv.HostPort(t, f.dbURL))
@@ -83,22 +94,22 @@ func newFixture(t testing.TB, opts fixtureOptions) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	open := func(dbURL, redisURL string, timeout time.Duration) (*query.DB, *cache.Store) {
+	open := func(dbURL, redisURL string, storeOpts cache.Options) (*query.DB, *cache.Store) {
 		db, err := query.Open(ctx, dbURL, query.Options{MaxConns: 20, ConnectTimeout: time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(db.Close)
-		store, err := cache.Open(redisURL, keys, cache.Options{DialTimeout: 500 * time.Millisecond,
-			ReadTimeout: timeout, WriteTimeout: timeout})
+		store, err := cache.Open(redisURL, keys, storeOpts)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { store.Close() })
 		return db, store
 	}
-	f.db, f.store = open(f.dbURL, redisURL, 0)
-	apiDBConn, apiStore := open(apiDB, apiRedis, 200*time.Millisecond)
+	f.db, f.store = open(f.dbURL, testenv.Get(t).RedisURL, cache.Options{})
+	apiDBConn, apiStore := open(apiDB, apiRedis, cache.Options{Timeout: cmp.Or(opts.redisTimeout, testRedisTimeout),
+		PoolSize: opts.redisPool})
 	jobsFile := ""
 	if opts.jobs != "" {
 		jobsFile = filepath.Join(t.TempDir(), "jobs.yaml")
@@ -111,7 +122,7 @@ func newFixture(t testing.TB, opts fixtureOptions) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.srv = New(f.arch, Config{CacheHeader: "X-Cache", QueryTimeout: 5 * time.Second,
+	f.srv = New(f.arch, Config{CacheHeader: "X-Cache", QueryTimeout: cmp.Or(opts.queryTimeout, 5*time.Second),
 		MaxQueries: 8, LeaseWait: 2 * time.Second, Keys: keys, APIToken: opts.token,
 		MaxAge: testMaxAge, SharedMaxAge: opts.sharedMaxAge, SurrogateKeyHeader: "Surrogate-Key",
 		LocalCacheSize: 16 << 20, LocalCacheTTL: time.Second},

@@ -91,7 +91,7 @@ func (s *Server) serve(c echo.Context, rm routeMetrics, job jobs.Job, key string
 		}
 		token = s.local.Token()
 	}
-	// The store's socket timeouts (REDIS_TIMEOUT) bound this read: no timer per request.
+	// The store bounds this read by REDIS_TIMEOUT, whatever the fault (cache.Options.Timeout).
 	ctx := c.Request().Context()
 	entry, err := s.redis.Execute(func() (cache.Entry, error) { return s.store.Get(ctx, job.Name, key) })
 	switch {
@@ -121,9 +121,12 @@ func (s *Server) serve(c echo.Context, rm routeMetrics, job jobs.Job, key string
 	case errors.Is(err, context.Canceled):
 		return err
 	}
-	// Redis is down, hung, or its breaker open.
+	// Redis is down, hung, or its breaker open. Concurrent reads of a key share one computation
+	// here too: with Redis down, every read would otherwise be a query.
 	s.Logger.Debug("cache_bypass", "job", job.Name, "key", key, "error", err)
-	fresh, err := s.compute(ctx, job, key, "bypass")
+	fresh, err := s.shared(ctx, "bypass", job, key, func(ctx context.Context) (cache.Entry, error) {
+		return s.compute(ctx, job, key, "bypass")
+	})
 	if err != nil {
 		return err
 	}
@@ -162,11 +165,7 @@ func (s *Server) write(c echo.Context, rm routeMetrics, a *answer, result string
 // key in this process share one computation; across api replicas, a short lease in Redis lets
 // one replica compute while the others wait for its value. Its errors are compute's.
 func (s *Server) readThrough(ctx context.Context, job jobs.Job, key, reason string) (cache.Entry, error) {
-	v, err, _ := s.flight.Do(job.Name+"\x00"+key, func() (any, error) {
-		// The computation serves every waiting request, so it must not end with the first
-		// request's client going away.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.QueryTimeout)
-		defer cancel()
+	return s.shared(ctx, "read", job, key, func(ctx context.Context) (cache.Entry, error) {
 		// The request looked in Redis before it got here: a computation that ended in between
 		// has stored the value since.
 		if e, ok := s.fresh(ctx, job, key); ok {
@@ -187,12 +186,24 @@ func (s *Server) readThrough(ctx context.Context, job jobs.Job, key, reason stri
 		}
 		e, err := s.compute(ctx, job, key, reason)
 		if err != nil {
-			return nil, err
+			return cache.Entry{}, err
 		}
 		if _, err := s.store.Put(ctx, job.Name, cache.Item{Key: key, Entry: e}); err != nil {
 			s.Logger.Warn("cache_store_failed", "job", job.Name, "key", key, "error", err)
 		}
 		return e, nil
+	})
+}
+
+// shared runs compute once for the concurrent reads of job's value at key that share a path
+// (read-through or bypass), within QUERY_TIMEOUT. The computation serves every waiting read, so
+// it does not end with the first read's client going away.
+func (s *Server) shared(ctx context.Context, path string, job jobs.Job, key string,
+	compute func(context.Context) (cache.Entry, error)) (cache.Entry, error) {
+	v, err, _ := s.flight.Do(path+"\x00"+job.Name+"\x00"+key, func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.QueryTimeout)
+		defer cancel()
+		return compute(ctx)
 	})
 	if err != nil {
 		return cache.Entry{}, err
@@ -223,17 +234,18 @@ func (s *Server) fresh(ctx context.Context, job jobs.Job, key string) (cache.Ent
 }
 
 // compute computes job's value at key from PostgreSQL, within the limit of queries at once, as
-// the entry to serve and store. A key without a row gives a negative entry. A key that can never
-// name a row is a 400; PostgreSQL not answering, or its breaker open, a 503; a failing
-// statement (a user's SQL dividing by zero) a 500.
+// the entry to serve and store. QUERY_TIMEOUT bounds it all: the wait for a turn among
+// MAX_QUERIES, for a pooled connection or a new one, and the query. A key without a row gives a
+// negative entry. A key that can never name a row is a 400; PostgreSQL not answering, or its
+// breaker open, a 503; a failing statement (a user's SQL dividing by zero) a 500.
 func (s *Server) compute(ctx context.Context, job jobs.Job, key, reason string) (cache.Entry, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
+	defer cancel()
 	if err := s.queries.Acquire(ctx, 1); err != nil {
 		return cache.Entry{}, fmt.Errorf("wait to query: %w", err)
 	}
 	defer s.queries.Release(1)
 	e, err := s.pg.Execute(func() (cache.Entry, error) {
-		ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
-		defer cancel()
 		return job.Compute(ctx, s.db, key, s.Time.Now())
 	})
 	s.metrics.fallbacks.WithLabelValues(job.Name, reason).Inc()

@@ -85,8 +85,8 @@ type Server struct {
 }
 
 // New returns the API over store and db for the jobs. Its metrics, and Go's, are registered on
-// reg, which /metrics serves. The store's read and write timeouts bound each Redis read: past
-// them, a read is answered from PostgreSQL. Keep them short (100 ms).
+// reg, which /metrics serves. The store's timeout bounds each Redis read: past it, a read is
+// answered from PostgreSQL. Keep it short (100 ms).
 func New(arch *baseservice.Archetype, cfg Config, store *cache.Store, db *query.DB, list []jobs.Job,
 	reg *prometheus.Registry) *Server {
 	host, _ := os.Hostname()
@@ -148,16 +148,18 @@ func (w watchLog) Lost(err error) {
 	w.Watcher.Lost(err)
 }
 
-// breakerSettings opens a dependency's breaker after five failures in a row (or, over ten
-// seconds, mostly failures among at least twenty), fails fast for two seconds, then lets a few
-// requests probe it. Errors in ok are answers, not failures; a cancelled request says nothing
-// about the dependency.
+// breakerSettings opens a dependency's breaker after five failures in a row (or, over the last
+// ten seconds, mostly failures among at least twenty), fails fast for two seconds, then lets a
+// few requests probe it. The ten seconds roll by the second: with a window that restarts every
+// ten seconds, failures on both sides of a restart would never add up to five in a row. Errors
+// in ok are answers, not failures; a cancelled request says nothing about the dependency.
 func (s *Server) breakerSettings(name string, unavailable error, ok ...error) gobreaker.Settings {
 	return gobreaker.Settings{
-		Name:        name,
-		MaxRequests: 3,
-		Interval:    10 * time.Second,
-		Timeout:     2 * time.Second,
+		Name:         name,
+		MaxRequests:  3,
+		Interval:     10 * time.Second,
+		BucketPeriod: time.Second,
+		Timeout:      2 * time.Second,
 		ReadyToTrip: func(c gobreaker.Counts) bool {
 			return c.ConsecutiveFailures >= 5 || c.Requests >= 20 && c.TotalFailures*2 > c.Requests
 		},

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
@@ -86,7 +87,10 @@ func (s *Server) insertOrder(c echo.Context) (orderCreated, error) {
 	if err != nil {
 		return orderCreated{}, err
 	}
-	id, err := s.db.InsertOrder(c.Request().Context(), order)
+	// PostgreSQL not answering within QUERY_TIMEOUT is a 503, and the transaction is rolled back.
+	ctx, cancel := context.WithTimeout(c.Request().Context(), s.cfg.QueryTimeout)
+	defer cancel()
+	id, err := s.db.InsertOrder(ctx, order)
 	var invalid *query.InvalidOrderError
 	switch {
 	case errors.As(err, &invalid):
@@ -179,7 +183,9 @@ func (s *Server) runJob(c echo.Context) error {
 	if !ok {
 		return public(errNotFound, "no job is called %q", c.Param("job"))
 	}
-	if err := s.db.RequestRun(c.Request().Context(), s.cfg.Keys.Namespace(), job.Name); err != nil {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), s.cfg.QueryTimeout)
+	defer cancel()
+	if err := s.db.RequestRun(ctx, s.cfg.Keys.Namespace(), job.Name); err != nil {
 		return fmt.Errorf("request a run of %s: %w", job.Name, err)
 	}
 	s.Logger.Info("run_requested", "job", job.Name)

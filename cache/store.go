@@ -2,9 +2,11 @@ package cache
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"strings"
 	"time"
@@ -25,20 +27,28 @@ type Store struct {
 	keys    Keys
 	cluster bool
 	changed func(Change)
+	timeout time.Duration // Options.Timeout
 }
 
 // Options tunes the Redis client. Zero values keep go-redis's defaults or the URL's settings.
 type Options struct {
-	PoolSize     int
-	DialTimeout  time.Duration
-	ReadTimeout  time.Duration
-	WriteTimeout time.Duration
+	PoolSize int
+	// Timeout bounds each call to Redis from start to answer, whatever holds it up: the wait for
+	// a pooled connection, resolving the host, dialing and the TLS handshake, writing the
+	// command, reading the reply, and the retry of a command on a connection found dead. Past
+	// it, the call fails with ErrUnavailable. Zero means five seconds, go-redis's read timeout.
+	Timeout time.Duration
+	// Resolver resolves the URL's hosts; nil is the system's resolver.
+	Resolver *net.Resolver
 	// ClientName names the connections (CLIENT LIST), unless the URL does (client_name=).
 	ClientName string
 	// Changed, if set, is told of the changes this store's writes make (the warmer purges
 	// downstream caches of them), besides the namespace's channel, which tells every process.
 	Changed func(Change)
 }
+
+// defaultTimeout is Options.Timeout's default.
+const defaultTimeout = 5 * time.Second
 
 // Open parses url and returns a Store on it. It does not wait for the server. The URL is
 // redis:// (or rediss:// for TLS, with user and password in the URL as usual), and names:
@@ -52,6 +62,9 @@ func Open(rawURL string, keys Keys, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse redis url: %w", err)
 	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = defaultTimeout
+	}
 	q := u.Query()
 	var (
 		rdb     redis.UniversalClient
@@ -63,7 +76,8 @@ func Open(rawURL string, keys Keys, opts Options) (*Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("parse redis sentinel url: %w", err)
 		}
-		opts.apply(&o.ContextTimeoutEnabled, &o.Protocol, &o.ClientName, &o.PoolSize, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
+		opts.apply(settings{&o.ContextTimeoutEnabled, &o.Protocol, &o.ClientName, &o.PoolSize, &o.MaxRetries,
+			&o.DialerRetries, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout, &o.Dialer, o.TLSConfig})
 		rdb = redis.NewFailoverClient(o)
 	case q.Get("cluster") == "true" || len(q["addr"]) > 0:
 		q.Del("cluster")
@@ -72,40 +86,76 @@ func Open(rawURL string, keys Keys, opts Options) (*Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("parse redis cluster url: %w", err)
 		}
-		opts.apply(&o.ContextTimeoutEnabled, &o.Protocol, &o.ClientName, &o.PoolSize, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
+		opts.apply(settings{&o.ContextTimeoutEnabled, &o.Protocol, &o.ClientName, &o.PoolSize, &o.MaxRetries,
+			&o.DialerRetries, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout, &o.Dialer, o.TLSConfig})
 		rdb, cluster = redis.NewClusterClient(o), true
 	default:
 		o, err := redis.ParseURL(rawURL)
 		if err != nil {
 			return nil, fmt.Errorf("parse redis url: %w", err)
 		}
-		opts.apply(&o.ContextTimeoutEnabled, &o.Protocol, &o.ClientName, &o.PoolSize, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
+		opts.apply(settings{&o.ContextTimeoutEnabled, &o.Protocol, &o.ClientName, &o.PoolSize, &o.MaxRetries,
+			&o.DialerRetries, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout, &o.Dialer, o.TLSConfig})
 		rdb = redis.NewClient(o)
 	}
-	return &Store{rdb: rdb, keys: keys, cluster: cluster, changed: opts.Changed}, nil
+	return &Store{rdb: rdb, keys: keys, cluster: cluster, changed: opts.Changed, timeout: opts.Timeout}, nil
 }
 
-// apply overrides the URL's settings with the options that are set, and makes the client honour
-// the deadlines of its callers' contexts: go-redis ignores them by default, and a hung server
-// would then hold every read for the full read timeout. It also speaks RESP2: RESP3's push
-// messages serve nothing here, and go-redis checks for them before every command.
-func (o Options) apply(contextTimeouts *bool, protocol *int, clientName *string, poolSize *int, dial, read, write *time.Duration) {
-	*contextTimeouts = true
-	*protocol = 2
-	if *clientName == "" {
-		*clientName = o.ClientName
+// settings are the fields of go-redis's options for a single server, a Sentinel deployment
+// and a Cluster that apply sets.
+type settings struct {
+	contextTimeouts                *bool
+	protocol                       *int
+	clientName                     *string
+	poolSize, retries, dialRetries *int
+	dial, read, write, pool        *time.Duration
+	dialer                         *func(ctx context.Context, network, addr string) (net.Conn, error)
+	tls                            *tls.Config
+}
+
+// apply makes the client keep to the timeout whatever the fault. Every call of the Store runs
+// under a context that ends with the timeout (bounded), and the client honours it everywhere:
+// in its socket deadlines (go-redis ignores contexts unless told), in the wait for a pooled
+// connection, in its retries and their pauses, and in the dial, whose TLS handshake go-redis's
+// own dialer bounds by the dial timeout alone. A refused dial is tried once, not five times
+// with pauses (1.7 s per read with a stopped Redis); a command is retried once, on a new
+// connection, within the same time. The client also speaks RESP2: RESP3's push messages serve
+// nothing here, and go-redis checks for them before every command.
+func (o Options) apply(s settings) {
+	*s.contextTimeouts = true
+	*s.protocol = 2
+	if *s.clientName == "" {
+		*s.clientName = o.ClientName
 	}
 	if o.PoolSize > 0 {
-		*poolSize = o.PoolSize
+		*s.poolSize = o.PoolSize
 	}
-	for _, d := range []struct {
-		to   *time.Duration
-		from time.Duration
-	}{{dial, o.DialTimeout}, {read, o.ReadTimeout}, {write, o.WriteTimeout}} {
-		if d.from != 0 {
-			*d.to = d.from
-		}
+	*s.retries, *s.dialRetries = 1, 1
+	*s.dial, *s.read, *s.write, *s.pool = o.Timeout, o.Timeout, o.Timeout, o.Timeout
+	dialer := &net.Dialer{Timeout: o.Timeout, Resolver: o.Resolver,
+		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 5 * time.Second, Count: 3}}
+	*s.dialer = dialer.DialContext
+	if s.tls != nil {
+		*s.dialer = (&tls.Dialer{NetDialer: dialer, Config: s.tls}).DialContext
 	}
+}
+
+// bounded returns ctx limited to the store's timeout, unless it ends sooner already.
+func (s *Store) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d, ok := ctx.Deadline(); ok && time.Until(d) <= s.timeout {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, s.timeout)
+}
+
+// failure translates err, the error of a call made under bounded(ctx): the store's timeout
+// running out is Redis failing to answer (ErrUnavailable), while ctx ending is the caller's
+// business, and said as such.
+func (s *Store) failure(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: no answer within %s", ErrUnavailable, s.timeout)
+	}
+	return translate(err)
 }
 
 // Close closes the connections.
@@ -113,15 +163,19 @@ func (s *Store) Close() error { return s.rdb.Close() }
 
 // Ping checks that Redis answers.
 func (s *Store) Ping(ctx context.Context) error {
-	return translate(s.rdb.Ping(ctx).Err())
+	call, cancel := s.bounded(ctx)
+	defer cancel()
+	return s.failure(ctx, s.rdb.Ping(call).Err())
 }
 
 // Get returns the entry of a job's key, or ErrMiss. Bytes that are not an entry of a format this
 // version reads are as good as none: ErrMiss too.
 func (s *Store) Get(ctx context.Context, job, key string) (Entry, error) {
-	b, err := s.rdb.Get(ctx, s.keys.Value(job, key)).Bytes()
+	call, cancel := s.bounded(ctx)
+	b, err := s.rdb.Get(call, s.keys.Value(job, key)).Bytes()
+	cancel()
 	if err != nil {
-		return Entry{}, translate(err)
+		return Entry{}, s.failure(ctx, err)
 	}
 	e, err := decodeEntry(b)
 	if err != nil {

@@ -36,8 +36,8 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, started func(addr
 	if err != nil {
 		return conf.Errorf("CACHE_NAMESPACE", "%w", err)
 	}
-	store, err := cache.Open(cfg.RedisURL, keys, cache.Options{PoolSize: 64, DialTimeout: time.Second,
-		ReadTimeout: cfg.RedisTimeout, WriteTimeout: cfg.RedisTimeout, ClientName: "warmcache-api"})
+	store, err := cache.Open(cfg.RedisURL, keys, cache.Options{PoolSize: 64, Timeout: cfg.RedisTimeout,
+		ClientName: "warmcache-api"})
 	if err != nil {
 		return conf.Errorf("REDIS_URL", "%w", err)
 	}
