@@ -5,10 +5,12 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -58,9 +60,13 @@ type fixtureOptions struct {
 	// default by default).
 	redisTimeout, queryTimeout time.Duration
 	redisPool                  int
-	// redisURL is where the api finds Redis (through the proxy, with proxies set); the tests'
-	// Redis server by default.
-	redisURL string
+	// maxQueries is MAX_QUERIES, 8 by default.
+	maxQueries int64
+	// redisURL is where the api finds Redis (through the proxy, with proxies set), and
+	// testRedisURL where the test does; both are the tests' Redis server by default, and the
+	// second is the first by default. resolver resolves the api's Redis host.
+	redisURL, testRedisURL string
+	resolver               *net.Resolver
 }
 
 // testRedisTimeout is the fixture's REDIS_TIMEOUT.
@@ -107,9 +113,9 @@ func newFixture(t testing.TB, opts fixtureOptions) *fixture {
 		t.Cleanup(func() { store.Close() })
 		return db, store
 	}
-	f.db, f.store = open(f.dbURL, testenv.Get(t).RedisURL, cache.Options{})
+	f.db, f.store = open(f.dbURL, cmp.Or(opts.testRedisURL, redisURL), cache.Options{})
 	apiDBConn, apiStore := open(apiDB, apiRedis, cache.Options{Timeout: cmp.Or(opts.redisTimeout, testRedisTimeout),
-		PoolSize: opts.redisPool})
+		PoolSize: opts.redisPool, Resolver: opts.resolver})
 	jobsFile := ""
 	if opts.jobs != "" {
 		jobsFile = filepath.Join(t.TempDir(), "jobs.yaml")
@@ -123,7 +129,7 @@ func newFixture(t testing.TB, opts fixtureOptions) *fixture {
 		t.Fatal(err)
 	}
 	f.srv = New(f.arch, Config{CacheHeader: "X-Cache", QueryTimeout: cmp.Or(opts.queryTimeout, 5*time.Second),
-		MaxQueries: 8, LeaseWait: 2 * time.Second, Keys: keys, APIToken: opts.token,
+		MaxQueries: cmp.Or(opts.maxQueries, 8), LeaseWait: 2 * time.Second, Keys: keys, APIToken: opts.token,
 		MaxAge: testMaxAge, SharedMaxAge: opts.sharedMaxAge, SurrogateKeyHeader: "Surrogate-Key",
 		LocalCacheSize: 16 << 20, LocalCacheTTL: time.Second},
 		apiStore, apiDBConn, f.jobs, prometheus.NewRegistry())
@@ -147,11 +153,16 @@ func newFixture(t testing.TB, opts fixtureOptions) *fixture {
 
 func (f *fixture) advance(d time.Duration) { f.arch.Time.Advance(d) }
 
-// warm runs the built-in jobs once, as the warmer would, at the fixture's time.
-func (f *fixture) warm() {
+// warm runs the built-in jobs, or the ones named, once, as the warmer would, at the fixture's
+// time.
+func (f *fixture) warm(names ...string) {
 	f.t.Helper()
+	list := f.jobs
+	if len(names) > 0 {
+		list = slices.DeleteFunc(slices.Clone(list), func(j jobs.Job) bool { return !slices.Contains(names, j.Name) })
+	}
 	r := jobs.NewRunner(f.arch, f.db, f.db, f.store, jobs.NewMetrics(prometheus.NewRegistry()))
-	if err := jobs.Once(context.Background(), f.jobs, r, f.db, f.ns, func(jobs.Job) jobs.Progress { return nil }); err != nil {
+	if err := jobs.Once(context.Background(), list, r, f.db, f.ns, func(jobs.Job) jobs.Progress { return nil }); err != nil {
 		f.t.Fatal(err)
 	}
 }

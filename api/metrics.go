@@ -33,6 +33,7 @@ type metrics struct {
 	age                   *prometheus.HistogramVec
 	duration              *prometheus.HistogramVec
 	breaker               *prometheus.GaugeVec
+	breakerOpens          *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -59,13 +60,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "warmcache_circuit_breaker_open",
 			Help: "1 while the circuit breaker in front of a dependency (redis, postgresql) is open.",
 		}, []string{"dependency"}),
+		breakerOpens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "warmcache_circuit_breaker_opens_total",
+			Help: "Times the circuit breaker in front of a dependency opened, a failed probe reopening it included.",
+		}, []string{"dependency"}),
 	}
 	hits := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "warmcache_cache_hits_total",
 		Help: "Cached reads served fresh, by tier: memory (the api's in-process tier) or redis.",
 	}, []string{"tier"})
 	m.memoryHits, m.redisHits = hits.WithLabelValues("memory"), hits.WithLabelValues("redis")
-	reg.MustRegister(m.requests, m.fallbacks, m.age, m.duration, m.breaker, hits)
+	reg.MustRegister(m.requests, m.fallbacks, m.age, m.duration, m.breaker, m.breakerOpens, hits)
 	m.observers.Store(&map[durationKey]prometheus.Observer{})
 	return m
 }

@@ -180,6 +180,7 @@ func (s *Server) breakerSettings(name string, unavailable error, ok ...error) go
 			open := 0.0
 			if to == gobreaker.StateOpen {
 				open = 1
+				s.metrics.breakerOpens.WithLabelValues(name).Inc()
 			}
 			s.metrics.breaker.WithLabelValues(name).Set(open)
 		},

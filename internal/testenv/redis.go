@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,17 +20,44 @@ import (
 // configuration lines, and stops it when the test ends. It returns the server's address.
 func StartRedis(t testing.TB, config ...string) string {
 	t.Helper()
-	return startRedis(t, config, nil)
+	return startRedis(t, config, nil).Addr
 }
 
-func startRedis(t testing.TB, config, args []string) string {
+// RedisServer is a redis-server process of a test's own, which the test may stop and start
+// again on the same address, as an operator restarts Redis. It keeps no data across a restart.
+type RedisServer struct {
+	// Addr is the server's host:port.
+	Addr string
+	// TLSAddr is the host:port of its TLS listener, when it has one (StartRedisTLS).
+	TLSAddr string
+
+	t    testing.TB
+	args []string
+	cmd  *exec.Cmd
+}
+
+// StartRedisServer starts a Redis server that the test can stop and start (RedisServer).
+func StartRedisServer(t testing.TB) *RedisServer {
 	t.Helper()
-	ln, err := new(net.ListenConfig).Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	return startRedis(t, nil, nil)
+}
+
+// StartRedisTLS starts a Redis server that also listens for TLS, with a self-signed certificate
+// for 127.0.0.1 (clients connect with skip_verify=true).
+func StartRedisTLS(t testing.TB) *RedisServer {
+	t.Helper()
+	dir := t.TempDir()
+	cert, key := selfSigned(t, dir)
+	port := freePort(t)
+	r := startRedis(t, []string{"tls-port " + strconv.Itoa(port), "tls-cert-file " + cert, "tls-key-file " + key,
+		"tls-auth-clients no"}, nil)
+	r.TLSAddr = "127.0.0.1:" + strconv.Itoa(port)
+	return r
+}
+
+func startRedis(t testing.TB, config, args []string) *RedisServer {
+	t.Helper()
+	port := freePort(t)
 	dir := t.TempDir()
 	conf := append([]string{"bind 127.0.0.1", "port " + strconv.Itoa(port), "dir " + dir, `save ""`,
 		"appendonly no", "daemonize no"}, config...)
@@ -37,18 +65,47 @@ func startRedis(t testing.TB, config, args []string) string {
 	if err := os.WriteFile(path, []byte(strings.Join(conf, "\n")+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.CommandContext(context.Background(), "redis-server", append([]string{path}, args...)...)
-	cmd.Stdout, cmd.Stderr = nil, nil
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("testenv: start redis-server: %v", err)
-	}
+	r := &RedisServer{Addr: "127.0.0.1:" + strconv.Itoa(port), t: t, args: append([]string{path}, args...)}
+	r.Start()
 	t.Cleanup(func() {
-		cmd.Process.Kill() //nolint:errcheck // it may be gone already
-		cmd.Wait()         //nolint:errcheck // killed
+		if r.cmd != nil {
+			r.cmd.Process.Kill() //nolint:errcheck // it may be gone already
+			r.cmd.Wait()         //nolint:errcheck // killed
+		}
 	})
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	waitFor(t, "redis-server on "+addr, func() bool { return redisCLI(addr, "ping") == "PONG" })
-	return addr
+	return r
+}
+
+// Start starts the server, and waits until it answers.
+func (r *RedisServer) Start() {
+	r.t.Helper()
+	r.cmd = exec.CommandContext(context.Background(), "redis-server", r.args...)
+	if err := r.cmd.Start(); err != nil {
+		r.t.Fatalf("testenv: start redis-server: %v", err)
+	}
+	waitFor(r.t, "redis-server on "+r.Addr, func() bool { return redisCLI(r.Addr, "ping") == "PONG" })
+}
+
+// Stop stops the server as an operator would (SIGTERM: it closes its connections and exits),
+// and waits until it has exited: new connections are refused from then on.
+func (r *RedisServer) Stop() {
+	r.t.Helper()
+	if err := r.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		r.t.Fatalf("testenv: stop redis-server: %v", err)
+	}
+	r.cmd.Wait() //nolint:errcheck // it exits on the signal
+	r.cmd = nil
+}
+
+// freePort returns a loopback port free at the time of the call.
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := new(net.ListenConfig).Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // StartRedisCluster starts a Redis Cluster of three masters and returns their addresses.
@@ -75,7 +132,7 @@ func StartRedisSentinel(t testing.TB, name string) string {
 	master := StartRedis(t)
 	host, port, _ := net.SplitHostPort(master)
 	sentinel := startRedis(t, []string{fmt.Sprintf("sentinel monitor %s %s %s 1", name, host, port),
-		fmt.Sprintf("sentinel down-after-milliseconds %s 5000", name)}, []string{"--sentinel"})
+		fmt.Sprintf("sentinel down-after-milliseconds %s 5000", name)}, []string{"--sentinel"}).Addr
 	waitFor(t, "sentinel knows "+name, func() bool {
 		return strings.Contains(redisCLI(sentinel, "sentinel", "get-master-addr-by-name", name), port)
 	})
