@@ -56,8 +56,8 @@ type fixtureOptions struct {
 	// noLocal turns the in-process tier off; it is on by default, as in the api binary.
 	noLocal bool
 	// redisTimeout is the api's REDIS_TIMEOUT (testRedisTimeout by default), queryTimeout its
-	// QUERY_TIMEOUT (5 s by default), and redisPool the size of its Redis pool (go-redis's
-	// default by default).
+	// QUERY_TIMEOUT (5 s by default), and redisPool the size of its Redis pool (64 by default,
+	// as in the api binary).
 	redisTimeout, queryTimeout time.Duration
 	redisPool                  int
 	// maxQueries is MAX_QUERIES, 8 by default.
@@ -115,7 +115,7 @@ func newFixture(t testing.TB, opts fixtureOptions) *fixture {
 	}
 	f.db, f.store = open(f.dbURL, cmp.Or(opts.testRedisURL, redisURL), cache.Options{})
 	apiDBConn, apiStore := open(apiDB, apiRedis, cache.Options{Timeout: cmp.Or(opts.redisTimeout, testRedisTimeout),
-		PoolSize: opts.redisPool, Resolver: opts.resolver})
+		PoolSize: cmp.Or(opts.redisPool, 64), Resolver: opts.resolver})
 	jobsFile := ""
 	if opts.jobs != "" {
 		jobsFile = filepath.Join(t.TempDir(), "jobs.yaml")

@@ -111,26 +111,27 @@ func (s *Server) serve(c echo.Context, rm routeMetrics, job jobs.Job, key string
 			s.Logger.Debug("cache_stale", "job", job.Name, "key", key, "error", err)
 			return s.write(c, rm, s.newAnswer(entry, job.Name, key), stale)
 		}
-		return s.write(c, rm, s.newAnswer(fresh, job.Name, key), miss)
+		return s.write(c, rm, s.newAnswer(fresh.entry, job.Name, key), fresh.result())
 	case errors.Is(err, cache.ErrMiss):
 		fresh, err := s.readThrough(ctx, job, key, "miss")
 		if err != nil {
 			return err
 		}
-		return s.write(c, rm, s.newAnswer(fresh, job.Name, key), miss)
+		return s.write(c, rm, s.newAnswer(fresh.entry, job.Name, key), fresh.result())
 	case errors.Is(err, context.Canceled):
 		return err
 	}
-	// Redis is down, hung, or its breaker open. Concurrent reads of a key share one computation
-	// here too: with Redis down, every read would otherwise be a query.
+	// Redis is down, hung, slow, or its breaker open. Concurrent reads of a key share one
+	// computation here too: with Redis down, every read would otherwise be a query.
 	s.Logger.Debug("cache_bypass", "job", job.Name, "key", key, "error", err)
-	fresh, err := s.shared(ctx, "bypass", job, key, func(ctx context.Context) (cache.Entry, error) {
-		return s.compute(ctx, job, key, "bypass")
+	fresh, err := s.shared(ctx, job, key, func(ctx context.Context) (computed, error) {
+		e, err := s.compute(ctx, job, key, "bypass")
+		return computed{entry: e}, err
 	})
 	if err != nil {
 		return err
 	}
-	return s.write(c, rm, s.newAnswer(fresh, job.Name, key), bypass)
+	return s.write(c, rm, s.newAnswer(fresh.entry, job.Name, key), fresh.result())
 }
 
 // write answers with a: caching headers, then 304 if the request's preconditions say the client
@@ -164,51 +165,70 @@ func (s *Server) write(c echo.Context, rm routeMetrics, a *answer, result string
 // readThrough computes job's value at key from PostgreSQL and stores it. Concurrent reads of one
 // key in this process share one computation; across api replicas, a short lease in Redis lets
 // one replica compute while the others wait for its value. Its errors are compute's.
-func (s *Server) readThrough(ctx context.Context, job jobs.Job, key, reason string) (cache.Entry, error) {
-	return s.shared(ctx, "read", job, key, func(ctx context.Context) (cache.Entry, error) {
+func (s *Server) readThrough(ctx context.Context, job jobs.Job, key, reason string) (computed, error) {
+	return s.shared(ctx, job, key, func(ctx context.Context) (computed, error) {
 		// The request looked in Redis before it got here: a computation that ended in between
 		// has stored the value since.
 		if e, ok := s.fresh(ctx, job, key); ok {
-			return e, nil
+			return computed{e, true}, nil
 		}
 		leased, err := s.store.Lease(ctx, job.Name, key, s.owner, s.cfg.QueryTimeout)
 		if err == nil && !leased {
 			if e, ok := s.awaitOther(ctx, job, key); ok {
-				return e, nil
+				return computed{e, true}, nil
 			}
 		}
 		if leased {
 			defer s.store.Release(context.WithoutCancel(ctx), job.Name, key, s.owner) //nolint:errcheck // the lease lapses anyway
 			// Another replica may have stored it between our look and our lease.
 			if e, ok := s.fresh(ctx, job, key); ok {
-				return e, nil
+				return computed{e, true}, nil
 			}
 		}
 		e, err := s.compute(ctx, job, key, reason)
 		if err != nil {
-			return cache.Entry{}, err
+			return computed{}, err
 		}
 		if _, err := s.store.Put(ctx, job.Name, cache.Item{Key: key, Entry: e}); err != nil {
 			s.Logger.Warn("cache_store_failed", "job", job.Name, "key", key, "error", err)
+			return computed{entry: e}, nil
 		}
-		return e, nil
+		return computed{e, true}, nil
 	})
 }
 
-// shared runs compute once for the concurrent reads of job's value at key that share a path
-// (read-through or bypass), within QUERY_TIMEOUT. The computation serves every waiting read, so
-// it does not end with the first read's client going away.
-func (s *Server) shared(ctx context.Context, path string, job jobs.Job, key string,
-	compute func(context.Context) (cache.Entry, error)) (cache.Entry, error) {
-	v, err, _ := s.flight.Do(path+"\x00"+job.Name+"\x00"+key, func() (any, error) {
+// computed is a value computed for the reads that shared its computation, and whether it is
+// stored in Redis.
+type computed struct {
+	entry  cache.Entry
+	stored bool
+}
+
+// result is the hit header of an answer with the value: MISS when it is stored, BYPASS when
+// Redis did not take it.
+func (c computed) result() string {
+	if c.stored {
+		return miss
+	}
+	return bypass
+}
+
+// shared runs compute once for the concurrent reads of job's value at key, within
+// QUERY_TIMEOUT. Reads that missed in Redis and reads that could not reach it share one
+// computation, whichever started it: a burst of reads that Redis answers too slowly for some
+// of them still costs one query. The computation serves every waiting read, so it does not end
+// with the first read's client going away.
+func (s *Server) shared(ctx context.Context, job jobs.Job, key string,
+	compute func(context.Context) (computed, error)) (computed, error) {
+	v, err, _ := s.flight.Do(job.Name+"\x00"+key, func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.QueryTimeout)
 		defer cancel()
 		return compute(ctx)
 	})
 	if err != nil {
-		return cache.Entry{}, err
+		return computed{}, err
 	}
-	return v.(cache.Entry), nil
+	return v.(computed), nil
 }
 
 // awaitOther waits for the value another replica holds the lease to compute.

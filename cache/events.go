@@ -35,7 +35,6 @@ const streamLength = 1_000_000
 
 // Publish appends events to the stream, in one round trip.
 func (s *Store) Publish(ctx context.Context, events []Event) error {
-	parent := ctx
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -48,7 +47,7 @@ func (s *Store) Publish(ctx context.Context, events []Event) error {
 		}
 		return nil
 	})
-	return s.failure(parent, err)
+	return s.failure(ctx, err)
 }
 
 // Consume reads up to count events for consumer of group, waiting up to block for some (not at
@@ -57,8 +56,7 @@ func (s *Store) Publish(ctx context.Context, events []Event) error {
 // The group is created, at the stream's start, if missing.
 func (s *Store) Consume(ctx context.Context, group, consumer string, count int, block, idle time.Duration) ([]Event, error) {
 	// The read may wait for block, then has the store's time to answer.
-	parent := ctx
-	ctx, cancel := context.WithTimeout(ctx, max(block, 0)+s.timeout)
+	ctx, cancel := context.WithTimeoutCause(ctx, max(block, 0)+s.timeout, errTimedOut)
 	defer cancel()
 	if block <= 0 {
 		block = -1 // go-redis leaves BLOCK out
@@ -68,12 +66,12 @@ func (s *Store) Consume(ctx context.Context, group, consumer string, count int, 
 		MinIdle: idle, Start: "0-0", Count: int64(count)}).Result()
 	if isNoGroup(err) {
 		if err := s.rdb.XGroupCreateMkStream(ctx, stream, group, "0").Err(); err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
-			return nil, s.failure(parent, err)
+			return nil, s.failure(ctx, err)
 		}
 		claimed, err = nil, nil
 	}
 	if err != nil {
-		return nil, s.failure(parent, err)
+		return nil, s.failure(ctx, err)
 	}
 	if len(claimed) > 0 {
 		return decodeEvents(claimed), nil
@@ -84,7 +82,7 @@ func (s *Store) Consume(ctx context.Context, group, consumer string, count int, 
 		return nil, nil
 	}
 	if err != nil {
-		return nil, s.failure(parent, err)
+		return nil, s.failure(ctx, err)
 	}
 	var events []Event
 	for _, st := range streams {
@@ -95,7 +93,6 @@ func (s *Store) Consume(ctx context.Context, group, consumer string, count int, 
 
 // Ack acknowledges events group has handled.
 func (s *Store) Ack(ctx context.Context, group string, events []Event) error {
-	parent := ctx
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
 	if len(events) == 0 {
@@ -105,7 +102,7 @@ func (s *Store) Ack(ctx context.Context, group string, events []Event) error {
 	for i, e := range events {
 		ids[i] = e.ID
 	}
-	return s.failure(parent, s.rdb.XAck(ctx, s.keys.Events(), group, ids...).Err())
+	return s.failure(ctx, s.rdb.XAck(ctx, s.keys.Events(), group, ids...).Err())
 }
 
 func decodeEvents(msgs []redis.XMessage) []Event {

@@ -50,7 +50,6 @@ func (r *Run) UnmarshalJSON(b []byte) error {
 
 // RecordRun records run as its job's last run. A failed run keeps the time of the last success.
 func (s *Store) RecordRun(ctx context.Context, run Run) error {
-	parent := ctx
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
 	if run.Error != "" && run.LastSuccess.IsZero() {
@@ -64,12 +63,11 @@ func (s *Store) RecordRun(ctx context.Context, run Run) error {
 	if err != nil {
 		return fmt.Errorf("encode run: %w", err)
 	}
-	return s.failure(parent, s.rdb.Set(ctx, s.keys.Run(run.Job), b, 0).Err())
+	return s.failure(ctx, s.rdb.Set(ctx, s.keys.Run(run.Job), b, 0).Err())
 }
 
 // Runs returns the last run of each of jobs that has run.
 func (s *Store) Runs(ctx context.Context, jobs ...string) (map[string]Run, error) {
-	parent := ctx
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
 	keys := make([]string, len(jobs))
@@ -89,7 +87,7 @@ func (s *Store) Runs(ctx context.Context, jobs ...string) (map[string]Run, error
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, s.failure(parent, err)
+		return nil, s.failure(ctx, err)
 	}
 	for i, c := range cmds {
 		b, err := c.Bytes()

@@ -140,19 +140,23 @@ func (o Options) apply(s settings) {
 	}
 }
 
-// bounded returns ctx limited to the store's timeout, unless it ends sooner already.
+// bounded returns ctx limited to the store's timeout, unless it ends sooner already: the calls
+// of a call share its time.
 func (s *Store) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
 	if d, ok := ctx.Deadline(); ok && time.Until(d) <= s.timeout {
 		return ctx, func() {}
 	}
-	return context.WithTimeout(ctx, s.timeout)
+	return context.WithTimeoutCause(ctx, s.timeout, errTimedOut)
 }
 
-// failure translates err, the error of a call made under bounded(ctx): the store's timeout
-// running out is Redis failing to answer (ErrUnavailable), while ctx ending is the caller's
-// business, and said as such.
-func (s *Store) failure(ctx context.Context, err error) error {
-	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+// errTimedOut is the cause of a call's context ending with the store's timeout.
+var errTimedOut = errors.New("redis did not answer in time")
+
+// failure translates err, the error of a call made with call, a context from bounded: the
+// store's timeout running out is Redis failing to answer (ErrUnavailable), while the caller's
+// own deadline passing is the caller's business.
+func (s *Store) failure(call context.Context, err error) error {
+	if errors.Is(err, context.DeadlineExceeded) && errors.Is(context.Cause(call), errTimedOut) {
 		return fmt.Errorf("%w: no answer within %s", ErrUnavailable, s.timeout)
 	}
 	return translate(err)
@@ -165,7 +169,7 @@ func (s *Store) Close() error { return s.rdb.Close() }
 func (s *Store) Ping(ctx context.Context) error {
 	call, cancel := s.bounded(ctx)
 	defer cancel()
-	return s.failure(ctx, s.rdb.Ping(call).Err())
+	return s.failure(call, s.rdb.Ping(call).Err())
 }
 
 // Get returns the entry of a job's key, or ErrMiss. Bytes that are not an entry of a format this
@@ -175,7 +179,7 @@ func (s *Store) Get(ctx context.Context, job, key string) (Entry, error) {
 	b, err := s.rdb.Get(call, s.keys.Value(job, key)).Bytes()
 	cancel()
 	if err != nil {
-		return Entry{}, s.failure(ctx, err)
+		return Entry{}, s.failure(call, err)
 	}
 	e, err := decodeEntry(b)
 	if err != nil {
@@ -191,8 +195,10 @@ func translate(err error) error {
 		return nil
 	case errors.Is(err, redis.Nil):
 		return ErrMiss
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.Canceled):
 		return err
+	case errors.Is(err, context.DeadlineExceeded) && !isDial(err):
+		return err // a dial that timed out is Redis's failure; other deadlines are the caller's
 	}
 	var redisErr redis.Error
 	if errors.As(err, &redisErr) && !isServerGone(redisErr.Error()) {
@@ -200,6 +206,12 @@ func translate(err error) error {
 	}
 	// %v, not %w: callers above this package must not inspect go-redis's errors.
 	return fmt.Errorf("%w: %v", ErrUnavailable, err) //nolint:errorlint // on purpose, as said
+}
+
+// isDial reports whether err is the failure of a dial.
+func isDial(err error) bool {
+	var opErr *net.OpError
+	return errors.As(err, &opErr) && opErr.Op == "dial"
 }
 
 // isServerGone recognises the error replies of a server that cannot serve right now.

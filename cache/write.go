@@ -90,7 +90,6 @@ func (s *Store) Put(ctx context.Context, job string, items ...Item) (int, error)
 // putEach writes items through putIfNotOlder, pipelined, recording them as touched if touch is
 // set and telling of the changed ones if tell is.
 func (s *Store) putEach(ctx context.Context, job string, items []Item, touch, tell bool) (int, error) {
-	parent := ctx
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
 	if len(items) == 0 {
@@ -98,7 +97,7 @@ func (s *Store) putEach(ctx context.Context, job string, items []Item, touch, te
 	}
 	// Load the script once, so the pipelined EVALSHAs cannot fail with NOSCRIPT.
 	if err := putIfNotOlder.Load(ctx, s.rdb).Err(); err != nil {
-		return 0, s.failure(parent, err)
+		return 0, s.failure(ctx, err)
 	}
 	cmds := make([]*redis.Cmd, len(items))
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -120,7 +119,7 @@ func (s *Store) putEach(ctx context.Context, job string, items []Item, touch, te
 		return nil
 	})
 	if err != nil {
-		return 0, s.failure(parent, err)
+		return 0, s.failure(ctx, err)
 	}
 	written := 0
 	var changed []string
@@ -146,7 +145,6 @@ func (s *Store) putEach(ctx context.Context, job string, items []Item, touch, te
 // changed are told (Changes, and Options.Changed) once the batch is written, and so are the keys
 // that held nothing: Redis may have lost a value (evicted, flushed) that copies still hold.
 func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, error) {
-	parent := ctx
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
 	if len(items) == 0 {
@@ -211,7 +209,7 @@ func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, erro
 		case errors.Is(err, ErrFenced):
 			return 0, err
 		case err != nil:
-			return 0, fmt.Errorf("write batch: %w", s.failure(parent, err))
+			return 0, fmt.Errorf("write batch: %w", s.failure(ctx, err))
 		}
 		var changed []string
 		for _, r := range replaced {

@@ -249,16 +249,28 @@ func (db *DB) LookupMany(ctx context.Context, agg Aggregate, p Params, keys []st
 // snapshot runs fn in a read-only repeatable-read transaction, so every statement of fn sees one
 // database state, and tells fn the version of that state. fn translates its own driver errors:
 // its callbacks' errors must reach the caller unchanged.
+//
+// Getting a connection and starting the transaction take at most the DB's timeout: a server
+// that stops answering fails the caller then, not at the end of a run's timeout.
 func (db *DB) snapshot(ctx context.Context, fn func(tx pgx.Tx, version int64) error) error {
-	tx, err := db.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	start, cancel := context.WithTimeoutCause(ctx, db.timeout, errTimedOut)
+	defer cancel()
+	tx, err := db.pool.BeginTx(start, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
-		return translate(err)
+		return db.failure(start, err)
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // after Commit it is a no-op
+	// The rollback of a transaction that failed is bounded too: the connection may be the
+	// reason it failed.
+	defer func() {
+		end, cancel := context.WithTimeout(context.WithoutCancel(ctx), db.timeout)
+		defer cancel()
+		tx.Rollback(end) //nolint:errcheck // after Commit it is a no-op
+	}()
 	var started time.Time
-	if err := tx.QueryRow(ctx, "SELECT now()").Scan(&started); err != nil {
-		return translate(err)
+	if err := tx.QueryRow(start, "SELECT now()").Scan(&started); err != nil {
+		return db.failure(start, err)
 	}
+	cancel()
 	if err := fn(tx, started.UnixMicro()); err != nil {
 		return err
 	}
