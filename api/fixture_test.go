@@ -101,7 +101,7 @@ func newFixture(t testing.TB, opts fixtureOptions) *fixture {
 		t.Fatal(err)
 	}
 	open := func(dbURL, redisURL string, storeOpts cache.Options) (*query.DB, *cache.Store) {
-		db, err := query.Open(ctx, dbURL, query.Options{MaxConns: 20, ConnectTimeout: time.Second})
+		db, err := query.Open(ctx, dbURL, query.Options{MaxConns: 20})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -146,7 +146,10 @@ func newFixture(t testing.TB, opts fixtureOptions) *fixture {
 		stopWatching()
 		<-watching
 	})
-	f.http = httptest.NewServer(f.srv.Handler())
+	// The server of the api binary, with its limits.
+	f.http = httptest.NewUnstartedServer(nil)
+	f.http.Config = f.srv.HTTPServer()
+	f.http.Start()
 	t.Cleanup(f.http.Close)
 	return f
 }

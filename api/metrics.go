@@ -92,10 +92,22 @@ func (m *metrics) observe(next echo.HandlerFunc) echo.HandlerFunc {
 				// The error handler has not written yet: it will, with this status.
 				status = statusOf(err)
 			}
-			m.durationOf(c.Path(), c.Request().Method, status).Observe(time.Since(started).Seconds())
+			m.durationOf(c.Path(), methodLabel(c.Request().Method), status).Observe(time.Since(started).Seconds())
 		}()
 		return next(c)
 	}
+}
+
+// methodLabel is a request's method as a label: a method HTTP defines, or OTHER. A client can
+// send any token as its method, and a label keeps every value it is given, for ever. (The route
+// label is the route's pattern, never the path asked for, and the status one of the api's.)
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete,
+		http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return method
+	}
+	return "OTHER"
 }
 
 type durationKey struct {

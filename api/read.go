@@ -189,7 +189,7 @@ func (s *Server) readThrough(ctx context.Context, job jobs.Job, key, reason stri
 		if err != nil {
 			return computed{}, err
 		}
-		if _, err := s.store.Put(ctx, job.Name, cache.Item{Key: key, Entry: e}); err != nil {
+		if _, err := s.store.Fill(ctx, job.Name, cache.Item{Key: key, Entry: e}); err != nil {
 			s.Logger.Warn("cache_store_failed", "job", job.Name, "key", key, "error", err)
 			return computed{entry: e}, nil
 		}

@@ -187,6 +187,24 @@ func (s *Server) breakerSettings(name string, unavailable error, ok ...error) go
 	}
 }
 
+// maxHeaderBytes bounds a request's line and headers: a request of the api's is a few hundred
+// bytes, and a longer one (a megabyte of method, or of key) is answered 431 before it is read.
+const maxHeaderBytes = 16 << 10
+
+// HTTPServer returns a server of the API's routes with the limits a server facing any client
+// needs: on the time to send a request and to read the answer, and on the size of a request's
+// head (a body's is the write routes' own).
+func (s *Server) HTTPServer() *http.Server {
+	return &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    maxHeaderBytes,
+	}
+}
+
 // Handler returns the API's routes.
 func (s *Server) Handler() http.Handler {
 	e := echo.New()

@@ -114,7 +114,11 @@ func (s *Server) insertOrder(c echo.Context) (orderCreated, error) {
 // go. What cannot be read is a 400; what reads but is not a valid order is a 422.
 func decodeOrder(r io.Reader) (query.NewOrder, error) {
 	raw, err := io.ReadAll(r)
-	if err != nil {
+	switch {
+	case errors.Is(err, echo.ErrStatusRequestEntityTooLarge):
+		// A body without a length (chunked) is cut off by the limit as it is read.
+		return query.NewOrder{}, err
+	case err != nil:
 		return query.NewOrder{}, public(errInvalid, "the body could not be read")
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))

@@ -55,9 +55,10 @@ jobs:
 // complete new value (a run cut short leaves each key at its old value or its new one), and that
 // once the fault is lifted the next run writes every new value.
 //
-// The faults run side by side, but not beside the package's other tests: their bounds are times,
-// and the machine's two cores are shared.
+// The faults run three at a time, and not beside the package's other tests: their bounds are
+// times, and the machine's two cores are shared.
 func TestRunsUnderFaults(t *testing.T) {
+	slots := make(chan struct{}, 3)
 	for _, fl := range []struct {
 		name        string
 		dependency  string
@@ -76,6 +77,8 @@ func TestRunsUnderFaults(t *testing.T) {
 	} {
 		t.Run(fl.name, func(t *testing.T) {
 			t.Parallel()
+			slots <- struct{}{}
+			defer func() { <-slots }()
 			w := newFaultWarmer(t)
 			proxy := w.rdProxy
 			if fl.dependency == "postgresql" {

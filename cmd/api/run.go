@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"sync"
 	"time"
 
@@ -69,13 +68,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, started func(addr
 	if err != nil {
 		return conf.Errorf("LISTEN_ADDR", "%w", err)
 	}
-	srv := &http.Server{
-		Handler:           server.Handler(),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-	}
+	srv := server.HTTPServer()
 	watchCtx, stopWatching := context.WithCancel(context.Background())
 	var watching sync.WaitGroup
 	watching.Go(func() { server.Watch(watchCtx) })
