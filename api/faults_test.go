@@ -176,8 +176,8 @@ func TestReadsUnderFaults(t *testing.T) {
 					continue // one reader cannot exhaust a pool
 				}
 				r := f.underFault(fl, readers, timeout, apply, lift)
-				t.Logf("%d readers: %d reads, slowest %s (bound %s); breaker opened after %d failed reads; served as before %s after the fault was lifted",
-					readers, len(r.reads), r.slowest().Round(time.Millisecond), r.bound.Round(time.Millisecond), r.failedBeforeOpen,
+				t.Logf("%s, %d readers: %d reads, slowest %s (bound %s); breaker opened after %d failed reads; served as before %s after the fault was lifted",
+					fl.name, readers, len(r.reads), r.slowest().Round(time.Millisecond), r.bound.Round(time.Millisecond), r.failedBeforeOpen,
 					r.recovered.Round(time.Millisecond))
 			}
 		})

@@ -165,29 +165,42 @@ func (s *Server) write(c echo.Context, rm routeMetrics, a *answer, result string
 // readThrough computes job's value at key from PostgreSQL and stores it. Concurrent reads of one
 // key in this process share one computation; across api replicas, a short lease in Redis lets
 // one replica compute while the others wait for its value. Its errors are compute's.
+//
+// Redis failing half-way through costs the read one REDIS_TIMEOUT, not one for each of its
+// steps: once a step finds Redis unavailable, the others leave it alone, and the value is
+// answered without being stored (BYPASS).
 func (s *Server) readThrough(ctx context.Context, job jobs.Job, key, reason string) (computed, error) {
 	return s.shared(ctx, job, key, func(ctx context.Context) (computed, error) {
 		// The request looked in Redis before it got here: a computation that ended in between
 		// has stored the value since.
-		if e, ok := s.fresh(ctx, job, key); ok {
+		e, reachable, ok := s.fresh(ctx, job, key)
+		if ok {
 			return computed{e, true}, nil
 		}
-		leased, err := s.store.Lease(ctx, job.Name, key, s.owner, s.cfg.QueryTimeout)
-		if err == nil && !leased {
-			if e, ok := s.awaitOther(ctx, job, key); ok {
-				return computed{e, true}, nil
+		leased := false
+		if reachable {
+			var err error
+			leased, err = s.store.Lease(ctx, job.Name, key, s.owner, s.cfg.QueryTimeout)
+			reachable = !errors.Is(err, cache.ErrUnavailable)
+			if err == nil && !leased {
+				if e, ok := s.awaitOther(ctx, job, key); ok {
+					return computed{e, true}, nil
+				}
 			}
 		}
 		if leased {
 			defer s.store.Release(context.WithoutCancel(ctx), job.Name, key, s.owner) //nolint:errcheck // the lease lapses anyway
 			// Another replica may have stored it between our look and our lease.
-			if e, ok := s.fresh(ctx, job, key); ok {
+			if e, ok := s.storedFresh(ctx, job, key); ok {
 				return computed{e, true}, nil
 			}
 		}
 		e, err := s.compute(ctx, job, key, reason)
-		if err != nil {
+		switch {
+		case err != nil:
 			return computed{}, err
+		case !reachable:
+			return computed{entry: e}, nil
 		}
 		if _, err := s.store.Fill(ctx, job.Name, cache.Item{Key: key, Entry: e}); err != nil {
 			s.Logger.Warn("cache_store_failed", "job", job.Name, "key", key, "error", err)
@@ -240,17 +253,24 @@ func (s *Server) awaitOther(ctx context.Context, job jobs.Job, key string) (cach
 			return cache.Entry{}, false
 		case <-time.After(10 * time.Millisecond):
 		}
-		if e, ok := s.fresh(ctx, job, key); ok {
+		if e, ok := s.storedFresh(ctx, job, key); ok {
 			return e, true
 		}
 	}
 	return cache.Entry{}, false
 }
 
-// fresh returns job's value at key from Redis if it is there and fresh.
-func (s *Server) fresh(ctx context.Context, job jobs.Job, key string) (cache.Entry, bool) {
+// fresh returns job's value at key from Redis, and whether Redis answered and the value is
+// there and fresh.
+func (s *Server) fresh(ctx context.Context, job jobs.Job, key string) (e cache.Entry, reachable, ok bool) {
 	e, err := s.store.Get(ctx, job.Name, key)
-	return e, err == nil && s.Time.Now().Before(e.FreshUntil)
+	return e, !errors.Is(err, cache.ErrUnavailable), err == nil && s.Time.Now().Before(e.FreshUntil)
+}
+
+// storedFresh returns job's value at key from Redis if it is there and fresh.
+func (s *Server) storedFresh(ctx context.Context, job jobs.Job, key string) (cache.Entry, bool) {
+	e, _, ok := s.fresh(ctx, job, key)
+	return e, ok
 }
 
 // compute computes job's value at key from PostgreSQL, within the limit of queries at once, as
