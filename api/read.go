@@ -183,15 +183,19 @@ func (s *Server) readThrough(ctx context.Context, job jobs.Job, key, reason stri
 			leased, err = s.store.Lease(ctx, job.Name, key, s.owner, s.cfg.QueryTimeout)
 			reachable = !errors.Is(err, cache.ErrUnavailable)
 			if err == nil && !leased {
-				if e, ok := s.awaitOther(ctx, job, key); ok {
+				if e, ok := s.awaitOther(ctx, job, key, &reachable); ok {
 					return computed{e, true}, nil
 				}
 			}
 		}
 		if leased {
-			defer s.store.Release(context.WithoutCancel(ctx), job.Name, key, s.owner) //nolint:errcheck // the lease lapses anyway
+			defer func() {
+				if reachable {
+					s.store.Release(context.WithoutCancel(ctx), job.Name, key, s.owner) //nolint:errcheck // the lease lapses anyway
+				}
+			}()
 			// Another replica may have stored it between our look and our lease.
-			if e, ok := s.storedFresh(ctx, job, key); ok {
+			if e, ok := s.freshIfReachable(ctx, job, key, &reachable); ok {
 				return computed{e, true}, nil
 			}
 		}
@@ -244,16 +248,17 @@ func (s *Server) shared(ctx context.Context, job jobs.Job, key string,
 	return v.(computed), nil
 }
 
-// awaitOther waits for the value another replica holds the lease to compute.
-func (s *Server) awaitOther(ctx context.Context, job jobs.Job, key string) (cache.Entry, bool) {
+// awaitOther waits for the value another replica holds the lease to compute, while Redis is
+// reachable.
+func (s *Server) awaitOther(ctx context.Context, job jobs.Job, key string, reachable *bool) (cache.Entry, bool) {
 	deadline := time.Now().Add(s.cfg.LeaseWait)
-	for time.Now().Before(deadline) {
+	for time.Now().Before(deadline) && *reachable {
 		select {
 		case <-ctx.Done():
 			return cache.Entry{}, false
 		case <-time.After(10 * time.Millisecond):
 		}
-		if e, ok := s.storedFresh(ctx, job, key); ok {
+		if e, ok := s.freshIfReachable(ctx, job, key, reachable); ok {
 			return e, true
 		}
 	}
@@ -267,9 +272,11 @@ func (s *Server) fresh(ctx context.Context, job jobs.Job, key string) (e cache.E
 	return e, !errors.Is(err, cache.ErrUnavailable), err == nil && s.Time.Now().Before(e.FreshUntil)
 }
 
-// storedFresh returns job's value at key from Redis if it is there and fresh.
-func (s *Server) storedFresh(ctx context.Context, job jobs.Job, key string) (cache.Entry, bool) {
-	e, _, ok := s.fresh(ctx, job, key)
+// freshIfReachable returns job's value at key from Redis if it is there and fresh, and clears
+// reachable when Redis did not answer.
+func (s *Server) freshIfReachable(ctx context.Context, job jobs.Job, key string, reachable *bool) (cache.Entry, bool) {
+	e, answered, ok := s.fresh(ctx, job, key)
+	*reachable = *reachable && answered
 	return e, ok
 }
 
