@@ -31,11 +31,11 @@ const (
 	faultReaders = 4
 	readPause    = 20 * time.Millisecond
 	// faultMargin is what a read may take beyond the timeout of the dependency at fault and what
-	// the same reads took while healthy (the slowest tenth: their query, the race detector, the
-	// machine's load at the time), for the variations of a loaded two-core machine. On an idle
-	// machine a read must then answer within about 450 ms: a read that retried its dials as
-	// go-redis does by default (1.7 s with Redis stopped) is well beyond.
-	faultMargin = 300 * time.Millisecond
+	// the same reads took while healthy (the slowest of them: their query, the race detector,
+	// the machine's load at the time), for the variations of a two-core machine loaded with
+	// other tests. On an idle machine a read must then answer within about 550 ms: a read that
+	// retried its dials as go-redis does by default (1.7 s with Redis stopped) is well beyond.
+	faultMargin = 400 * time.Millisecond
 	// breakerFailures is how many failed calls in a row open a breaker.
 	breakerFailures = 5
 	// recoveryBound is how soon reads are served as before once a fault is lifted: the breaker
@@ -147,7 +147,7 @@ func faultFixture(t *testing.T, dependency string, opts fixtureOptions) *fixture
 // then under faultReaders concurrent readers, and checks what they see:
 //
 //   - every read answers 200 within the timeout of the dependency at fault (REDIS_TIMEOUT or
-//     QUERY_TIMEOUT), plus what the same reads took before the fault, plus faultMargin: from
+//     QUERY_TIMEOUT), plus the slowest of the same reads before the fault, plus faultMargin: from
 //     PostgreSQL (BYPASS) when Redis fails, stale from Redis (STALE) when PostgreSQL does, from
 //     memory or Redis (HIT) where nothing is at fault;
 //   - a value PostgreSQL must compute while it fails is a 503 with Retry-After, within as long;
@@ -214,8 +214,8 @@ func (r faultRound) slowest() time.Duration {
 // underFault has readers read random customers' credit, healthy at first, then applies fl,
 // waits until the dependency's breaker has opened and a probe has failed, lifts the fault, waits
 // until reads are served as before, and checks every read against timeout, the timeout of the
-// dependency at fault: each may take that, what the same reads took while healthy (the slowest
-// tenth), and faultMargin.
+// dependency at fault: each may take that, what the slowest of the same reads took while
+// healthy, and faultMargin.
 func (f *fixture) underFault(fl fault, readers int, timeout time.Duration, apply, lift func()) faultRound {
 	t := f.t
 	t.Helper()
@@ -302,8 +302,7 @@ func (f *fixture) underFault(fl fault, readers int, timeout time.Duration, apply
 		took[i] = r.took
 	}
 	mu.Unlock()
-	slices.Sort(took)
-	machine := took[healthy*9/10]
+	machine := slices.Max(took)
 	bound := timeout + machine + faultMargin
 
 	apply()
