@@ -106,6 +106,14 @@ func unexpected(err error) bool {
 	return statusOf(err) == http.StatusInternalServerError && !errors.Is(err, context.Canceled)
 }
 
+// clip is what of a client's text goes into a log: its first 256 bytes at most.
+func clip(s string) string {
+	if len(s) > 256 {
+		return s[:256] + "..."
+	}
+	return s
+}
+
 // errorHandler is echo's HTTPErrorHandler: every error answer is JSON {"error": "..."}, a 503
 // says when to retry, and an error nobody foresaw is logged at error level.
 func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
@@ -115,7 +123,7 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 		}
 		status, msg := classify(err)
 		if unexpected(err) {
-			logger.Error("request_failed", "method", c.Request().Method, "path", c.Request().URL.Path, "error", err)
+			logger.Error("request_failed", "method", clip(c.Request().Method), "path", clip(c.Request().URL.Path), "error", err)
 		}
 		if status == http.StatusServiceUnavailable {
 			c.Response().Header().Set("Retry-After", "5")

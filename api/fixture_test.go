@@ -5,10 +5,12 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -55,7 +57,22 @@ type fixtureOptions struct {
 	noLocal bool
 	// cors are the origins of CORS_ORIGINS; none by default.
 	cors []string
+	// redisTimeout is the api's REDIS_TIMEOUT (testRedisTimeout by default), queryTimeout its
+	// QUERY_TIMEOUT (5 s by default), and redisPool the size of its Redis pool (64 by default,
+	// as in the api binary).
+	redisTimeout, queryTimeout time.Duration
+	redisPool                  int
+	// maxQueries is MAX_QUERIES, 8 by default.
+	maxQueries int64
+	// redisURL is where the api finds Redis (through the proxy, with proxies set), and
+	// testRedisURL where the test does; both are the tests' Redis server by default, and the
+	// second is the first by default. resolver resolves the api's Redis host.
+	redisURL, testRedisURL string
+	resolver               *net.Resolver
 }
+
+// testRedisTimeout is the fixture's REDIS_TIMEOUT.
+const testRedisTimeout = 200 * time.Millisecond
 
 // testMaxAge is the freshness the fixture's api gives every HTTP cache (HTTP_MAX_AGE).
 const testMaxAge = 2 * time.Second
@@ -74,7 +91,7 @@ func newFixture(t testing.TB, opts fixtureOptions) *fixture {
 	if f.ns == "" {
 		f.ns = testenv.Namespace(t)
 	}
-	redisURL := testenv.Get(t).RedisURL
+	redisURL := cmp.Or(opts.redisURL, testenv.Get(t).RedisURL)
 	apiDB, apiRedis := f.dbURL, redisURL
 	if opts.proxies {
 		f.pgProxy = testenv.NewProxy(t, testenv.HostPort(t, f.dbURL))
@@ -85,22 +102,22 @@ func newFixture(t testing.TB, opts fixtureOptions) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	open := func(dbURL, redisURL string, timeout time.Duration) (*query.DB, *cache.Store) {
-		db, err := query.Open(ctx, dbURL, query.Options{MaxConns: 20, ConnectTimeout: time.Second})
+	open := func(dbURL, redisURL string, storeOpts cache.Options) (*query.DB, *cache.Store) {
+		db, err := query.Open(ctx, dbURL, query.Options{MaxConns: 20})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(db.Close)
-		store, err := cache.Open(redisURL, keys, cache.Options{DialTimeout: 500 * time.Millisecond,
-			ReadTimeout: timeout, WriteTimeout: timeout})
+		store, err := cache.Open(redisURL, keys, storeOpts)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { store.Close() })
 		return db, store
 	}
-	f.db, f.store = open(f.dbURL, redisURL, 0)
-	apiDBConn, apiStore := open(apiDB, apiRedis, 200*time.Millisecond)
+	f.db, f.store = open(f.dbURL, cmp.Or(opts.testRedisURL, redisURL), cache.Options{})
+	apiDBConn, apiStore := open(apiDB, apiRedis, cache.Options{Timeout: cmp.Or(opts.redisTimeout, testRedisTimeout),
+		PoolSize: cmp.Or(opts.redisPool, 64), Resolver: opts.resolver})
 	jobsFile := ""
 	if opts.jobs != "" {
 		jobsFile = filepath.Join(t.TempDir(), "jobs.yaml")
@@ -113,8 +130,8 @@ func newFixture(t testing.TB, opts fixtureOptions) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.srv = New(f.arch, Config{CacheHeader: "X-Cache", QueryTimeout: 5 * time.Second,
-		MaxQueries: 8, LeaseWait: 2 * time.Second, Keys: keys, APIToken: opts.token,
+	f.srv = New(f.arch, Config{CacheHeader: "X-Cache", QueryTimeout: cmp.Or(opts.queryTimeout, 5*time.Second),
+		MaxQueries: cmp.Or(opts.maxQueries, 8), LeaseWait: 2 * time.Second, Keys: keys, APIToken: opts.token,
 		MaxAge: testMaxAge, SharedMaxAge: opts.sharedMaxAge, SurrogateKeyHeader: "Surrogate-Key",
 		LocalCacheSize: 16 << 20, LocalCacheTTL: time.Second, CORSOrigins: opts.cors},
 		apiStore, apiDBConn, f.jobs, prometheus.NewRegistry())
@@ -131,18 +148,26 @@ func newFixture(t testing.TB, opts fixtureOptions) *fixture {
 		stopWatching()
 		<-watching
 	})
-	f.http = httptest.NewServer(f.srv.Handler())
+	// The server of the api binary, with its limits.
+	f.http = httptest.NewUnstartedServer(nil)
+	f.http.Config = f.srv.HTTPServer()
+	f.http.Start()
 	t.Cleanup(f.http.Close)
 	return f
 }
 
 func (f *fixture) advance(d time.Duration) { f.arch.Time.Advance(d) }
 
-// warm runs the built-in jobs once, as the warmer would, at the fixture's time.
-func (f *fixture) warm() {
+// warm runs the built-in jobs, or the ones named, once, as the warmer would, at the fixture's
+// time.
+func (f *fixture) warm(names ...string) {
 	f.t.Helper()
+	list := f.jobs
+	if len(names) > 0 {
+		list = slices.DeleteFunc(slices.Clone(list), func(j jobs.Job) bool { return !slices.Contains(names, j.Name) })
+	}
 	r := jobs.NewRunner(f.arch, f.db, f.db, f.store, jobs.NewMetrics(prometheus.NewRegistry()))
-	if err := jobs.Once(context.Background(), f.jobs, r, f.db, f.ns, func(jobs.Job) jobs.Progress { return nil }); err != nil {
+	if err := jobs.Once(context.Background(), list, r, f.db, f.ns, func(jobs.Job) jobs.Progress { return nil }); err != nil {
 		f.t.Fatal(err)
 	}
 }

@@ -33,6 +33,7 @@ type metrics struct {
 	age                   *prometheus.HistogramVec
 	duration              *prometheus.HistogramVec
 	breaker               *prometheus.GaugeVec
+	breakerOpens          *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -61,13 +62,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "warmcache_circuit_breaker_open",
 			Help: "1 while the circuit breaker in front of a dependency (redis, postgresql) is open.",
 		}, []string{"dependency"}),
+		breakerOpens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "warmcache_circuit_breaker_opens_total",
+			Help: "Times the circuit breaker in front of a dependency opened, a failed probe reopening it included.",
+		}, []string{"dependency"}),
 	}
 	hits := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "warmcache_cache_hits_total",
 		Help: "Cached reads served fresh, by tier: memory (the api's in-process tier) or redis.",
 	}, []string{"tier"})
 	m.memoryHits, m.redisHits = hits.WithLabelValues("memory"), hits.WithLabelValues("redis")
-	reg.MustRegister(m.requests, m.fallbacks, m.age, m.duration, m.breaker, hits)
+	reg.MustRegister(m.requests, m.fallbacks, m.age, m.duration, m.breaker, m.breakerOpens, hits)
 	m.observers.Store(&map[durationKey]prometheus.Observer{})
 	return m
 }
@@ -89,10 +94,22 @@ func (m *metrics) observe(next echo.HandlerFunc) echo.HandlerFunc {
 				// The error handler has not written yet: it will, with this status.
 				status = statusOf(err)
 			}
-			m.durationOf(c.Path(), c.Request().Method, status).Observe(time.Since(started).Seconds())
+			m.durationOf(c.Path(), methodLabel(c.Request().Method), status).Observe(time.Since(started).Seconds())
 		}()
 		return next(c)
 	}
+}
+
+// methodLabel is a request's method as a label: a method HTTP defines, or OTHER. A client can
+// send any token as its method, and a label keeps every value it is given, for ever. (The route
+// label is the route's pattern, never the path asked for, and the status one of the api's.)
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete,
+		http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return method
+	}
+	return "OTHER"
 }
 
 type durationKey struct {

@@ -93,8 +93,8 @@ type Server struct {
 }
 
 // New returns the API over store and db for the jobs. Its metrics, and Go's, are registered on
-// reg, which /metrics serves. The store's read and write timeouts bound each Redis read: past
-// them, a read is answered from PostgreSQL. Keep them short (100 ms).
+// reg, which /metrics serves. The store's timeout bounds each Redis read: past it, a read is
+// answered from PostgreSQL. Keep it short (100 ms).
 func New(arch *baseservice.Archetype, cfg Config, store *cache.Store, db *query.DB, list []jobs.Job,
 	reg *prometheus.Registry) *Server {
 	host, _ := os.Hostname()
@@ -162,16 +162,18 @@ func (w watchLog) Lost(err error) {
 	w.Watcher.Lost(err)
 }
 
-// breakerSettings opens a dependency's breaker after five failures in a row (or, over ten
-// seconds, mostly failures among at least twenty), fails fast for two seconds, then lets a few
-// requests probe it. Errors in ok are answers, not failures; a cancelled request says nothing
-// about the dependency.
+// breakerSettings opens a dependency's breaker after five failures in a row (or, over the last
+// ten seconds, mostly failures among at least twenty), fails fast for two seconds, then lets a
+// few requests probe it. The ten seconds roll by the second: with a window that restarts every
+// ten seconds, failures on both sides of a restart would never add up to five in a row. Errors
+// in ok are answers, not failures; a cancelled request says nothing about the dependency.
 func (s *Server) breakerSettings(name string, unavailable error, ok ...error) gobreaker.Settings {
 	return gobreaker.Settings{
-		Name:        name,
-		MaxRequests: 3,
-		Interval:    10 * time.Second,
-		Timeout:     2 * time.Second,
+		Name:         name,
+		MaxRequests:  3,
+		Interval:     10 * time.Second,
+		BucketPeriod: time.Second,
+		Timeout:      2 * time.Second,
 		ReadyToTrip: func(c gobreaker.Counts) bool {
 			return c.ConsecutiveFailures >= 5 || c.Requests >= 20 && c.TotalFailures*2 > c.Requests
 		},
@@ -192,6 +194,7 @@ func (s *Server) breakerSettings(name string, unavailable error, ok ...error) go
 			open := 0.0
 			if to == gobreaker.StateOpen {
 				open = 1
+				s.metrics.breakerOpens.WithLabelValues(name).Inc()
 			}
 			s.metrics.breaker.WithLabelValues(name).Set(open)
 		},
@@ -210,6 +213,24 @@ func (s *Server) cors() echo.MiddlewareFunc {
 		ExposeHeaders: expose,
 		MaxAge:        600,
 	})
+}
+
+// maxHeaderBytes bounds a request's line and headers: a request of the api's is a few hundred
+// bytes, and a longer one (a megabyte of method, or of key) is answered 431 before it is read.
+const maxHeaderBytes = 16 << 10
+
+// HTTPServer returns a server of the API's routes with the limits a server facing any client
+// needs: on the time to send a request and to read the answer, and on the size of a request's
+// head (a body's is the write routes' own).
+func (s *Server) HTTPServer() *http.Server {
+	return &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    maxHeaderBytes,
+	}
 }
 
 // Handler returns the API's routes.

@@ -80,7 +80,10 @@ func (s *Server) insertOrder(c echo.Context) (query.Order, error) {
 	if err != nil {
 		return query.Order{}, err
 	}
-	stored, err := s.db.InsertOrder(c.Request().Context(), order)
+	// PostgreSQL not answering within QUERY_TIMEOUT is a 503, and the transaction is rolled back.
+	ctx, cancel := context.WithTimeout(c.Request().Context(), s.cfg.QueryTimeout)
+	defer cancel()
+	stored, err := s.db.InsertOrder(ctx, order)
 	var invalid *query.InvalidOrderError
 	switch {
 	case errors.As(err, &invalid):
@@ -129,7 +132,11 @@ func (s *Server) getOrder(c echo.Context) error {
 // go. What cannot be read is a 400; what reads but is not a valid order is a 422.
 func decodeOrder(r io.Reader) (query.NewOrder, error) {
 	raw, err := io.ReadAll(r)
-	if err != nil {
+	switch {
+	case errors.Is(err, echo.ErrStatusRequestEntityTooLarge):
+		// A body without a length (chunked) is cut off by the limit as it is read.
+		return query.NewOrder{}, err
+	case err != nil:
 		return query.NewOrder{}, public(errInvalid, "the body could not be read")
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
@@ -198,7 +205,9 @@ func (s *Server) runJob(c echo.Context) error {
 	if !ok {
 		return public(errNotFound, "no job is called %q", c.Param("job"))
 	}
-	if err := s.db.RequestRun(c.Request().Context(), s.cfg.Keys.Namespace(), job.Name); err != nil {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), s.cfg.QueryTimeout)
+	defer cancel()
+	if err := s.db.RequestRun(ctx, s.cfg.Keys.Namespace(), job.Name); err != nil {
 		return fmt.Errorf("request a run of %s: %w", job.Name, err)
 	}
 	s.Logger.Info("run_requested", "job", job.Name)

@@ -38,6 +38,8 @@ const mostKeysTold = 100
 
 // tell tells of the change of job's keys: on the namespace's channel, and to Options.Changed.
 func (s *Store) tell(ctx context.Context, job string, keys []string) error {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	c := Change{Job: job, Keys: keys}
 	if len(keys) > mostKeysTold {
 		c = Change{Job: job, All: true}
@@ -52,7 +54,7 @@ func (s *Store) tell(ctx context.Context, job string, keys []string) error {
 		return nil
 	})
 	if err != nil {
-		return translate(err)
+		return s.failure(ctx, err)
 	}
 	if s.changed != nil {
 		s.changed(c)

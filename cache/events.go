@@ -35,6 +35,8 @@ const streamLength = 1_000_000
 
 // Publish appends events to the stream, in one round trip.
 func (s *Store) Publish(ctx context.Context, events []Event) error {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, e := range events {
 			values := []any{"change", e.Change, "table", e.Table}
@@ -45,7 +47,7 @@ func (s *Store) Publish(ctx context.Context, events []Event) error {
 		}
 		return nil
 	})
-	return translate(err)
+	return s.failure(ctx, err)
 }
 
 // Consume reads up to count events for consumer of group, waiting up to block for some (not at
@@ -53,6 +55,9 @@ func (s *Store) Publish(ctx context.Context, events []Event) error {
 // consumer read but has not acknowledged for idle (a consumer that died), then reads new ones.
 // The group is created, at the stream's start, if missing.
 func (s *Store) Consume(ctx context.Context, group, consumer string, count int, block, idle time.Duration) ([]Event, error) {
+	// The read may wait for block, then has the store's time to answer.
+	ctx, cancel := context.WithTimeoutCause(ctx, max(block, 0)+s.timeout, errTimedOut)
+	defer cancel()
 	if block <= 0 {
 		block = -1 // go-redis leaves BLOCK out
 	}
@@ -61,12 +66,12 @@ func (s *Store) Consume(ctx context.Context, group, consumer string, count int, 
 		MinIdle: idle, Start: "0-0", Count: int64(count)}).Result()
 	if isNoGroup(err) {
 		if err := s.rdb.XGroupCreateMkStream(ctx, stream, group, "0").Err(); err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
-			return nil, translate(err)
+			return nil, s.failure(ctx, err)
 		}
 		claimed, err = nil, nil
 	}
 	if err != nil {
-		return nil, translate(err)
+		return nil, s.failure(ctx, err)
 	}
 	if len(claimed) > 0 {
 		return decodeEvents(claimed), nil
@@ -77,7 +82,7 @@ func (s *Store) Consume(ctx context.Context, group, consumer string, count int, 
 		return nil, nil
 	}
 	if err != nil {
-		return nil, translate(err)
+		return nil, s.failure(ctx, err)
 	}
 	var events []Event
 	for _, st := range streams {
@@ -88,6 +93,8 @@ func (s *Store) Consume(ctx context.Context, group, consumer string, count int, 
 
 // Ack acknowledges events group has handled.
 func (s *Store) Ack(ctx context.Context, group string, events []Event) error {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	if len(events) == 0 {
 		return nil
 	}
@@ -95,7 +102,7 @@ func (s *Store) Ack(ctx context.Context, group string, events []Event) error {
 	for i, e := range events {
 		ids[i] = e.ID
 	}
-	return translate(s.rdb.XAck(ctx, s.keys.Events(), group, ids...).Err())
+	return s.failure(ctx, s.rdb.XAck(ctx, s.keys.Events(), group, ids...).Err())
 }
 
 // removeIdle removes from group (ARGV[1]) of the stream KEYS[1] the consumers idle for ARGV[2]

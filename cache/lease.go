@@ -11,8 +11,10 @@ import (
 // value while the others wait for it. It reports whether owner got it; the lease lapses after
 // ttl even if its owner dies.
 func (s *Store) Lease(ctx context.Context, job, key, owner string, ttl time.Duration) (bool, error) {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	ok, err := s.rdb.SetNX(ctx, s.keys.Lease(job, key), owner, ttl).Result()
-	return ok, translate(err)
+	return ok, s.failure(ctx, err)
 }
 
 // releaseIfOwner deletes KEYS[1] if it still holds ARGV[1]: a lease that lapsed and was taken by
@@ -26,5 +28,7 @@ return 0
 
 // Release gives up owner's lease on a job's key.
 func (s *Store) Release(ctx context.Context, job, key, owner string) error {
-	return translate(releaseIfOwner.Run(ctx, s.rdb, []string{s.keys.Lease(job, key)}, owner).Err())
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
+	return s.failure(ctx, releaseIfOwner.Run(ctx, s.rdb, []string{s.keys.Lease(job, key)}, owner).Err())
 }

@@ -68,10 +68,12 @@ const DefaultRunHistory = 50
 // nothing.
 func (s *Store) RecordRun(ctx context.Context, run Run) error {
 	key := s.keys.Runs(run.Job)
+	call, cancel := s.bounded(ctx)
+	defer cancel()
 	if run.Error != "" && run.LastSuccess.IsZero() {
-		prev, err := s.lastRun(ctx, key)
+		prev, err := s.lastRun(call, key)
 		if err != nil && !errors.Is(err, ErrMiss) {
-			return err
+			return s.failure(call, err)
 		}
 		run.LastSuccess = prev.LastSuccess
 	}
@@ -80,12 +82,12 @@ func (s *Store) RecordRun(ctx context.Context, run Run) error {
 		return fmt.Errorf("encode run: %w", err)
 	}
 	// One key, so one slot: the transaction works on a Cluster too.
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.LPush(ctx, key, b)
-		p.LTrim(ctx, key, 0, int64(s.runHistory-1))
+	_, err = s.rdb.TxPipelined(call, func(p redis.Pipeliner) error {
+		p.LPush(call, key, b)
+		p.LTrim(call, key, 0, int64(s.runHistory-1))
 		return nil
 	})
-	return translate(err)
+	return s.failure(call, err)
 }
 
 func (s *Store) lastRun(ctx context.Context, key string) (Run, error) {
@@ -116,20 +118,22 @@ func (s *Store) Runs(ctx context.Context, jobs ...string) (map[string]Run, error
 // History returns the last n recorded runs of each of jobs that has run, newest first; n zero
 // returns every run kept.
 func (s *Store) History(ctx context.Context, n int, jobs ...string) (map[string][]Run, error) {
+	call, cancel := s.bounded(ctx)
+	defer cancel()
 	history := make(map[string][]Run, len(jobs))
 	if len(jobs) == 0 {
 		return history, nil
 	}
 	// Pipelined, not one command over every key: a Cluster spreads the keys over slots.
 	cmds := make([]*redis.StringSliceCmd, len(jobs))
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := s.rdb.Pipelined(call, func(p redis.Pipeliner) error {
 		for i, j := range jobs {
-			cmds[i] = p.LRange(ctx, s.keys.Runs(j), 0, int64(n-1))
+			cmds[i] = p.LRange(call, s.keys.Runs(j), 0, int64(n-1))
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, translate(err)
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, s.failure(call, err)
 	}
 	for i, c := range cmds {
 		raw := c.Val()

@@ -2,9 +2,11 @@ package cache
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"strings"
 	"time"
@@ -35,14 +37,20 @@ type Store struct {
 	changed func(Change)
 	// runHistory is how many runs of each job are kept (Options.RunHistory).
 	runHistory int
+	timeout    time.Duration // Options.Timeout
 }
 
-// Options tunes the Redis client. Zero values keep go-redis's defaults or the URL's settings.
+// Options tunes the Redis client. Zero values keep go-redis's defaults or the URL's settings,
+// but for the timeouts, which Timeout sets whatever the URL says.
 type Options struct {
-	PoolSize     int
-	DialTimeout  time.Duration
-	ReadTimeout  time.Duration
-	WriteTimeout time.Duration
+	PoolSize int
+	// Timeout bounds each call to Redis from start to answer, whatever holds it up: the wait for
+	// a pooled connection, resolving the host, dialing and the TLS handshake, writing the
+	// command, reading the reply, and the retry of a command on a connection found dead. Past
+	// it, the call fails with ErrUnavailable. Zero means five seconds, go-redis's read timeout.
+	Timeout time.Duration
+	// Resolver resolves the URL's hosts; nil is the system's resolver.
+	Resolver *net.Resolver
 	// ClientName names the connections (CLIENT LIST), unless the URL does (client_name=).
 	ClientName string
 	// Changed, if set, is told of the changes this store's writes make (the warmer purges
@@ -52,6 +60,9 @@ type Options struct {
 	// DefaultRunHistory.
 	RunHistory int
 }
+
+// defaultTimeout is Options.Timeout's default.
+const defaultTimeout = 5 * time.Second
 
 // Open parses url and returns a Store on it. It does not wait for the server. The URL is
 // redis:// (or rediss:// for TLS, with user and password in the URL as usual), and names:
@@ -67,6 +78,9 @@ func Open(rawURL string, keys Keys, opts Options) (*Store, error) {
 		// a piece of the password (an unescaped / in it ends the host early).
 		return nil, errors.New("not a valid URL (a password with @, / or : must be percent-encoded)")
 	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = defaultTimeout
+	}
 	q := u.Query()
 	var (
 		rdb     redis.UniversalClient
@@ -78,7 +92,8 @@ func Open(rawURL string, keys Keys, opts Options) (*Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("sentinel URL: %w", err)
 		}
-		opts.apply(&o.ContextTimeoutEnabled, &o.Protocol, &o.ClientName, &o.PoolSize, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
+		opts.apply(settings{&o.ContextTimeoutEnabled, &o.Protocol, &o.ClientName, &o.PoolSize, &o.MaxRetries,
+			&o.DialerRetries, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout, &o.Dialer, o.TLSConfig})
 		rdb = redis.NewFailoverClient(o)
 	case q.Get("cluster") == "true" || len(q["addr"]) > 0:
 		q.Del("cluster")
@@ -87,21 +102,24 @@ func Open(rawURL string, keys Keys, opts Options) (*Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("cluster URL: %w", err)
 		}
-		opts.apply(&o.ContextTimeoutEnabled, &o.Protocol, &o.ClientName, &o.PoolSize, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
+		opts.apply(settings{&o.ContextTimeoutEnabled, &o.Protocol, &o.ClientName, &o.PoolSize, &o.MaxRetries,
+			&o.DialerRetries, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout, &o.Dialer, o.TLSConfig})
 		rdb, cluster = redis.NewClusterClient(o), true
 	default:
 		o, err := redis.ParseURL(rawURL)
 		if err != nil {
 			return nil, err
 		}
-		opts.apply(&o.ContextTimeoutEnabled, &o.Protocol, &o.ClientName, &o.PoolSize, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
+		opts.apply(settings{&o.ContextTimeoutEnabled, &o.Protocol, &o.ClientName, &o.PoolSize, &o.MaxRetries,
+			&o.DialerRetries, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout, &o.Dialer, o.TLSConfig})
 		rdb = redis.NewClient(o)
 	}
 	history := opts.RunHistory
 	if history <= 0 {
 		history = DefaultRunHistory
 	}
-	return &Store{rdb: rdb, keys: keys, cluster: cluster, changed: opts.Changed, runHistory: history}, nil
+	return &Store{rdb: rdb, keys: keys, cluster: cluster, changed: opts.Changed, runHistory: history,
+		timeout: opts.Timeout}, nil
 }
 
 // CheckURL reports whether Open accepts rawURL, without connecting: a start-up check.
@@ -113,27 +131,66 @@ func CheckURL(rawURL string) error {
 	return s.Close()
 }
 
-// apply overrides the URL's settings with the options that are set, and makes the client honour
-// the deadlines of its callers' contexts: go-redis ignores them by default, and a hung server
-// would then hold every read for the full read timeout. It also speaks RESP2: RESP3's push
-// messages serve nothing here, and go-redis checks for them before every command.
-func (o Options) apply(contextTimeouts *bool, protocol *int, clientName *string, poolSize *int, dial, read, write *time.Duration) {
-	*contextTimeouts = true
-	*protocol = 2
-	if *clientName == "" {
-		*clientName = o.ClientName
+// settings are the fields of go-redis's options for a single server, a Sentinel deployment
+// and a Cluster that apply sets.
+type settings struct {
+	contextTimeouts                *bool
+	protocol                       *int
+	clientName                     *string
+	poolSize, retries, dialRetries *int
+	dial, read, write, pool        *time.Duration
+	dialer                         *func(ctx context.Context, network, addr string) (net.Conn, error)
+	tls                            *tls.Config
+}
+
+// apply makes the client keep to the timeout whatever the fault. Every call of the Store runs
+// under a context that ends with the timeout (bounded), and the client honours it everywhere:
+// in its socket deadlines (go-redis ignores contexts unless told), in the wait for a pooled
+// connection, in its retries and their pauses, and in the dial, whose TLS handshake go-redis's
+// own dialer bounds by the dial timeout alone. A refused dial is tried once, not five times
+// with pauses, and a command is retried once, on a new connection, within the same time: with
+// go-redis's defaults a read of a stopped Redis took four tries of five dials. The client also
+// speaks RESP2: RESP3's push messages serve nothing here, and go-redis checks for them before
+// every command.
+func (o Options) apply(s settings) {
+	*s.contextTimeouts = true
+	*s.protocol = 2
+	if *s.clientName == "" {
+		*s.clientName = o.ClientName
 	}
 	if o.PoolSize > 0 {
-		*poolSize = o.PoolSize
+		*s.poolSize = o.PoolSize
 	}
-	for _, d := range []struct {
-		to   *time.Duration
-		from time.Duration
-	}{{dial, o.DialTimeout}, {read, o.ReadTimeout}, {write, o.WriteTimeout}} {
-		if d.from != 0 {
-			*d.to = d.from
-		}
+	*s.retries, *s.dialRetries = 1, 1
+	*s.dial, *s.read, *s.write, *s.pool = o.Timeout, o.Timeout, o.Timeout, o.Timeout
+	dialer := &net.Dialer{Timeout: o.Timeout, Resolver: o.Resolver,
+		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 5 * time.Second, Count: 3}}
+	*s.dialer = dialer.DialContext
+	if s.tls != nil {
+		*s.dialer = (&tls.Dialer{NetDialer: dialer, Config: s.tls}).DialContext
 	}
+}
+
+// bounded returns ctx limited to the store's timeout, unless it ends sooner already: the calls
+// of a call share its time.
+func (s *Store) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d, ok := ctx.Deadline(); ok && time.Until(d) <= s.timeout {
+		return ctx, func() {}
+	}
+	return context.WithTimeoutCause(ctx, s.timeout, errTimedOut)
+}
+
+// errTimedOut is the cause of a call's context ending with the store's timeout.
+var errTimedOut = errors.New("redis did not answer in time")
+
+// failure translates err, the error of a call made with call, a context from bounded: the
+// store's timeout running out is Redis failing to answer (ErrUnavailable), while the caller's
+// own deadline passing is the caller's business.
+func (s *Store) failure(call context.Context, err error) error {
+	if errors.Is(err, context.DeadlineExceeded) && errors.Is(context.Cause(call), errTimedOut) {
+		return fmt.Errorf("%w: no answer within %s", ErrUnavailable, s.timeout)
+	}
+	return translate(err)
 }
 
 // Close closes the connections.
@@ -157,9 +214,11 @@ func (s *Store) Ping(ctx context.Context) error {
 // Get returns the entry of a job's key, or ErrMiss. Bytes that are not an entry of a format this
 // version reads are as good as none: ErrMiss too.
 func (s *Store) Get(ctx context.Context, job, key string) (Entry, error) {
-	b, err := s.rdb.Get(ctx, s.keys.Value(job, key)).Bytes()
+	call, cancel := s.bounded(ctx)
+	b, err := s.rdb.Get(call, s.keys.Value(job, key)).Bytes()
+	cancel()
 	if err != nil {
-		return Entry{}, translate(err)
+		return Entry{}, s.failure(call, err)
 	}
 	e, err := decodeEntry(b)
 	if err != nil {
@@ -175,8 +234,10 @@ func translate(err error) error {
 		return nil
 	case errors.Is(err, redis.Nil):
 		return ErrMiss
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.Canceled):
 		return err
+	case errors.Is(err, context.DeadlineExceeded) && !isDial(err):
+		return err // a dial that timed out is Redis's failure; other deadlines are the caller's
 	}
 	var redisErr redis.Error
 	switch {
@@ -187,6 +248,12 @@ func translate(err error) error {
 	}
 	// %v, not %w: callers above this package must not inspect go-redis's errors.
 	return fmt.Errorf("%w: %v", ErrUnavailable, err) //nolint:errorlint // on purpose, as said
+}
+
+// isDial reports whether err is the failure of a dial.
+func isDial(err error) bool {
+	var opErr *net.OpError
+	return errors.As(err, &opErr) && opErr.Op == "dial"
 }
 
 // isServerGone recognises the error replies of a server that cannot serve right now.

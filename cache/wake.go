@@ -8,7 +8,9 @@ import (
 // at once rather than at their next poll. The api calls it after its writes commit, which spare
 // themselves PostgreSQL's notification (query.Options.QuietWrites).
 func (s *Store) Wake(ctx context.Context) error {
-	return translate(s.rdb.Publish(ctx, s.keys.Wake(), "").Err())
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
+	return s.failure(ctx, s.rdb.Publish(ctx, s.keys.Wake(), "").Err())
 }
 
 // Wakes returns a channel that receives a value after Wake is called in the namespace (several

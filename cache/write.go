@@ -85,18 +85,47 @@ return 2
 // keeps each for its freshness and grace. The keys whose value changed are told (Changes, and
 // Options.Changed). It returns how many it wrote.
 func (s *Store) Put(ctx context.Context, job string, items ...Item) (int, error) {
-	return s.putEach(ctx, job, items, !s.cluster, true)
+	return s.putEach(ctx, job, items, s.touching(touchAll), true)
 }
 
-// putEach writes items through putIfNotOlder, pipelined, recording them as touched if touch is
-// set and telling of the changed ones if tell is.
-func (s *Store) putEach(ctx context.Context, job string, items []Item, touch, tell bool) (int, error) {
+// Fill is Put for values computed because a reader missed them (read-through), whose keys the
+// reader chose: it records as touched the keys that have a row, not the negative entries. A
+// reader may name any key, and the touched set, kept for an hour, would grow with every key a
+// client makes up. A key without a row can only be newer than a bulk run's value if a write
+// deleted its row, and the write's own refresh (Put) records that.
+func (s *Store) Fill(ctx context.Context, job string, items ...Item) (int, error) {
+	return s.putEach(ctx, job, items, s.touching(touchFound), true)
+}
+
+// touching says which keys a single-key write records in the touched set.
+type touching int
+
+const (
+	touchNone  touching = iota
+	touchFound          // the keys that have a row: not negative entries
+	touchAll
+)
+
+// touching is t, or touchNone on a Cluster, where bulk runs write key by key and compare
+// versions as single-key writes do.
+func (s *Store) touching(t touching) touching {
+	if s.cluster {
+		return touchNone
+	}
+	return t
+}
+
+// putEach writes items through putIfNotOlder, pipelined, recording in the touched set the keys
+// touch says and telling of the changed ones if tell is set.
+func (s *Store) putEach(ctx context.Context, job string, items []Item, touch touching, tell bool) (int, error) {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	if len(items) == 0 {
 		return 0, nil
 	}
 	// Load the script once, so the pipelined EVALSHAs cannot fail with NOSCRIPT.
 	if err := putIfNotOlder.Load(ctx, s.rdb).Err(); err != nil {
-		return 0, translate(err)
+		return 0, s.failure(ctx, err)
 	}
 	cmds := make([]*redis.Cmd, len(items))
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -107,7 +136,7 @@ func (s *Store) putEach(ctx context.Context, job string, items []Item, touch, te
 				channel = s.keys.Changes()
 			}
 			args := []any{it.Entry.marshal(), it.Entry.keep().Milliseconds(), channel, changeMessage(job, it.Key)}
-			if touch {
+			if touch == touchAll || touch == touchFound && !it.Entry.NotFound {
 				version := it.Entry.Version
 				keys = append(keys, s.keys.Touched(job))
 				args = append(args, it.Key, version, version-TouchedWindow.Microseconds(),
@@ -118,7 +147,7 @@ func (s *Store) putEach(ctx context.Context, job string, items []Item, touch, te
 		return nil
 	})
 	if err != nil {
-		return 0, translate(err)
+		return 0, s.failure(ctx, err)
 	}
 	written := 0
 	var changed []string
@@ -144,6 +173,8 @@ func (s *Store) putEach(ctx context.Context, job string, items []Item, touch, te
 // changed are told (Changes, and Options.Changed) once the batch is written, and so are the keys
 // that held nothing: Redis may have lost a value (evicted, flushed) that copies still hold.
 func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, error) {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	if len(items) == 0 {
 		return 0, nil
 	}
@@ -154,7 +185,7 @@ func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, erro
 		}
 	}
 	if s.cluster {
-		return s.putEach(ctx, job, items, false, true)
+		return s.putEach(ctx, job, items, touchNone, true)
 	}
 	fence, touched := s.keys.Fence(job), s.keys.Touched(job)
 	var replaced []replacement
@@ -202,11 +233,11 @@ func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, erro
 		case errors.Is(err, redis.TxFailedErr) && attempt < 3:
 			continue // a single-key write or another run came in between: look again
 		case errors.Is(err, redis.TxFailedErr):
-			return s.putEach(ctx, job, items, false, true)
+			return s.putEach(ctx, job, items, touchNone, true)
 		case errors.Is(err, ErrFenced):
 			return 0, err
 		case err != nil:
-			return 0, fmt.Errorf("write batch: %w", translate(err))
+			return 0, fmt.Errorf("write batch: %w", s.failure(ctx, err))
 		}
 		var changed []string
 		for _, r := range replaced {

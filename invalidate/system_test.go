@@ -163,7 +163,7 @@ func (s *system) openWith(opts query.Options, storeOpts cache.Options, dbURL, re
 	}
 	s.t.Cleanup(db.Close)
 	keys, _ := cache.NewKeys(s.ns)
-	storeOpts.DialTimeout, storeOpts.ReadTimeout, storeOpts.WriteTimeout = 500*time.Millisecond, 2*time.Second, time.Second
+	storeOpts.Timeout = 2 * time.Second
 	store, err := cache.Open(redisURL, keys, storeOpts)
 	if err != nil {
 		s.t.Fatal(err)

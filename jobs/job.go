@@ -6,6 +6,7 @@ package jobs
 import (
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/warmcache/warmcache/cache"
@@ -70,12 +71,16 @@ func (j Job) NotFoundMessage(key string) string {
 	return "job " + j.Name + " has no value for key " + key
 }
 
-// InvalidKeyMessage is the error a client gets for a key that can never name a row.
+// InvalidKeyMessage is the error a client gets for a key that can never name a row. It quotes
+// the key's first 64 bytes at most: a client may send anything.
 func (j Job) InvalidKeyMessage(key string) string {
+	if len(key) > 64 {
+		key = strings.ToValidUTF8(key[:64], "") + "..."
+	}
 	if j.KeyKind.Noun != "" {
 		return fmt.Sprintf("%q is not a %s id (%s)", key, j.KeyKind.Noun, j.KeyKind.Form)
 	}
-	return fmt.Sprintf("%q is not a key of job %s (%s)", key, j.Name, j.KeyTemplate)
+	return fmt.Sprintf("%q is not a key of job %s (%s, at most %d bytes)", key, j.Name, j.KeyTemplate, query.MaxKeyLength)
 }
 
 // Dependency is a table a job reads. Column, when set, is the column of the table whose value in

@@ -61,7 +61,7 @@ func TestMessages(t *testing.T) {
 		jobs[CreditByCustomer].InvalidKeyMessage("x"):                        `"x" is not a customer id (a positive integer)`,
 		Job{Name: "mine"}.NotFoundMessage(""):                                "job mine has no value",
 		Job{Name: "mine"}.NotFoundMessage("a"):                               "job mine has no value for key a",
-		Job{Name: "mine", KeyTemplate: "{prod_id}"}.InvalidKeyMessage("a:b"): `"a:b" is not a key of job mine ({prod_id})`,
+		Job{Name: "mine", KeyTemplate: "{prod_id}"}.InvalidKeyMessage("a:b"): `"a:b" is not a key of job mine ({prod_id}, at most 256 bytes)`,
 	} {
 		if got != want {
 			t.Errorf("message %q, want %q", got, want)

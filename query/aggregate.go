@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/jackc/pgx/v5"
@@ -78,13 +80,22 @@ func (a Aggregate) Incremental() bool { return a.checkSQL != "" }
 
 // CanonicalKey checks that key can name a row of a keyed aggregate and returns the spelling
 // it is stored under (for customer ids, the decimal number without leading zeros). It returns
-// ErrInvalidKey for a key that can never match.
+// ErrInvalidKey for a key that can never match, and for a key that no key of an aggregate may
+// be: empty, longer than MaxKeyLength, not UTF-8, or holding control characters.
 func (a Aggregate) CanonicalKey(key string) (string, error) {
 	if !a.Keyed {
 		return "", nil
 	}
+	if len(key) == 0 || len(key) > MaxKeyLength || !utf8.ValidString(key) || strings.ContainsFunc(key, unicode.IsControl) {
+		return "", ErrInvalidKey
+	}
 	return a.keys.canonical(key)
 }
+
+// MaxKeyLength bounds a key, in bytes. Keys name rows (a customer id, a date, a product): they
+// are short, and what a client asks for is stored in Redis, as a value or as unknown, and
+// written to logs.
+const MaxKeyLength = 256
 
 // Drift is what a check of an incremental aggregate found: how many values its maintained
 // figures get wrong, and one of them as an example for the log.
@@ -198,18 +209,15 @@ func scanRows(ctx context.Context, tx pgx.Tx, agg Aggregate, sql string, args []
 // ErrInvalidKey for a malformed key, and ErrNotFound when the key has no row, with the returned
 // row's Version still telling which snapshot found nothing.
 func (db *DB) Lookup(ctx context.Context, agg Aggregate, p Params, key string) (Row, error) {
-	if agg.Keyed {
-		canon, err := agg.keys.canonical(key)
-		if err != nil {
-			return Row{}, err
-		}
-		key = canon
-	}
-	rows, version, err := db.LookupMany(ctx, agg, p, []string{key})
+	canon, err := agg.CanonicalKey(key)
 	if err != nil {
 		return Row{}, err
 	}
-	row, ok := rows[key]
+	rows, version, err := db.LookupMany(ctx, agg, p, []string{canon})
+	if err != nil {
+		return Row{}, err
+	}
+	row, ok := rows[canon]
 	if !ok {
 		return Row{Version: version}, ErrNotFound
 	}
@@ -253,16 +261,28 @@ func (db *DB) LookupMany(ctx context.Context, agg Aggregate, p Params, keys []st
 // snapshot runs fn in a read-only repeatable-read transaction, so every statement of fn sees one
 // database state, and tells fn the version of that state. fn translates its own driver errors:
 // its callbacks' errors must reach the caller unchanged.
+//
+// Getting a connection and starting the transaction take at most the DB's timeout: a server
+// that stops answering fails the caller then, not at the end of a run's timeout.
 func (db *DB) snapshot(ctx context.Context, fn func(tx pgx.Tx, version int64) error) error {
-	tx, err := db.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	start, cancel := context.WithTimeoutCause(ctx, db.timeout, errTimedOut)
+	defer cancel()
+	tx, err := db.pool.BeginTx(start, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
-		return translate(err)
+		return db.failure(start, err)
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // after Commit it is a no-op
+	// The rollback of a transaction that failed is bounded too: the connection may be the
+	// reason it failed.
+	defer func() {
+		end, cancel := context.WithTimeout(context.WithoutCancel(ctx), db.timeout)
+		defer cancel()
+		tx.Rollback(end) //nolint:errcheck // after Commit it is a no-op
+	}()
 	var started time.Time
-	if err := tx.QueryRow(ctx, "SELECT now()").Scan(&started); err != nil {
-		return translate(err)
+	if err := tx.QueryRow(start, "SELECT now()").Scan(&started); err != nil {
+		return db.failure(start, err)
 	}
+	cancel()
 	if err := fn(tx, started.UnixMicro()); err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@
 package query
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -32,16 +33,23 @@ var ErrUnavailable = errors.New("postgresql unavailable")
 
 // DB runs warmcache's SQL on a pool of PostgreSQL connections.
 type DB struct {
-	pool  *pgxpool.Pool
-	locks *locks // the jobs' advisory locks, on a connection of their own
+	pool    *pgxpool.Pool
+	locks   *locks        // the jobs' advisory locks, on a connection of their own
+	timeout time.Duration // Options.Timeout
 }
 
 // Options tunes the connection pool. Zero values keep pgx's defaults or the URL's settings.
 type Options struct {
 	// MaxConns bounds the pool; it is the concurrency limit of everything that queries.
 	MaxConns int32
-	// ConnectTimeout bounds establishing one connection.
+	// ConnectTimeout bounds establishing one connection, unless the URL does (connect_timeout);
+	// zero means five seconds. Without it, a connection to a server that accepts but never
+	// answers would wait as long as its caller.
 	ConnectTimeout time.Duration
+	// Timeout bounds what must be quick whatever the query: getting a connection from the pool
+	// (a new one included) and starting a transaction. A server that stops answering then fails
+	// a run at once, rather than at the end of the run's timeout. Zero means five seconds.
+	Timeout time.Duration
 	// QuietWrites spares this pool's writes the pg_notify that tells the warmers of a change:
 	// its user wakes them itself (the api, through Redis), and a notification at every commit
 	// costs a share of the write throughput. The outbox records the changes all the same.
@@ -59,8 +67,11 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = opts.MaxConns
 	}
-	if opts.ConnectTimeout > 0 {
+	switch {
+	case opts.ConnectTimeout > 0:
 		cfg.ConnConfig.ConnectTimeout = opts.ConnectTimeout
+	case cfg.ConnConfig.ConnectTimeout == 0:
+		cfg.ConnConfig.ConnectTimeout = defaultTimeout
 	}
 	cfg.ConnConfig.RuntimeParams["application_name"] = "warmcache"
 	if opts.QuietWrites {
@@ -70,8 +81,11 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open database pool: %w", err)
 	}
-	return &DB{pool: pool, locks: newLocks(cfg.ConnConfig.Copy())}, nil
+	return &DB{pool: pool, locks: newLocks(cfg.ConnConfig.Copy()), timeout: cmp.Or(opts.Timeout, defaultTimeout)}, nil
 }
+
+// defaultTimeout is Options.ConnectTimeout's and Options.Timeout's default.
+const defaultTimeout = 5 * time.Second
 
 // CheckURL reports whether Open accepts url, without connecting: a start-up check. Its error says
 // what is wrong in a sentence, without the URL (and so without its password).
@@ -103,6 +117,19 @@ func (db *DB) Ping(ctx context.Context) error {
 	return nil
 }
 
+// errTimedOut is the cause of a step's context ending with the DB's timeout.
+var errTimedOut = errors.New("postgresql did not answer in time")
+
+// failure translates err, the error of a step made with step, a context ending with the DB's
+// timeout (WithTimeoutCause, errTimedOut): that timeout running out is PostgreSQL failing to
+// answer (ErrUnavailable), while the caller's own deadline passing is the caller's business.
+func (db *DB) failure(step context.Context, err error) error {
+	if errors.Is(err, context.DeadlineExceeded) && errors.Is(context.Cause(step), errTimedOut) {
+		return fmt.Errorf("%w: no answer within %s", ErrUnavailable, db.timeout)
+	}
+	return translate(err)
+}
+
 // translate maps driver errors onto this package's errors, once, at the boundary.
 func translate(err error) error {
 	if err == nil {
@@ -110,6 +137,12 @@ func translate(err error) error {
 	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return ErrNotFound
+	}
+	// A connection that could not be made in its ConnectTimeout is the server's failure, though
+	// the error says a deadline passed.
+	var connectErr *pgconn.ConnectError
+	if errors.As(err, &connectErr) && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err) //nolint:errorlint // as below
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err

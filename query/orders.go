@@ -64,6 +64,9 @@ func (o NewOrder) Validate() error {
 	}
 	check("netamount", o.NetAmount)
 	check("tax", o.Tax)
+	if o.TotalAmount == nil && o.Total().Rat().Cmp(maxAmount) >= 0 {
+		problems = append(problems, "netamount + tax is too large")
+	}
 	if o.TotalAmount != nil {
 		check("totalamount", *o.TotalAmount)
 		sum := new(big.Rat).Add(o.NetAmount.Rat(), o.Tax.Rat())

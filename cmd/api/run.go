@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"sync"
 	"time"
 
@@ -36,8 +35,8 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, started func(addr
 		return conf.Errorf("DATABASE_URL", "%w", err)
 	}
 	defer db.Close()
-	store, err := cache.Open(cfg.RedisURL, keys, cache.Options{PoolSize: 64, DialTimeout: time.Second,
-		ReadTimeout: cfg.RedisTimeout, WriteTimeout: cfg.RedisTimeout, ClientName: "warmcache-api"})
+	store, err := cache.Open(cfg.RedisURL, keys, cache.Options{PoolSize: 64, Timeout: cfg.RedisTimeout,
+		ClientName: "warmcache-api"})
 	if err != nil {
 		return conf.Errorf("REDIS_URL", "%w", err)
 	}
@@ -69,13 +68,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, started func(addr
 	if err != nil {
 		return conf.Errorf("LISTEN_ADDR", "%w", err)
 	}
-	srv := &http.Server{
-		Handler:           server.Handler(),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-	}
+	srv := server.HTTPServer()
 	watchCtx, stopWatching := context.WithCancel(context.Background())
 	var watching sync.WaitGroup
 	watching.Go(func() { server.Watch(watchCtx) })

@@ -159,8 +159,7 @@ func (s *system) startAPI() {
 		s.t.Fatal(err)
 	}
 	keys, _ := cache.NewKeys(s.ns)
-	store, err := cache.Open(s.redisURL, keys, cache.Options{ClientName: "warmcache-api", DialTimeout: 100 * time.Millisecond,
-		ReadTimeout: 100 * time.Millisecond, WriteTimeout: 100 * time.Millisecond})
+	store, err := cache.Open(s.redisURL, keys, cache.Options{ClientName: "warmcache-api", Timeout: 100 * time.Millisecond})
 	if err != nil {
 		s.t.Fatal(err)
 	}

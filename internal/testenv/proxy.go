@@ -68,6 +68,41 @@ func (p *Proxy) Delay(d time.Duration) {
 	}
 }
 
+// Reset resets every connection (TCP RST) as soon as it sends a byte, as a server or a
+// middlebox dropping connections would; Heal removes it.
+func (p *Proxy) Reset() {
+	p.addToxic(`{"name": "fault", "type": "reset_peer", "stream": "upstream", "attributes": {"timeout": 0}}`)
+}
+
+// Cut closes each connection once the server has sent n bytes through it, in the middle of a
+// reply; Heal removes it.
+func (p *Proxy) Cut(n int) {
+	p.addToxic(fmt.Sprintf(`{"name": "fault", "type": "limit_data", "stream": "downstream", "attributes": {"bytes": %d}}`, n))
+}
+
+// Heal removes the fault Reset or Cut put in.
+func (p *Proxy) Heal() {
+	p.t.Helper()
+	if err := p.proxy.Toxics.RemoveToxic(context.Background(), "fault"); err != nil {
+		p.t.Fatalf("testenv: heal proxy: %v", err)
+	}
+}
+
+func (p *Proxy) addToxic(toxic string) {
+	p.t.Helper()
+	if _, err := p.proxy.Toxics.AddToxicJson(strings.NewReader(toxic)); err != nil {
+		p.t.Fatalf("testenv: proxy: %v", err)
+	}
+}
+
+// Undelay removes the delay Delay put in.
+func (p *Proxy) Undelay() {
+	p.t.Helper()
+	if err := p.proxy.Toxics.RemoveToxic(context.Background(), "delay"); err != nil {
+		p.t.Fatalf("testenv: undelay proxy: %v", err)
+	}
+}
+
 // Unhang lets bytes flow again. Connections that hung stay broken; new ones work.
 func (p *Proxy) Unhang() {
 	p.t.Helper()

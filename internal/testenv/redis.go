@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,12 +23,18 @@ func StartRedis(t testing.TB, config ...string) string {
 	return startRedis(t, config, nil).Addr
 }
 
-// RedisServer is a Redis server of a test's own, which the test may kill and start again: on the
-// same port and directory, so that a snapshot it saved (SAVE) is loaded again, as after a crash.
+// RedisServer is a Redis server of a test's own, which the test may stop, kill and start again:
+// on the same port and directory, so that a snapshot it saved (SAVE) is loaded again, as after a
+// crash or a restart.
 type RedisServer struct {
-	t    testing.TB
+	// Addr is the server's host:port.
 	Addr string
-	Dir  string // its working directory, where its snapshot (dump.rdb) goes
+	// TLSAddr is the host:port of its TLS listener, when it has one (StartRedisTLS).
+	TLSAddr string
+	// Dir is its working directory, where its snapshot (dump.rdb) goes.
+	Dir string
+
+	t    testing.TB
 	path string // its configuration file
 	args []string
 	cmd  *exec.Cmd
@@ -39,14 +46,22 @@ func NewRedis(t testing.TB, config ...string) *RedisServer {
 	return startRedis(t, config, nil)
 }
 
+// StartRedisTLS starts a Redis server that also listens for TLS, with a self-signed certificate
+// for 127.0.0.1 (clients connect with skip_verify=true).
+func StartRedisTLS(t testing.TB) *RedisServer {
+	t.Helper()
+	dir := t.TempDir()
+	cert, key := selfSigned(t, dir)
+	port := freePort(t)
+	r := startRedis(t, []string{"tls-port " + strconv.Itoa(port), "tls-cert-file " + cert, "tls-key-file " + key,
+		"tls-auth-clients no"}, nil)
+	r.TLSAddr = "127.0.0.1:" + strconv.Itoa(port)
+	return r
+}
+
 func startRedis(t testing.TB, config, args []string) *RedisServer {
 	t.Helper()
-	ln, err := new(net.ListenConfig).Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	port := freePort(t)
 	dir := t.TempDir()
 	conf := append([]string{"bind 127.0.0.1", "port " + strconv.Itoa(port), "dir " + dir, `save ""`,
 		"appendonly no", "daemonize no"}, config...)
@@ -72,6 +87,17 @@ func (r *RedisServer) Start() {
 	waitFor(r.t, "redis-server on "+r.Addr, func() bool { return redisCLI(r.Addr, "ping") == "PONG" })
 }
 
+// Stop stops the server as an operator would (SIGTERM: it closes its connections and exits),
+// and waits until it has exited: new connections are refused from then on.
+func (r *RedisServer) Stop() {
+	r.t.Helper()
+	if err := r.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		r.t.Fatalf("testenv: stop redis-server: %v", err)
+	}
+	r.cmd.Wait() //nolint:errcheck // it exits on the signal
+	r.cmd = nil
+}
+
 // Kill kills the server with SIGKILL, as a crash would: nothing is saved.
 func (r *RedisServer) Kill() {
 	if r.cmd == nil {
@@ -84,6 +110,17 @@ func (r *RedisServer) Kill() {
 
 // CLI runs redis-cli against the server and returns its output, trimmed.
 func (r *RedisServer) CLI(args ...string) string { return redisCLI(r.Addr, args...) }
+
+// freePort returns a loopback port free at the time of the call.
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := new(net.ListenConfig).Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
 
 // StartRedisCluster starts a Redis Cluster of three masters and returns their addresses.
 func StartRedisCluster(t testing.TB) []string {
