@@ -110,13 +110,13 @@ func (s *Server) getOrder(c echo.Context) error {
 	if err != nil || id <= 0 {
 		return public(errInvalid, "%q is not an order id (a positive integer)", c.Param("id"))
 	}
-	ctx := c.Request().Context()
+	// QUERY_TIMEOUT bounds the wait for a turn among MAX_QUERIES and the query, as compute's.
+	ctx, cancel := context.WithTimeout(c.Request().Context(), s.cfg.QueryTimeout)
+	defer cancel()
 	if err := s.queries.Acquire(ctx, 1); err != nil {
 		return fmt.Errorf("wait to query: %w", err)
 	}
 	defer s.queries.Release(1)
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
-	defer cancel()
 	o, err := s.db.Order(ctx, id)
 	switch {
 	case errors.Is(err, query.ErrNotFound):

@@ -15,19 +15,21 @@ func (s *Store) Drop(ctx context.Context, job string, keys []string) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, key := range keys {
-			p.Unlink(ctx, s.keys.Value(job, key))
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("drop values of %s: %w", job, translate(err))
+	call, cancel := s.bounded(ctx)
+	defer cancel()
+	values := make([]string, len(keys))
+	for i, key := range keys {
+		values[i] = s.keys.Value(job, key)
+	}
+	if err := unlinkEach(call, s.rdb, values); err != nil {
+		return fmt.Errorf("drop values of %s: %w", job, s.failure(call, err))
 	}
 	return s.tell(ctx, job, keys)
 }
 
-// DropAll deletes every value of job, as Drop does, and tells that they all changed.
+// DropAll deletes every value of job, as Drop does, and tells that they all changed. It walks
+// every key of the job, so it is not bounded by the store's timeout as a whole: each of its
+// commands is, by the client's socket timeouts.
 func (s *Store) DropAll(ctx context.Context, job string) error {
 	// The keys of a keyed job, server by server: SCAN walks one server's keys (one master's of
 	// a Cluster), which that server deletes.
@@ -77,14 +79,16 @@ func unlinkEach(ctx context.Context, c redis.UniversalClient, keys []string) err
 // in-process tiers, downstream HTTP caches) drops them all. The warmer says so when Redis lost or
 // rolled back its data set.
 func (s *Store) ChangedAll(ctx context.Context, jobs ...string) error {
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	call, cancel := s.bounded(ctx)
+	defer cancel()
+	_, err := s.rdb.Pipelined(call, func(p redis.Pipeliner) error {
 		for _, job := range jobs {
-			p.Publish(ctx, s.keys.Changes(), job)
+			p.Publish(call, s.keys.Changes(), job)
 		}
 		return nil
 	})
 	if err != nil {
-		return translate(err)
+		return s.failure(call, err)
 	}
 	if s.changed != nil {
 		for _, job := range jobs {

@@ -126,11 +126,13 @@ return removed
 // pending, and returns their names: consumers that died, whose pending events another took over
 // (Consume). A consumer removed is added back by its next read.
 func (s *Store) RemoveIdleConsumers(ctx context.Context, group string, idle time.Duration) ([]string, error) {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	removed, err := removeIdle.Run(ctx, s.rdb, []string{s.keys.Events()}, group, idle.Milliseconds()).StringSlice()
 	if err != nil && (isNoGroup(err) || strings.Contains(err.Error(), "no such key")) {
 		return nil, nil // no stream or group yet
 	}
-	return removed, translate(err)
+	return removed, s.failure(ctx, err)
 }
 
 func decodeEvents(msgs []redis.XMessage) []Event {

@@ -32,6 +32,8 @@ func (s *Store) RecordLag(ctx context.Context, w LagWindow) error {
 	if err != nil {
 		return fmt.Errorf("encode lag window: %w", err)
 	}
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	key := s.keys.Lag()
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.LPush(ctx, key, b)
@@ -40,14 +42,16 @@ func (s *Store) RecordLag(ctx context.Context, w LagWindow) error {
 		p.Expire(ctx, key, time.Hour)
 		return nil
 	})
-	return translate(err)
+	return s.failure(ctx, err)
 }
 
 // LagWindows returns the lag windows the warmers recorded lately, newest first.
 func (s *Store) LagWindows(ctx context.Context) ([]LagWindow, error) {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	raw, err := s.rdb.LRange(ctx, s.keys.Lag(), 0, -1).Result()
 	if err != nil {
-		return nil, translate(err)
+		return nil, s.failure(ctx, err)
 	}
 	windows := make([]LagWindow, 0, len(raw))
 	for _, b := range raw {

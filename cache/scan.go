@@ -53,9 +53,11 @@ func (s *Store) ListKeys(ctx context.Context, job, from string, count int) (keys
 	prefix := s.keys.Value(job, "")
 	var found []string
 	for calls := 0; calls < scanCalls && len(found) < count; calls++ {
-		page, pos, err := clients[at].Scan(ctx, cur.Pos, prefix+":*", int64(count-len(found))).Result()
+		call, cancel := s.bounded(ctx) // each SCAN has the store's time: a page makes several
+		page, pos, err := clients[at].Scan(call, cur.Pos, prefix+":*", int64(count-len(found))).Result()
+		cancel()
 		if err != nil {
-			return nil, "", translate(err)
+			return nil, "", s.failure(call, err)
 		}
 		found = append(found, page...)
 		cur.Pos = pos
@@ -82,6 +84,8 @@ func (s *Store) scanNodes(ctx context.Context) ([]string, []redis.Cmdable, error
 	if !ok {
 		return []string{""}, []redis.Cmdable{s.rdb}, nil
 	}
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	var mu sync.Mutex
 	byAddr := map[string]*redis.Client{}
 	err := cluster.ForEachMaster(ctx, func(_ context.Context, c *redis.Client) error {
@@ -91,7 +95,7 @@ func (s *Store) scanNodes(ctx context.Context) ([]string, []redis.Cmdable, error
 		return nil
 	})
 	if err != nil {
-		return nil, nil, translate(err)
+		return nil, nil, s.failure(ctx, err)
 	}
 	addrs := make([]string, 0, len(byAddr))
 	for a := range byAddr {
@@ -111,6 +115,8 @@ func (s *Store) positive(ctx context.Context, keys []string, skip int) ([]string
 	if len(keys) == 0 {
 		return []string{}, nil
 	}
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	heads := make([]*redis.StringCmd, len(keys))
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, k := range keys {
@@ -119,7 +125,7 @@ func (s *Store) positive(ctx context.Context, keys []string, skip int) ([]string
 		return nil
 	})
 	if err != nil {
-		return nil, translate(err)
+		return nil, s.failure(ctx, err)
 	}
 	out := make([]string, 0, len(keys))
 	for i, k := range keys {

@@ -26,10 +26,12 @@ type ServerInfo struct {
 
 // Info asks Redis what it says of itself.
 func (s *Store) Info(ctx context.Context) (ServerInfo, error) {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	cc, ok := s.rdb.(*redis.ClusterClient)
 	if !ok {
 		i, err := serverInfo(ctx, s.rdb)
-		return i, translate(err)
+		return i, s.failure(ctx, err)
 	}
 	var (
 		mu  sync.Mutex
@@ -50,7 +52,7 @@ func (s *Store) Info(ctx context.Context) (ServerInfo, error) {
 		return nil
 	})
 	slices.Sort(all.RunIDs)
-	return all, translate(err)
+	return all, s.failure(ctx, err)
 }
 
 func serverInfo(ctx context.Context, c redis.Cmdable) (ServerInfo, error) {
@@ -78,17 +80,19 @@ func serverInfo(ctx context.Context, c redis.Cmdable) (ServerInfo, error) {
 // set is gone (Redis restarted empty, or was flushed) or was never marked. Of several warmers
 // seeing one change, only the first gets the old mark.
 func (s *Store) MarkDataSet(ctx context.Context, id string) (string, error) {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	key := s.keys.DataSet()
 	cur, err := s.rdb.Get(ctx, key).Result()
 	switch {
 	case err == nil && cur == id:
 		return cur, nil
 	case err != nil && !errors.Is(err, redis.Nil):
-		return "", translate(err)
+		return "", s.failure(ctx, err)
 	}
 	prev, err := s.rdb.SetArgs(ctx, key, id, redis.SetArgs{Get: true}).Result()
 	if errors.Is(err, redis.Nil) {
 		return "", nil
 	}
-	return prev, translate(err)
+	return prev, s.failure(ctx, err)
 }

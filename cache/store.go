@@ -199,7 +199,9 @@ func (s *Store) Close() error { return s.rdb.Close() }
 // Ping checks that Redis answers, in the URL's database: ErrNoDatabase when the server has none
 // of that number.
 func (s *Store) Ping(ctx context.Context) error {
-	err := s.rdb.Ping(ctx).Err()
+	call, cancel := s.bounded(ctx)
+	defer cancel()
+	err := s.rdb.Ping(call).Err()
 	var redisErr redis.Error
 	if errors.As(err, &redisErr) && strings.Contains(redisErr.Error(), "DB index is out of range") {
 		if c, ok := s.rdb.(*redis.Client); ok {
@@ -208,7 +210,7 @@ func (s *Store) Ping(ctx context.Context) error {
 		}
 		return ErrNoDatabase
 	}
-	return translate(err)
+	return s.failure(call, err)
 }
 
 // Get returns the entry of a job's key, or ErrMiss. Bytes that are not an entry of a format this

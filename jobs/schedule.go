@@ -60,6 +60,18 @@ func ParseSchedule(spec string, loc *time.Location) (Schedule, error) {
 	return sched, nil
 }
 
+// splitZone splits the zone an expression names first (TZ=Area/City or CRON_TZ=Area/City) from
+// the rest of it; zone is empty when it names none.
+func splitZone(spec string) (zone, rest string) {
+	first, rest, _ := strings.Cut(strings.TrimSpace(spec), " ")
+	for _, prefix := range []string{"TZ=", "CRON_TZ="} {
+		if zone, ok := strings.CutPrefix(first, prefix); ok {
+			return zone, strings.TrimSpace(rest)
+		}
+	}
+	return "", strings.TrimSpace(spec)
+}
+
 // cronField is one field of a cron expression: its name and the values it takes.
 type cronField struct {
 	name     string
@@ -76,10 +88,8 @@ var (
 // step within its range ("*/61" runs at minute 0 alone, once an hour: surely not what was
 // meant). Names (MON, JAN) and descriptors are left to the parser.
 func checkFields(spec string) error {
+	_, spec = splitZone(spec)
 	fields := strings.Fields(spec)
-	if len(fields) > 0 && (strings.HasPrefix(fields[0], "TZ=") || strings.HasPrefix(fields[0], "CRON_TZ=")) {
-		fields = fields[1:]
-	}
 	var layout []cronField
 	switch {
 	case len(fields) == 0 || strings.HasPrefix(fields[0], "@"):

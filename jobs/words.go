@@ -13,12 +13,7 @@ import (
 // Europe/Paris"). An expression beyond what it words (steps within ranges, mixed lists) is said
 // as it was written.
 func (s Schedule) Text() string {
-	spec, zone := s.spec, ""
-	if strings.HasPrefix(spec, "TZ=") || strings.HasPrefix(spec, "CRON_TZ=") {
-		zone, spec, _ = strings.Cut(spec, " ")
-		_, zone, _ = strings.Cut(zone, "=")
-		spec = strings.TrimSpace(spec)
-	}
+	zone, spec := splitZone(s.spec)
 	if strings.HasPrefix(spec, "@") {
 		return descriptorText(spec)
 	}

@@ -81,7 +81,8 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open database pool: %w", err)
 	}
-	return &DB{pool: pool, locks: newLocks(cfg.ConnConfig.Copy()), timeout: cmp.Or(opts.Timeout, defaultTimeout)}, nil
+	timeout := cmp.Or(opts.Timeout, defaultTimeout)
+	return &DB{pool: pool, locks: newLocks(cfg.ConnConfig.Copy(), timeout), timeout: timeout}, nil
 }
 
 // defaultTimeout is Options.ConnectTimeout's and Options.Timeout's default.

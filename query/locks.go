@@ -16,21 +16,20 @@ import (
 // process holds are all held on one connection of their own, outside the pool, and taking one
 // never waits: a lock held elsewhere is reported at once.
 
-// lockTimeout bounds each statement on the locks' connection: a PostgreSQL that does not answer
-// must not hold the scheduler.
-const lockTimeout = 5 * time.Second
-
 // locks holds the jobs' advisory locks of this process on one connection.
 type locks struct {
-	cfg     *pgx.ConnConfig
+	cfg *pgx.ConnConfig
+	// timeout bounds each statement on the connection (the DB's Options.Timeout): a PostgreSQL
+	// that does not answer must not hold the scheduler.
+	timeout time.Duration
 	mu      sync.Mutex // guards the rest, and serializes the connection's statements
 	conn    *pgx.Conn
 	session uint64            // counts the connections made, so that a lock is released only on its own
 	held    map[string]uint64 // the locks held, with the session holding each
 }
 
-func newLocks(cfg *pgx.ConnConfig) *locks {
-	return &locks{cfg: cfg, held: map[string]uint64{}}
+func newLocks(cfg *pgx.ConnConfig, timeout time.Duration) *locks {
+	return &locks{cfg: cfg, timeout: timeout, held: map[string]uint64{}}
 }
 
 // Lock takes the advisory lock of job in namespace, which the holder keeps while it runs the job.
@@ -47,7 +46,7 @@ func (l *locks) lock(ctx context.Context, name string) (func(), bool, error) {
 	if _, mine := l.held[name]; mine {
 		return nil, false, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, lockTimeout)
+	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
 	if l.conn == nil || l.conn.IsClosed() {
 		conn, err := pgx.ConnectConfig(ctx, l.cfg)
@@ -78,7 +77,7 @@ func (l *locks) unlock(name string, session uint64) {
 	if l.conn == nil || l.session != session {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), lockTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
 	defer cancel()
 	if _, err := l.conn.Exec(ctx, "SELECT pg_advisory_unlock(hashtext($1))", name); err != nil {
 		l.closeConn() // closing the session releases the lock
@@ -94,7 +93,7 @@ func (l *locks) close() {
 
 func (l *locks) closeConn() {
 	if l.conn != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), lockTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
 		defer cancel()
 		l.conn.Close(ctx) //nolint:errcheck // closing anyway
 		l.conn = nil

@@ -23,6 +23,16 @@ type Change struct {
 // once. Several relays may drain at once; each takes rows the others have not locked. It returns
 // how many rows it published.
 func (db *DB) DrainOutbox(ctx context.Context, limit int, publish func([]Change) error) (int, error) {
+	return db.takeOutbox(ctx, `
+		DELETE FROM warmcache_outbox
+		WHERE id IN (SELECT id FROM warmcache_outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+		RETURNING id, tablename, columns`, limit, func(_ pgx.Tx, changes []Change) error { return publish(changes) })
+}
+
+// takeOutbox runs take, a statement that takes up to limit ($1) outbox rows and returns them,
+// and hands the rows to handle, in one transaction that commits only if handle succeeds. It
+// returns how many rows it handled; handle's error comes back as it is.
+func (db *DB) takeOutbox(ctx context.Context, take string, limit int, handle func(pgx.Tx, []Change) error) (int, error) {
 	var n int
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		// A relay that stops answering (frozen, partitioned) must not hold the rows for long:
@@ -30,10 +40,7 @@ func (db *DB) DrainOutbox(ctx context.Context, limit int, publish func([]Change)
 		if _, err := tx.Exec(ctx, "SET LOCAL idle_in_transaction_session_timeout = '30s'"); err != nil {
 			return translate(err)
 		}
-		rows, _ := tx.Query(ctx, `
-			DELETE FROM warmcache_outbox
-			WHERE id IN (SELECT id FROM warmcache_outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
-			RETURNING id, tablename, columns`, limit)
+		rows, _ := tx.Query(ctx, take, limit)
 		changes, err := pgx.CollectRows(rows, scanChange)
 		if err != nil {
 			return translate(err)
@@ -41,15 +48,15 @@ func (db *DB) DrainOutbox(ctx context.Context, limit int, publish func([]Change)
 		if len(changes) == 0 {
 			return nil
 		}
-		if err := publish(changes); err != nil {
-			return &publishError{err}
+		if err := handle(tx, changes); err != nil {
+			return &handleError{err}
 		}
 		n = len(changes)
 		return nil
 	})
-	var pe *publishError
-	if errors.As(err, &pe) {
-		return 0, pe.err
+	var he *handleError
+	if errors.As(err, &he) {
+		return 0, he.err
 	}
 	return n, translate(err)
 }
@@ -76,39 +83,21 @@ func scanChange(r pgx.CollectableRow) (Change, error) {
 // serve values known to be stale. The rows stay, and DrainOutbox publishes them once Redis has
 // room. It returns how many rows it dropped.
 func (db *DB) DropOutbox(ctx context.Context, limit int, drop func([]Change) error) (int, error) {
-	var n int
-	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-		rows, _ := tx.Query(ctx, `
-			UPDATE warmcache_outbox SET dropped = true
-			WHERE id IN (SELECT id FROM warmcache_outbox WHERE NOT dropped ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
-			RETURNING id, tablename, columns`, limit)
-		changes, err := pgx.CollectRows(rows, scanChange)
-		if err != nil {
-			return translate(err)
-		}
-		if len(changes) == 0 {
-			return nil
-		}
+	return db.takeOutbox(ctx, `
+		UPDATE warmcache_outbox SET dropped = true
+		WHERE id IN (SELECT id FROM warmcache_outbox WHERE NOT dropped ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+		RETURNING id, tablename, columns`, limit, func(tx pgx.Tx, changes []Change) error {
 		if err := maintain(ctx, tx, changes); err != nil {
 			return err
 		}
-		if err := drop(changes); err != nil {
-			return &publishError{err}
-		}
-		n = len(changes)
-		return nil
+		return drop(changes)
 	})
-	var pe *publishError
-	if errors.As(err, &pe) {
-		return 0, pe.err
-	}
-	return n, translate(err)
 }
 
-// publishError carries the error of publish (or drop) through the transaction unchanged.
-type publishError struct{ err error }
+// handleError carries the error of takeOutbox's handle through the transaction unchanged.
+type handleError struct{ err error }
 
-func (e *publishError) Error() string { return e.err.Error() }
+func (e *handleError) Error() string { return e.err.Error() }
 
 // Backlog is what waits in the outbox: its rows, and the age of the oldest (zero when empty).
 type Backlog struct {

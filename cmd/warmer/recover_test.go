@@ -281,8 +281,12 @@ func TestCrashedRunIsRedone(t *testing.T) {
 					other.await(t, event{msg: "warmer_started"}, 1, 30*time.Second)
 				}
 			}
+			begun := time.Now()
 			for v, _ := s.rdb.Get(t.Context(), s.ns+":knob:1").Result(); !strings.Contains(v, `"v":2`); v, _ = s.rdb.Get(t.Context(), s.ns+":knob:1").Result() {
-				time.Sleep(5 * time.Millisecond) // polling Redis for the run's first batch (the keys come in order)
+				if time.Since(begun) > 30*time.Second {
+					t.Fatalf("the run wrote no batch within 30 s: key 1 holds %q", v)
+				}
+				time.Sleep(5 * time.Millisecond) // polling Redis for the run's first batch (the keys come in order), with a deadline
 			}
 			first.kill()
 			killed := time.Now()

@@ -298,7 +298,8 @@ func (c Cache) Location() *time.Location {
 
 // ExitStatus reports err the way both binaries do and returns their exit status: 0 without an
 // error, 2 for a configuration error (printed to stderr, naming the setting), 1 for any other
-// (logged as name_failed), its secrets masked either way.
+// (logged as name_failed), its secrets masked either way (the logger of Logging masks every
+// error it logs).
 func ExitStatus(name string, err error, stderr io.Writer, logger *slog.Logger) int {
 	var confErr *Error
 	switch {
@@ -308,7 +309,7 @@ func ExitStatus(name string, err error, stderr io.Writer, logger *slog.Logger) i
 		fmt.Fprintf(stderr, "%s: configuration: %s\n", name, Redact(err.Error()))
 		return 2
 	}
-	logger.Error(name+"_failed", "error", Redact(err.Error()))
+	logger.Error(name+"_failed", "error", err)
 	return 1
 }
 
@@ -321,7 +322,7 @@ func LogConnect(ctx context.Context, logger *slog.Logger, name, url string, ping
 	defer cancel()
 	started := time.Now()
 	if err := ping(ctx); err != nil {
-		logger.Warn(name+"_unavailable", "url", MaskURL(url), "error", Redact(err.Error()))
+		logger.Warn(name+"_unavailable", "url", MaskURL(url), "error", err)
 		return err
 	}
 	logger.Info(name+"_connected", "url", MaskURL(url), "duration_ms", time.Since(started).Milliseconds())

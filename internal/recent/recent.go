@@ -6,6 +6,7 @@ package recent
 
 import (
 	"math"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -107,15 +108,7 @@ func (h Histogram) clone() Histogram {
 }
 
 func sameBounds(a, b Histogram) bool {
-	if len(a.Bounds) != len(b.Bounds) || len(a.Counts) != len(b.Counts) {
-		return false
-	}
-	for i := range a.Bounds {
-		if a.Bounds[i] != b.Bounds[i] {
-			return false
-		}
-	}
-	return true
+	return slices.Equal(a.Bounds, b.Bounds) && len(a.Counts) == len(b.Counts)
 }
 
 // Mean is the mean observation; NaN without any.
