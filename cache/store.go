@@ -32,6 +32,7 @@ var ErrFull = errors.New("redis is full (used memory reached maxmemory and maxme
 // Store reads and writes warmcache's entries and records in Redis.
 type Store struct {
 	rdb     redis.UniversalClient
+	probe   func() redis.UniversalClient // a client of rdb's options for Probe, with one connection
 	keys    Keys
 	cluster bool
 	changed func(Change)
@@ -84,6 +85,7 @@ func Open(rawURL string, keys Keys, opts Options) (*Store, error) {
 	q := u.Query()
 	var (
 		rdb     redis.UniversalClient
+		probe   func() redis.UniversalClient
 		cluster bool
 	)
 	switch {
@@ -95,6 +97,7 @@ func Open(rawURL string, keys Keys, opts Options) (*Store, error) {
 		opts.apply(settings{&o.ContextTimeoutEnabled, &o.Protocol, &o.ClientName, &o.PoolSize, &o.MaxRetries,
 			&o.DialerRetries, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout, &o.Dialer, o.TLSConfig})
 		rdb = redis.NewFailoverClient(o)
+		probe = func() redis.UniversalClient { one := *o; one.PoolSize = 1; return redis.NewFailoverClient(&one) }
 	case q.Get("cluster") == "true" || len(q["addr"]) > 0:
 		q.Del("cluster")
 		u.RawQuery = q.Encode()
@@ -105,6 +108,7 @@ func Open(rawURL string, keys Keys, opts Options) (*Store, error) {
 		opts.apply(settings{&o.ContextTimeoutEnabled, &o.Protocol, &o.ClientName, &o.PoolSize, &o.MaxRetries,
 			&o.DialerRetries, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout, &o.Dialer, o.TLSConfig})
 		rdb, cluster = redis.NewClusterClient(o), true
+		probe = func() redis.UniversalClient { one := *o; one.PoolSize = 1; return redis.NewClusterClient(&one) }
 	default:
 		o, err := redis.ParseURL(rawURL)
 		if err != nil {
@@ -113,12 +117,13 @@ func Open(rawURL string, keys Keys, opts Options) (*Store, error) {
 		opts.apply(settings{&o.ContextTimeoutEnabled, &o.Protocol, &o.ClientName, &o.PoolSize, &o.MaxRetries,
 			&o.DialerRetries, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout, &o.Dialer, o.TLSConfig})
 		rdb = redis.NewClient(o)
+		probe = func() redis.UniversalClient { one := *o; one.PoolSize = 1; return redis.NewClient(&one) }
 	}
 	history := opts.RunHistory
 	if history <= 0 {
 		history = DefaultRunHistory
 	}
-	return &Store{rdb: rdb, keys: keys, cluster: cluster, changed: opts.Changed, runHistory: history,
+	return &Store{rdb: rdb, probe: probe, keys: keys, cluster: cluster, changed: opts.Changed, runHistory: history,
 		timeout: opts.Timeout}, nil
 }
 
@@ -211,6 +216,19 @@ func (s *Store) Ping(ctx context.Context) error {
 		return ErrNoDatabase
 	}
 	return s.failure(call, err)
+}
+
+// Probe checks that Redis answers a connection of its own, made for the probe and closed after
+// it, leaving the pool alone. A retry's wait asks Probe rather than Ping: a fault that breaks
+// connections once they carried some bytes (a middlebox cutting long replies) fails Ping on one
+// pooled connection and passes it on the next, which is not Redis coming back, while a new
+// connection answers a probe the same way for as long as the fault lasts.
+func (s *Store) Probe(ctx context.Context) error {
+	call, cancel := s.bounded(ctx)
+	defer cancel()
+	rdb := s.probe()
+	defer rdb.Close()
+	return s.failure(call, rdb.Ping(call).Err())
 }
 
 // Get returns the entry of a job's key, or ErrMiss. Bytes that are not an entry of a format this

@@ -22,6 +22,7 @@ import (
 	"github.com/warmcache/warmcache/internal/recent"
 	"github.com/warmcache/warmcache/jobs"
 	"github.com/warmcache/warmcache/query"
+	"github.com/warmcache/warmcache/warm"
 )
 
 // group is the consumer group of the warmers: each event goes to one warmer, and another takes
@@ -102,7 +103,7 @@ func (r *Refresher) Run(ctx context.Context) {
 			// back: the writes made meanwhile must show within the second.
 			delay = min(max(2*delay, 100*time.Millisecond), 5*time.Second)
 			r.Logger.Warn("invalidation_failed", "error", err, "retry_in", delay.String())
-			backoff.Wait(ctx, nil, delay, backoff.Answering(r.db.Ping, r.store.Ping))
+			backoff.Wait(ctx, nil, delay, backoff.Answering(r.db.Probe, r.store.Probe))
 			continue
 		}
 		delay = 0
@@ -222,7 +223,7 @@ func (r *Refresher) recordLag(ctx context.Context) {
 // column cannot hold (a changed row's value that no key of the job can be) names no value, and
 // is left out.
 func (r *Refresher) refresh(ctx context.Context, job jobs.Job, keys []string, now time.Time) (int, error) {
-	items, err := job.ComputeMany(ctx, r.db, keys, now)
+	items, err := warm.ComputeMany(ctx, r.db, job, keys, now)
 	if errors.Is(err, query.ErrInvalidKey) && len(keys) > 1 {
 		written := 0
 		for _, key := range keys {

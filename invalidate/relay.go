@@ -72,7 +72,7 @@ func (r *Relay) drain(ctx context.Context) {
 			r.Logger.Warn("relay_failed", "error", err)
 			// Again as soon as Redis and PostgreSQL answer: the writes waiting in the outbox
 			// must show within the second of their coming back.
-			if backoff.Wait(ctx, nil, r.poll, backoff.Answering(r.db.Ping, r.store.Ping)) {
+			if backoff.Wait(ctx, nil, r.poll, backoff.Answering(r.db.Probe, r.store.Probe)) {
 				continue
 			}
 			return

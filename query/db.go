@@ -34,6 +34,7 @@ var ErrUnavailable = errors.New("postgresql unavailable")
 // DB runs warmcache's SQL on a pool of PostgreSQL connections.
 type DB struct {
 	pool    *pgxpool.Pool
+	conn    *pgx.ConnConfig // a copy of the pool's, for Probe's connections of its own
 	locks   *locks        // the jobs' advisory locks, on a connection of their own
 	timeout time.Duration // Options.Timeout
 }
@@ -82,7 +83,7 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("open database pool: %w", err)
 	}
 	timeout := cmp.Or(opts.Timeout, defaultTimeout)
-	return &DB{pool: pool, locks: newLocks(cfg.ConnConfig.Copy(), timeout), timeout: timeout}, nil
+	return &DB{pool: pool, conn: cfg.ConnConfig.Copy(), locks: newLocks(cfg.ConnConfig.Copy(), timeout), timeout: timeout}, nil
 }
 
 // defaultTimeout is Options.ConnectTimeout's and Options.Timeout's default.
@@ -113,6 +114,23 @@ func (db *DB) Close() {
 // Ping checks that PostgreSQL answers a query.
 func (db *DB) Ping(ctx context.Context) error {
 	if _, err := db.pool.Exec(ctx, "SELECT 1"); err != nil {
+		return translate(err)
+	}
+	return nil
+}
+
+// Probe checks that PostgreSQL answers a connection of its own, made for the probe and closed
+// after it, leaving the pool alone. A retry's wait asks Probe rather than Ping: a fault that
+// breaks connections once they carried some bytes (a middlebox cutting long replies) fails Ping
+// on one pooled connection and passes it on the next, which is not PostgreSQL coming back, while
+// a new connection answers a probe the same way for as long as the fault lasts.
+func (db *DB) Probe(ctx context.Context) error {
+	conn, err := pgx.ConnectConfig(ctx, db.conn)
+	if err != nil {
+		return translate(err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx)) //nolint:errcheck // the probe's answer is Ping's
+	if err := conn.Ping(ctx); err != nil {
 		return translate(err)
 	}
 	return nil

@@ -8,7 +8,8 @@ import (
 )
 
 // TestWait drives Wait on synctest's fake clock: how long it waits, and what it returns, for a
-// dependency down all along, down then back, up all along, and a process that stops.
+// dependency down all along, down then back, up all along, up with a moment down, and a process
+// that stops.
 func TestWait(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -21,6 +22,10 @@ func TestWait(t *testing.T) {
 		{"down all along", func(time.Duration) bool { return false }, 0, true, 5 * time.Second},
 		{"back after a second", func(e time.Duration) bool { return e >= time.Second }, 0, true, time.Second},
 		{"up all along", func(time.Duration) bool { return true }, 0, true, 5 * time.Second},
+		// Up when the wait began: the work failed with the dependency answering, as when its
+		// replies are cut half-way, and a probe failing later on does not shorten the backoff.
+		{"up, then down a moment", func(e time.Duration) bool { return e < 300*time.Millisecond || e > 500*time.Millisecond },
+			0, true, 5 * time.Second},
 		{"stopped meanwhile", func(time.Duration) bool { return false }, 2 * time.Second, false, 2 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
