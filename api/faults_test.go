@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
-
 	"github.com/warmcache/warmcache/internal/testenv"
 	"github.com/warmcache/warmcache/jobs"
 )
@@ -219,15 +217,15 @@ func (r faultRound) slowest() time.Duration {
 func (f *fixture) underFault(fl fault, readers int, timeout time.Duration, apply, lift func()) faultRound {
 	t := f.t
 	t.Helper()
-	opens := f.srv.metrics.breakerOpens.WithLabelValues(fl.dependency)
+	opens := func() float64 { return f.counter("warmcache_circuit_breaker_opens_total", "dependency", fl.dependency) }
 	var (
 		mu      sync.Mutex
 		round   faultRound
 		applied time.Time // zero until the fault is applied, and again once it is lifted
 	)
-	opened := testutil.ToFloat64(opens)
+	opened := opens()
 	read := func(path string) timedRead {
-		closed := testutil.ToFloat64(opens) == opened
+		closed := opens() == opened
 		mu.Lock()
 		during := !applied.IsZero()
 		mu.Unlock()
@@ -312,8 +310,8 @@ func (f *fixture) underFault(fl fault, readers int, timeout time.Duration, apply
 	failed := func(r timedRead) bool { return r.state == failedState(fl.dependency) }
 	if fl.everyCall {
 		// The breaker opens, then a probe it lets through fails and reopens it.
-		f.await("the "+fl.dependency+" breaker to open", 10*time.Second, func() bool { return testutil.ToFloat64(opens) >= opened+1 })
-		f.await("a failed probe", 10*time.Second, func() bool { return testutil.ToFloat64(opens) >= opened+2 })
+		f.await("the "+fl.dependency+" breaker to open", 10*time.Second, func() bool { return opens() >= opened+1 })
+		f.await("a failed probe", 10*time.Second, func() bool { return opens() >= opened+2 })
 	} else {
 		// Some calls fail, not all: the readers read for as long as a probe would take.
 		f.await("reads under the fault", 10*time.Second, func() bool { return count(failed) >= 50 })

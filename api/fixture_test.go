@@ -16,14 +16,16 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/warmcache/warmcache/cache"
 	"github.com/warmcache/warmcache/internal/baseservice"
 	"github.com/warmcache/warmcache/internal/testenv"
 	"github.com/warmcache/warmcache/jobs"
 	"github.com/warmcache/warmcache/query"
+	"github.com/warmcache/warmcache/warm"
 )
 
 // fixture is an api on a test database and Redis namespace of its own, with a clock the test
@@ -42,6 +44,7 @@ type fixture struct {
 	ns      string
 
 	arch *baseservice.Archetype // the clock the test moves
+	reg  *prometheus.Registry   // the api's metrics
 }
 
 type fixtureOptions struct {
@@ -130,14 +133,16 @@ func newFixture(t testing.TB, opts fixtureOptions) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	localSize := uint64(16 << 20)
+	if opts.noLocal {
+		localSize = 0
+	}
+	f.reg = prometheus.NewRegistry()
 	f.srv = New(f.arch, Config{CacheHeader: "X-Cache", QueryTimeout: cmp.Or(opts.queryTimeout, 5*time.Second),
 		MaxQueries: cmp.Or(opts.maxQueries, 8), LeaseWait: 2 * time.Second, Keys: keys, APIToken: opts.token,
 		MaxAge: testMaxAge, SharedMaxAge: opts.sharedMaxAge, SurrogateKeyHeader: "Surrogate-Key",
-		LocalCacheSize: 16 << 20, LocalCacheTTL: time.Second, CORSOrigins: opts.cors},
-		apiStore, apiDBConn, f.jobs, prometheus.NewRegistry())
-	if opts.noLocal {
-		f.srv.local = nil
-	}
+		LocalCacheSize: localSize, LocalCacheTTL: time.Second, CORSOrigins: opts.cors},
+		apiStore, apiDBConn, f.jobs, f.reg)
 	watchCtx, stopWatching := context.WithCancel(context.Background())
 	watching := make(chan struct{})
 	go func() {
@@ -166,8 +171,8 @@ func (f *fixture) warm(names ...string) {
 	if len(names) > 0 {
 		list = slices.DeleteFunc(slices.Clone(list), func(j jobs.Job) bool { return !slices.Contains(names, j.Name) })
 	}
-	r := jobs.NewRunner(f.arch, f.db, f.db, f.store, jobs.NewMetrics(prometheus.NewRegistry()))
-	if err := jobs.Once(context.Background(), list, r, f.db, f.ns, func(jobs.Job) jobs.Progress { return nil }); err != nil {
+	r := warm.NewRunner(f.arch, f.db, f.db, f.store, warm.NewMetrics(prometheus.NewRegistry()))
+	if err := warm.Once(context.Background(), list, r, f.db, f.ns, func(jobs.Job) warm.Progress { return nil }); err != nil {
 		f.t.Fatal(err)
 	}
 }
@@ -222,13 +227,35 @@ func (f *fixture) get(path string) response {
 
 // queries is how many values this api computed from PostgreSQL.
 func (f *fixture) queries() int {
+	return int(f.counter("warmcache_fallback_queries_total"))
+}
+
+// counter returns the sum of the api's counters called name whose labels hold every pair of
+// labels given (name, value, name, value...).
+func (f *fixture) counter(name string, labels ...string) float64 {
+	f.t.Helper()
+	families, err := f.reg.Gather()
+	if err != nil {
+		f.t.Fatal(err)
+	}
 	total := 0.0
-	for _, job := range f.jobs {
-		for _, reason := range []string{"miss", "refresh", "bypass"} {
-			total += testutil.ToFloat64(f.srv.metrics.fallbacks.WithLabelValues(job.Name, reason))
+	for _, family := range families {
+		if family.GetName() != name {
+			continue
+		}
+	samples:
+		for _, m := range family.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				if !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool {
+					return l.GetName() == labels[i] && l.GetValue() == labels[i+1]
+				}) {
+					continue samples
+				}
+			}
+			total += m.GetCounter().GetValue()
 		}
 	}
-	return int(total)
+	return total
 }
 
 func (f *fixture) entry(job, key string) cache.Entry {

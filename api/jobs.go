@@ -7,7 +7,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/warmcache/warmcache/cache"
-	"github.com/warmcache/warmcache/jobs"
+	"github.com/warmcache/warmcache/warm"
 )
 
 // jobView is a job as GET /v1/jobs shows it.
@@ -60,7 +60,7 @@ func (s *Server) listJobs(c echo.Context) error {
 // lastScheduled is the start of the newest of runs (newest first) that ran on schedule.
 func lastScheduled(runs []cache.Run) time.Time {
 	for _, r := range runs {
-		if r.Trigger == string(jobs.TriggerSchedule) {
+		if r.Trigger == string(warm.TriggerSchedule) {
 			return r.Started
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/warmcache/warmcache/cache"
+	"github.com/warmcache/warmcache/readthrough"
 )
 
 // TestLocalTierStaysWithinItsSize fills an in-process tier of 32 MiB with answers to a million
@@ -24,16 +25,16 @@ func TestLocalTierStaysWithinItsSize(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := &Server{cfg: Config{Keys: keys}, surrogateSeparator: " "}
-	lifetime := cache.Lifetime{Policy: cache.FixedPolicy(time.Hour), Grace: time.Hour, Location: time.UTC}
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	local := cache.NewLocal[*answer](size, time.Hour, []string{"orders_by_customer"}, time.Now, prometheus.NewRegistry())
+	local := readthrough.NewLocal[*answer](size, time.Hour, []string{"orders_by_customer"}, time.Now, prometheus.NewRegistry())
 	local.Subscribed()
 	weight := 0
 	for i := range 1_000_000 {
 		key := strconv.Itoa(i + 1)
-		e, err := lifetime.Entry(key, json.RawMessage(fmt.Sprintf(`{"customerid":%d,"count":%d}`, i+1, i%9)), 1, time.Now())
+		now := time.Now()
+		e, err := cache.NewEntry(json.RawMessage(fmt.Sprintf(`{"customerid":%d,"count":%d}`, i+1, i%9)), 1, now, now.Add(time.Hour), now.Add(2*time.Hour))
 		if err != nil {
 			t.Fatal(err)
 		}

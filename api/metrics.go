@@ -12,14 +12,17 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/warmcache/warmcache/readthrough"
 )
 
-// The values of the hit header, and of the result label of warmcache_cache_requests_total.
+// The values of the hit header, and of the result label of warmcache_cache_requests_total:
+// what readthrough answered a read with.
 const (
-	hit    = "HIT"    // served from Redis, fresh
-	miss   = "MISS"   // computed from PostgreSQL now (the key was missing or due for refresh)
-	stale  = "STALE"  // served from Redis past freshness, PostgreSQL being down
-	bypass = "BYPASS" // computed from PostgreSQL, Redis being down
+	hit    = readthrough.Hit
+	miss   = readthrough.Miss
+	stale  = readthrough.Stale
+	bypass = readthrough.Bypass
 )
 
 type metrics struct {
@@ -27,13 +30,8 @@ type metrics struct {
 	observers atomic.Pointer[map[durationKey]prometheus.Observer] // resolved once each; never changed, replaced
 
 	requests *prometheus.CounterVec
-	// memoryHits and redisHits split the HITs by the tier that served them.
-	memoryHits, redisHits prometheus.Counter
-	fallbacks             *prometheus.CounterVec
-	age                   *prometheus.HistogramVec
-	duration              *prometheus.HistogramVec
-	breaker               *prometheus.GaugeVec
-	breakerOpens          *prometheus.CounterVec
+	age      *prometheus.HistogramVec
+	duration *prometheus.HistogramVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -42,10 +40,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "warmcache_cache_requests_total",
 			Help: "Cached reads by route and result: HIT, MISS, STALE or BYPASS.",
 		}, []string{"route", "result"}),
-		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "warmcache_fallback_queries_total",
-			Help: "Values computed from PostgreSQL by the api, by job and reason (miss, refresh, bypass).",
-		}, []string{"job", "reason"}),
 		age: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "warmcache_served_age_seconds",
 			Help: "Age of the values served (since they were computed).",
@@ -58,21 +52,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "HTTP request latency by route, method and status.",
 			Buckets: []float64{.0002, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"route", "method", "code"}),
-		breaker: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "warmcache_circuit_breaker_open",
-			Help: "1 while the circuit breaker in front of a dependency (redis, postgresql) is open.",
-		}, []string{"dependency"}),
-		breakerOpens: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "warmcache_circuit_breaker_opens_total",
-			Help: "Times the circuit breaker in front of a dependency opened, a failed probe reopening it included.",
-		}, []string{"dependency"}),
 	}
-	hits := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "warmcache_cache_hits_total",
-		Help: "Cached reads served fresh, by tier: memory (the api's in-process tier) or redis.",
-	}, []string{"tier"})
-	m.memoryHits, m.redisHits = hits.WithLabelValues("memory"), hits.WithLabelValues("redis")
-	reg.MustRegister(m.requests, m.fallbacks, m.age, m.duration, m.breaker, m.breakerOpens, hits)
+	reg.MustRegister(m.requests, m.age, m.duration)
 	m.observers.Store(&map[durationKey]prometheus.Observer{})
 	return m
 }

@@ -1,18 +1,13 @@
-// Package api is warmcache's HTTP API on echo v4. It serves the cached aggregates from Redis with
-// HTTP caching headers and conditional requests, computes a value missing from Redis from
-// PostgreSQL (read-through) while protecting PostgreSQL from stampedes, degrades to PostgreSQL
-// when Redis is down and to stale values when PostgreSQL is, and owns every status code.
+// Package api is warmcache's HTTP API on echo v4: routes, status codes, headers, conditional
+// requests and compression. It asks package readthrough for the jobs' values, which decides where
+// each comes from (the in-process tier, Redis, PostgreSQL), and writes the answer's prepared
+// headers and stored bytes. It owns every status code, and the one table from errors to them.
 package api
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/textproto"
-	"os"
 	"strconv"
 	"time"
 
@@ -20,14 +15,13 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/sony/gobreaker/v2"
 	"golang.org/x/sync/semaphore"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/warmcache/warmcache/cache"
 	"github.com/warmcache/warmcache/internal/baseservice"
 	"github.com/warmcache/warmcache/jobs"
 	"github.com/warmcache/warmcache/query"
+	"github.com/warmcache/warmcache/readthrough"
 )
 
 // Config tunes the API.
@@ -73,7 +67,6 @@ type Server struct {
 	byName  map[string]jobs.Job
 	metrics *metrics
 	reg     *prometheus.Registry
-	owner   string // names this process in read-through leases
 
 	cacheHeader        string // Config.CacheHeader, canonicalized once
 	surrogateHeader    string // Config.SurrogateKeyHeader, canonicalized once
@@ -81,12 +74,9 @@ type Server struct {
 	dates              httpDates
 	controls           cacheControls
 
-	local   *cache.Local[*answer] // nil when LocalCacheSize is zero
-	redis   *gobreaker.CircuitBreaker[cache.Entry]
-	pg      *gobreaker.CircuitBreaker[cache.Entry]
-	queries *semaphore.Weighted
-	flight  singleflight.Group
-	traffic traffic // the samples of the status page's traffic (Track)
+	reads   *readthrough.Reader[*answer]
+	queries *semaphore.Weighted // MAX_QUERIES: the values computed and the orders read at once
+	traffic traffic             // the samples of the status page's traffic (Track)
 	// compress gzips the large answers of the routes that are not cached reads, as echo does;
 	// cached reads compress theirs once per answer (write).
 	compress echo.MiddlewareFunc
@@ -97,7 +87,6 @@ type Server struct {
 // answered from PostgreSQL. Keep it short (100 ms).
 func New(arch *baseservice.Archetype, cfg Config, store *cache.Store, db *query.DB, list []jobs.Job,
 	reg *prometheus.Registry) *Server {
-	host, _ := os.Hostname()
 	s := &Server{
 		Archetype: arch,
 		cfg:       cfg,
@@ -107,7 +96,6 @@ func New(arch *baseservice.Archetype, cfg Config, store *cache.Store, db *query.
 		byName:    map[string]jobs.Job{},
 		metrics:   newMetrics(reg),
 		reg:       reg,
-		owner:     fmt.Sprintf("%s/%d/%x", host, os.Getpid(), rand.Uint64()),
 		queries:   semaphore.NewWeighted(cfg.MaxQueries),
 		compress:  middleware.GzipWithConfig(middleware.GzipConfig{MinLength: gzipMinLength}),
 
@@ -118,88 +106,17 @@ func New(arch *baseservice.Archetype, cfg Config, store *cache.Store, db *query.
 	if s.surrogateHeader == "Cache-Tag" {
 		s.surrogateSeparator = ","
 	}
-	names := make([]string, len(list))
-	for i, j := range list {
+	for _, j := range list {
 		s.byName[j.Name] = j
-		names[i] = j.Name
 	}
-	if cfg.LocalCacheSize > 0 {
-		s.local = cache.NewLocal[*answer](cfg.LocalCacheSize, cfg.LocalCacheTTL, names, arch.Time.Now, reg)
-	}
-	s.redis = gobreaker.NewCircuitBreaker[cache.Entry](s.breakerSettings("redis", cache.ErrUnavailable, cache.ErrMiss))
-	s.pg = gobreaker.NewCircuitBreaker[cache.Entry](s.breakerSettings("postgresql", query.ErrUnavailable,
-		query.ErrInvalidKey))
-	// Both breakers' gauges exist from the start, closed: an alert or a dashboard tells "closed"
-	// from "never reported".
-	for _, b := range []string{s.redis.Name(), s.pg.Name()} {
-		s.metrics.breaker.WithLabelValues(b).Set(0)
-	}
+	s.reads = readthrough.New(arch, readthrough.Config{QueryTimeout: cfg.QueryTimeout, LeaseWait: cfg.LeaseWait,
+		LocalCacheSize: cfg.LocalCacheSize, LocalCacheTTL: cfg.LocalCacheTTL}, store, db, list, s.queries,
+		s.newAnswer, (*answer).weight, reg)
 	return s
 }
 
-// Watch keeps the in-process tier as fresh as Redis until ctx ends, by the changes the store
-// tells of; without a tier it returns at once. The tier serves nothing until it watches.
-func (s *Server) Watch(ctx context.Context) {
-	if s.local == nil {
-		return
-	}
-	s.store.Watch(ctx, watchLog{s.local, s.Logger})
-}
-
-// watchLog logs the tier's subscriptions as they come and go.
-type watchLog struct {
-	cache.Watcher
-	logger *slog.Logger
-}
-
-func (w watchLog) Subscribed() {
-	w.logger.Info("local_cache_watching")
-	w.Watcher.Subscribed()
-}
-
-func (w watchLog) Lost(err error) {
-	w.logger.Warn("local_cache_off", "reason", "lost the subscription to changes", "error", err)
-	w.Watcher.Lost(err)
-}
-
-// breakerSettings opens a dependency's breaker after five failures in a row (or, over the last
-// ten seconds, mostly failures among at least twenty), fails fast for two seconds, then lets a
-// few requests probe it. The ten seconds roll by the second: with a window that restarts every
-// ten seconds, failures on both sides of a restart would never add up to five in a row. Errors
-// in ok are answers, not failures; a cancelled request says nothing about the dependency.
-func (s *Server) breakerSettings(name string, unavailable error, ok ...error) gobreaker.Settings {
-	return gobreaker.Settings{
-		Name:         name,
-		MaxRequests:  3,
-		Interval:     10 * time.Second,
-		BucketPeriod: time.Second,
-		Timeout:      2 * time.Second,
-		ReadyToTrip: func(c gobreaker.Counts) bool {
-			return c.ConsecutiveFailures >= 5 || c.Requests >= 20 && c.TotalFailures*2 > c.Requests
-		},
-		IsSuccessful: func(err error) bool {
-			if err == nil {
-				return true
-			}
-			for _, e := range ok {
-				if errors.Is(err, e) {
-					return true
-				}
-			}
-			return !errors.Is(err, unavailable) && !errors.Is(err, context.DeadlineExceeded)
-		},
-		IsExcluded: func(err error) bool { return errors.Is(err, context.Canceled) },
-		OnStateChange: func(name string, from, to gobreaker.State) {
-			s.Logger.Warn("circuit_breaker", "dependency", name, "from", from.String(), "to", to.String())
-			open := 0.0
-			if to == gobreaker.StateOpen {
-				open = 1
-				s.metrics.breakerOpens.WithLabelValues(name).Inc()
-			}
-			s.metrics.breaker.WithLabelValues(name).Set(open)
-		},
-	}
-}
+// Watch keeps the in-process tier as fresh as Redis until ctx ends (readthrough.Reader.Watch).
+func (s *Server) Watch(ctx context.Context) { s.reads.Watch(ctx) }
 
 // cors lets the pages of the configured origins read the api, and write with the token, from a
 // browser. Preflights are cached for ten minutes.

@@ -68,11 +68,10 @@ func (s *Server) status(c echo.Context) error {
 	defer cancel()
 	host, _ := os.Hostname()
 	v := statusView{
-		Now:     s.Time.Now(),
-		Replica: host,
-		Breakers: map[string]string{"redis": s.redis.State().String(),
-			"postgresql": s.pg.State().String()},
-		Traffic: s.traffic.view(),
+		Now:      s.Time.Now(),
+		Replica:  host,
+		Breakers: s.reads.Breakers(),
+		Traffic:  s.traffic.view(),
 	}
 	lag := make(chan invalidationView, 1)
 	go func() { lag <- s.invalidation(ctx, v.Now) }()

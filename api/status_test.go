@@ -20,7 +20,7 @@ import (
 	"github.com/warmcache/warmcache/internal/baseservice"
 	"github.com/warmcache/warmcache/internal/recent"
 	"github.com/warmcache/warmcache/internal/testenv"
-	"github.com/warmcache/warmcache/jobs"
+	"github.com/warmcache/warmcache/warm"
 )
 
 // statusJobs is the status page test's jobs file: a user's keyed job, one that fails at every
@@ -50,7 +50,7 @@ func statusFixture(t *testing.T) *fixture {
 	// The runner's clock starts each run at the fixture's time and follows the real time the
 	// run takes, as its batches are written, so that the runs have their real durations.
 	runnerArch := baseservice.NewArchetype(f.arch.Logger)
-	runner := jobs.NewRunner(runnerArch, f.db, f.db, f.store, jobs.NewMetrics(prometheus.NewRegistry()))
+	runner := warm.NewRunner(runnerArch, f.db, f.db, f.store, warm.NewMetrics(prometheus.NewRegistry()))
 	f.srv.sample()
 	for round := range 3 {
 		for _, job := range f.jobs {
@@ -60,7 +60,7 @@ func statusFixture(t *testing.T) *fixture {
 			start, began := f.arch.Time.Now(), time.Now()
 			runnerArch.Time.Stub(start)
 			follow := func(int64) { runnerArch.Time.Stub(start.Add(time.Since(began))) }
-			runner.Run(ctx, job, jobs.TriggerSchedule, follow) //nolint:errcheck // spend_ratio fails, as it should
+			runner.Run(ctx, job, warm.TriggerSchedule, follow) //nolint:errcheck // spend_ratio fails, as it should
 		}
 		for i := range 40 {
 			f.get("/v1/orders/count?customerid=" + itoa(1+i*round))

@@ -29,6 +29,7 @@ import (
 	"github.com/warmcache/warmcache/internal/testenv"
 	"github.com/warmcache/warmcache/jobs"
 	"github.com/warmcache/warmcache/query"
+	"github.com/warmcache/warmcache/warm"
 )
 
 // readmeJobs are the jobs file of the README's example: users' jobs beside the built-in ones, a
@@ -320,7 +321,7 @@ func writtenKeys(customer int) []writtenKey {
 func expected(b *testing.B, db *query.DB, list []jobs.Job, job, key string) string {
 	b.Helper()
 	i := slices.IndexFunc(list, func(j jobs.Job) bool { return j.Name == job })
-	e, err := list[i].Compute(context.Background(), db, key, time.Now())
+	e, err := warm.Compute(context.Background(), db, list[i], key, time.Now())
 	if err != nil {
 		b.Fatal(err)
 	}

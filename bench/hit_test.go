@@ -29,6 +29,7 @@ import (
 	"github.com/warmcache/warmcache/internal/testenv"
 	"github.com/warmcache/warmcache/jobs"
 	"github.com/warmcache/warmcache/query"
+	"github.com/warmcache/warmcache/warm"
 )
 
 // BenchmarkHitPath measures the hit-path bars of the README's Performance section:
@@ -351,8 +352,8 @@ func warmAll(b *testing.B, dbURL string, only ...string) string {
 			selected = append(selected, j)
 		}
 	}
-	r := jobs.NewRunner(baseservice.NewArchetype(slog.New(slog.DiscardHandler)), db, db, store, jobs.NewMetrics(prometheus.NewRegistry()))
-	if err := jobs.Once(ctx, selected, r, db, ns, func(jobs.Job) jobs.Progress { return nil }); err != nil {
+	r := warm.NewRunner(baseservice.NewArchetype(slog.New(slog.DiscardHandler)), db, db, store, warm.NewMetrics(prometheus.NewRegistry()))
+	if err := warm.Once(ctx, selected, r, db, ns, func(jobs.Job) warm.Progress { return nil }); err != nil {
 		b.Fatal(err)
 	}
 	return ns

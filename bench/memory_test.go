@@ -15,6 +15,7 @@ import (
 	"github.com/warmcache/warmcache/internal/testenv"
 	"github.com/warmcache/warmcache/jobs"
 	"github.com/warmcache/warmcache/query"
+	"github.com/warmcache/warmcache/warm"
 )
 
 // BenchmarkRedisMemory measures what the README's "Sizing Redis" says: the Redis memory
@@ -39,9 +40,9 @@ func BenchmarkRedisMemory(b *testing.B) {
 		b.Run(job.Name, func(b *testing.B) {
 			store, server, used := ownRedis(b)
 			before := used()
-			runner := jobs.NewRunner(baseservice.NewArchetype(slog.New(slog.DiscardHandler)), db, db, store,
-				jobs.NewMetrics(prometheus.NewRegistry()))
-			if err := jobs.Once(ctx, []jobs.Job{job}, runner, db, "warmcache", func(jobs.Job) jobs.Progress { return nil }); err != nil {
+			runner := warm.NewRunner(baseservice.NewArchetype(slog.New(slog.DiscardHandler)), db, db, store,
+				warm.NewMetrics(prometheus.NewRegistry()))
+			if err := warm.Once(ctx, []jobs.Job{job}, runner, db, "warmcache", func(jobs.Job) warm.Progress { return nil }); err != nil {
 				b.Fatal(err)
 			}
 			if !job.Keyed() { // one value: its key's size, the rest of used_memory being Redis's own

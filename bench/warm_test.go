@@ -15,6 +15,7 @@ import (
 
 	"github.com/warmcache/warmcache/cache"
 	"github.com/warmcache/warmcache/internal/testenv"
+	"github.com/warmcache/warmcache/jobs"
 	"github.com/warmcache/warmcache/query"
 )
 
@@ -110,14 +111,15 @@ func benchRedisAlone(b *testing.B, keys int) result {
 	}
 	defer store.Close()
 	now := time.Now()
-	life := cache.Lifetime{Policy: cache.FixedPolicy(10 * time.Minute), Jitter: time.Minute, Grace: time.Hour, Location: time.UTC}
+	life := jobs.Lifetime{Policy: jobs.FixedPolicy(10 * time.Minute), Jitter: time.Minute, Grace: time.Hour, Location: time.UTC}
 	batch := make([]cache.Item, 0, 1000)
 	var r result
 	for range b.N {
 		started := time.Now()
 		for i := 1; i <= keys; i++ {
 			key := strconv.Itoa(i)
-			entry, err := life.Entry(key, query.CustomerOrders{CustomerID: int64(i), Count: 10}, now.UnixMicro(), now)
+			fresh, stale := life.Fresh(key, now)
+			entry, err := cache.NewEntry(query.CustomerOrders{CustomerID: int64(i), Count: 10}, now.UnixMicro(), now, fresh, stale)
 			if err != nil {
 				b.Fatal(err)
 			}

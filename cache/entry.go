@@ -3,6 +3,7 @@ package cache
 import (
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"time"
 
@@ -45,7 +46,7 @@ var errCorrupt = errors.New("cache: corrupt or unknown entry")
 
 // Entry is one cached value: the exact bytes the API writes as the response body, with what it
 // needs to answer with headers and conditional requests without decoding the body, and what
-// Redis needs to know how long to keep it. Lifetime.Entry and Lifetime.NotFound make entries;
+// Redis needs to know how long to keep it. NewEntry and NewNegativeEntry make entries;
 // Store.Get returns them.
 type Entry struct {
 	// Version is the snapshot version of the data the value was computed from; a write never
@@ -65,6 +66,24 @@ type Entry struct {
 	ETag string
 	// Body is the response body.
 	Body []byte
+}
+
+// NewEntry returns the entry of value, computed at computedAt from the snapshot of version: its
+// JSON as the body, fresh and kept until the job's lifetime says (jobs.Lifetime.Fresh).
+func NewEntry(value any, version int64, computedAt, freshUntil, staleUntil time.Time) (Entry, error) {
+	body, err := json.Marshal(value)
+	if err != nil {
+		return Entry{}, err
+	}
+	return newEntry(body, version, computedAt, freshUntil, staleUntil, false), nil
+}
+
+// NewNegativeEntry returns the entry of a key without a row, computed at computedAt from the
+// snapshot of version: the error msg as its body (served as a 404), fresh and kept until the
+// job's lifetime says of unknown keys (jobs.Lifetime.Unknown).
+func NewNegativeEntry(msg string, version int64, computedAt, freshUntil, staleUntil time.Time) Entry {
+	body, _ := json.Marshal(map[string]string{"error": msg}) // a map of strings always encodes
+	return newEntry(body, version, computedAt, freshUntil, staleUntil, true)
 }
 
 // newEntry returns the entry for body, with an ETag computed from its content.

@@ -119,3 +119,12 @@ func FuzzDecodeEntry(f *testing.F) {
 		}
 	})
 }
+
+func TestNewNegativeEntry(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
+	e := NewNegativeEntry(`customer 9 "x" not found`, 7, now, now.Add(30*time.Second), now.Add(time.Minute))
+	if !e.NotFound || string(e.Body) != `{"error":"customer 9 \"x\" not found"}` || e.Version != 7 || !e.ComputedAt.Equal(now) {
+		t.Errorf("negative entry %+v", e)
+	}
+}

@@ -38,13 +38,12 @@ func openStore(t *testing.T, keys cache.Keys) *cache.Store {
 	return s
 }
 
-// minute is fresh for a minute and kept for an hour past that.
-var minute = cache.Lifetime{Policy: cache.FixedPolicy(time.Minute), Grace: time.Hour, Location: time.UTC}
-
-// item is body as key's entry, computed now from the snapshot of version.
+// item is body as key's entry, computed now from the snapshot of version, fresh for a minute and
+// kept for an hour past that.
 func item(t *testing.T, key string, version int64, body string) cache.Item {
 	t.Helper()
-	e, err := minute.Entry(key, json.RawMessage(body), version, time.Now())
+	now := time.Now()
+	e, err := cache.NewEntry(json.RawMessage(body), version, now, now.Add(time.Minute), now.Add(time.Hour+time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +216,8 @@ func TestListKeys(t *testing.T) {
 	}
 	// Neither a negative entry, nor another job's key, nor the single value of a job named alike
 	// is one of the job's keys.
-	negative := cache.Item{Key: "unknown", Entry: minute.NotFound("no such key", 1, time.Now())}
+	now := time.Now()
+	negative := cache.Item{Key: "unknown", Entry: cache.NewNegativeEntry("no such key", 1, now, now.Add(time.Minute), now.Add(time.Hour))}
 	if _, err := s.Put(ctx, "job", negative); err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/warmcache/warmcache/internal/testenv"
 	"github.com/warmcache/warmcache/jobs"
 	"github.com/warmcache/warmcache/query"
+	"github.com/warmcache/warmcache/warm"
 )
 
 // readmeJobs are the jobs of the README's jobs file example that read orders and customers: one
@@ -156,12 +157,12 @@ func TestRandomWritesLeaveEveryKeyRight(t *testing.T) {
 
 	// The scheduled runs check the maintained figures against the full computation.
 	reg := prometheus.NewRegistry()
-	runner := jobs.NewRunner(baseservice.NewArchetype(discard()), s.db, s.db, s.store, jobs.NewMetrics(reg))
+	runner := warm.NewRunner(baseservice.NewArchetype(discard()), s.db, s.db, s.store, warm.NewMetrics(reg))
 	for _, job := range s.jobs {
 		if !job.Aggregate.Incremental() {
 			continue
 		}
-		if _, err := runner.Run(context.Background(), job, jobs.TriggerOnce, nil); err != nil {
+		if _, err := runner.Run(context.Background(), job, warm.TriggerOnce, nil); err != nil {
 			t.Fatal(err)
 		}
 		if drift, ok := gauge(t, reg, "warmcache_incremental_drift", job.Name); !ok || drift != 0 {

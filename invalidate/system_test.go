@@ -26,6 +26,7 @@ import (
 	"github.com/warmcache/warmcache/internal/testenv"
 	"github.com/warmcache/warmcache/jobs"
 	"github.com/warmcache/warmcache/query"
+	"github.com/warmcache/warmcache/warm"
 )
 
 const token = "test-token"
@@ -92,12 +93,12 @@ func newSystem(t *testing.T, opts systemOptions) *system {
 		t.Fatal(err)
 	}
 	// As the warmer does at start: record the changes the jobs depend on, maintain their figures.
-	if err := jobs.Install(context.Background(), s.db, s.jobs); err != nil {
+	if err := warm.Install(context.Background(), s.db, s.jobs); err != nil {
 		t.Fatal(err)
 	}
 	arch := baseservice.NewArchetype(discard())
-	runner := jobs.NewRunner(arch, s.db, s.db, s.store, jobs.NewMetrics(prometheus.NewRegistry()))
-	if err := jobs.Once(context.Background(), s.jobs, runner, s.db, s.ns, func(jobs.Job) jobs.Progress { return nil }); err != nil {
+	runner := warm.NewRunner(arch, s.db, s.db, s.store, warm.NewMetrics(prometheus.NewRegistry()))
+	if err := warm.Once(context.Background(), s.jobs, runner, s.db, s.ns, func(jobs.Job) warm.Progress { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	keys, _ := cache.NewKeys(s.ns)
@@ -251,7 +252,7 @@ func (s *system) sql(job, key string) string {
 			return s.full(job)[key]
 		}
 		if j.Name == job {
-			e, err := j.Compute(context.Background(), s.db, key, time.Now())
+			e, err := warm.Compute(context.Background(), s.db, j, key, time.Now())
 			if err != nil {
 				s.t.Fatal(err)
 			}

@@ -14,6 +14,7 @@ import (
 	"github.com/warmcache/warmcache/internal/baseservice"
 	"github.com/warmcache/warmcache/internal/testenv"
 	"github.com/warmcache/warmcache/jobs"
+	"github.com/warmcache/warmcache/warm"
 )
 
 // The api replicas' in-process tier is as fresh as Redis: these tests give it a LOCAL_CACHE_TTL
@@ -212,8 +213,8 @@ func (s *system) stored(job, key string) string {
 func (s *system) run(job string) error {
 	for _, j := range s.jobs {
 		if j.Name == job {
-			runner := jobs.NewRunner(baseservice.NewArchetype(discard()), s.db, s.db, s.store, jobs.NewMetrics(prometheus.NewRegistry()))
-			return jobs.Once(context.Background(), []jobs.Job{j}, runner, s.db, s.ns, func(jobs.Job) jobs.Progress { return nil })
+			runner := warm.NewRunner(baseservice.NewArchetype(discard()), s.db, s.db, s.store, warm.NewMetrics(prometheus.NewRegistry()))
+			return warm.Once(context.Background(), []jobs.Job{j}, runner, s.db, s.ns, func(jobs.Job) warm.Progress { return nil })
 		}
 	}
 	return fmt.Errorf("no job %s", job)

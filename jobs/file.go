@@ -13,8 +13,6 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/warmcache/warmcache/cache"
-	"github.com/warmcache/warmcache/internal/conf"
 	"github.com/warmcache/warmcache/query"
 )
 
@@ -305,14 +303,14 @@ func build(name string, decl fileJob, agg query.Aggregate, key string, d Default
 	if err != nil {
 		return fail("schedule", err)
 	}
-	policy := cache.FixedPolicy(d.TTL)
+	policy := FixedPolicy(d.TTL)
 	if decl.TTL != "" {
-		if policy, err = cache.ParsePolicy(decl.TTL); err != nil {
+		if policy, err = ParsePolicy(decl.TTL); err != nil {
 			return fail("ttl", err)
 		}
 	}
 	ttl := policy.Expiry(now, d.Location).Sub(now)
-	life := cache.Lifetime{Policy: policy, Grace: d.Grace, Jitter: defaultJitter(policy, ttl), Negative: d.NegativeTTL,
+	life := Lifetime{Policy: policy, Grace: d.Grace, Jitter: defaultJitter(policy, ttl), Negative: d.NegativeTTL,
 		Location: d.Location}
 	if err := validateLifetime(sched, life, now); err != nil {
 		return fail("ttl", err)
@@ -330,8 +328,8 @@ func build(name string, decl fileJob, agg query.Aggregate, key string, d Default
 	if err != nil {
 		return fail("timeout", err)
 	}
-	if timeout > cache.TouchedWindow {
-		return fail("timeout", fmt.Errorf("%s is longer than %s, the longest a run may take", timeout, cache.TouchedWindow))
+	if timeout > MaxTimeout {
+		return fail("timeout", fmt.Errorf("%s is longer than %s, the longest a run may take", timeout, MaxTimeout))
 	}
 	enabled := decl.Enabled == nil || *decl.Enabled
 	return Job{Name: name, Description: decl.Description, Schedule: sched, Aggregate: agg, KeyTemplate: key,
@@ -343,7 +341,7 @@ func duration(s string, def, least time.Duration) (time.Duration, error) {
 	if s == "" {
 		return def, nil
 	}
-	d, err := conf.ParseDuration(s)
+	d, err := ParseDuration(s)
 	if err != nil {
 		return 0, err
 	}

@@ -1,6 +1,7 @@
-// Package jobs owns what runs when: job definitions (the built-in aggregates and users' SQL jobs,
-// all values of one type), the jobs file, schedules, and the runner that streams a job's rows
-// from PostgreSQL into Redis.
+// Package jobs owns what a job is: its definition (the built-in aggregates and users' SQL jobs,
+// all values of one type), the jobs file, schedules and their words, TTL policies, and the tables
+// and columns a job depends on. It knows nothing of Redis, of the configuration, or of running a
+// job: package warm runs them. Its SQL is query's.
 package jobs
 
 import (
@@ -9,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/warmcache/warmcache/cache"
-	"github.com/warmcache/warmcache/internal/conf"
 	"github.com/warmcache/warmcache/query"
 )
 
@@ -38,7 +37,7 @@ type Job struct {
 	// Incremental, when set, is a user's incremental declaration: the job's figures are
 	// maintained by triggers, installed by Install.
 	Incremental *query.IncrementalSpec
-	Lifetime    cache.Lifetime
+	Lifetime    Lifetime
 	// Timeout bounds one run.
 	Timeout time.Duration
 	// Builtin marks the four aggregates of the product itself.
@@ -114,6 +113,22 @@ func (j Job) AffectedBy(table string, columns map[string]string) (keys []string,
 	return keys, false
 }
 
+// Tables returns every table some job depends on, with the columns whose values name the keys a
+// change touches: what the outbox must record of each table's changes.
+func Tables(list []Job) map[string][]string {
+	tables := map[string][]string{}
+	for _, job := range list {
+		for _, d := range job.DependsOn {
+			cols := tables[d.Table]
+			if d.Column != "" {
+				cols = append(cols, d.Column)
+			}
+			tables[d.Table] = cols
+		}
+	}
+	return tables
+}
+
 var jobName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
 
 // builtin is a built-in job's definition: the data the four product jobs are made of.
@@ -157,23 +172,6 @@ type Defaults struct {
 	Location *time.Location
 }
 
-// DefaultsOf returns the defaults the configuration both binaries share gives: CACHE_TTL,
-// CACHE_GRACE, CACHE_NEGATIVE_TTL and TIMEZONE.
-func DefaultsOf(c conf.Cache) Defaults {
-	return Defaults{TTL: c.TTL, Grace: c.Grace, NegativeTTL: c.NegativeTTL, Location: c.Location()}
-}
-
-// Configured loads the jobs of the configuration both binaries share: the built-in jobs, and the
-// jobs file's overrides and jobs. Its errors are configuration errors naming the jobs file as
-// the user gave it (--jobs FILE or JOBS_FILE=FILE), then the line and the setting.
-func Configured(c conf.Cache, now time.Time) ([]Job, error) {
-	list, err := Load(c.JobsFile, DefaultsOf(c), now)
-	if err != nil {
-		return nil, conf.Errorf(c.JobsSetting(), "%w", err)
-	}
-	return list, nil
-}
-
 // defaultEvery is a built-in job's interval when the jobs file sets no schedule: its own, or half
 // the TTL when that is shorter, so that a short CACHE_TTL alone gives a valid configuration.
 func (d Defaults) defaultEvery(every time.Duration) string {
@@ -182,7 +180,7 @@ func (d Defaults) defaultEvery(every time.Duration) string {
 }
 
 // defaultJitter spreads expiry over a tenth of the freshness, at most a minute.
-func defaultJitter(p cache.Policy, ttl time.Duration) time.Duration {
+func defaultJitter(p Policy, ttl time.Duration) time.Duration {
 	if p.Calendar() {
 		return time.Minute
 	}
@@ -190,7 +188,7 @@ func defaultJitter(p cache.Policy, ttl time.Duration) time.Duration {
 }
 
 // validateLifetime checks that values outlive the longest gap between two runs.
-func validateLifetime(s Schedule, l cache.Lifetime, now time.Time) error {
+func validateLifetime(s Schedule, l Lifetime, now time.Time) error {
 	gap := s.MaxInterval(now)
 	if !l.Policy.Covers(gap) {
 		return fmt.Errorf("%s is shorter than the longest gap between runs of %q (%s): values would expire before the next refresh",

@@ -1,14 +1,30 @@
-package cache
+package jobs
 
 import (
-	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
-
-	"github.com/warmcache/warmcache/internal/conf"
 )
+
+// ParseDuration reads a Go duration ("90s", "5m") or a whole number of seconds ("300"), the form
+// the tutorials' settings use.
+func ParseDuration(s string) (time.Duration, error) {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return time.Duration(n) * time.Second, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is neither a duration (90s, 5m) nor a number of seconds", s)
+	}
+	return d, nil
+}
+
+// MaxTimeout is the longest a run may take (a job's timeout): Redis remembers the single-key
+// writes made during a run for that long (cache.TouchedWindow), so that the run steps around
+// them.
+const MaxTimeout = time.Hour
 
 // Policy says how long a value stays fresh after it is computed: a fixed duration, or until the
 // end of the day or of the week in the configured time zone.
@@ -34,7 +50,7 @@ func ParsePolicy(s string) (Policy, error) {
 	case "end_of_week":
 		return Policy{kind: endOfWeek}, nil
 	}
-	d, err := conf.ParseDuration(s)
+	d, err := ParseDuration(s)
 	if err != nil {
 		return Policy{}, fmt.Errorf("%q is not a duration (90s, 10m), a number of seconds, end_of_day or end_of_week", s)
 	}
@@ -96,8 +112,7 @@ func (p Policy) Covers(interval time.Duration) bool {
 // Lifetime is how a job's values age: the freshness policy, jitter that spreads expiry so keys
 // do not all expire together, a grace period past freshness during which Redis keeps the value
 // so the API can serve it as stale while PostgreSQL is down, and how long a key without a row is
-// remembered as unknown. It makes the job's entries, so that everything about a cached value's
-// life is decided here.
+// remembered as unknown. Everything about the life of a job's values is decided here.
 type Lifetime struct {
 	Policy Policy
 	Jitter time.Duration
@@ -107,24 +122,19 @@ type Lifetime struct {
 	Location *time.Location
 }
 
-// Entry returns the entry of key's value computed at t from the snapshot of version: value's
-// JSON, fresh until the policy says less the key's jitter, and kept for the grace past that.
-func (l Lifetime) Entry(key string, value any, version int64, t time.Time) (Entry, error) {
-	body, err := json.Marshal(value)
-	if err != nil {
-		return Entry{}, fmt.Errorf("encode the value of %q: %w", key, err)
-	}
+// Fresh returns when the value of key computed at t stops being fresh (the policy less the key's
+// jitter) and when its grace past that ends.
+func (l Lifetime) Fresh(key string, t time.Time) (freshUntil, staleUntil time.Time) {
 	fresh := l.freshUntil(t, key)
-	return newEntry(body, version, t, fresh, fresh.Add(l.Grace), false), nil
+	return fresh, fresh.Add(l.Grace)
 }
 
-// NotFound returns the negative entry of a key without a row, computed at t from the snapshot of
-// version: the error msg as its body, fresh for l.Negative, and kept as long again so that it can
-// be served stale like any value.
-func (l Lifetime) NotFound(msg string, version int64, t time.Time) Entry {
-	body, _ := json.Marshal(map[string]string{"error": msg}) // a map of strings always encodes
+// Unknown returns when the negative entry of a key without a row, computed at t, stops being
+// fresh (after l.Negative) and when it is dropped: as long again, so that it can be served stale
+// like any value.
+func (l Lifetime) Unknown(t time.Time) (freshUntil, staleUntil time.Time) {
 	fresh := t.Add(l.Negative)
-	return newEntry(body, version, t, fresh, fresh.Add(l.Negative), true)
+	return fresh, fresh.Add(l.Negative)
 }
 
 // freshUntil returns when the value of key computed at t stops being fresh. Jitter shortens

@@ -1,10 +1,10 @@
-package cache_test
+package jobs_test
 
 import (
 	"testing"
 	"time"
 
-	"github.com/warmcache/warmcache/cache"
+	"github.com/warmcache/warmcache/jobs"
 )
 
 func TestPolicyExpiry(t *testing.T) {
@@ -37,7 +37,7 @@ func TestPolicyExpiry(t *testing.T) {
 		{"end_of_week", "2026-03-25 08:00", "2026-03-30 00:00"}, // a week of 167 hours (DST on Sunday)
 		{"end_of_week", "2026-12-30 10:00", "2027-01-04 00:00"}, // across the new year
 	} {
-		p, err := cache.ParsePolicy(tc.policy)
+		p, err := jobs.ParsePolicy(tc.policy)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -50,7 +50,7 @@ func TestPolicyExpiry(t *testing.T) {
 func TestParsePolicyRefuses(t *testing.T) {
 	t.Parallel()
 	for _, s := range []string{"", "0", "-5m", "500ms", "tomorrow", "end_of_month", "1e3"} {
-		if _, err := cache.ParsePolicy(s); err == nil {
+		if _, err := jobs.ParsePolicy(s); err == nil {
 			t.Errorf("ParsePolicy(%q) accepted", s)
 		}
 	}
@@ -72,7 +72,7 @@ func TestPolicyCovers(t *testing.T) {
 		{"end_of_week", 7 * 24 * time.Hour, true},
 		{"end_of_week", 8 * 24 * time.Hour, false},
 	} {
-		p, _ := cache.ParsePolicy(tc.policy)
+		p, _ := jobs.ParsePolicy(tc.policy)
 		if got := p.Covers(tc.interval); got != tc.want {
 			t.Errorf("%s covers %s: %v, want %v", tc.policy, tc.interval, got, tc.want)
 		}
@@ -81,58 +81,49 @@ func TestPolicyCovers(t *testing.T) {
 
 func TestLifetimeJitterAndGrace(t *testing.T) {
 	t.Parallel()
-	l := cache.Lifetime{Policy: cache.FixedPolicy(10 * time.Minute), Jitter: time.Minute, Grace: time.Hour, Location: time.UTC}
+	l := jobs.Lifetime{Policy: jobs.FixedPolicy(10 * time.Minute), Jitter: time.Minute, Grace: time.Hour, Location: time.UTC}
 	now := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
-	entry := func(l cache.Lifetime, key string, at time.Time) cache.Entry {
-		t.Helper()
-		e, err := l.Entry(key, map[string]int{"n": 1}, 1, at)
-		if err != nil {
-			t.Fatal(err)
-		}
+	type entry struct{ FreshUntil, StaleUntil time.Time }
+	fresh := func(l jobs.Lifetime, key string, at time.Time) entry {
+		var e entry
+		e.FreshUntil, e.StaleUntil = l.Fresh(key, at)
 		return e
 	}
 	spread := map[time.Time]bool{}
 	for _, key := range []string{"1", "2", "3", "4", "5", "6", "7", "8"} {
-		e := entry(l, key, now)
+		e := fresh(l, key, now)
 		if e.FreshUntil.After(now.Add(10*time.Minute)) || e.FreshUntil.Before(now.Add(9*time.Minute)) {
 			t.Errorf("key %s fresh until %s: want within the last minute of the policy", key, e.FreshUntil)
 		}
 		if e.StaleUntil != e.FreshUntil.Add(time.Hour) {
 			t.Errorf("key %s: stale until %s, want freshness plus an hour of grace", key, e.StaleUntil)
 		}
-		if again := entry(l, key, now); !again.FreshUntil.Equal(e.FreshUntil) {
+		if again := fresh(l, key, now); !again.FreshUntil.Equal(e.FreshUntil) {
 			t.Errorf("key %s: jitter differs between runs", key)
-		}
-		if string(e.Body) != `{"n":1}` || !e.ComputedAt.Equal(now) || e.NotFound {
-			t.Errorf("key %s: entry %+v", key, e)
 		}
 		spread[e.FreshUntil] = true
 	}
 	if len(spread) < 6 {
 		t.Errorf("8 keys expire at only %d distinct times: jitter does not spread them", len(spread))
 	}
-	eod := cache.Lifetime{Policy: mustPolicy(t, "end_of_day"), Jitter: time.Minute, Location: time.UTC}
-	if e := entry(eod, "k", time.Date(2026, 3, 10, 23, 59, 50, 0, time.UTC)); e.FreshUntil.After(time.Date(2026, 3, 11, 0, 0, 0, 0, time.UTC)) {
+	eod := jobs.Lifetime{Policy: mustPolicy(t, "end_of_day"), Jitter: time.Minute, Location: time.UTC}
+	if e := fresh(eod, "k", time.Date(2026, 3, 10, 23, 59, 50, 0, time.UTC)); e.FreshUntil.After(time.Date(2026, 3, 11, 0, 0, 0, 0, time.UTC)) {
 		t.Errorf("end_of_day value fresh until %s, past the end of the day", e.FreshUntil)
 	}
 }
 
 func TestLifetimeNotFound(t *testing.T) {
 	t.Parallel()
-	l := cache.Lifetime{Policy: cache.FixedPolicy(10 * time.Minute), Grace: time.Hour, Negative: 30 * time.Second}
+	l := jobs.Lifetime{Policy: jobs.FixedPolicy(10 * time.Minute), Grace: time.Hour, Negative: 30 * time.Second}
 	now := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
-	e := l.NotFound(`customer 9 "x" not found`, 7, now)
-	if !e.NotFound || string(e.Body) != `{"error":"customer 9 \"x\" not found"}` || e.Version != 7 {
-		t.Errorf("negative entry %+v", e)
-	}
-	if e.FreshUntil != now.Add(30*time.Second) || e.StaleUntil != now.Add(time.Minute) {
-		t.Errorf("negative entry fresh until %s, kept until %s: want 30 s, and as long again", e.FreshUntil, e.StaleUntil)
+	if fresh, stale := l.Unknown(now); fresh != now.Add(30*time.Second) || stale != now.Add(time.Minute) {
+		t.Errorf("negative entry fresh until %s, kept until %s: want 30 s, and as long again", fresh, stale)
 	}
 }
 
-func mustPolicy(t *testing.T, s string) cache.Policy {
+func mustPolicy(t *testing.T, s string) jobs.Policy {
 	t.Helper()
-	p, err := cache.ParsePolicy(s)
+	p, err := jobs.ParsePolicy(s)
 	if err != nil {
 		t.Fatal(err)
 	}

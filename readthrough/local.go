@@ -1,4 +1,4 @@
-package cache
+package readthrough
 
 import (
 	"sync/atomic"
@@ -6,13 +6,15 @@ import (
 
 	"github.com/maypok86/otter/v2"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/warmcache/warmcache/cache"
 )
 
 // Local is an api replica's in-process tier in front of Redis: values it read from Redis, kept
 // in memory so that a hit costs a map lookup. It holds at most a size in bytes (otter's
 // W-TinyLFU eviction: the keys read often stay), each value for at most its own freshness and a
 // short lifetime of its own, and it is exactly as fresh as Redis: it watches the namespace's
-// changes (Store.Watch) and drops what they name within milliseconds of the write. It serves
+// changes (cache.Store.Watch) and drops what they name within milliseconds of the write. It serves
 // nothing while it does not watch (before its subscription, and from the loss of one until the
 // next, after which it starts empty), since it could not know what changed meanwhile.
 //
@@ -166,7 +168,7 @@ func (l *Local[V]) forget() {
 }
 
 // Changed drops what a change names.
-func (l *Local[V]) Changed(c Change) {
+func (l *Local[V]) Changed(c cache.Change) {
 	count := l.changes.Add(1)
 	if c.All {
 		l.metrics.invalidations.Inc()
@@ -183,7 +185,7 @@ func (l *Local[V]) Changed(c Change) {
 	}
 }
 
-var _ Watcher = (*Local[int])(nil)
+var _ cache.Watcher = (*Local[int])(nil)
 
 // raise sets n to v if v is higher.
 func raise(n *atomic.Uint64, v uint64) {

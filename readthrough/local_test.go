@@ -1,4 +1,4 @@
-package cache_test
+package readthrough_test
 
 import (
 	"fmt"
@@ -9,11 +9,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/warmcache/warmcache/cache"
+	"github.com/warmcache/warmcache/readthrough"
 )
 
-func newLocal(t *testing.T, size uint64) *cache.Local[string] {
+func newLocal(t *testing.T, size uint64) *readthrough.Local[string] {
 	t.Helper()
-	l := cache.NewLocal[string](size, time.Minute, []string{"a", "b"}, time.Now, prometheus.NewRegistry())
+	l := readthrough.NewLocal[string](size, time.Minute, []string{"a", "b"}, time.Now, prometheus.NewRegistry())
 	l.Subscribed()
 	return l
 }
@@ -84,7 +85,7 @@ func TestLocalDropsWhatChanges(t *testing.T) {
 // the tier serves nothing, and a new subscription starts it empty.
 func TestLocalServesOnlyWhileWatching(t *testing.T) {
 	t.Parallel()
-	l := cache.NewLocal[string](1<<20, time.Minute, []string{"a"}, time.Now, prometheus.NewRegistry())
+	l := readthrough.NewLocal[string](1<<20, time.Minute, []string{"a"}, time.Now, prometheus.NewRegistry())
 	l.Set("a", "1", l.Token(), "v", 10, fresh())
 	if _, ok := l.Get("a", "1"); ok {
 		t.Error("served before its subscription")
@@ -107,7 +108,7 @@ func TestLocalServesOnlyWhileWatching(t *testing.T) {
 
 func TestLocalExpiry(t *testing.T) {
 	t.Parallel()
-	l := cache.NewLocal[string](1<<20, 50*time.Millisecond, []string{"a"}, time.Now, prometheus.NewRegistry())
+	l := readthrough.NewLocal[string](1<<20, 50*time.Millisecond, []string{"a"}, time.Now, prometheus.NewRegistry())
 	l.Subscribed()
 	l.Set("a", "short", l.Token(), "v", 10, time.Now().Add(20*time.Millisecond))
 	l.Set("a", "long", l.Token(), "v", 10, fresh())

@@ -1,4 +1,4 @@
-package jobs
+package warm
 
 import (
 	"context"
@@ -7,33 +7,43 @@ import (
 	"time"
 
 	"github.com/warmcache/warmcache/cache"
+	"github.com/warmcache/warmcache/jobs"
 	"github.com/warmcache/warmcache/query"
 )
 
-// Compute computes the job's value at key from db, as of now, as the entry to serve and store. A
+// Source is what computing a job's values needs of PostgreSQL (query.DB): a key's row, or the
+// rows of a batch of keys in one snapshot.
+type Source interface {
+	Lookup(ctx context.Context, agg query.Aggregate, p query.Params, key string) (query.Row, error)
+	LookupMany(ctx context.Context, agg query.Aggregate, p query.Params, keys []string) (map[string]query.Row, int64, error)
+}
+
+var _ Source = (*query.DB)(nil)
+
+// Compute computes job j's value at key from db, as of now, as the entry to serve and store. A
 // key without a row gives a negative entry carrying the job's not-found message. The api computes
 // its misses this way and the warmer the keys a write changed. Errors wrap query's
 // (ErrInvalidKey, ErrUnavailable), or the statement's own.
-func (j Job) Compute(ctx context.Context, db *query.DB, key string, now time.Time) (cache.Entry, error) {
-	row, err := db.Lookup(ctx, j.Aggregate, j.params(now), key)
+func Compute(ctx context.Context, db Source, j jobs.Job, key string, now time.Time) (cache.Entry, error) {
+	row, err := db.Lookup(ctx, j.Aggregate, params(j, now), key)
 	if errors.Is(err, query.ErrNotFound) {
-		return j.Lifetime.NotFound(j.NotFoundMessage(key), row.Version, now), nil
+		return NotFound(j, key, row.Version, now), nil
 	}
 	if err != nil {
 		return cache.Entry{}, fmt.Errorf("compute %s %q: %w", j.Name, key, err)
 	}
-	return j.Lifetime.Entry(row.Key, row.Value, row.Version, now)
+	return Entry(j, row.Key, row.Value, row.Version, now)
 }
 
-// ComputeMany computes the job's values at keys, canonical all (Aggregate.CanonicalKey), from db
+// ComputeMany computes job j's values at keys, canonical all (Aggregate.CanonicalKey), from db
 // in one snapshot and one statement, as of now: the items to store, a negative entry for each key
 // without a row. A single-value job's one value is under the empty key, whatever keys say. The
 // warmer refreshes the keys of a batch of changes this way.
-func (j Job) ComputeMany(ctx context.Context, db *query.DB, keys []string, now time.Time) ([]cache.Item, error) {
+func ComputeMany(ctx context.Context, db Source, j jobs.Job, keys []string, now time.Time) ([]cache.Item, error) {
 	if !j.Keyed() {
 		keys = []string{""}
 	}
-	rows, version, err := db.LookupMany(ctx, j.Aggregate, j.params(now), keys)
+	rows, version, err := db.LookupMany(ctx, j.Aggregate, params(j, now), keys)
 	if err != nil {
 		return nil, fmt.Errorf("compute %s (%d keys): %w", j.Name, len(keys), err)
 	}
@@ -41,10 +51,10 @@ func (j Job) ComputeMany(ctx context.Context, db *query.DB, keys []string, now t
 	for i, key := range keys {
 		row, ok := rows[key]
 		if !ok {
-			items[i] = cache.Item{Key: key, Entry: j.Lifetime.NotFound(j.NotFoundMessage(key), version, now)}
+			items[i] = cache.Item{Key: key, Entry: NotFound(j, key, version, now)}
 			continue
 		}
-		e, err := j.Lifetime.Entry(key, row.Value, row.Version, now)
+		e, err := Entry(j, key, row.Value, row.Version, now)
 		if err != nil {
 			return nil, err
 		}
@@ -53,7 +63,26 @@ func (j Job) ComputeMany(ctx context.Context, db *query.DB, keys []string, now t
 	return items, nil
 }
 
-// params are the inputs of the job's query at now: the date in the job's time zone.
-func (j Job) params(now time.Time) query.Params {
+// Entry returns the entry of job j's value at key computed at t from the snapshot of version:
+// value's JSON, fresh and kept as j's lifetime says.
+func Entry(j jobs.Job, key string, value any, version int64, t time.Time) (cache.Entry, error) {
+	fresh, stale := j.Lifetime.Fresh(key, t)
+	e, err := cache.NewEntry(value, version, t, fresh, stale)
+	if err != nil {
+		return cache.Entry{}, fmt.Errorf("encode the value of %q: %w", key, err)
+	}
+	return e, nil
+}
+
+// NotFound returns the negative entry of job j's key without a row, computed at t from the
+// snapshot of version: the job's not-found message, fresh and kept as j's lifetime says of
+// unknown keys.
+func NotFound(j jobs.Job, key string, version int64, t time.Time) cache.Entry {
+	fresh, stale := j.Lifetime.Unknown(t)
+	return cache.NewNegativeEntry(j.NotFoundMessage(key), version, t, fresh, stale)
+}
+
+// params are the inputs of job j's query at now: the date in the job's time zone.
+func params(j jobs.Job, now time.Time) query.Params {
 	return query.Params{Today: query.DateOf(now.In(j.Lifetime.Location))}
 }

@@ -1,4 +1,4 @@
-package jobs
+package warm
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"github.com/warmcache/warmcache/cache"
 	"github.com/warmcache/warmcache/internal/baseservice"
 	"github.com/warmcache/warmcache/internal/testenv"
+	"github.com/warmcache/warmcache/jobs"
 	"github.com/warmcache/warmcache/query"
 )
 
@@ -129,7 +130,7 @@ func TestRunsUnderFaults(t *testing.T) {
 // fault tests' timeouts, and a scheduler of the faultJobs.
 type faultWarmer struct {
 	t                *testing.T
-	jobs             []Job
+	jobs             []jobs.Job
 	arch             *baseservice.Archetype
 	db               *query.DB    // direct, for the test
 	store            *cache.Store // direct, for the test
@@ -167,11 +168,8 @@ func newFaultWarmer(t *testing.T) *faultWarmer {
 	db, store := open(w.pgProxy.Through(w.dbURL), w.rdProxy.Through(redisURL),
 		query.Options{MaxConns: 8, ConnectTimeout: runPostgresTimeout, Timeout: runPostgresTimeout},
 		cache.Options{Timeout: runRedisTimeout})
-	list, err := Load(writeJobs(t, faultJobs), testDefaults, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.jobs = []Job{byName(list)["customer_income"], byName(list)["total_income"]}
+	list := testenv.LoadJobs(t, faultJobs, time.Now())
+	w.jobs = []jobs.Job{testenv.JobsByName(list)["customer_income"], testenv.JobsByName(list)["total_income"]}
 	w.arch = baseservice.NewArchetype(slog.New(w.attempts))
 	w.runner = NewRunner(w.arch, db, db, store, NewMetrics(prometheus.NewRegistry()))
 	w.runner.batchSize = 100

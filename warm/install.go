@@ -1,10 +1,11 @@
-package jobs
+package warm
 
 import (
 	"context"
 	"errors"
 	"fmt"
 
+	"github.com/warmcache/warmcache/jobs"
 	"github.com/warmcache/warmcache/query"
 )
 
@@ -12,7 +13,7 @@ import (
 // plans, and every table and column a job depends on, counts or sums exists. A problem is an
 // error naming the job and the setting; PostgreSQL being down is query.ErrUnavailable, and then
 // nothing was checked.
-func Check(ctx context.Context, db *query.DB, list []Job) error {
+func Check(ctx context.Context, db *query.DB, list []jobs.Job) error {
 	for _, job := range list {
 		if job.Incremental != nil {
 			if err := db.CheckIncremental(ctx, *job.Incremental); err != nil {
@@ -38,35 +39,19 @@ func Check(ctx context.Context, db *query.DB, list []Job) error {
 	return nil
 }
 
-func checkError(job Job, setting string, err error) error {
+func checkError(job jobs.Job, setting string, err error) error {
 	if errors.Is(err, query.ErrUnavailable) {
 		return err
 	}
 	return fmt.Errorf("job %s: %s: %w", job.Name, setting, err)
 }
 
-// Tables returns every table some job depends on, with the columns whose values name the keys a
-// change touches: what the outbox must record of each table's changes.
-func Tables(list []Job) map[string][]string {
-	tables := map[string][]string{}
-	for _, job := range list {
-		for _, d := range job.DependsOn {
-			cols := tables[d.Table]
-			if d.Column != "" {
-				cols = append(cols, d.Column)
-			}
-			tables[d.Table] = cols
-		}
-	}
-	return tables
-}
-
 // Install readies the database for the jobs (warmer migrate, or the warmer at start): the changes
 // of every table they depend on are recorded in the outbox with the columns that name their keys,
 // and the figures of incremental jobs are maintained. What warmcache installed for tables and
 // jobs no longer declared is removed; nothing else is touched. It is idempotent.
-func Install(ctx context.Context, db *query.DB, list []Job) error {
-	if err := db.InstallDependencies(ctx, Tables(list)); err != nil {
+func Install(ctx context.Context, db *query.DB, list []jobs.Job) error {
+	if err := db.InstallDependencies(ctx, jobs.Tables(list)); err != nil {
 		return fmt.Errorf("record the changes of the jobs' tables: %w", err)
 	}
 	var incremental []string

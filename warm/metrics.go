@@ -1,9 +1,11 @@
-package jobs
+package warm
 
 import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/warmcache/warmcache/jobs"
 )
 
 // Metrics are the warmer's Prometheus metrics.
@@ -21,7 +23,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "warmcache_job_runs_total",
-			Help: "Job runs by job and result (success or failure).",
+			Help: "jobs.Job runs by job and result (success or failure).",
 		}, []string{"job", "result"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "warmcache_job_duration_seconds",
@@ -54,7 +56,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // Declare publishes the jobs' intervals and starts their counters at zero: a counter that
 // appears only at its first failure shows no increase to rate() or increase(), and an alert on
 // failures would miss it.
-func (m *Metrics) Declare(list []Job, now time.Time) {
+func (m *Metrics) Declare(list []jobs.Job, now time.Time) {
 	for _, job := range list {
 		if !job.Enabled {
 			continue

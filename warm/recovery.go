@@ -1,4 +1,4 @@
-package jobs
+package warm
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/warmcache/warmcache/cache"
 	"github.com/warmcache/warmcache/internal/baseservice"
+	"github.com/warmcache/warmcache/jobs"
 	"github.com/warmcache/warmcache/query"
 )
 
@@ -30,7 +31,7 @@ type Recovery struct {
 	*baseservice.Archetype
 	store     *cache.Store
 	db        *query.DB // the primary, where runs are requested
-	jobs      []Job
+	jobs      []jobs.Job
 	namespace string
 	interval  time.Duration
 	metrics   recoveryMetrics
@@ -50,7 +51,7 @@ type recoveryMetrics struct {
 
 // NewRecovery returns the watcher of store's Redis for jobs, which requests runs in db; reg
 // receives its metrics.
-func NewRecovery(arch *baseservice.Archetype, store *cache.Store, db *query.DB, jobs []Job, namespace string,
+func NewRecovery(arch *baseservice.Archetype, store *cache.Store, db *query.DB, jobs []jobs.Job, namespace string,
 	reg prometheus.Registerer) *Recovery {
 	m := recoveryMetrics{
 		evicted: prometheus.NewCounter(prometheus.CounterOpts{Name: "warmcache_redis_evicted_keys_total",

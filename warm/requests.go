@@ -1,8 +1,10 @@
-package jobs
+package warm
 
 import (
 	"context"
 	"slices"
+
+	"github.com/warmcache/warmcache/jobs"
 )
 
 // serveOwedRuns runs the runs the jobs are owed until the scheduler stops: at start, at each
@@ -31,7 +33,7 @@ func (s *Scheduler) takeOwedRuns(ctx context.Context) {
 		return
 	}
 	for _, o := range owed {
-		i := slices.IndexFunc(s.jobs, func(j Job) bool { return j.Name == o.Job })
+		i := slices.IndexFunc(s.jobs, func(j jobs.Job) bool { return j.Name == o.Job })
 		if i < 0 {
 			continue // a job of another jobs file: a warmer that has it takes the run
 		}
@@ -58,7 +60,7 @@ func (s *Scheduler) takeOwedRuns(ctx context.Context) {
 
 // takeOwedRun takes the run job is owed, if any, for this warmer, which holds the job's lock,
 // and says so.
-func (s *Scheduler) takeOwedRun(job Job) (Trigger, bool) {
+func (s *Scheduler) takeOwedRun(job jobs.Job) (Trigger, bool) {
 	took, ok, err := s.db.TakeRun(s.ctx, s.namespace, job.Name, s.owner)
 	switch {
 	case err != nil || !ok:

@@ -1,4 +1,4 @@
-package jobs
+package warm
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/warmcache/warmcache/cache"
 	"github.com/warmcache/warmcache/internal/baseservice"
+	"github.com/warmcache/warmcache/jobs"
 	"github.com/warmcache/warmcache/query"
 )
 
@@ -64,7 +65,7 @@ const (
 //
 // The record says what kind of failure a run met (failureOf), for anyone to read; the error
 // itself, which may quote rows of the data, goes to the log only (job_failed).
-func (r *Runner) Run(ctx context.Context, job Job, trigger Trigger, progress Progress) (cache.Run, error) {
+func (r *Runner) Run(ctx context.Context, job jobs.Job, trigger Trigger, progress Progress) (cache.Run, error) {
 	started := r.Time.Now()
 	r.Logger.Info("job_started", "job", job.Name, "trigger", string(trigger))
 	before, infoErr := r.store.Info(ctx)
@@ -96,7 +97,7 @@ var errNoRow = errors.New("the job's query returned no row")
 
 // failureOf says what kind of failure err is, for the run's public record: never the text of
 // PostgreSQL's or Redis's errors, which may quote the data or name the servers.
-func failureOf(job Job, err error) string {
+func failureOf(job jobs.Job, err error) string {
 	const details = "; the warmer's log has the details (job_failed)"
 	statement, isStatement := query.Describe(err)
 	switch {
@@ -148,8 +149,8 @@ const writers = 2
 // warm streams job's rows into batches that other goroutines write to Redis, so that the Redis
 // writes overlap the reading. The channel holds a few batches: memory stays flat whatever the
 // number of keys.
-func (r *Runner) warm(ctx context.Context, job Job, started time.Time, progress Progress) (int64, error) {
-	params := job.params(started)
+func (r *Runner) warm(ctx context.Context, job jobs.Job, started time.Time, progress Progress) (int64, error) {
+	params := params(job, started)
 	batches := make(chan []cache.Item, 4)
 	var written atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
@@ -191,7 +192,7 @@ func (r *Runner) warm(ctx context.Context, job Job, started time.Time, progress 
 				return nil // a single-value job is its first row
 			}
 			rows++
-			e, err := job.Lifetime.Entry(row.Key, row.Value, row.Version, started)
+			e, err := Entry(job, row.Key, row.Value, row.Version, started)
 			if err != nil {
 				return fmt.Errorf("job %s: %w", job.Name, err)
 			}
@@ -228,7 +229,7 @@ func (r *Runner) warm(ctx context.Context, job Job, started time.Time, progress 
 // checked reports the drift the check of an incremental job's maintained figures confirmed, and
 // has them mended: the run itself writes the values computed in full, and the refreshes after it
 // read figures that are right again.
-func (r *Runner) checked(ctx context.Context, job Job, found query.Drift) {
+func (r *Runner) checked(ctx context.Context, job jobs.Job, found query.Drift) {
 	drift, err := r.primary.Repair(ctx, job.Aggregate, found)
 	r.metrics.drift.WithLabelValues(job.Name).Set(float64(drift.Values))
 	switch {

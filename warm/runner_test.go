@@ -1,4 +1,4 @@
-package jobs
+package warm
 
 import (
 	"bytes"
@@ -19,6 +19,7 @@ import (
 	"github.com/warmcache/warmcache/cache"
 	"github.com/warmcache/warmcache/internal/baseservice"
 	"github.com/warmcache/warmcache/internal/testenv"
+	"github.com/warmcache/warmcache/jobs"
 	"github.com/warmcache/warmcache/query"
 )
 
@@ -31,7 +32,7 @@ type harness struct {
 	store   *cache.Store
 	metrics *Metrics
 	runner  *Runner
-	jobs    map[string]Job
+	jobs    map[string]jobs.Job
 }
 
 func newHarness(t *testing.T, dbURL string) *harness {
@@ -52,14 +53,11 @@ func newHarness(t *testing.T, dbURL string) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	list, err := Load("", testDefaults, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	list := testenv.LoadJobs(t, "", time.Now())
 	m := NewMetrics(prometheus.NewRegistry())
 	arch := baseservice.NewArchetype(slog.New(slog.DiscardHandler))
 	return &harness{arch: arch, ns: ns, dbURL: dbURL, db: db, store: store, metrics: m,
-		runner: NewRunner(arch, db, db, store, m), jobs: byName(list)}
+		runner: NewRunner(arch, db, db, store, m), jobs: testenv.JobsByName(list)}
 }
 
 func (h *harness) entry(t *testing.T, job, key string) cache.Entry {
@@ -79,11 +77,11 @@ func TestWarmWritesWhatSQLSays(t *testing.T) {
 	ctx := context.Background()
 	now := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
 	h.arch.Time.Stub(now)
-	var all []Job
-	for _, name := range []string{OrdersTotal, OrdersByCustomer, CreditByCustomer, CreditOverview} {
+	var all []jobs.Job
+	for _, name := range []string{jobs.OrdersTotal, jobs.OrdersByCustomer, jobs.CreditByCustomer, jobs.CreditOverview} {
 		all = append(all, h.jobs[name])
 	}
-	if err := Once(ctx, all, h.runner, h.db, h.ns, func(Job) Progress { return nil }); err != nil {
+	if err := Once(ctx, all, h.runner, h.db, h.ns, func(jobs.Job) Progress { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	params := query.Params{Today: query.DateOf(now)}
@@ -206,10 +204,10 @@ func TestOlderRunNeverOverwrites(t *testing.T) {
 	h := newHarness(t, testenv.NewDatabase(t))
 	ctx := context.Background()
 	future := time.Now().Add(time.Hour).UnixMicro()
-	job := h.jobs[OrdersByCustomer]
+	job := h.jobs[jobs.OrdersByCustomer]
 	var items []cache.Item
 	for _, key := range []string{"1", "2", "3"} {
-		e, err := job.Lifetime.Entry(key, map[string]bool{"newer": true}, future, time.Now())
+		e, err := Entry(job, key, map[string]bool{"newer": true}, future, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}

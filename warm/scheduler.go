@@ -1,4 +1,4 @@
-package jobs
+package warm
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/warmcache/warmcache/cache"
 	"github.com/warmcache/warmcache/internal/backoff"
 	"github.com/warmcache/warmcache/internal/baseservice"
+	"github.com/warmcache/warmcache/jobs"
 	"github.com/warmcache/warmcache/query"
 )
 
@@ -26,7 +27,7 @@ import (
 type Scheduler struct {
 	*baseservice.Archetype
 	cron      *cron.Cron
-	jobs      []Job
+	jobs      []jobs.Job
 	runner    *Runner
 	db        *query.DB // the primary: claims, locks and run requests
 	namespace string
@@ -47,7 +48,7 @@ type Scheduler struct {
 
 // NewScheduler returns a Scheduler for the enabled jobs. db is the primary database, where
 // claims, locks and run requests live; namespace keeps deployments sharing it apart.
-func NewScheduler(arch *baseservice.Archetype, jobs []Job, runner *Runner, db *query.DB, namespace string) *Scheduler {
+func NewScheduler(arch *baseservice.Archetype, jobs []jobs.Job, runner *Runner, db *query.DB, namespace string) *Scheduler {
 	ctx, cancel := context.WithCancel(context.Background())
 	clog := cronLogger{arch.Logger}
 	s := &Scheduler{
@@ -82,7 +83,7 @@ func owner() string {
 // the cache when it starts rather than an interval later. The start-up run is claimed like any
 // other, so a replica starting beside one that just ran the job does not run it again.
 type startNow struct {
-	Schedule
+	jobs.Schedule
 	started bool // only robfig/cron's run loop calls Next
 }
 
@@ -140,7 +141,7 @@ func (s *Scheduler) stopped() bool {
 
 // tick is one scheduled run of job, on one replica: the replica that takes the job's lock and
 // claims the run runs it.
-func (s *Scheduler) tick(job Job) {
+func (s *Scheduler) tick(job jobs.Job) {
 	if s.stopped() {
 		return
 	}
@@ -182,7 +183,7 @@ func (s *Scheduler) tick(job Job) {
 
 // runMarked runs a run marked in flight (claimed or taken) and, once it ended, ends the mark. A
 // run cut short by shutdown keeps its mark: another warmer, or this one restarted, redoes it.
-func (s *Scheduler) runMarked(job Job, next time.Time, trigger Trigger) {
+func (s *Scheduler) runMarked(job jobs.Job, next time.Time, trigger Trigger) {
 	if !s.runWithRetry(job, next, trigger) {
 		s.Logger.Info("job_interrupted", "job", job.Name, "reason", "the warmer is stopping: another warmer takes the run over")
 		return
@@ -199,7 +200,7 @@ func (s *Scheduler) runMarked(job Job, next time.Time, trigger Trigger) {
 // Redis being unavailable, until the next scheduled run is due. A retry comes as soon as they
 // answer again. It returns false if the run did not end: shutdown cut it short, or came while
 // it waited to be retried.
-func (s *Scheduler) runWithRetry(job Job, next time.Time, trigger Trigger) bool {
+func (s *Scheduler) runWithRetry(job jobs.Job, next time.Time, trigger Trigger) bool {
 	delays := retry.WithCappedDuration(time.Minute, retry.NewExponential(s.backoff))
 	for {
 		runCtx, cancel := context.WithTimeout(s.ctx, job.Timeout)
@@ -218,7 +219,7 @@ func (s *Scheduler) runWithRetry(job Job, next time.Time, trigger Trigger) bool 
 		}
 		s.Logger.Info("job_retrying", "job", job.Name, "retry_in", delay.String(), "reason", "postgresql or redis unavailable")
 		// What a run needs: PostgreSQL, where it reads, and Redis.
-		if !backoff.Wait(s.ctx, s.stopping, delay, backoff.Answering(s.runner.db.Ping, s.runner.store.Ping)) {
+		if !backoff.Wait(s.ctx, s.stopping, delay, backoff.Answering(s.runner.db.Probe, s.runner.store.Probe)) {
 			return false
 		}
 	}
@@ -227,7 +228,7 @@ func (s *Scheduler) runWithRetry(job Job, next time.Time, trigger Trigger) bool 
 // Once runs jobs one after the other, each under its lock (waiting for a replica that runs it to
 // finish), and returns the first failure. It is warmer --once. Each run is marked in flight
 // while it runs, so that a run cut short (the process killed) is taken over by a warmer.
-func Once(ctx context.Context, jobs []Job, runner *Runner, db *query.DB, namespace string, progress func(Job) Progress) error {
+func Once(ctx context.Context, jobs []jobs.Job, runner *Runner, db *query.DB, namespace string, progress func(jobs.Job) Progress) error {
 	owner := owner()
 	var failed error
 	for _, job := range jobs {

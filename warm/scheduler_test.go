@@ -1,4 +1,4 @@
-package jobs
+package warm
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"github.com/warmcache/warmcache/cache"
 	"github.com/warmcache/warmcache/internal/baseservice"
 	"github.com/warmcache/warmcache/internal/testenv"
+	"github.com/warmcache/warmcache/jobs"
 	"github.com/warmcache/warmcache/query"
 )
 
@@ -22,7 +23,7 @@ type replica struct {
 	metrics *Metrics
 }
 
-func startReplicas(t *testing.T, n int, dbURL, namespace string, list []Job, logger *slog.Logger) []replica {
+func startReplicas(t *testing.T, n int, dbURL, namespace string, list []jobs.Job, logger *slog.Logger) []replica {
 	t.Helper()
 	var rs []replica
 	for range n {
@@ -65,7 +66,7 @@ func TestReplicasRunEachTickOnce(t *testing.T) {
 	t.Parallel()
 	dbURL := testenv.NewDatabase(t)
 	ns := testenv.Namespace(t)
-	list, err := Load(writeJobs(t, `
+	list := testenv.LoadJobs(t, `
 jobs:
   orders_total: {schedule: "@every 1s"}
   orders_by_customer: {enabled: false}
@@ -74,11 +75,8 @@ jobs:
   ping:
     schedule: "@every 1s"
     sql: SELECT 1 AS one
-`), testDefaults, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var enabled []Job
+`, time.Now())
+	var enabled []jobs.Job
 	for _, j := range list {
 		if j.Enabled {
 			enabled = append(enabled, j)
@@ -142,7 +140,7 @@ func (r *runTracker) Handle(_ context.Context, rec slog.Record) error {
 // TestSlowJobNeverOverlaps runs a job that takes longer than its interval on three replicas.
 func TestSlowJobNeverOverlaps(t *testing.T) {
 	t.Parallel()
-	list, err := Load(writeJobs(t, `
+	list := testenv.LoadJobs(t, `
 jobs:
   orders_total: {enabled: false}
   orders_by_customer: {enabled: false}
@@ -151,10 +149,7 @@ jobs:
   slow:
     schedule: "@every 1s"
     sql: SELECT pg_sleep(1.5)::text AS slept
-`), testDefaults, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+`, time.Now())
 	tracker := &runTracker{}
 	rs := startReplicas(t, 3, testenv.NewDatabase(t), testenv.Namespace(t), list, slog.New(tracker))
 	deadline := time.Now().Add(30 * time.Second)
@@ -175,16 +170,13 @@ jobs:
 // TestSchedulerWarmsAtStart: a job due hourly still runs as the warmer starts.
 func TestSchedulerWarmsAtStart(t *testing.T) {
 	t.Parallel()
-	list, err := Load(writeJobs(t, `
+	list := testenv.LoadJobs(t, `
 jobs:
   orders_total: {schedule: "@hourly", ttl: 2h}
   orders_by_customer: {enabled: false}
   credit_by_customer: {enabled: false}
   credit_overview: {enabled: false}
-`), testDefaults, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+`, time.Now())
 	rs := startReplicas(t, 2, testenv.NewDatabase(t), testenv.Namespace(t), list, slog.New(slog.DiscardHandler))
 	deadline := time.Now().Add(20 * time.Second)
 	for totalRuns(rs, "orders_total") < 1 {
@@ -207,7 +199,7 @@ func TestRunRequests(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, testenv.NewDatabase(t))
 	ctx := context.Background()
-	job := h.jobs[OrdersTotal]
+	job := h.jobs[jobs.OrdersTotal]
 	job.Enabled = false // no scheduled run: only the requested ones
 	// The job runs on another replica: its lock is taken.
 	unlock, locked, err := h.db.Lock(ctx, h.ns, job.Name)
@@ -221,7 +213,7 @@ func TestRunRequests(t *testing.T) {
 	}
 	events := make(chan string, 100)
 	arch := baseservice.NewArchetype(slog.New(&eventHandler{events: events}))
-	s := NewScheduler(arch, []Job{job}, NewRunner(arch, h.db, h.db, h.store, h.metrics), h.db, h.ns)
+	s := NewScheduler(arch, []jobs.Job{job}, NewRunner(arch, h.db, h.db, h.store, h.metrics), h.db, h.ns)
 	s.Start()
 	awaitEvent(t, events, "run_request_deferred")
 	released := time.Now()
@@ -278,7 +270,7 @@ func TestOnceWaitsForALockWithoutAConnection(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, testenv.NewDatabase(t))
 	ctx := context.Background()
-	job := h.jobs[OrdersTotal]
+	job := h.jobs[jobs.OrdersTotal]
 	unlock, locked, err := h.db.Lock(ctx, h.ns, job.Name) // the job runs on another replica
 	if err != nil || !locked {
 		t.Fatalf("lock: %v, %v", locked, err)
@@ -290,8 +282,8 @@ func TestOnceWaitsForALockWithoutAConnection(t *testing.T) {
 	t.Cleanup(small.Close)
 	done := make(chan error, 1)
 	go func() {
-		done <- Once(ctx, []Job{job}, NewRunner(h.arch, small, small, h.store, h.metrics), small, h.ns,
-			func(Job) Progress { return nil })
+		done <- Once(ctx, []jobs.Job{job}, NewRunner(h.arch, small, small, h.store, h.metrics), small, h.ns,
+			func(jobs.Job) Progress { return nil })
 	}()
 	waited := time.Now()
 	for time.Since(waited) < time.Second {

@@ -22,7 +22,6 @@ import (
 
 	"github.com/warmcache/warmcache/cache"
 	"github.com/warmcache/warmcache/internal/conf"
-	"github.com/warmcache/warmcache/jobs"
 )
 
 func main() {
@@ -67,7 +66,7 @@ func cli(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		err = cfg.validate()
 	}
 	if err == nil {
-		cfg.jobs, err = jobs.Configured(cfg.Cache, time.Now())
+		cfg.jobs, err = cfg.Cache.Jobs(time.Now())
 	}
 	var logger *slog.Logger
 	if err == nil {

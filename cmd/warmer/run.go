@@ -25,6 +25,7 @@ import (
 	"github.com/warmcache/warmcache/invalidate"
 	"github.com/warmcache/warmcache/jobs"
 	"github.com/warmcache/warmcache/query"
+	"github.com/warmcache/warmcache/warm"
 )
 
 // deps are the warmer's connections and jobs.
@@ -94,7 +95,7 @@ func open(ctx context.Context, cfg Config, arch *baseservice.Archetype, reg prom
 // prepare readies the database for the jobs. A user's SQL with a syntax error, or a table or
 // column a job depends on that does not exist, stops the warmer now (a configuration error)
 // rather than failing at every run; with PostgreSQL down the runs will report it. With migrate
-// set it applies the migrations and installs what the jobs need (jobs.Install); without, it
+// set it applies the migrations and installs what the jobs need (warm.Install); without, it
 // warns when what is installed does not record every change the jobs depend on.
 func prepare(ctx context.Context, primary, reader *query.DB, cfg Config, logger *slog.Logger) error {
 	migrate, list := cfg.Migrate, cfg.jobs
@@ -103,7 +104,7 @@ func prepare(ctx context.Context, primary, reader *query.DB, cfg Config, logger 
 			return fmt.Errorf("migrate: %w", err)
 		}
 	}
-	err := jobs.Check(ctx, reader, list)
+	err := warm.Check(ctx, reader, list)
 	switch {
 	case errors.Is(err, query.ErrUnavailable):
 		logger.Warn("jobs_not_checked", "error", err)
@@ -113,7 +114,7 @@ func prepare(ctx context.Context, primary, reader *query.DB, cfg Config, logger 
 	}
 	warnUnpushedLookups(ctx, reader, list, logger)
 	if migrate {
-		if err := jobs.Install(ctx, primary, list); err != nil {
+		if err := warm.Install(ctx, primary, list); err != nil {
 			return fmt.Errorf("install: %w", err)
 		}
 		return nil
@@ -169,10 +170,10 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	defer d.close()
 
-	metrics := jobs.NewMetrics(reg)
+	metrics := warm.NewMetrics(reg)
 	metrics.Declare(d.jobs, time.Now())
-	runner := jobs.NewRunner(arch, d.reader, d.primary, d.store, metrics)
-	sched := jobs.NewScheduler(arch, d.jobs, runner, d.primary, cfg.Namespace)
+	runner := warm.NewRunner(arch, d.reader, d.primary, d.store, metrics)
+	sched := warm.NewScheduler(arch, d.jobs, runner, d.primary, cfg.Namespace)
 	// Invalidations read the primary: a replica may not have the write yet.
 	relay := invalidate.NewRelay(arch, d.primary, d.store, d.jobs, reg)
 	refresher := invalidate.NewRefresher(arch, d.primary, d.store, d.jobs, cfg.Namespace, reg)
@@ -190,7 +191,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 
 	// A data set Redis lost while no warmer ran is warmed again by requests, which the
 	// scheduler's first runs meet.
-	recovery := jobs.NewRecovery(arch, d.store, d.primary, d.jobs, cfg.Namespace, reg)
+	recovery := warm.NewRecovery(arch, d.store, d.primary, d.jobs, cfg.Namespace, reg)
 	recovery.Look(ctx)
 	sched.Start()
 	eventsCtx, stopEvents := context.WithCancel(context.Background())
@@ -242,8 +243,8 @@ func once(ctx context.Context, cfg Config, logger *slog.Logger, name string, std
 	if len(selected) == 0 {
 		return &conf.Error{Setting: "--job", Err: fmt.Errorf("no job is called %q", name)}
 	}
-	runner := jobs.NewRunner(arch, d.reader, d.primary, d.store, jobs.NewMetrics(prometheus.NewRegistry()))
-	err = jobs.Once(ctx, selected, runner, d.primary, cfg.Namespace, progressLine(stderr))
+	runner := warm.NewRunner(arch, d.reader, d.primary, d.store, warm.NewMetrics(prometheus.NewRegistry()))
+	err = warm.Once(ctx, selected, runner, d.primary, cfg.Namespace, progressLine(stderr))
 	if d.purger != nil {
 		d.purger.Drain(ctx) // the runs' changes leave downstream caches before the warmer does
 	}
@@ -252,12 +253,12 @@ func once(ctx context.Context, cfg Config, logger *slog.Logger, name string, std
 
 // progressLine returns, when w is a terminal, a progress printer for each job: a line that
 // counts the keys written, redrawn at most five times a second.
-func progressLine(w io.Writer) func(jobs.Job) jobs.Progress {
+func progressLine(w io.Writer) func(jobs.Job) warm.Progress {
 	f, ok := w.(*os.File)
 	if !ok || !term.IsTerminal(int(f.Fd())) {
-		return func(jobs.Job) jobs.Progress { return nil }
+		return func(jobs.Job) warm.Progress { return nil }
 	}
-	return func(job jobs.Job) jobs.Progress {
+	return func(job jobs.Job) warm.Progress {
 		var last atomic.Int64
 		return func(written int64) {
 			now := time.Now().UnixMilli()

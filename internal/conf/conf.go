@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
+
+	"github.com/warmcache/warmcache/jobs"
 )
 
 // aliases maps the tutorials' names onto warmcache's. The warmcache name wins when both are set.
@@ -93,20 +95,7 @@ func wanted(t reflect.Type, value string, err error) error {
 	return err
 }
 
-// ParseDuration reads a Go duration ("90s", "5m") or a whole number of seconds ("300"), the form
-// the tutorials' settings use.
-func ParseDuration(s string) (time.Duration, error) {
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-		return time.Duration(n) * time.Second, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, fmt.Errorf("%q is neither a duration (90s, 5m) nor a number of seconds", s)
-	}
-	return d, nil
-}
-
-func parseDuration(s string) (any, error) { return ParseDuration(s) }
+func parseDuration(s string) (any, error) { return jobs.ParseDuration(s) }
 
 // Bytes is a size setting: a number of bytes, or a number with a unit, KiB, MiB and GiB being
 // powers of 1024 and kB, MB and GB of 1000 ("64MiB").
@@ -327,4 +316,21 @@ func LogConnect(ctx context.Context, logger *slog.Logger, name, url string, ping
 	}
 	logger.Info(name+"_connected", "url", MaskURL(url), "duration_ms", time.Since(started).Milliseconds())
 	return nil
+}
+
+// JobDefaults returns the defaults of jobs the configuration both binaries share gives: CACHE_TTL,
+// CACHE_GRACE, CACHE_NEGATIVE_TTL and TIMEZONE.
+func (c Cache) JobDefaults() jobs.Defaults {
+	return jobs.Defaults{TTL: c.TTL, Grace: c.Grace, NegativeTTL: c.NegativeTTL, Location: c.Location()}
+}
+
+// Jobs loads the jobs of the configuration both binaries share: the built-in jobs, and the
+// jobs file's overrides and jobs. Its errors are configuration errors naming the jobs file as
+// the user gave it (--jobs FILE or JOBS_FILE=FILE), then the line and the setting.
+func (c Cache) Jobs(now time.Time) ([]jobs.Job, error) {
+	list, err := jobs.Load(c.JobsFile, c.JobDefaults(), now)
+	if err != nil {
+		return nil, Errorf(c.JobsSetting(), "%w", err)
+	}
+	return list, nil
 }
