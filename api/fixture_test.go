@@ -172,7 +172,7 @@ func (f *fixture) warm(names ...string) {
 		list = slices.DeleteFunc(slices.Clone(list), func(j jobs.Job) bool { return !slices.Contains(names, j.Name) })
 	}
 	r := warm.NewRunner(f.arch, f.db, f.db, f.store, warm.NewMetrics(prometheus.NewRegistry()))
-	if err := warm.Once(context.Background(), list, r, f.db, f.ns, func(jobs.Job) warm.Progress { return nil }); err != nil {
+	if err := warm.Once(context.Background(), list, r, f.db.Runs(), f.ns, func(jobs.Job) warm.Progress { return nil }); err != nil {
 		f.t.Fatal(err)
 	}
 }

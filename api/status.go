@@ -75,7 +75,7 @@ func (s *Server) status(c echo.Context) error {
 	}
 	lag := make(chan invalidationView, 1)
 	go func() { lag <- s.invalidation(ctx, v.Now) }()
-	if b, err := s.db.OutboxBacklog(ctx); err != nil {
+	if b, err := s.db.Outbox().Backlog(ctx); err != nil {
 		s.Logger.Warn("status_outbox_unavailable", "error", err)
 		v.Outbox.Error = "PostgreSQL is unavailable"
 	} else {

@@ -207,7 +207,7 @@ func (s *Server) runJob(c echo.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), s.cfg.QueryTimeout)
 	defer cancel()
-	if err := s.db.RequestRun(ctx, s.cfg.Keys.Namespace(), job.Name); err != nil {
+	if err := s.db.Runs().RequestRun(ctx, s.cfg.Keys.Namespace(), job.Name); err != nil {
 		return fmt.Errorf("request a run of %s: %w", job.Name, err)
 	}
 	s.Logger.Info("run_requested", "job", job.Name)

@@ -184,7 +184,7 @@ func TestRunRequest(t *testing.T) {
 			t.Fatalf("run request: %d %s", res.status, res.body)
 		}
 	}
-	requested, err := f.db.RequestedRuns(context.Background(), f.ns)
+	requested, err := f.db.Runs().RequestedRuns(context.Background(), f.ns)
 	if err != nil || !slices.Equal(requested, []string{"orders_by_customer", "orders_total"}) {
 		t.Errorf("runs requested: %v, %v; want one of each job asked for", requested, err)
 	}

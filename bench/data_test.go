@@ -38,7 +38,7 @@ func dataset(b *testing.B, customers, orders int) string {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	counts, err := db.Counts(ctx)
+	counts, err := db.Schema().Counts(ctx)
 	if err != nil || counts["customers"] != int64(customers) || counts["orders"] != int64(orders) {
 		b.Logf("generating %d customers / %d orders (kept for later runs)", customers, orders)
 		scale := seed.Scale{Customers: customers, Orders: orders, Products: 10000, Year: 2004, Seed: 1}
@@ -46,7 +46,7 @@ func dataset(b *testing.B, customers, orders int) string {
 			b.Fatal(err)
 		}
 	}
-	if err := db.Migrate(ctx, slog.New(slog.DiscardHandler)); err != nil {
+	if err := db.Schema().Migrate(ctx, slog.New(slog.DiscardHandler)); err != nil {
 		b.Fatal(err)
 	}
 	return dbURL

@@ -353,7 +353,7 @@ func warmAll(b *testing.B, dbURL string, only ...string) string {
 		}
 	}
 	r := warm.NewRunner(baseservice.NewArchetype(slog.New(slog.DiscardHandler)), db, db, store, warm.NewMetrics(prometheus.NewRegistry()))
-	if err := warm.Once(ctx, selected, r, db, ns, func(jobs.Job) warm.Progress { return nil }); err != nil {
+	if err := warm.Once(ctx, selected, r, db.Runs(), ns, func(jobs.Job) warm.Progress { return nil }); err != nil {
 		b.Fatal(err)
 	}
 	return ns

@@ -42,7 +42,7 @@ func BenchmarkRedisMemory(b *testing.B) {
 			before := used()
 			runner := warm.NewRunner(baseservice.NewArchetype(slog.New(slog.DiscardHandler)), db, db, store,
 				warm.NewMetrics(prometheus.NewRegistry()))
-			if err := warm.Once(ctx, []jobs.Job{job}, runner, db, "warmcache", func(jobs.Job) warm.Progress { return nil }); err != nil {
+			if err := warm.Once(ctx, []jobs.Job{job}, runner, db.Runs(), "warmcache", func(jobs.Job) warm.Progress { return nil }); err != nil {
 				b.Fatal(err)
 			}
 			if !job.Keyed() { // one value: its key's size, the rest of used_memory being Redis's own

@@ -42,7 +42,7 @@ func (c backlogCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c backlogCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), backlogTimeout)
 	defer cancel()
-	b, err := c.db.OutboxBacklog(ctx)
+	b, err := c.db.Outbox().Backlog(ctx)
 	if err != nil {
 		return
 	}

@@ -206,7 +206,7 @@ func TestChangeOfEveryKeyRequestsARun(t *testing.T) {
 	s.exec("INSERT INTO orders (orderdate, customerid, netamount, tax, totalamount) VALUES ('2026-11-21', 5, 10, 1, 11)")
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		requested, err := s.db.RequestedRuns(context.Background(), s.ns)
+		requested, err := s.db.Runs().RequestedRuns(context.Background(), s.ns)
 		if err != nil {
 			t.Fatal(err)
 		}

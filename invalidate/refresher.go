@@ -152,7 +152,7 @@ func (r *Refresher) handle(ctx context.Context, events []cache.Event) error {
 	}
 	keys, whole := touched(r.jobs, changes)
 	for _, name := range whole {
-		if err := r.db.RequestRun(ctx, r.namespace, name); err != nil {
+		if err := r.db.Runs().RequestRun(ctx, r.namespace, name); err != nil {
 			return fmt.Errorf("request a run of %s: %w", name, err)
 		}
 	}

@@ -46,7 +46,7 @@ func NewRelay(arch *baseservice.Archetype, db *query.DB, store *cache.Store, lis
 // sends when a write commits, at each wake-up the api sends through Redis after its writes, and
 // every poll interval.
 func (r *Relay) Run(ctx context.Context) {
-	r.db.OnOutboxChange(ctx, r.poll, r.store.Wakes(ctx), r.drain, func(err error) {
+	r.db.Outbox().OnChange(ctx, r.poll, r.store.Wakes(ctx), r.drain, func(err error) {
 		r.Logger.Warn("relay_listen_failed", "error", err)
 	})
 }
@@ -54,7 +54,7 @@ func (r *Relay) Run(ctx context.Context) {
 // drain publishes every change in the outbox, a batch at a time.
 func (r *Relay) drain(ctx context.Context) {
 	for ctx.Err() == nil {
-		n, err := r.db.DrainOutbox(ctx, r.batch, func(changes []query.Change) error {
+		n, err := r.db.Outbox().Drain(ctx, r.batch, func(changes []query.Change) error {
 			events := make([]cache.Event, len(changes))
 			for i, c := range changes {
 				events[i] = cache.Event{Change: c.ID, Table: c.Table, Columns: c.Columns}
@@ -91,10 +91,10 @@ func (r *Relay) drain(ctx context.Context) {
 // dropUndeliverable handles the changes a full Redis cannot take as events: the values they touch
 // are deleted (a full Redis still deletes), so that readers compute them from PostgreSQL rather
 // than serve values known to be stale, and the changes stay in the outbox, to be published once
-// Redis has room (query.DB.DropOutbox).
+// Redis has room (query.Outbox.Drop).
 func (r *Relay) dropUndeliverable(ctx context.Context) {
 	for ctx.Err() == nil {
-		n, err := r.db.DropOutbox(ctx, r.batch, func(changes []query.Change) error {
+		n, err := r.db.Outbox().Drop(ctx, r.batch, func(changes []query.Change) error {
 			return drop(ctx, r.store, r.jobs, changes)
 		})
 		if err != nil {

@@ -98,7 +98,7 @@ func newSystem(t *testing.T, opts systemOptions) *system {
 	}
 	arch := baseservice.NewArchetype(discard())
 	runner := warm.NewRunner(arch, s.db, s.db, s.store, warm.NewMetrics(prometheus.NewRegistry()))
-	if err := warm.Once(context.Background(), s.jobs, runner, s.db, s.ns, func(jobs.Job) warm.Progress { return nil }); err != nil {
+	if err := warm.Once(context.Background(), s.jobs, runner, s.db.Runs(), s.ns, func(jobs.Job) warm.Progress { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	keys, _ := cache.NewKeys(s.ns)

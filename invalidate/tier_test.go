@@ -214,7 +214,7 @@ func (s *system) run(job string) error {
 	for _, j := range s.jobs {
 		if j.Name == job {
 			runner := warm.NewRunner(baseservice.NewArchetype(discard()), s.db, s.db, s.store, warm.NewMetrics(prometheus.NewRegistry()))
-			return warm.Once(context.Background(), []jobs.Job{j}, runner, s.db, s.ns, func(jobs.Job) warm.Progress { return nil })
+			return warm.Once(context.Background(), []jobs.Job{j}, runner, s.db.Runs(), s.ns, func(jobs.Job) warm.Progress { return nil })
 		}
 	}
 	return fmt.Errorf("no job %s", job)

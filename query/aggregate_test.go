@@ -251,7 +251,7 @@ func TestMigrateIsIdempotent(t *testing.T) {
 	t.Parallel()
 	db := openDB(t) // the template is migrated already
 	for range 2 {
-		if err := db.Migrate(context.Background(), slog.New(slog.DiscardHandler)); err != nil {
+		if err := db.Schema().Migrate(context.Background(), slog.New(slog.DiscardHandler)); err != nil {
 			t.Fatal(err)
 		}
 	}

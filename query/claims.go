@@ -20,7 +20,8 @@ import (
 // warmer that died (the lock being owner's, no live warmer runs the job): that warmer's name is
 // returned as tookOver. Replicas fire the same schedule within milliseconds of each other; the
 // first to lock and claim runs it, the others skip.
-func (db *DB) Claim(ctx context.Context, namespace, job, owner string, now, next time.Time, tolerance time.Duration) (claimed bool, tookOver string, err error) {
+func (v Runs) Claim(ctx context.Context, namespace, job, owner string, now, next time.Time, tolerance time.Duration) (claimed bool, tookOver string, err error) {
+	db := v.db
 	err = db.pool.QueryRow(ctx, `
 		WITH prev AS (SELECT running_by FROM warmcache_job_claims WHERE namespace = $1 AND job = $2)
 		INSERT INTO warmcache_job_claims AS c (namespace, job, next_due, runs, claimed_by, claimed_at, running_by, running_since)
@@ -38,7 +39,8 @@ func (db *DB) Claim(ctx context.Context, namespace, job, owner string, now, next
 
 // Running marks a run of job by owner, who holds the job's lock, in flight outside the schedule
 // (warmer --once): should owner die before Finished, a warmer takes the run over.
-func (db *DB) Running(ctx context.Context, namespace, job, owner string) error {
+func (v Runs) Running(ctx context.Context, namespace, job, owner string) error {
+	db := v.db
 	_, err := db.pool.Exec(ctx, `
 		INSERT INTO warmcache_job_claims AS c (namespace, job, next_due, runs, claimed_by, claimed_at, running_by, running_since)
 		VALUES ($1, $2, '-infinity', 0, '', now(), $3, now())
@@ -48,7 +50,8 @@ func (db *DB) Running(ctx context.Context, namespace, job, owner string) error {
 
 // Finished ends the mark of owner's run of job: the run ended, well or not, and nobody need take
 // it over.
-func (db *DB) Finished(ctx context.Context, namespace, job, owner string) error {
+func (v Runs) Finished(ctx context.Context, namespace, job, owner string) error {
+	db := v.db
 	_, err := db.pool.Exec(ctx, `UPDATE warmcache_job_claims SET running_by = NULL, running_since = NULL
 		WHERE namespace = $1 AND job = $2 AND running_by = $3`, namespace, job, owner)
 	return translate(err)
@@ -56,7 +59,8 @@ func (db *DB) Finished(ctx context.Context, namespace, job, owner string) error 
 
 // RequestRun asks the warmers of namespace to run job as soon as they can. Requests coalesce:
 // a job has at most one pending request, however many are made before a warmer takes it.
-func (db *DB) RequestRun(ctx context.Context, namespace, job string) error {
+func (v Runs) RequestRun(ctx context.Context, namespace, job string) error {
+	db := v.db
 	return translate(pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		// A job that never ran has no claim row yet: one due at once is as good as none.
 		if _, err := tx.Exec(ctx, `
@@ -72,7 +76,8 @@ func (db *DB) RequestRun(ctx context.Context, namespace, job string) error {
 }
 
 // RequestedRuns returns the jobs of namespace with a run requested, oldest request first.
-func (db *DB) RequestedRuns(ctx context.Context, namespace string) ([]string, error) {
+func (v Runs) RequestedRuns(ctx context.Context, namespace string) ([]string, error) {
+	db := v.db
 	rows, _ := db.pool.Query(ctx, `SELECT job FROM warmcache_job_claims
 		WHERE namespace = $1 AND requested_at IS NOT NULL ORDER BY requested_at`, namespace)
 	jobs, err := pgx.CollectRows(rows, pgx.RowTo[string])
@@ -91,7 +96,8 @@ type OwedRun struct {
 }
 
 // OwedRuns returns the runs the jobs of namespace are owed, oldest first.
-func (db *DB) OwedRuns(ctx context.Context, namespace string) ([]OwedRun, error) {
+func (v Runs) OwedRuns(ctx context.Context, namespace string) ([]OwedRun, error) {
+	db := v.db
 	rows, _ := db.pool.Query(ctx, `
 		SELECT job, requested_at IS NOT NULL, COALESCE(running_by, ''), COALESCE(running_since, requested_at)
 		FROM warmcache_job_claims
@@ -109,7 +115,8 @@ func (db *DB) OwedRuns(ctx context.Context, namespace string) ([]OwedRun, error)
 // in flight until Finished: a request, or a run another warmer marked and, its lock being free,
 // never finished. Of several warmers asking at once, one gets it: ok is false for the others, and
 // when nothing is owed any more. It returns what it took.
-func (db *DB) TakeRun(ctx context.Context, namespace, job, owner string) (took OwedRun, ok bool, err error) {
+func (v Runs) TakeRun(ctx context.Context, namespace, job, owner string) (took OwedRun, ok bool, err error) {
+	db := v.db
 	took.Job = job
 	err = db.pool.QueryRow(ctx, `
 		WITH owed AS (

@@ -35,8 +35,8 @@ var ErrUnavailable = errors.New("postgresql unavailable")
 type DB struct {
 	pool    *pgxpool.Pool
 	conn    *pgx.ConnConfig // a copy of the pool's, for Probe's connections of its own
-	locks   *locks        // the jobs' advisory locks, on a connection of their own
-	timeout time.Duration // Options.Timeout
+	locks   *locks          // the jobs' advisory locks, on a connection of their own
+	timeout time.Duration   // Options.Timeout
 }
 
 // Options tunes the connection pool. Zero values keep pgx's defaults or the URL's settings.
@@ -181,3 +181,25 @@ func translate(err error) error {
 	// %v, not %w: callers above this package must not inspect pgx's errors.
 	return fmt.Errorf("%w: %v", ErrUnavailable, err) //nolint:errorlint // on purpose, as said
 }
+
+// Runs are the statements of the warmers' coordination: the claims of scheduled runs, run
+// requests, and the jobs' advisory locks. DB.Runs returns them.
+type Runs struct{ db *DB }
+
+// Outbox are the statements of the outbox of changes: the relay drains it, and the status page
+// reads its backlog. DB.Outbox returns them.
+type Outbox struct{ db *DB }
+
+// Schema are the statements that change the database's schema or fill it in bulk: migrations,
+// the change capture of the jobs' tables, incremental totals, and the demo data set. DB.Schema
+// returns them.
+type Schema struct{ db *DB }
+
+// Runs returns the statements of the warmers' coordination on db's connections.
+func (db *DB) Runs() Runs { return Runs{db} }
+
+// Outbox returns the statements of the outbox on db's connections.
+func (db *DB) Outbox() Outbox { return Outbox{db} }
+
+// Schema returns the statements of migrations and bulk loading on db's connections.
+func (db *DB) Schema() Schema { return Schema{db} }

@@ -19,7 +19,8 @@ type Column struct {
 }
 
 // Columns returns the columns of table by name, or ErrNotFound when there is no such table.
-func (db *DB) Columns(ctx context.Context, table string) (map[string]Column, error) {
+func (v Schema) Columns(ctx context.Context, table string) (map[string]Column, error) {
+	db := v.db
 	rows, _ := db.pool.Query(ctx, `
 		SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull
 		FROM pg_attribute a
@@ -44,7 +45,8 @@ func (db *DB) Columns(ctx context.Context, table string) (map[string]Column, err
 // installed on tables that are no longer among them. It touches nothing else: the tables, their
 // data and other triggers stay as they are. Tables whose recording is already as wanted are left
 // alone, so that a warmer's start takes no lock on them. Concurrent calls wait for each other.
-func (db *DB) InstallDependencies(ctx context.Context, tables map[string][]string) error {
+func (v Schema) InstallDependencies(ctx context.Context, tables map[string][]string) error {
+	db := v.db
 	return translate(pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", migrationLockID); err != nil {
 			return err
@@ -76,7 +78,8 @@ func (db *DB) InstallDependencies(ctx context.Context, tables map[string][]strin
 
 // InstalledDependencies returns the tables whose changes are recorded, with the columns each
 // records.
-func (db *DB) InstalledDependencies(ctx context.Context) (map[string][]string, error) {
+func (v Schema) InstalledDependencies(ctx context.Context) (map[string][]string, error) {
+	db := v.db
 	var installed map[string]string
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		var err error

@@ -36,16 +36,16 @@ func TestInstallDependencies(t *testing.T) {
 		}
 	}
 	want := map[string][]string{"orders": {"customerid", "orderdate"}, "customers": {"customerid"}, "orderlines": {}}
-	if err := db.InstallDependencies(ctx, want); err != nil {
+	if err := db.Schema().InstallDependencies(ctx, want); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := db.InstalledDependencies(ctx); err != nil || !reflect.DeepEqual(got, want) {
+	if got, err := db.Schema().InstalledDependencies(ctx); err != nil || !reflect.DeepEqual(got, want) {
 		t.Fatalf("installed %v, %v; want %v", got, err, want)
 	}
 	changes := func() []query.Change {
 		t.Helper()
 		var got []query.Change
-		_, err := db.DrainOutbox(ctx, 100, func(c []query.Change) error { got = c; return nil })
+		_, err := db.Outbox().Drain(ctx, 100, func(c []query.Change) error { got = c; return nil })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -73,7 +73,7 @@ func TestInstallDependencies(t *testing.T) {
 	}
 	// orderlines is no longer declared: warmcache stops recording it, the audit goes on.
 	delete(want, "orderlines")
-	if err := db.InstallDependencies(ctx, want); err != nil {
+	if err := db.Schema().InstallDependencies(ctx, want); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := w.Exec("INSERT INTO orderlines (orderlineid, orderid, prod_id, quantity, orderdate) VALUES (101, 1, 2, 3, '2004-05-06')"); err != nil {
@@ -85,7 +85,7 @@ func TestInstallDependencies(t *testing.T) {
 	if n := w.Int("SELECT count(*) FROM audit"); n != 2 {
 		t.Errorf("the other application's trigger ran %d times, want 2", n)
 	}
-	if got, _ := db.InstalledDependencies(ctx); !slices.Equal(slices.Sorted(maps.Keys(got)), []string{"customers", "orders"}) {
+	if got, _ := db.Schema().InstalledDependencies(ctx); !slices.Equal(slices.Sorted(maps.Keys(got)), []string{"customers", "orders"}) {
 		t.Errorf("installed after the removal: %v", got)
 	}
 }
@@ -93,12 +93,12 @@ func TestInstallDependencies(t *testing.T) {
 func TestColumns(t *testing.T) {
 	t.Parallel()
 	db := openDB(t)
-	cols, err := db.Columns(context.Background(), "orders")
+	cols, err := db.Schema().Columns(context.Background(), "orders")
 	if err != nil || cols["totalamount"] != (query.Column{Type: "numeric(12,2)", NotNull: true}) ||
 		cols["customerid"] != (query.Column{Type: "integer"}) {
 		t.Errorf("orders' columns: %v, %v", cols, err)
 	}
-	if _, err := db.Columns(context.Background(), "nowhere"); !errors.Is(err, query.ErrNotFound) {
+	if _, err := db.Schema().Columns(context.Background(), "nowhere"); !errors.Is(err, query.ErrNotFound) {
 		t.Errorf("columns of a missing table: %v, want ErrNotFound", err)
 	}
 }

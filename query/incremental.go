@@ -140,7 +140,8 @@ var summableTypes = []string{"smallint", "integer", "bigint", "numeric"}
 // CheckIncremental checks spec against the catalog: the table and columns exist, the group
 // column cannot be NULL (it is a key), and the summed columns are integers or numerics (whose
 // sums add up exactly). Its errors name the table or column.
-func (db *DB) CheckIncremental(ctx context.Context, spec IncrementalSpec) error {
+func (v Schema) CheckIncremental(ctx context.Context, spec IncrementalSpec) error {
+	db := v.db
 	_, err := db.incrementalColumns(ctx, spec)
 	return err
 }
@@ -148,7 +149,7 @@ func (db *DB) CheckIncremental(ctx context.Context, spec IncrementalSpec) error 
 // incrementalColumns checks spec and returns the type of its group column ("integer" without
 // one).
 func (db *DB) incrementalColumns(ctx context.Context, spec IncrementalSpec) (string, error) {
-	cols, err := db.Columns(ctx, spec.Table)
+	cols, err := db.Schema().Columns(ctx, spec.Table)
 	if err != nil {
 		return "", fmt.Errorf("no table %s", spec.Table)
 	}
@@ -180,7 +181,8 @@ func (db *DB) incrementalColumns(ctx context.Context, spec IncrementalSpec) (str
 // the writing transactions of spec's table, and the function that reseeds it, and seeds it,
 // unless what is installed is already for this very declaration. A changed declaration is
 // installed afresh.
-func (db *DB) InstallIncremental(ctx context.Context, job string, spec IncrementalSpec) error {
+func (v Schema) InstallIncremental(ctx context.Context, job string, spec IncrementalSpec) error {
+	db := v.db
 	groupType, err := db.incrementalColumns(ctx, spec)
 	if err != nil {
 		return err
@@ -248,7 +250,8 @@ func incrementalDDL(t, groupType string, spec IncrementalSpec) ([]string, error)
 
 // UninstallIncrementalExcept drops the maintained figures, with their triggers and functions,
 // of every incremental job but those named.
-func (db *DB) UninstallIncrementalExcept(ctx context.Context, keep []string) error {
+func (v Schema) UninstallIncrementalExcept(ctx context.Context, keep []string) error {
+	db := v.db
 	kept := make([]string, len(keep))
 	for i, job := range keep {
 		kept[i] = summaryTable(job)

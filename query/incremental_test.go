@@ -27,7 +27,7 @@ func TestMaintainedTotalsUnderRacingWrites(t *testing.T) {
 	defer db.Close()
 	ctx := context.Background()
 	maintain := func() error {
-		_, err := db.DrainOutbox(ctx, 50, func(changes []query.Change) error { return db.Maintain(ctx, changes) })
+		_, err := db.Outbox().Drain(ctx, 50, func(changes []query.Change) error { return db.Maintain(ctx, changes) })
 		return err
 	}
 	w := testenv.NewWriter(t, dbURL, 8)
@@ -61,7 +61,7 @@ func TestMaintainedTotalsUnderRacingWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	for n := 1; n > 0; {
-		if n, err = db.DrainOutbox(ctx, 500, func(changes []query.Change) error { return db.Maintain(ctx, changes) }); err != nil {
+		if n, err = db.Outbox().Drain(ctx, 500, func(changes []query.Change) error { return db.Maintain(ctx, changes) }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -132,7 +132,7 @@ func TestUserIncremental(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := db.InstallIncremental(ctx, "mine", spec); err != nil {
+		if err := db.Schema().InstallIncremental(ctx, "mine", spec); err != nil {
 			t.Fatal(err)
 		}
 		check := func(when string, drifted bool) {
@@ -173,7 +173,7 @@ func TestUserIncremental(t *testing.T) {
 		}
 		check("after the reseed", false)
 	}
-	if err := db.UninstallIncrementalExcept(ctx, nil); err != nil {
+	if err := db.Schema().UninstallIncrementalExcept(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
 	if n := w.Int("SELECT count(*) FROM pg_class WHERE relname LIKE 'warmcache_sum_%'"); n != 0 {
@@ -191,7 +191,7 @@ func TestUserIncremental(t *testing.T) {
 		{query.IncrementalSpec{Table: "orders", Sums: []query.Sum{{Name: "s", Column: "nothing"}}}, "no column nothing"},
 		{query.IncrementalSpec{Table: "customers", Sums: []query.Sum{{Name: "s", Column: "lastname"}}}, "lastname is character varying"},
 	} {
-		if err := db.CheckIncremental(ctx, tc.spec); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if err := db.Schema().CheckIncremental(ctx, tc.spec); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("check of %+v: %v, want an error mentioning %q", tc.spec, err, tc.want)
 		}
 	}

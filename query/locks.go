@@ -36,7 +36,8 @@ func newLocks(cfg *pgx.ConnConfig, timeout time.Duration) *locks {
 // It never waits: ok is false when another warmer holds the lock, or when this process does (a
 // session may take its own locks again, so the process keeps count). unlock releases it; the
 // lock also goes when the connection does, so a crashed warmer never keeps it.
-func (db *DB) Lock(ctx context.Context, namespace, job string) (unlock func(), ok bool, err error) {
+func (v Runs) Lock(ctx context.Context, namespace, job string) (unlock func(), ok bool, err error) {
+	db := v.db
 	return db.locks.lock(ctx, "warmcache:"+namespace+":"+job)
 }
 

@@ -17,20 +17,22 @@ const (
 	runRequestChannel = "warmcache_run_requested"
 )
 
-// OnOutboxChange calls fn at start, at each commit that adds rows to the outbox and notifies, at
+// OnChange calls fn at start, at each commit that adds rows to the outbox and notifies, at
 // each value of wake (the writes that wake the warmers themselves), and at least every poll,
 // until ctx ends. lost, if not nil, is told why listening failed.
-func (db *DB) OnOutboxChange(ctx context.Context, poll time.Duration, wake <-chan struct{}, fn func(context.Context), lost func(error)) {
+func (v Outbox) OnChange(ctx context.Context, poll time.Duration, wake <-chan struct{}, fn func(context.Context), lost func(error)) {
+	db := v.db
 	db.onNotify(ctx, outboxChannel, poll, wake, fn, lost)
 }
 
 // OnRunRequest calls fn at start, at each RequestRun, and at least every poll, until ctx ends.
 // lost, if not nil, is told why listening failed.
-func (db *DB) OnRunRequest(ctx context.Context, poll time.Duration, fn func(context.Context), lost func(error)) {
+func (v Runs) OnRunRequest(ctx context.Context, poll time.Duration, fn func(context.Context), lost func(error)) {
+	db := v.db
 	db.onNotify(ctx, runRequestChannel, poll, nil, fn, lost)
 }
 
-// onNotify is the loop of OnOutboxChange and OnRunRequest. It listens on a connection of its own
+// onNotify is the loop of Outbox.OnChange and Runs.OnRunRequest. It listens on a connection of its own
 // before calling fn, so that what happened before the LISTEN is seen by fn and what happens
 // after it notifies; polling makes up for notifications missed while that connection was down.
 func (db *DB) onNotify(ctx context.Context, channel string, poll time.Duration, wake <-chan struct{},

@@ -17,12 +17,13 @@ type Change struct {
 	Columns map[string]string
 }
 
-// DrainOutbox takes up to limit of the oldest outbox rows no other relay holds, hands them to
+// Drain takes up to limit of the oldest outbox rows no other relay holds, hands them to
 // publish, and deletes them only if publish succeeds, in one transaction: a relay that dies or
 // fails to publish leaves its rows for the next attempt, so every change is published at least
 // once. Several relays may drain at once; each takes rows the others have not locked. It returns
 // how many rows it published.
-func (db *DB) DrainOutbox(ctx context.Context, limit int, publish func([]Change) error) (int, error) {
+func (v Outbox) Drain(ctx context.Context, limit int, publish func([]Change) error) (int, error) {
+	db := v.db
 	return db.takeOutbox(ctx, `
 		DELETE FROM warmcache_outbox
 		WHERE id IN (SELECT id FROM warmcache_outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
@@ -75,14 +76,15 @@ func scanChange(r pgx.CollectableRow) (Change, error) {
 	return c, err
 }
 
-// DropOutbox is for changes Redis cannot take as events, being full. It takes up to limit of the
+// Drop is for changes Redis cannot take as events, being full. It takes up to limit of the
 // oldest outbox rows no relay dropped or holds yet, books them in the maintained figures (as
 // Maintain does: the values computed from PostgreSQL meanwhile read them), hands them to drop,
 // and marks them dropped if drop succeeds, in one transaction. drop deletes the values the changes
 // touch, which Redis does when full, so that readers compute them from PostgreSQL rather than
-// serve values known to be stale. The rows stay, and DrainOutbox publishes them once Redis has
+// serve values known to be stale. The rows stay, and Outbox.Drain publishes them once Redis has
 // room. It returns how many rows it dropped.
-func (db *DB) DropOutbox(ctx context.Context, limit int, drop func([]Change) error) (int, error) {
+func (v Outbox) Drop(ctx context.Context, limit int, drop func([]Change) error) (int, error) {
+	db := v.db
 	return db.takeOutbox(ctx, `
 		UPDATE warmcache_outbox SET dropped = true
 		WHERE id IN (SELECT id FROM warmcache_outbox WHERE NOT dropped ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
@@ -105,9 +107,10 @@ type Backlog struct {
 	Oldest time.Duration
 }
 
-// OutboxBacklog measures the outbox. Rows that stay are changes no relay publishes: no warmer
+// Backlog measures the outbox. Rows that stay are changes no relay publishes: no warmer
 // runs, or Redis refuses them.
-func (db *DB) OutboxBacklog(ctx context.Context) (Backlog, error) {
+func (v Outbox) Backlog(ctx context.Context) (Backlog, error) {
+	db := v.db
 	var b Backlog
 	var oldest float64
 	err := db.pool.QueryRow(ctx, `SELECT count(*),

@@ -19,10 +19,10 @@ func TestOutboxBacklog(t *testing.T) {
 	}
 	defer db.Close()
 	ctx := context.Background()
-	if _, err := db.DrainOutbox(ctx, 1_000_000, func([]query.Change) error { return nil }); err != nil {
+	if _, err := db.Outbox().Drain(ctx, 1_000_000, func([]query.Change) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if b, err := db.OutboxBacklog(ctx); err != nil || b != (query.Backlog{}) {
+	if b, err := db.Outbox().Backlog(ctx); err != nil || b != (query.Backlog{}) {
 		t.Fatalf("empty outbox: backlog %+v, %v; want none", b, err)
 	}
 	w := testenv.NewWriter(t, dbURL, 1)
@@ -34,7 +34,7 @@ func TestOutboxBacklog(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	b, err := db.OutboxBacklog(ctx)
+	b, err := db.Outbox().Backlog(ctx)
 	if err != nil || b.Rows != 2 || b.Oldest < 90*time.Second || b.Oldest > 10*time.Minute {
 		t.Fatalf("backlog %+v, %v; want 2 rows, the oldest 90 s old", b, err)
 	}

@@ -37,7 +37,8 @@ const migrationLockID = 0x7761726d63616368
 // Migrate applies the product's own schema additions (indexes, the outbox and its triggers) to
 // the dellstore2 schema. Every migration is idempotent and recorded in
 // warmcache_migrations; concurrent calls wait for each other on an advisory lock.
-func (db *DB) Migrate(ctx context.Context, logger *slog.Logger) error {
+func (v Schema) Migrate(ctx context.Context, logger *slog.Logger) error {
+	db := v.db
 	fsys, err := fs.Sub(migrations, "migrations")
 	if err != nil {
 		return fmt.Errorf("migrations: %w", err)
@@ -71,7 +72,8 @@ func (db *DB) Migrate(ctx context.Context, logger *slog.Logger) error {
 // CreateDellstore2 creates the empty dellstore2 tables, without keys and indexes. With drop set
 // it first drops the tables that exist; otherwise it fails if any exists, so that nothing is
 // lost by accident.
-func (db *DB) CreateDellstore2(ctx context.Context, drop bool) error {
+func (v Schema) CreateDellstore2(ctx context.Context, drop bool) error {
+	db := v.db
 	return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		if drop {
 			for _, table := range dellstore2TableNames {
@@ -99,7 +101,8 @@ func (db *DB) CreateDellstore2(ctx context.Context, drop bool) error {
 
 // FinishDellstore2 adds the keys, indexes and foreign keys of dellstore2 after loading, moves
 // the serial sequences past the loaded ids, and analyzes the tables.
-func (db *DB) FinishDellstore2(ctx context.Context) error {
+func (v Schema) FinishDellstore2(ctx context.Context) error {
+	db := v.db
 	if _, err := db.pool.Exec(ctx, dellstore2Finish); err != nil {
 		return translate(err)
 	}
@@ -118,7 +121,8 @@ type RowSource interface {
 }
 
 // Copy bulk-loads rows into table with PostgreSQL's COPY protocol and returns how many it wrote.
-func (db *DB) Copy(ctx context.Context, table string, columns []string, src RowSource) (int64, error) {
+func (v Schema) Copy(ctx context.Context, table string, columns []string, src RowSource) (int64, error) {
+	db := v.db
 	n, err := db.pool.CopyFrom(ctx, pgx.Identifier{table}, columns, src)
 	if err != nil {
 		return n, fmt.Errorf("copy into %s: %w", table, translate(err))
@@ -127,7 +131,8 @@ func (db *DB) Copy(ctx context.Context, table string, columns []string, src RowS
 }
 
 // Counts returns the number of rows of each dellstore2 table.
-func (db *DB) Counts(ctx context.Context) (map[string]int64, error) {
+func (v Schema) Counts(ctx context.Context) (map[string]int64, error) {
+	db := v.db
 	counts := make(map[string]int64, len(dellstore2TableNames))
 	for _, table := range dellstore2TableNames {
 		var n int64
@@ -165,7 +170,8 @@ func EnsureDatabase(ctx context.Context, url string) error {
 }
 
 // HasDellstore2 reports whether the orders and customers tables exist.
-func (db *DB) HasDellstore2(ctx context.Context) (bool, error) {
+func (v Schema) HasDellstore2(ctx context.Context) (bool, error) {
+	db := v.db
 	var n int
 	err := db.pool.QueryRow(ctx, `SELECT count(*) FROM pg_tables
 		WHERE schemaname = current_schema() AND tablename IN ('orders', 'customers')`).Scan(&n)

@@ -95,7 +95,7 @@ func Load(ctx context.Context, db *query.DB, s Scale, drop bool, progress Progre
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	if err := db.CreateDellstore2(ctx, drop); err != nil {
+	if err := db.Schema().CreateDellstore2(ctx, drop); err != nil {
 		return nil, fmt.Errorf("create tables: %w", err)
 	}
 	g, copyCtx := errgroup.WithContext(ctx)
@@ -103,17 +103,17 @@ func Load(ctx context.Context, db *query.DB, s Scale, drop bool, progress Progre
 	for _, t := range s.Tables() {
 		g.Go(func() error {
 			src := &counting{RowSource: t.source(), report: func(n int64) { progress(t.Name, n) }}
-			_, err := db.Copy(copyCtx, t.Name, t.Columns, src)
+			_, err := db.Schema().Copy(copyCtx, t.Name, t.Columns, src)
 			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	if err := db.FinishDellstore2(ctx); err != nil {
+	if err := db.Schema().FinishDellstore2(ctx); err != nil {
 		return nil, fmt.Errorf("add keys and indexes: %w", err)
 	}
-	return db.Counts(ctx)
+	return db.Schema().Counts(ctx)
 }
 
 // counting reports progress every few thousand rows.

@@ -231,7 +231,7 @@ func (w *faultWarmer) values(store *cache.Store) map[string]map[string]string {
 // runWithRetry runs each job on a scheduler, again after failures, and returns a channel closed
 // once every job has succeeded.
 func (w *faultWarmer) runWithRetry() <-chan struct{} {
-	s := NewScheduler(w.arch, w.jobs, w.runner, w.db, "unused")
+	s := NewScheduler(w.arch, w.jobs, w.runner, w.db.Runs(), "unused")
 	s.backoff = runBackoff
 	w.t.Cleanup(func() { s.Stop(context.Background()) })
 	var running sync.WaitGroup

@@ -16,7 +16,7 @@ import (
 func Check(ctx context.Context, db *query.DB, list []jobs.Job) error {
 	for _, job := range list {
 		if job.Incremental != nil {
-			if err := db.CheckIncremental(ctx, *job.Incremental); err != nil {
+			if err := db.Schema().CheckIncremental(ctx, *job.Incremental); err != nil {
 				return checkError(job, "incremental", err)
 			}
 		}
@@ -24,7 +24,7 @@ func Check(ctx context.Context, db *query.DB, list []jobs.Job) error {
 			return checkError(job, "sql", err)
 		}
 		for _, d := range job.DependsOn {
-			cols, err := db.Columns(ctx, d.Table)
+			cols, err := db.Schema().Columns(ctx, d.Table)
 			switch {
 			case errors.Is(err, query.ErrNotFound):
 				return fmt.Errorf("job %s: depends_on: no table %s", job.Name, d.Table)
@@ -51,7 +51,7 @@ func checkError(job jobs.Job, setting string, err error) error {
 // and the figures of incremental jobs are maintained. What warmcache installed for tables and
 // jobs no longer declared is removed; nothing else is touched. It is idempotent.
 func Install(ctx context.Context, db *query.DB, list []jobs.Job) error {
-	if err := db.InstallDependencies(ctx, jobs.Tables(list)); err != nil {
+	if err := db.Schema().InstallDependencies(ctx, jobs.Tables(list)); err != nil {
 		return fmt.Errorf("record the changes of the jobs' tables: %w", err)
 	}
 	var incremental []string
@@ -59,10 +59,10 @@ func Install(ctx context.Context, db *query.DB, list []jobs.Job) error {
 		if job.Incremental == nil {
 			continue
 		}
-		if err := db.InstallIncremental(ctx, job.Name, *job.Incremental); err != nil {
+		if err := db.Schema().InstallIncremental(ctx, job.Name, *job.Incremental); err != nil {
 			return fmt.Errorf("job %s: incremental: %w", job.Name, err)
 		}
 		incremental = append(incremental, job.Name)
 	}
-	return db.UninstallIncrementalExcept(ctx, incremental)
+	return db.Schema().UninstallIncrementalExcept(ctx, incremental)
 }

@@ -150,7 +150,7 @@ func (r *Recovery) requestRuns(ctx context.Context) bool {
 		if !job.Enabled {
 			continue
 		}
-		if err := r.db.RequestRun(ctx, r.namespace, job.Name); err != nil {
+		if err := r.db.Runs().RequestRun(ctx, r.namespace, job.Name); err != nil {
 			r.Logger.Warn("redis_rewarm_not_requested", "job", job.Name, "error", err)
 			return false
 		}

@@ -17,7 +17,7 @@ import (
 // until that run ends, and nothing waits on a lock meanwhile. Requests made before one is taken
 // coalesce into it.
 func (s *Scheduler) serveOwedRuns(ctx context.Context) {
-	s.db.OnRunRequest(ctx, s.poll, s.takeOwedRuns, func(err error) {
+	s.runs.OnRunRequest(ctx, s.poll, s.takeOwedRuns, func(err error) {
 		s.Logger.Warn("run_requests_listen_failed", "error", err)
 	})
 }
@@ -25,7 +25,7 @@ func (s *Scheduler) serveOwedRuns(ctx context.Context) {
 // takeOwedRuns starts the owed runs this warmer can start now. (A scheduled tick that gets the
 // lock first takes the run owed too.)
 func (s *Scheduler) takeOwedRuns(ctx context.Context) {
-	owed, err := s.db.OwedRuns(ctx, s.namespace)
+	owed, err := s.runs.OwedRuns(ctx, s.namespace)
 	if err != nil {
 		if ctx.Err() == nil {
 			s.Logger.Warn("run_requests_unavailable", "error", err)
@@ -38,7 +38,7 @@ func (s *Scheduler) takeOwedRuns(ctx context.Context) {
 			continue // a job of another jobs file: a warmer that has it takes the run
 		}
 		job := s.jobs[i]
-		unlock, locked, err := s.db.Lock(ctx, s.namespace, job.Name)
+		unlock, locked, err := s.runs.Lock(ctx, s.namespace, job.Name)
 		if err != nil || !locked {
 			// Running here or elsewhere, or PostgreSQL is down: the run waits.
 			if o.Requested {
@@ -61,7 +61,7 @@ func (s *Scheduler) takeOwedRuns(ctx context.Context) {
 // takeOwedRun takes the run job is owed, if any, for this warmer, which holds the job's lock,
 // and says so.
 func (s *Scheduler) takeOwedRun(job jobs.Job) (Trigger, bool) {
-	took, ok, err := s.db.TakeRun(s.ctx, s.namespace, job.Name, s.owner)
+	took, ok, err := s.runs.TakeRun(s.ctx, s.namespace, job.Name, s.owner)
 	switch {
 	case err != nil || !ok:
 		return "", false

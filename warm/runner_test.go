@@ -81,7 +81,7 @@ func TestWarmWritesWhatSQLSays(t *testing.T) {
 	for _, name := range []string{jobs.OrdersTotal, jobs.OrdersByCustomer, jobs.CreditByCustomer, jobs.CreditOverview} {
 		all = append(all, h.jobs[name])
 	}
-	if err := Once(ctx, all, h.runner, h.db, h.ns, func(jobs.Job) Progress { return nil }); err != nil {
+	if err := Once(ctx, all, h.runner, h.db.Runs(), h.ns, func(jobs.Job) Progress { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	params := query.Params{Today: query.DateOf(now)}

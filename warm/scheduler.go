@@ -29,7 +29,7 @@ type Scheduler struct {
 	cron      *cron.Cron
 	jobs      []jobs.Job
 	runner    *Runner
-	db        *query.DB // the primary: claims, locks and run requests
+	runs      Runs // on the primary: claims, locks and run requests
 	namespace string
 	owner     string
 	backoff   time.Duration
@@ -46,9 +46,24 @@ type Scheduler struct {
 	requested     sync.WaitGroup     // the runs it started
 }
 
-// NewScheduler returns a Scheduler for the enabled jobs. db is the primary database, where
+// Runs is what the scheduler needs of the primary database to share the jobs among warmer
+// replicas (query.Runs): locks, claims of scheduled runs, and runs owed (requested, or left by a
+// dead warmer).
+type Runs interface {
+	Lock(ctx context.Context, namespace, job string) (unlock func(), ok bool, err error)
+	Claim(ctx context.Context, namespace, job, owner string, now, next time.Time, tolerance time.Duration) (claimed bool, tookOver string, err error)
+	Running(ctx context.Context, namespace, job, owner string) error
+	Finished(ctx context.Context, namespace, job, owner string) error
+	OwedRuns(ctx context.Context, namespace string) ([]query.OwedRun, error)
+	TakeRun(ctx context.Context, namespace, job, owner string) (took query.OwedRun, ok bool, err error)
+	OnRunRequest(ctx context.Context, poll time.Duration, fn func(context.Context), lost func(error))
+}
+
+var _ Runs = query.Runs{}
+
+// NewScheduler returns a Scheduler for the enabled jobs. runs are the primary database's, where
 // claims, locks and run requests live; namespace keeps deployments sharing it apart.
-func NewScheduler(arch *baseservice.Archetype, jobs []jobs.Job, runner *Runner, db *query.DB, namespace string) *Scheduler {
+func NewScheduler(arch *baseservice.Archetype, jobs []jobs.Job, runner *Runner, runs Runs, namespace string) *Scheduler {
 	ctx, cancel := context.WithCancel(context.Background())
 	clog := cronLogger{arch.Logger}
 	s := &Scheduler{
@@ -56,7 +71,7 @@ func NewScheduler(arch *baseservice.Archetype, jobs []jobs.Job, runner *Runner, 
 		cron:      cron.New(cron.WithChain(cron.Recover(clog), cron.SkipIfStillRunning(clog)), cron.WithLogger(clog)),
 		jobs:      jobs,
 		runner:    runner,
-		db:        db,
+		runs:      runs,
 		namespace: namespace,
 		owner:     owner(),
 		backoff:   time.Second,
@@ -147,7 +162,7 @@ func (s *Scheduler) tick(job jobs.Job) {
 	}
 	now := s.Time.Now()
 	next := job.Schedule.Next(now)
-	unlock, locked, err := s.db.Lock(s.ctx, s.namespace, job.Name)
+	unlock, locked, err := s.runs.Lock(s.ctx, s.namespace, job.Name)
 	switch {
 	case err != nil:
 		// PostgreSQL is down: run anyway, so the failure is recorded and retried.
@@ -162,7 +177,7 @@ func (s *Scheduler) tick(job jobs.Job) {
 	// Replicas fire within milliseconds of each other: a claim due up to a quarter of the
 	// interval (at most a second) from now is this run's.
 	tolerance := min(next.Sub(now)/4, time.Second)
-	claimed, tookOver, err := s.db.Claim(s.ctx, s.namespace, job.Name, s.owner, now, next, tolerance)
+	claimed, tookOver, err := s.runs.Claim(s.ctx, s.namespace, job.Name, s.owner, now, next, tolerance)
 	switch {
 	case err != nil:
 		s.Logger.Warn("job_claim_failed", "job", job.Name, "error", err)
@@ -190,7 +205,7 @@ func (s *Scheduler) runMarked(job jobs.Job, next time.Time, trigger Trigger) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 5*time.Second)
 	defer cancel()
-	if err := s.db.Finished(ctx, s.namespace, job.Name, s.owner); err != nil {
+	if err := s.runs.Finished(ctx, s.namespace, job.Name, s.owner); err != nil {
 		// The mark stays: another warmer will run the job again, once more than needed.
 		s.Logger.Warn("job_finish_not_recorded", "job", job.Name, "error", err)
 	}
@@ -228,24 +243,24 @@ func (s *Scheduler) runWithRetry(job jobs.Job, next time.Time, trigger Trigger) 
 // Once runs jobs one after the other, each under its lock (waiting for a replica that runs it to
 // finish), and returns the first failure. It is warmer --once. Each run is marked in flight
 // while it runs, so that a run cut short (the process killed) is taken over by a warmer.
-func Once(ctx context.Context, jobs []jobs.Job, runner *Runner, db *query.DB, namespace string, progress func(jobs.Job) Progress) error {
+func Once(ctx context.Context, jobs []jobs.Job, runner *Runner, runs Runs, namespace string, progress func(jobs.Job) Progress) error {
 	owner := owner()
 	var failed error
 	for _, job := range jobs {
 		err := func() error {
-			unlock, err := awaitLock(ctx, db, namespace, job.Name)
+			unlock, err := awaitLock(ctx, runs, namespace, job.Name)
 			if err != nil {
 				return fmt.Errorf("lock %s: %w", job.Name, err)
 			}
 			defer unlock()
-			if err := db.Running(ctx, namespace, job.Name, owner); err != nil {
+			if err := runs.Running(ctx, namespace, job.Name, owner); err != nil {
 				return fmt.Errorf("mark %s running: %w", job.Name, err)
 			}
 			runCtx, cancel := context.WithTimeout(ctx, job.Timeout)
 			defer cancel()
 			_, err = runner.Run(runCtx, job, TriggerOnce, progress(job))
 			if ctx.Err() == nil {
-				if ferr := db.Finished(ctx, namespace, job.Name, owner); ferr != nil && err == nil {
+				if ferr := runs.Finished(ctx, namespace, job.Name, owner); ferr != nil && err == nil {
 					err = fmt.Errorf("mark %s finished: %w", job.Name, ferr)
 				}
 			}
@@ -263,9 +278,9 @@ func Once(ctx context.Context, jobs []jobs.Job, runner *Runner, db *query.DB, na
 const lockPoll = 250 * time.Millisecond
 
 // awaitLock takes job's lock, waiting for it as long as ctx lets.
-func awaitLock(ctx context.Context, db *query.DB, namespace, job string) (func(), error) {
+func awaitLock(ctx context.Context, runs Runs, namespace, job string) (func(), error) {
 	for {
-		unlock, ok, err := db.Lock(ctx, namespace, job)
+		unlock, ok, err := runs.Lock(ctx, namespace, job)
 		switch {
 		case err != nil:
 			return nil, err

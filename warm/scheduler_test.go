@@ -40,7 +40,7 @@ func startReplicas(t *testing.T, n int, dbURL, namespace string, list []jobs.Job
 		t.Cleanup(func() { store.Close() })
 		m := NewMetrics(prometheus.NewRegistry())
 		arch := baseservice.NewArchetype(logger)
-		s := NewScheduler(arch, list, NewRunner(arch, db, db, store, m), db, namespace)
+		s := NewScheduler(arch, list, NewRunner(arch, db, db, store, m), db.Runs(), namespace)
 		rs = append(rs, replica{sched: s, metrics: m})
 	}
 	for _, r := range rs {
@@ -202,18 +202,18 @@ func TestRunRequests(t *testing.T) {
 	job := h.jobs[jobs.OrdersTotal]
 	job.Enabled = false // no scheduled run: only the requested ones
 	// The job runs on another replica: its lock is taken.
-	unlock, locked, err := h.db.Lock(ctx, h.ns, job.Name)
+	unlock, locked, err := h.db.Runs().Lock(ctx, h.ns, job.Name)
 	if err != nil || !locked {
 		t.Fatalf("lock: %v, %v", locked, err)
 	}
 	for range 5 {
-		if err := h.db.RequestRun(ctx, h.ns, job.Name); err != nil {
+		if err := h.db.Runs().RequestRun(ctx, h.ns, job.Name); err != nil {
 			t.Fatal(err)
 		}
 	}
 	events := make(chan string, 100)
 	arch := baseservice.NewArchetype(slog.New(&eventHandler{events: events}))
-	s := NewScheduler(arch, []jobs.Job{job}, NewRunner(arch, h.db, h.db, h.store, h.metrics), h.db, h.ns)
+	s := NewScheduler(arch, []jobs.Job{job}, NewRunner(arch, h.db, h.db, h.store, h.metrics), h.db.Runs(), h.ns)
 	s.Start()
 	awaitEvent(t, events, "run_request_deferred")
 	released := time.Now()
@@ -227,7 +227,7 @@ func TestRunRequests(t *testing.T) {
 	if n := totalRuns([]replica{{s, h.metrics}}, job.Name); n != 1 {
 		t.Errorf("five requests made %d runs, want one", n)
 	}
-	if pending, err := h.db.RequestedRuns(ctx, h.ns); err != nil || len(pending) != 0 {
+	if pending, err := h.db.Runs().RequestedRuns(ctx, h.ns); err != nil || len(pending) != 0 {
 		t.Errorf("requests still pending: %v, %v", pending, err)
 	}
 }
@@ -271,7 +271,7 @@ func TestOnceWaitsForALockWithoutAConnection(t *testing.T) {
 	h := newHarness(t, testenv.NewDatabase(t))
 	ctx := context.Background()
 	job := h.jobs[jobs.OrdersTotal]
-	unlock, locked, err := h.db.Lock(ctx, h.ns, job.Name) // the job runs on another replica
+	unlock, locked, err := h.db.Runs().Lock(ctx, h.ns, job.Name) // the job runs on another replica
 	if err != nil || !locked {
 		t.Fatalf("lock: %v, %v", locked, err)
 	}
@@ -282,7 +282,7 @@ func TestOnceWaitsForALockWithoutAConnection(t *testing.T) {
 	t.Cleanup(small.Close)
 	done := make(chan error, 1)
 	go func() {
-		done <- Once(ctx, []jobs.Job{job}, NewRunner(h.arch, small, small, h.store, h.metrics), small, h.ns,
+		done <- Once(ctx, []jobs.Job{job}, NewRunner(h.arch, small, small, h.store, h.metrics), small.Runs(), h.ns,
 			func(jobs.Job) Progress { return nil })
 	}()
 	waited := time.Now()

@@ -76,7 +76,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer db.Close()
 	if *ifEmpty {
-		has, err := db.HasDellstore2(ctx)
+		has, err := db.Schema().HasDellstore2(ctx)
 		if err != nil {
 			return err
 		}

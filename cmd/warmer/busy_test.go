@@ -54,7 +54,7 @@ func TestBusyWarmerStillShowsWrites(t *testing.T) {
 	var requests sync.WaitGroup
 	for range 16 {
 		requests.Go(func() {
-			if err := db.RequestRun(context.Background(), ns, "slow0"); err != nil {
+			if err := db.Runs().RequestRun(context.Background(), ns, "slow0"); err != nil {
 				t.Error(err)
 			}
 		})

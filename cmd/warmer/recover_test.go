@@ -94,7 +94,7 @@ func TestRedisBackEmpty(t *testing.T) {
 			w.warmed(t)
 			// The runs requested at start (Redis had no mark yet) and the first ticks make one
 			// run of each job: none is pending, and each job started once.
-			pending, err := s.db.RequestedRuns(t.Context(), s.ns)
+			pending, err := s.db.Runs().RequestedRuns(t.Context(), s.ns)
 			if err != nil || len(pending) > 0 {
 				t.Errorf("runs still requested after the first runs: %v (%v)", pending, err)
 			}
@@ -272,7 +272,7 @@ func TestCrashedRunIsRedone(t *testing.T) {
 				if _, err := s.sql.Exec("UPDATE knob SET v = 2"); err != nil {
 					t.Fatal(err)
 				}
-				if err := s.db.RequestRun(t.Context(), s.ns, "knob"); err != nil {
+				if err := s.db.Runs().RequestRun(t.Context(), s.ns, "knob"); err != nil {
 					t.Fatal(err)
 				}
 				first.await(t, event{msg: "run_started_on_request", attrs: map[string]string{"job": "knob"}}, 1, 10*time.Second)

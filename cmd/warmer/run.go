@@ -100,7 +100,7 @@ func open(ctx context.Context, cfg Config, arch *baseservice.Archetype, reg prom
 func prepare(ctx context.Context, primary, reader *query.DB, cfg Config, logger *slog.Logger) error {
 	migrate, list := cfg.Migrate, cfg.jobs
 	if migrate {
-		if err := primary.Migrate(ctx, logger); err != nil {
+		if err := primary.Schema().Migrate(ctx, logger); err != nil {
 			return fmt.Errorf("migrate: %w", err)
 		}
 	}
@@ -140,7 +140,7 @@ func warnUnpushedLookups(ctx context.Context, db *query.DB, list []jobs.Job, log
 // warnUninstalled warns of the tables whose changes the jobs depend on but warmcache does not
 // record: warmer migrate has not run with this jobs file.
 func warnUninstalled(ctx context.Context, db *query.DB, list []jobs.Job, logger *slog.Logger) {
-	installed, err := db.InstalledDependencies(ctx)
+	installed, err := db.Schema().InstalledDependencies(ctx)
 	if err != nil {
 		logger.Warn("dependencies_not_checked", "error", err)
 		return
@@ -173,7 +173,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	metrics := warm.NewMetrics(reg)
 	metrics.Declare(d.jobs, time.Now())
 	runner := warm.NewRunner(arch, d.reader, d.primary, d.store, metrics)
-	sched := warm.NewScheduler(arch, d.jobs, runner, d.primary, cfg.Namespace)
+	sched := warm.NewScheduler(arch, d.jobs, runner, d.primary.Runs(), cfg.Namespace)
 	// Invalidations read the primary: a replica may not have the write yet.
 	relay := invalidate.NewRelay(arch, d.primary, d.store, d.jobs, reg)
 	refresher := invalidate.NewRefresher(arch, d.primary, d.store, d.jobs, cfg.Namespace, reg)
@@ -244,7 +244,7 @@ func once(ctx context.Context, cfg Config, logger *slog.Logger, name string, std
 		return &conf.Error{Setting: "--job", Err: fmt.Errorf("no job is called %q", name)}
 	}
 	runner := warm.NewRunner(arch, d.reader, d.primary, d.store, warm.NewMetrics(prometheus.NewRegistry()))
-	err = warm.Once(ctx, selected, runner, d.primary, cfg.Namespace, progressLine(stderr))
+	err = warm.Once(ctx, selected, runner, d.primary.Runs(), cfg.Namespace, progressLine(stderr))
 	if d.purger != nil {
 		d.purger.Drain(ctx) // the runs' changes leave downstream caches before the warmer does
 	}

@@ -124,7 +124,7 @@ func fill(ctx context.Context, dbURL string) error {
 			return fmt.Errorf("generate data: %w", err)
 		}
 	}
-	return db.Migrate(ctx, slog.New(slog.DiscardHandler))
+	return db.Schema().Migrate(ctx, slog.New(slog.DiscardHandler))
 }
 
 // loadDump feeds the gzipped SQL dump to psql, which understands its COPY blocks.
