@@ -68,10 +68,10 @@ func BenchmarkRedisMemory(b *testing.B) {
 		store, _, used := ownRedis(b)
 		before := used()
 		const events = 1000000
-		batch := make([]cache.Event, 1000)
+		batch := make([]query.Change, 1000)
 		for i := range events / len(batch) {
 			for j := range batch {
-				batch[j] = cache.Event{Change: int64(i*len(batch) + j), Table: "orders",
+				batch[j] = query.Change{ID: int64(i*len(batch) + j), Table: "orders",
 					Columns: map[string]string{"customerid": strconv.Itoa(1 + (i*len(batch)+j)%1000000)}}
 			}
 			if err := store.Publish(ctx, batch); err != nil {

@@ -10,10 +10,10 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Change is what a write replaced with a different value: keys of a job, or every key of it
+// Invalidation is what a write replaced with a different value: keys of a job, or every key of it
 // (All). Whoever keeps copies of values (an api's memory, a downstream HTTP cache) drops or
 // purges them.
-type Change struct {
+type Invalidation struct {
 	Job  string
 	Keys []string
 	All  bool
@@ -21,14 +21,14 @@ type Change struct {
 
 // Changes are told on the namespace's channel, one message a key: "job:key" (job names have no
 // colon), or "job" alone for every key of the job.
-func changeMessage(job, key string) string { return job + ":" + key }
+func invalidationMessage(job, key string) string { return job + ":" + key }
 
-func parseChange(msg string) Change {
+func parseInvalidation(msg string) Invalidation {
 	job, key, one := strings.Cut(msg, ":")
 	if !one {
-		return Change{Job: job, All: true}
+		return Invalidation{Job: job, All: true}
 	}
-	return Change{Job: job, Keys: []string{key}}
+	return Invalidation{Job: job, Keys: []string{key}}
 }
 
 // mostKeysTold is the most keys of a batch told one by one: a batch that changed more tells of
@@ -36,28 +36,28 @@ func parseChange(msg string) Change {
 // an empty Redis, a run after a day of changes); the job's copies are then dropped whole.
 const mostKeysTold = 100
 
-// tell tells of the change of job's keys: on the namespace's channel, and to Options.Changed.
-func (s *Store) tell(ctx context.Context, job string, keys []string) error {
+// announce tells of the change of job's keys: on the namespace's channel, and to Options.Invalidated.
+func (s *Store) announce(ctx context.Context, job string, keys []string) error {
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
-	c := Change{Job: job, Keys: keys}
+	c := Invalidation{Job: job, Keys: keys}
 	if len(keys) > mostKeysTold {
-		c = Change{Job: job, All: true}
+		c = Invalidation{Job: job, All: true}
 	}
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		if c.All {
 			p.Publish(ctx, s.keys.Changes(), job)
 		}
 		for _, key := range c.Keys {
-			p.Publish(ctx, s.keys.Changes(), changeMessage(job, key))
+			p.Publish(ctx, s.keys.Changes(), invalidationMessage(job, key))
 		}
 		return nil
 	})
 	if err != nil {
 		return s.failure(ctx, err)
 	}
-	if s.changed != nil {
-		s.changed(c)
+	if s.invalidated != nil {
+		s.invalidated(c)
 	}
 	return nil
 }
@@ -69,8 +69,8 @@ type Watcher interface {
 	Subscribed()
 	// Lost is called when the subscription is lost, before it is tried again.
 	Lost(err error)
-	// Changed is called with each change.
-	Changed(Change)
+	// Invalidated is called with each invalidation.
+	Invalidated(Invalidation)
 }
 
 // Watch tells w of every change made in the namespace until ctx ends, subscribing again, with a
@@ -128,7 +128,7 @@ func (s *Store) receive(ctx context.Context, sub *redis.PubSub, w Watcher) error
 				w.Subscribed()
 			}
 		case *redis.Message:
-			w.Changed(parseChange(m.Payload))
+			w.Invalidated(parseInvalidation(m.Payload))
 		}
 	}
 }

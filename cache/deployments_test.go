@@ -12,6 +12,7 @@ import (
 
 	"github.com/warmcache/warmcache/cache"
 	"github.com/warmcache/warmcache/internal/testenv"
+	"github.com/warmcache/warmcache/query"
 )
 
 // TestRedisDeployments runs the store's whole surface against a real Redis Cluster of three
@@ -94,17 +95,17 @@ func exercise(t *testing.T, url string) {
 	if err := s.Release(ctx, "j", "k", "me"); err != nil {
 		t.Error(err)
 	}
-	published := []cache.Event{
-		{Change: 1, Table: "orders", Columns: map[string]string{"customerid": "42"}},
-		{Change: 2, Table: "products", Columns: map[string]string{}},
+	published := []query.Change{
+		{ID: 1, Table: "orders", Columns: map[string]string{"customerid": "42"}},
+		{ID: 2, Table: "products", Columns: map[string]string{}},
 	}
 	if err := s.Publish(ctx, published); err != nil {
 		t.Fatal(err)
 	}
 	events, err := s.Consume(ctx, "g", "c", 10, 0, time.Minute)
-	got := slices.Clone(events)
-	for i := range got {
-		got[i].ID = ""
+	got := make([]query.Change, len(events))
+	for i, e := range events {
+		got[i] = e.Change
 	}
 	if err != nil || !reflect.DeepEqual(got, published) {
 		t.Fatalf("%s: events %+v, %v; want %+v", url, got, err, published)

@@ -24,7 +24,7 @@ func (s *Store) Drop(ctx context.Context, job string, keys []string) error {
 	if err := unlinkEach(call, s.rdb, values); err != nil {
 		return fmt.Errorf("drop values of %s: %w", job, s.failure(call, err))
 	}
-	return s.tell(ctx, job, keys)
+	return s.announce(ctx, job, keys)
 }
 
 // DropAll deletes every value of job, as Drop does, and tells that they all changed. It walks
@@ -90,9 +90,9 @@ func (s *Store) ChangedAll(ctx context.Context, jobs ...string) error {
 	if err != nil {
 		return s.failure(call, err)
 	}
-	if s.changed != nil {
+	if s.invalidated != nil {
 		for _, job := range jobs {
-			s.changed(Change{Job: job, All: true})
+			s.invalidated(Invalidation{Job: job, All: true})
 		}
 	}
 	return nil

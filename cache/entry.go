@@ -99,8 +99,8 @@ func newEntry(body []byte, version int64, computedAt, freshUntil, staleUntil tim
 	}
 }
 
-// keep is how long Redis keeps the entry after it was computed: freshness plus grace.
-func (e Entry) keep() time.Duration {
+// retention is how long Redis keeps the entry after it was computed: freshness plus grace.
+func (e Entry) retention() time.Duration {
 	return max(e.StaleUntil.Sub(e.ComputedAt), time.Millisecond)
 }
 

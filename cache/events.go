@@ -8,20 +8,17 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/warmcache/warmcache/query"
 )
 
-// Event is an invalidation: a change to a table's rows, carried on the namespace's Redis stream
-// so that every warmer (and any other consumer) sees it.
-type Event struct {
-	// ID is the stream entry's id, set when the event is read.
-	ID string
-	// Change is the outbox row the event was published from, 0 for none.
-	Change int64
-	// Table is the table whose rows changed.
-	Table string
-	// Columns holds the text of the columns the change recorded, by column name: the values
-	// that name the keys of the jobs depending on the table. A NULL is left out.
-	Columns map[string]string
+// The namespace's Redis stream carries the changes of the outbox (query.Change), so that every
+// warmer (and any other consumer) sees them.
+
+// Delivery is a change read from the stream, with the id of its stream entry, which Ack takes.
+type Delivery struct {
+	StreamID string
+	Change   query.Change
 }
 
 // columnField prefixes a recorded column's name in a stream entry, keeping it apart from the
@@ -33,14 +30,14 @@ const columnField = "col:"
 // everything anyway.
 const streamLength = 1_000_000
 
-// Publish appends events to the stream, in one round trip.
-func (s *Store) Publish(ctx context.Context, events []Event) error {
+// Publish appends changes to the stream, in one round trip.
+func (s *Store) Publish(ctx context.Context, changes []query.Change) error {
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, e := range events {
-			values := []any{"change", e.Change, "table", e.Table}
-			for col, v := range e.Columns {
+		for _, c := range changes {
+			values := []any{"change", c.ID, "table", c.Table}
+			for col, v := range c.Columns {
 				values = append(values, columnField+col, v)
 			}
 			p.XAdd(ctx, &redis.XAddArgs{Stream: s.keys.Events(), MaxLen: streamLength, Approx: true, Values: values})
@@ -50,11 +47,11 @@ func (s *Store) Publish(ctx context.Context, events []Event) error {
 	return s.failure(ctx, err)
 }
 
-// Consume reads up to count events for consumer of group, waiting up to block for some (not at
+// Consume reads up to count changes for consumer of group, waiting up to block for some (not at
 // all when block is 0: unlike Redis's BLOCK 0, never forever). It first takes over events another
 // consumer read but has not acknowledged for idle (a consumer that died), then reads new ones.
 // The group is created, at the stream's start, if missing.
-func (s *Store) Consume(ctx context.Context, group, consumer string, count int, block, idle time.Duration) ([]Event, error) {
+func (s *Store) Consume(ctx context.Context, group, consumer string, count int, block, idle time.Duration) ([]Delivery, error) {
 	// The read may wait for block, then has the store's time to answer.
 	ctx, cancel := context.WithTimeoutCause(ctx, max(block, 0)+s.timeout, errTimedOut)
 	defer cancel()
@@ -74,7 +71,7 @@ func (s *Store) Consume(ctx context.Context, group, consumer string, count int, 
 		return nil, s.failure(ctx, err)
 	}
 	if len(claimed) > 0 {
-		return decodeEvents(claimed), nil
+		return decodeDeliveries(claimed), nil
 	}
 	streams, err := s.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: group, Consumer: consumer,
 		Streams: []string{stream, ">"}, Count: int64(count), Block: block}).Result()
@@ -84,23 +81,23 @@ func (s *Store) Consume(ctx context.Context, group, consumer string, count int, 
 	if err != nil {
 		return nil, s.failure(ctx, err)
 	}
-	var events []Event
+	var deliveries []Delivery
 	for _, st := range streams {
-		events = append(events, decodeEvents(st.Messages)...)
+		deliveries = append(deliveries, decodeDeliveries(st.Messages)...)
 	}
-	return events, nil
+	return deliveries, nil
 }
 
-// Ack acknowledges events group has handled.
-func (s *Store) Ack(ctx context.Context, group string, events []Event) error {
+// Ack acknowledges the deliveries group has handled.
+func (s *Store) Ack(ctx context.Context, group string, deliveries []Delivery) error {
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
-	if len(events) == 0 {
+	if len(deliveries) == 0 {
 		return nil
 	}
-	ids := make([]string, len(events))
-	for i, e := range events {
-		ids[i] = e.ID
+	ids := make([]string, len(deliveries))
+	for i, d := range deliveries {
+		ids[i] = d.StreamID
 	}
 	return s.failure(ctx, s.rdb.XAck(ctx, s.keys.Events(), group, ids...).Err())
 }
@@ -135,19 +132,19 @@ func (s *Store) RemoveIdleConsumers(ctx context.Context, group string, idle time
 	return removed, s.failure(ctx, err)
 }
 
-func decodeEvents(msgs []redis.XMessage) []Event {
-	events := make([]Event, len(msgs))
+func decodeDeliveries(msgs []redis.XMessage) []Delivery {
+	deliveries := make([]Delivery, len(msgs))
 	for i, m := range msgs {
-		e := Event{ID: m.ID, Table: str(m.Values["table"]), Columns: map[string]string{}}
-		e.Change, _ = strconv.ParseInt(str(m.Values["change"]), 10, 64)
+		c := query.Change{Table: str(m.Values["table"]), Columns: map[string]string{}}
+		c.ID, _ = strconv.ParseInt(str(m.Values["change"]), 10, 64)
 		for field, v := range m.Values {
 			if col, ok := strings.CutPrefix(field, columnField); ok {
-				e.Columns[col] = str(v)
+				c.Columns[col] = str(v)
 			}
 		}
-		events[i] = e
+		deliveries[i] = Delivery{StreamID: m.ID, Change: c}
 	}
-	return events
+	return deliveries
 }
 
 func str(v any) string {

@@ -100,7 +100,7 @@ func (k Keys) Lease(job, key string) string { return k.ns + ":_lease:" + job + "
 // Events is the stream invalidation events travel on.
 func (k Keys) Events() string { return k.ns + ":_events" }
 
-// Changes is the channel that tells which values writes changed (Change).
+// Changes is the channel that tells which values writes changed (Invalidation).
 func (k Keys) Changes() string { return k.ns + ":_changes" }
 
 // Wake is the channel that tells the relays the outbox has new rows.

@@ -31,11 +31,11 @@ var ErrFull = errors.New("redis is full (used memory reached maxmemory and maxme
 
 // Store reads and writes warmcache's entries and records in Redis.
 type Store struct {
-	rdb     redis.UniversalClient
-	probe   func() redis.UniversalClient // a client of rdb's options for Probe, with one connection
-	keys    Keys
-	cluster bool
-	changed func(Change)
+	rdb         redis.UniversalClient
+	probe       func() redis.UniversalClient // a client of rdb's options for Probe, with one connection
+	keys        Keys
+	cluster     bool
+	invalidated func(Invalidation)
 	// runHistory is how many runs of each job are kept (Options.RunHistory).
 	runHistory int
 	timeout    time.Duration // Options.Timeout
@@ -54,9 +54,10 @@ type Options struct {
 	Resolver *net.Resolver
 	// ClientName names the connections (CLIENT LIST), unless the URL does (client_name=).
 	ClientName string
-	// Changed, if set, is told of the changes this store's writes make (the warmer purges
-	// downstream caches of them), besides the namespace's channel, which tells every process.
-	Changed func(Change)
+	// Invalidated, if set, is told of the invalidations this store's writes make (the warmer
+	// purges downstream caches of them), besides the namespace's channel, which tells every
+	// process.
+	Invalidated func(Invalidation)
 	// RunHistory is how many runs of each job RecordRun keeps (RUN_HISTORY); zero keeps
 	// DefaultRunHistory.
 	RunHistory int
@@ -123,7 +124,7 @@ func Open(rawURL string, keys Keys, opts Options) (*Store, error) {
 	if history <= 0 {
 		history = DefaultRunHistory
 	}
-	return &Store{rdb: rdb, probe: probe, keys: keys, cluster: cluster, changed: opts.Changed, runHistory: history,
+	return &Store{rdb: rdb, probe: probe, keys: keys, cluster: cluster, invalidated: opts.Invalidated, runHistory: history,
 		timeout: opts.Timeout}, nil
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/warmcache/warmcache/cache"
 	"github.com/warmcache/warmcache/internal/testenv"
+	"github.com/warmcache/warmcache/query"
 )
 
 func newStore(t *testing.T) *cache.Store {
@@ -418,27 +419,27 @@ func pttl(t *testing.T, key string) time.Duration {
 // recorder is a Watcher that hands on what it is told.
 type recorder struct {
 	subscribed chan struct{}
-	changes    chan cache.Change
+	changes    chan cache.Invalidation
 }
 
-func (r recorder) Subscribed()            { r.subscribed <- struct{}{} }
-func (r recorder) Lost(error)             {}
-func (r recorder) Changed(c cache.Change) { r.changes <- c }
+func (r recorder) Subscribed()                      { r.subscribed <- struct{}{} }
+func (r recorder) Lost(error)                       {}
+func (r recorder) Invalidated(c cache.Invalidation) { r.changes <- c }
 
 // TestWritesTellWhatChanged: single-key writes and bulk runs tell, on the namespace's channel
-// and to Options.Changed alike, of every key whose value they changed or which held nothing, and
+// and to Options.Invalidated alike, of every key whose value they changed or which held nothing, and
 // of no other; a batch that changed more than a hundred keys tells of a change of its whole job.
 func TestWritesTellWhatChanged(t *testing.T) {
 	t.Parallel()
 	keys := newKeys(t)
-	hooked := make(chan cache.Change, 100)
-	s, err := cache.Open(testenv.Get(t).RedisURL, keys, cache.Options{Changed: func(c cache.Change) { hooked <- c }})
+	hooked := make(chan cache.Invalidation, 100)
+	s, err := cache.Open(testenv.Get(t).RedisURL, keys, cache.Options{Invalidated: func(c cache.Invalidation) { hooked <- c }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
 	ctx, cancel := context.WithCancel(context.Background())
-	w := recorder{subscribed: make(chan struct{}, 1), changes: make(chan cache.Change, 100)}
+	w := recorder{subscribed: make(chan struct{}, 1), changes: make(chan cache.Invalidation, 100)}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -452,7 +453,7 @@ func TestWritesTellWhatChanged(t *testing.T) {
 	told := func(what string, want ...string) {
 		t.Helper()
 		var fromHook, fromChannel []string
-		keys := func(c cache.Change) []string {
+		keys := func(c cache.Invalidation) []string {
 			if c.All {
 				return []string{"*"}
 			}
@@ -516,7 +517,7 @@ func TestFullRedisRefusesWritesNotDeletions(t *testing.T) {
 	if _, err := s.PutRun(ctx, "j", []cache.Item{item(t, "1", 100, `{"n":1}`), item(t, "2", 100, `{"n":2}`)}); err != nil {
 		t.Fatal(err)
 	}
-	changes := recorder{subscribed: make(chan struct{}, 1), changes: make(chan cache.Change, 10)}
+	changes := recorder{subscribed: make(chan struct{}, 1), changes: make(chan cache.Invalidation, 10)}
 	watchCtx, stop := context.WithCancel(ctx)
 	t.Cleanup(stop)
 	go s.Watch(watchCtx, changes)
@@ -527,7 +528,7 @@ func TestFullRedisRefusesWritesNotDeletions(t *testing.T) {
 	for what, err := range map[string]error{
 		"bulk":   func() error { _, err := s.PutRun(ctx, "j", []cache.Item{item(t, "1", 200, `{"n":3}`)}); return err }(),
 		"single": func() error { _, err := s.Put(ctx, "j", item(t, "1", 200, `{"n":3}`)); return err }(),
-		"event":  s.Publish(ctx, []cache.Event{{Table: "orders"}}),
+		"event":  s.Publish(ctx, []query.Change{{Table: "orders"}}),
 	} {
 		if !errors.Is(err, cache.ErrFull) || !strings.Contains(err.Error(), "OOM") {
 			t.Errorf("%s write into a full Redis: %v, want ErrFull with Redis's words", what, err)

@@ -82,8 +82,8 @@ return 2
 
 // Put writes entries of job computed one key at a time, each unless its key holds a newer entry,
 // and records them as touched so that a bulk run of an older snapshot leaves them alone. Redis
-// keeps each for its freshness and grace. The keys whose value changed are told (Changes, and
-// Options.Changed). It returns how many it wrote.
+// keeps each for its freshness and grace. The keys whose value changed are announced (Watch, and
+// Options.Invalidated). It returns how many it wrote.
 func (s *Store) Put(ctx context.Context, job string, items ...Item) (int, error) {
 	return s.putEach(ctx, job, items, s.touching(touchAll), true)
 }
@@ -135,7 +135,7 @@ func (s *Store) putEach(ctx context.Context, job string, items []Item, touch tou
 			if tell {
 				channel = s.keys.Changes()
 			}
-			args := []any{it.Entry.marshal(), it.Entry.keep().Milliseconds(), channel, changeMessage(job, it.Key)}
+			args := []any{it.Entry.marshal(), it.Entry.retention().Milliseconds(), channel, invalidationMessage(job, it.Key)}
 			if touch == touchAll || touch == touchFound && !it.Entry.NotFound {
 				version := it.Entry.Version
 				keys = append(keys, s.keys.Touched(job))
@@ -160,8 +160,8 @@ func (s *Store) putEach(ctx context.Context, job string, items []Item, touch tou
 			written++
 		}
 	}
-	if tell && len(changed) > 0 && s.changed != nil { // putIfNotOlder told Redis
-		s.changed(Change{Job: job, Keys: changed})
+	if tell && len(changed) > 0 && s.invalidated != nil { // putIfNotOlder told Redis
+		s.invalidated(Invalidation{Job: job, Keys: changed})
 	}
 	return written, nil
 }
@@ -170,7 +170,7 @@ func (s *Store) putEach(ctx context.Context, job string, items []Item, touch tou
 // the keys written one at a time from a newer snapshot and returns how many it wrote, or
 // ErrFenced when a run from a newer snapshot has started. When single-key writes keep changing
 // the touched set under it, the batch falls back to comparing key by key. The keys whose value
-// changed are told (Changes, and Options.Changed) once the batch is written, and so are the keys
+// changed are announced (Watch, and Options.Invalidated) once the batch is written, and so are the keys
 // that held nothing: Redis may have lost a value (evicted, flushed) that copies still hold.
 func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, error) {
 	ctx, cancel := s.bounded(ctx)
@@ -218,7 +218,7 @@ func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, erro
 				for _, it := range items {
 					if !skip[it.Key] {
 						value := it.Entry.marshal()
-						old := p.SetArgs(ctx, s.keys.Value(job, it.Key), value, redis.SetArgs{TTL: it.Entry.keep(), Get: true})
+						old := p.SetArgs(ctx, s.keys.Value(job, it.Key), value, redis.SetArgs{TTL: it.Entry.retention(), Get: true})
 						replaced = append(replaced, replacement{it.Key, value, old})
 					}
 				}
@@ -246,7 +246,7 @@ func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, erro
 			}
 		}
 		if len(changed) > 0 {
-			if err := s.tell(ctx, job, changed); err != nil {
+			if err := s.announce(ctx, job, changed); err != nil {
 				return len(replaced), fmt.Errorf("tell of changed values: %w", err)
 			}
 		}

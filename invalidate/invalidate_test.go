@@ -110,7 +110,7 @@ func TestRelaysDrainTogether(t *testing.T) {
 			break
 		}
 		for _, e := range events {
-			seen[e.Columns["customerid"]] = true
+			seen[e.Change.Columns["customerid"]] = true
 		}
 	}
 	for i := 1; i <= 300; i++ {

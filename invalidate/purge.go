@@ -96,8 +96,8 @@ func NewPurger(arch *baseservice.Archetype, cfg PurgeConfig, keys cache.Keys, re
 
 // Changed queues the purge of a change: the surrogate keys of its values, or of its whole job
 // for a change of every key and for the keys that do not fit the queue. It is the
-// cache.Options.Changed of the warmer's store.
-func (p *Purger) Changed(c cache.Change) {
+// cache.Options.Invalidated of the warmer's store.
+func (p *Purger) Invalidated(c cache.Invalidation) {
 	if c.All {
 		p.purgeWhole(c.Job)
 	}

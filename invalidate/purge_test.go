@@ -32,9 +32,9 @@ func TestPurgerPurgesWholeJobsOnOverflow(t *testing.T) {
 	p := NewPurger(baseservice.NewArchetype(discard()), PurgeConfig{URLs: []string{cdn.URL}, Method: "PURGE",
 		KeyHeader: "xkey-purge"}, keys, prometheus.NewRegistry())
 	p.queue = make(chan string, 2)
-	p.Changed(cache.Change{Job: "a", Keys: []string{"1", "2", "3", "4"}})
-	p.Changed(cache.Change{Job: "b", Keys: []string{"9"}})
-	p.Changed(cache.Change{Job: "c", All: true})
+	p.Invalidated(cache.Invalidation{Job: "a", Keys: []string{"1", "2", "3", "4"}})
+	p.Invalidated(cache.Invalidation{Job: "b", Keys: []string{"9"}})
+	p.Invalidated(cache.Invalidation{Job: "c", All: true})
 	p.Drain(context.Background())
 	slices.Sort(purged)
 	want := []string{"ns:a", "ns:a:1", "ns:a:2", "ns:b", "ns:c"}

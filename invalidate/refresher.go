@@ -140,11 +140,11 @@ func (r *Refresher) sweepConsumers(ctx context.Context) {
 // writes them, and acknowledges the events. A job's keys are computed together, a chunk per
 // statement; a single-value job is computed once per batch, so that a burst of writes costs
 // one recomputation of it per batch, and in one warmer at most one is in flight.
-func (r *Refresher) handle(ctx context.Context, events []cache.Event) error {
+func (r *Refresher) handle(ctx context.Context, events []cache.Delivery) error {
 	r.Logger.Debug("invalidation_received", "events", len(events))
 	changes := make([]query.Change, len(events))
 	for i, e := range events {
-		changes[i] = query.Change{ID: e.Change, Table: e.Table, Columns: e.Columns}
+		changes[i] = e.Change
 	}
 	// The figures the incremental jobs read are brought up to date before they are read.
 	if err := r.db.Maintain(ctx, changes); err != nil {
@@ -195,7 +195,7 @@ func (r *Refresher) handle(ctx context.Context, events []cache.Event) error {
 	r.metrics.events.Add(float64(len(events)))
 	r.metrics.keys.Add(float64(written.Load()))
 	for _, e := range events {
-		if published, ok := streamTime(e.ID); ok {
+		if published, ok := streamTime(e.StreamID); ok {
 			r.metrics.lag.Observe(time.Since(published).Seconds())
 		}
 	}

@@ -55,11 +55,7 @@ func (r *Relay) Run(ctx context.Context) {
 func (r *Relay) drain(ctx context.Context) {
 	for ctx.Err() == nil {
 		n, err := r.db.Outbox().Drain(ctx, r.batch, func(changes []query.Change) error {
-			events := make([]cache.Event, len(changes))
-			for i, c := range changes {
-				events[i] = cache.Event{Change: c.ID, Table: c.Table, Columns: c.Columns}
-			}
-			return r.store.Publish(ctx, events)
+			return r.store.Publish(ctx, changes)
 		})
 		switch {
 		case errors.Is(err, cache.ErrFull):

@@ -143,7 +143,7 @@ func newSystem(t *testing.T, opts systemOptions) *system {
 	for range opts.refreshers {
 		var storeOpts cache.Options
 		if purger != nil {
-			storeOpts.Changed = purger.Changed
+			storeOpts.Invalidated = purger.Invalidated
 		}
 		db, store := s.openWith(query.Options{MaxConns: 10, ConnectTimeout: time.Second}, storeOpts, dbURL, redisURL)
 		s.start(NewRefresher(arch, db, store, s.jobs, s.ns, prometheus.NewRegistry()).Run)

@@ -168,7 +168,7 @@ func (l *Local[V]) forget() {
 }
 
 // Changed drops what a change names.
-func (l *Local[V]) Changed(c cache.Change) {
+func (l *Local[V]) Invalidated(c cache.Invalidation) {
 	count := l.changes.Add(1)
 	if c.All {
 		l.metrics.invalidations.Inc()

@@ -34,42 +34,42 @@ func TestLocalDropsWhatChanges(t *testing.T) {
 	if v, ok := l.Get("a", "1"); !ok || v != "v1" {
 		t.Fatalf("a/1: %q %v", v, ok)
 	}
-	l.Changed(cache.Change{Job: "a", Keys: []string{"1"}})
+	l.Invalidated(cache.Invalidation{Job: "a", Keys: []string{"1"}})
 	if _, ok := l.Get("a", "1"); ok {
 		t.Error("a/1 served after its change")
 	}
 	if _, ok := l.Get("a", "2"); !ok {
 		t.Error("a/2 dropped by a change of a/1")
 	}
-	l.Changed(cache.Change{Job: "a", All: true})
+	l.Invalidated(cache.Invalidation{Job: "a", All: true})
 	if _, ok := l.Get("a", "2"); ok {
 		t.Error("a/2 served after a change of every key of a")
 	}
 	if _, ok := l.Get("b", "1"); !ok {
 		t.Error("b/1 dropped by a change of job a")
 	}
-	l.Changed(cache.Change{Job: "b", Keys: []string{"2", "1"}})
+	l.Invalidated(cache.Invalidation{Job: "b", Keys: []string{"2", "1"}})
 	if _, ok := l.Get("b", "1"); ok {
 		t.Error("b/1 served after its change")
 	}
 	token := l.Token()
-	l.Changed(cache.Change{Job: "a", All: true})
+	l.Invalidated(cache.Invalidation{Job: "a", All: true})
 	l.Set("a", "6", token, "old", 10, fresh())
 	if _, ok := l.Get("a", "6"); ok {
 		t.Error("a value read before its job's change was kept")
 	}
 	// Read from Redis, then the key changes, then the reader keeps what it read: refused.
 	token = l.Token()
-	l.Changed(cache.Change{Job: "a", Keys: []string{"3"}})
+	l.Invalidated(cache.Invalidation{Job: "a", Keys: []string{"3"}})
 	l.Set("a", "3", token, "old", 10, fresh())
 	if _, ok := l.Get("a", "3"); ok {
 		t.Error("a value read before its key's change was kept")
 	}
 	// So many changes after the read that the tier forgot the key's.
 	token = l.Token()
-	l.Changed(cache.Change{Job: "a", Keys: []string{"4"}})
+	l.Invalidated(cache.Invalidation{Job: "a", Keys: []string{"4"}})
 	for i := range 200_000 {
-		l.Changed(cache.Change{Job: "b", Keys: []string{fmt.Sprint(i)}})
+		l.Invalidated(cache.Invalidation{Job: "b", Keys: []string{fmt.Sprint(i)}})
 	}
 	l.Set("a", "4", token, "old", 10, fresh())
 	if _, ok := l.Get("a", "4"); ok {
@@ -137,7 +137,7 @@ func TestLocalKeepsNothingReadBeforeARacingChange(t *testing.T) {
 		token := l.Token()
 		var wg sync.WaitGroup
 		wg.Go(func() { l.Set("a", key, token, "read before the change", 10, fresh()) })
-		wg.Go(func() { l.Changed(cache.Change{Job: "a", Keys: []string{key}}) })
+		wg.Go(func() { l.Invalidated(cache.Invalidation{Job: "a", Keys: []string{key}}) })
 		wg.Wait()
 		if v, ok := l.Get("a", key); ok {
 			t.Fatalf("key %s serves %q after its change", key, v)

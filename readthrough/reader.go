@@ -175,7 +175,7 @@ func (r *Reader[A]) Read(ctx context.Context, job jobs.Job, key string) (A, stri
 	// Redis is down, hung, slow, or its breaker open. Concurrent reads of a key share one
 	// computation here too: with Redis down, every read would otherwise be a query.
 	r.Logger.Debug("cache_bypass", "job", job.Name, "key", key, "error", err)
-	fresh, err := r.shared(ctx, job, key, func(ctx context.Context) (computed, error) {
+	fresh, err := r.coalesce(ctx, job, key, func(ctx context.Context) (computed, error) {
 		e, err := r.compute(ctx, job, key, "bypass")
 		return computed{entry: e}, err
 	})
@@ -208,7 +208,7 @@ func (r *Reader[A]) Breakers() map[string]string {
 // steps: once a step finds Redis unavailable, the others leave it alone, and the value is
 // answered without being stored (Bypass).
 func (r *Reader[A]) readThrough(ctx context.Context, job jobs.Job, key, reason string) (computed, error) {
-	return r.shared(ctx, job, key, func(ctx context.Context) (computed, error) {
+	return r.coalesce(ctx, job, key, func(ctx context.Context) (computed, error) {
 		// The request looked in Redis before it got here: a computation that ended in between
 		// has stored the value since.
 		e, redisAnswers, ok := r.fresh(ctx, job, key)
@@ -268,12 +268,12 @@ func (c computed) result() string {
 	return Bypass
 }
 
-// shared runs compute once for the concurrent reads of job's value at key, within
+// coalesce runs compute once for the concurrent reads of job's value at key, within
 // QUERY_TIMEOUT. Reads that missed in Redis and reads that could not reach it share one
 // computation, whichever started it: a burst of reads that Redis answers too slowly for some
 // of them still costs one query. The computation serves every waiting read, so it does not end
 // with the first read's client going away.
-func (r *Reader[A]) shared(ctx context.Context, job jobs.Job, key string,
+func (r *Reader[A]) coalesce(ctx context.Context, job jobs.Job, key string,
 	compute func(context.Context) (computed, error)) (computed, error) {
 	v, err, _ := r.flight.Do(job.Name+"\x00"+key, func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.QueryTimeout)

@@ -216,7 +216,7 @@ func (r *Runner) warm(ctx context.Context, job jobs.Job, started time.Time, prog
 			}
 		}
 		if job.Aggregate.Incremental() {
-			r.checked(gctx, job, drift)
+			r.reportDrift(gctx, job, drift)
 		}
 		return nil
 	}))
@@ -226,10 +226,10 @@ func (r *Runner) warm(ctx context.Context, job jobs.Job, started time.Time, prog
 	return written.Load(), nil
 }
 
-// checked reports the drift the check of an incremental job's maintained figures confirmed, and
+// reportDrift reports the drift the check of an incremental job's maintained figures confirmed, and
 // has them mended: the run itself writes the values computed in full, and the refreshes after it
 // read figures that are right again.
-func (r *Runner) checked(ctx context.Context, job jobs.Job, found query.Drift) {
+func (r *Runner) reportDrift(ctx context.Context, job jobs.Job, found query.Drift) {
 	drift, err := r.primary.Repair(ctx, job.Aggregate, found)
 	r.metrics.drift.WithLabelValues(job.Name).Set(float64(drift.Values))
 	switch {

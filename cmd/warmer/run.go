@@ -79,7 +79,7 @@ func open(ctx context.Context, cfg Config, arch *baseservice.Archetype, reg prom
 	opts := cache.Options{ClientName: "warmcache-warmer", RunHistory: cfg.RunHistory}
 	if len(cfg.PurgeURLs) > 0 {
 		d.purger = invalidate.NewPurger(arch, cfg.purgeConfig(), keys, reg)
-		opts.Changed = d.purger.Changed
+		opts.Invalidated = d.purger.Invalidated
 	}
 	if d.store, err = cache.Open(cfg.RedisURL, keys, opts); err != nil {
 		return d, conf.Errorf("REDIS_URL", "%w", err)
