@@ -61,7 +61,7 @@ func (s *Store) DropAll(ctx context.Context, job string) error {
 	if err != nil {
 		return fmt.Errorf("drop every value of %s: %w", job, translate(err))
 	}
-	return s.ChangedAll(ctx, job)
+	return s.InvalidateAll(ctx, job)
 }
 
 // unlinkEach deletes keys, one command each: UNLINK of many keys needs them in one slot.
@@ -75,10 +75,10 @@ func unlinkEach(ctx context.Context, c redis.UniversalClient, keys []string) err
 	return err
 }
 
-// ChangedAll tells that every value of jobs may have changed: whoever keeps copies (the apis'
+// InvalidateAll tells that every value of jobs may have changed: whoever keeps copies (the apis'
 // in-process tiers, downstream HTTP caches) drops them all. The warmer says so when Redis lost or
 // rolled back its data set.
-func (s *Store) ChangedAll(ctx context.Context, jobs ...string) error {
+func (s *Store) InvalidateAll(ctx context.Context, jobs ...string) error {
 	call, cancel := s.bounded(ctx)
 	defer cancel()
 	_, err := s.rdb.Pipelined(call, func(p redis.Pipeliner) error {

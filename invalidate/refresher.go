@@ -29,13 +29,28 @@ import (
 // it over if that warmer dies before acknowledging it.
 const group = "warmers"
 
+// Events is what the refresher needs of Redis (cache.Store): the stream of changes it consumes in
+// the warmers' group, the recomputed values it writes (or drops, when Redis is full), the lag it
+// records for the status page, and a probe for retries.
+type Events interface {
+	Consume(ctx context.Context, group, consumer string, count int, block, idle time.Duration) ([]cache.Delivery, error)
+	Ack(ctx context.Context, group string, deliveries []cache.Delivery) error
+	RemoveIdleConsumers(ctx context.Context, group string, idle time.Duration) ([]string, error)
+	Put(ctx context.Context, job string, items ...cache.Item) (int, error)
+	RecordLag(ctx context.Context, w cache.LagWindow) error
+	Probe(ctx context.Context) error
+	dropper
+}
+
+var _ Events = (*cache.Store)(nil)
+
 // Refresher recomputes the keys that events name, in one warmer. Which keys an event touches is
 // each job's to say (jobs.Job.AffectedBy); a change that touches every key of a keyed job asks
 // for a run of the whole job instead.
 type Refresher struct {
 	*baseservice.Archetype
 	db        *query.DB
-	store     *cache.Store
+	store     Events
 	jobs      []jobs.Job
 	namespace string
 	consumer  string
@@ -61,7 +76,7 @@ const lagWindow = 10 * time.Second
 
 // NewRefresher returns a refresher computing the jobs' values from db into store; namespace is
 // where whole runs are requested. reg receives its metrics.
-func NewRefresher(arch *baseservice.Archetype, db *query.DB, store *cache.Store, list []jobs.Job, namespace string,
+func NewRefresher(arch *baseservice.Archetype, db *query.DB, store Events, list []jobs.Job, namespace string,
 	reg prometheus.Registerer) *Refresher {
 	host, _ := os.Hostname()
 	r := &Refresher{

@@ -19,11 +19,23 @@ import (
 	"github.com/warmcache/warmcache/query"
 )
 
+// Stream is what the relay needs of Redis (cache.Store): the stream it publishes the changes to,
+// the wake-ups the apis send after their writes, a probe for retries, and the means to drop the
+// values a change touches when Redis is too full to take the change.
+type Stream interface {
+	Publish(ctx context.Context, changes []query.Change) error
+	Wakes(ctx context.Context) <-chan struct{}
+	Probe(ctx context.Context) error
+	dropper
+}
+
+var _ Stream = (*cache.Store)(nil)
+
 // Relay drains the outbox into the event stream.
 type Relay struct {
 	*baseservice.Archetype
 	db    *query.DB
-	store *cache.Store
+	store Stream
 	jobs  []jobs.Job // what the changes touch, for a Redis too full to take their events
 	// poll is how often the outbox is drained without a notification: a notification missed
 	// while the listening connection was down, or a publish that failed, is retried then.
@@ -35,7 +47,7 @@ type Relay struct {
 // NewRelay returns a relay from db's outbox to store's stream, for the jobs. It registers on reg
 // the count of its failures and, measured at each scrape, the outbox's backlog (see
 // BacklogCollector).
-func NewRelay(arch *baseservice.Archetype, db *query.DB, store *cache.Store, list []jobs.Job, reg prometheus.Registerer) *Relay {
+func NewRelay(arch *baseservice.Archetype, db *query.DB, store Stream, list []jobs.Job, reg prometheus.Registerer) *Relay {
 	failures := prometheus.NewCounter(prometheus.CounterOpts{Name: "warmcache_relay_failures_total",
 		Help: "Attempts to publish the outbox's changes to Redis that failed (they stay in the outbox and are retried)."})
 	reg.MustRegister(failures, newBacklogCollector(db))

@@ -5,7 +5,6 @@ import (
 	"maps"
 	"slices"
 
-	"github.com/warmcache/warmcache/cache"
 	"github.com/warmcache/warmcache/jobs"
 	"github.com/warmcache/warmcache/query"
 )
@@ -38,10 +37,16 @@ func touched(list []jobs.Job, changes []query.Change) (keys map[string]map[strin
 	return keys, whole
 }
 
+// dropper removes a job's values from Redis: some keys, or all of them.
+type dropper interface {
+	Drop(ctx context.Context, job string, keys []string) error
+	DropAll(ctx context.Context, job string) error
+}
+
 // drop deletes from Redis the values changes touch, and tells of it: for a Redis too full to
 // take their new values (or the events that would bring them), readers compute them from
 // PostgreSQL rather than serve values known to be stale. A full Redis still deletes.
-func drop(ctx context.Context, store *cache.Store, list []jobs.Job, changes []query.Change) error {
+func drop(ctx context.Context, store dropper, list []jobs.Job, changes []query.Change) error {
 	keys, whole := touched(list, changes)
 	for _, job := range list {
 		if err := store.Drop(ctx, job.Name, slices.Sorted(maps.Keys(keys[job.Name]))); err != nil {

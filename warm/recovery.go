@@ -13,6 +13,17 @@ import (
 	"github.com/warmcache/warmcache/query"
 )
 
+// DataSet is what recovery needs of Redis (cache.Store): the server's counters, the mark of the
+// data set it holds, and the means to drop a job's values and to tell that all of them changed.
+type DataSet interface {
+	Info(ctx context.Context) (cache.ServerInfo, error)
+	MarkDataSet(ctx context.Context, id string) (string, error)
+	DropAll(ctx context.Context, job string) error
+	InvalidateAll(ctx context.Context, jobs ...string) error
+}
+
+var _ DataSet = (*cache.Store)(nil)
+
 // Recovery watches Redis for the warmer, twice a second, for what Redis does not say by itself:
 //
 //   - A lost data set. A Redis restarted empty, or flushed, holds none of the values, and keys
@@ -29,7 +40,7 @@ import (
 //     counted (warmcache_redis_evicted_keys_total) and logged.
 type Recovery struct {
 	*baseservice.Archetype
-	store     *cache.Store
+	store     DataSet
 	db        *query.DB // the primary, where runs are requested
 	jobs      []jobs.Job
 	namespace string
@@ -51,7 +62,7 @@ type recoveryMetrics struct {
 
 // NewRecovery returns the watcher of store's Redis for jobs, which requests runs in db; reg
 // receives its metrics.
-func NewRecovery(arch *baseservice.Archetype, store *cache.Store, db *query.DB, jobs []jobs.Job, namespace string,
+func NewRecovery(arch *baseservice.Archetype, store DataSet, db *query.DB, jobs []jobs.Job, namespace string,
 	reg prometheus.Registerer) *Recovery {
 	m := recoveryMetrics{
 		evicted: prometheus.NewCounter(prometheus.CounterOpts{Name: "warmcache_redis_evicted_keys_total",
@@ -139,7 +150,7 @@ func (r *Recovery) forget(ctx context.Context, reason string) {
 			}
 		}
 	}
-	if err := r.store.ChangedAll(ctx, names...); err != nil {
+	if err := r.store.InvalidateAll(ctx, names...); err != nil {
 		r.Logger.Warn("redis_changes_not_told", "error", err)
 	}
 }

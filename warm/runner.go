@@ -17,19 +17,30 @@ import (
 	"github.com/warmcache/warmcache/query"
 )
 
+// Store is what warming needs of Redis (cache.Store): a run's batches and its record, the
+// server's counters (to tell evictions during a run), and a probe for the retries.
+type Store interface {
+	PutRun(ctx context.Context, job string, items []cache.Item) (int, error)
+	RecordRun(ctx context.Context, run cache.Run) error
+	Info(ctx context.Context) (cache.ServerInfo, error)
+	Probe(ctx context.Context) error
+}
+
+var _ Store = (*cache.Store)(nil)
+
 // Runner runs jobs: it streams a job's rows from PostgreSQL into Redis and records the run.
 type Runner struct {
 	*baseservice.Archetype
 	db        *query.DB // where the aggregates are read (WARMER_DATABASE_URL)
 	primary   *query.DB // where drifted figures are reseeded
-	store     *cache.Store
+	store     Store
 	metrics   *Metrics
 	batchSize int
 }
 
 // NewRunner returns a Runner that reads aggregates from db and writes them to store; primary is
 // the database the figures of incremental jobs are reseeded in, db itself unless db is a replica.
-func NewRunner(arch *baseservice.Archetype, db, primary *query.DB, store *cache.Store, metrics *Metrics) *Runner {
+func NewRunner(arch *baseservice.Archetype, db, primary *query.DB, store Store, metrics *Metrics) *Runner {
 	return &Runner{Archetype: arch, db: db, primary: primary, store: store, metrics: metrics, batchSize: 1000}
 }
 
