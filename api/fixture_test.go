@@ -84,7 +84,6 @@ var testStart = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
 
 func newFixture(t testing.TB, opts fixtureOptions) *fixture {
 	t.Helper()
-	ctx := context.Background()
 	logger := cmp.Or(opts.logger, slog.New(slog.DiscardHandler))
 	f := &fixture{t: t, dbURL: opts.dbURL, ns: opts.ns, arch: baseservice.NewArchetype(logger)}
 	f.arch.Time.Stub(testStart)
@@ -106,16 +105,8 @@ func newFixture(t testing.TB, opts fixtureOptions) *fixture {
 		t.Fatal(err)
 	}
 	open := func(dbURL, redisURL string, storeOpts cache.Options) (*query.DB, *cache.Store) {
-		db, err := query.Open(ctx, dbURL, query.Options{MaxConns: 20})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(db.Close)
-		store, err := cache.Open(redisURL, keys, storeOpts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { store.Close() })
+		db := testenv.OpenDB(t, dbURL, query.Options{MaxConns: 20})
+		store := testenv.OpenStore(t, redisURL, keys, storeOpts)
 		return db, store
 	}
 	f.db, f.store = open(f.dbURL, cmp.Or(opts.testRedisURL, redisURL), cache.Options{})

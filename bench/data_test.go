@@ -33,11 +33,7 @@ func dataset(b *testing.B, customers, orders int) string {
 	if err := query.EnsureDatabase(ctx, dbURL); err != nil {
 		b.Fatal(err)
 	}
-	db, err := query.Open(ctx, dbURL, query.Options{MaxConns: 4})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
+	db := testenv.OpenDB(b, dbURL, query.Options{MaxConns: 4})
 	counts, err := db.Schema().Counts(ctx)
 	if err != nil || counts["customers"] != int64(customers) || counts["orders"] != int64(orders) {
 		b.Logf("generating %d customers / %d orders (kept for later runs)", customers, orders)

@@ -103,11 +103,7 @@ func benchWrites(b *testing.B, customers, orders int) {
 	env = append(env, "API_TOKEN="+token)
 	api := "http://" + startAPI(b, dbURL, ns, append(env, "LISTEN_ADDR="+apiAddr)...)
 	replica := "http://" + startAPI(b, dbURL, ns, env...)
-	db, err := query.Open(context.Background(), dbURL, query.Options{MaxConns: 4})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
+	db := testenv.OpenDB(b, dbURL, query.Options{MaxConns: 4})
 	list, err := jobs.Load(jobsFile, jobs.Defaults{TTL: 2 * time.Hour, Grace: time.Hour, NegativeTTL: 30 * time.Second,
 		Location: time.UTC}, time.Now())
 	if err != nil {

@@ -331,17 +331,9 @@ func warmAll(b *testing.B, dbURL string, only ...string) string {
 	b.Helper()
 	ns := testenv.Namespace(b)
 	ctx := context.Background()
-	db, err := query.Open(ctx, dbURL, query.Options{MaxConns: 4})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
+	db := testenv.OpenDB(b, dbURL, query.Options{MaxConns: 4})
 	keys, _ := cache.NewKeys(ns)
-	store, err := cache.Open(testenv.Get(b).RedisURL, keys, cache.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer store.Close()
+	store := testenv.OpenStore(b, testenv.Get(b).RedisURL, keys, cache.Options{})
 	list, err := jobs.Load("", jobs.Defaults{TTL: 2 * time.Hour, Grace: time.Hour, NegativeTTL: 30 * time.Second, Timeout: 10 * time.Minute, Location: time.UTC}, time.Now())
 	if err != nil {
 		b.Fatal(err)

@@ -25,11 +25,7 @@ import (
 func BenchmarkRedisMemory(b *testing.B) {
 	dbURL := dataset(b, 1000000, 10000000)
 	ctx := context.Background()
-	db, err := query.Open(ctx, dbURL, query.Options{MaxConns: 4})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
+	db := testenv.OpenDB(b, dbURL, query.Options{MaxConns: 4})
 	list, err := jobs.Load("", jobs.Defaults{TTL: 2 * time.Hour, Grace: time.Hour, NegativeTTL: 30 * time.Second,
 		Timeout: 10 * time.Minute, Location: time.UTC}, time.Now())
 	if err != nil {
@@ -92,11 +88,7 @@ func ownRedis(b *testing.B) (*cache.Store, *testenv.RedisServer, func() int64) {
 	b.Helper()
 	server := testenv.NewRedis(b)
 	keys, _ := cache.NewKeys("warmcache")
-	store, err := cache.Open(server.URL(), keys, cache.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { store.Close() })
+	store := testenv.OpenStore(b, server.URL(), keys, cache.Options{})
 	return store, server, func() int64 {
 		info, err := store.Info(context.Background())
 		if err != nil {

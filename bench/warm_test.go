@@ -79,11 +79,7 @@ func benchWarmer(b *testing.B, dbURL string) result {
 }
 
 func benchQueryAlone(b *testing.B, dbURL string) result {
-	db, err := query.Open(context.Background(), dbURL, query.Options{MaxConns: 2})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
+	db := testenv.OpenDB(b, dbURL, query.Options{MaxConns: 2})
 	var r result
 	for range b.N {
 		rows := 0
@@ -105,11 +101,7 @@ func benchQueryAlone(b *testing.B, dbURL string) result {
 func benchRedisAlone(b *testing.B, keys int) result {
 	ns := testenv.Namespace(b)
 	k, _ := cache.NewKeys(ns)
-	store, err := cache.Open(testenv.Get(b).RedisURL, k, cache.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer store.Close()
+	store := testenv.OpenStore(b, testenv.Get(b).RedisURL, k, cache.Options{})
 	now := time.Now()
 	life := jobs.Lifetime{Policy: jobs.FixedPolicy(10 * time.Minute), Jitter: time.Minute, Grace: time.Hour, Location: time.UTC}
 	batch := make([]cache.Item, 0, 1000)
@@ -171,11 +163,7 @@ func benchPerCustomer(b *testing.B, dbURL string, sample int) result {
 func keysWritten(b *testing.B, ns string) int64 {
 	b.Helper()
 	k, _ := cache.NewKeys(ns)
-	store, err := cache.Open(testenv.Get(b).RedisURL, k, cache.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer store.Close()
+	store := testenv.OpenStore(b, testenv.Get(b).RedisURL, k, cache.Options{})
 	runs, err := store.Runs(context.Background(), "orders_by_customer")
 	if err != nil {
 		b.Fatal(err)

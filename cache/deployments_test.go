@@ -35,11 +35,7 @@ func TestRedisDeployments(t *testing.T) {
 func exercise(t *testing.T, url string) {
 	t.Helper()
 	keys, _ := cache.NewKeys(testenv.Namespace(t))
-	s, err := cache.Open(url, keys, cache.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := testenv.OpenStore(t, url, keys, cache.Options{})
 	ctx := context.Background()
 	if err := s.Ping(ctx); err != nil {
 		t.Fatalf("%s: ping: %v", url, err)

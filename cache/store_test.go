@@ -31,11 +31,7 @@ func newKeys(t *testing.T) cache.Keys {
 
 func openStore(t *testing.T, keys cache.Keys) *cache.Store {
 	t.Helper()
-	s, err := cache.Open(testenv.Get(t).RedisURL, keys, cache.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := testenv.OpenStore(t, testenv.Get(t).RedisURL, keys, cache.Options{})
 	return s
 }
 
@@ -125,11 +121,7 @@ func TestPutBatchAndTTL(t *testing.T) {
 func TestRuns(t *testing.T) {
 	t.Parallel()
 	keys := newKeys(t)
-	s, err := cache.Open(testenv.Get(t).RedisURL, keys, cache.Options{RunHistory: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := testenv.OpenStore(t, testenv.Get(t).RedisURL, keys, cache.Options{RunHistory: 3})
 	ctx := context.Background()
 	ok := cache.Run{Job: "a", Started: time.Unix(1000, 0).UTC(), Duration: 1500 * time.Millisecond, Keys: 20000,
 		LastSuccess: time.Unix(1000, 0).UTC(), Trigger: "schedule"}
@@ -245,11 +237,7 @@ func TestListKeys(t *testing.T) {
 func TestUnavailable(t *testing.T) {
 	t.Parallel()
 	keys, _ := cache.NewKeys("t")
-	s, err := cache.Open("redis://127.0.0.1:1/0?dial_timeout=1s", keys, cache.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := testenv.OpenStore(t, "redis://127.0.0.1:1/0?dial_timeout=1s", keys, cache.Options{})
 	ctx := context.Background()
 	if _, err := s.Get(ctx, "job", "k"); !errors.Is(err, cache.ErrUnavailable) {
 		t.Errorf("get: %v, want ErrUnavailable", err)
@@ -433,11 +421,7 @@ func TestWritesTellWhatChanged(t *testing.T) {
 	t.Parallel()
 	keys := newKeys(t)
 	hooked := make(chan cache.Invalidation, 100)
-	s, err := cache.Open(testenv.Get(t).RedisURL, keys, cache.Options{Invalidated: func(c cache.Invalidation) { hooked <- c }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := testenv.OpenStore(t, testenv.Get(t).RedisURL, keys, cache.Options{Invalidated: func(c cache.Invalidation) { hooked <- c }})
 	ctx, cancel := context.WithCancel(context.Background())
 	w := recorder{subscribed: make(chan struct{}, 1), changes: make(chan cache.Invalidation, 100)}
 	done := make(chan struct{})

@@ -158,18 +158,10 @@ func (s *system) open(dbURL, redisURL string) (*query.DB, *cache.Store) {
 
 func (s *system) openWith(opts query.Options, storeOpts cache.Options, dbURL, redisURL string) (*query.DB, *cache.Store) {
 	s.t.Helper()
-	db, err := query.Open(context.Background(), dbURL, opts)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	s.t.Cleanup(db.Close)
+	db := testenv.OpenDB(s.t, dbURL, opts)
 	keys, _ := cache.NewKeys(s.ns)
 	storeOpts.Timeout = 2 * time.Second
-	store, err := cache.Open(redisURL, keys, storeOpts)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	s.t.Cleanup(func() { store.Close() })
+	store := testenv.OpenStore(s.t, redisURL, keys, storeOpts)
 	return db, store
 }
 

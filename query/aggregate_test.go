@@ -18,11 +18,7 @@ var today = query.Params{Today: query.Date{Year: 2026, Month: 11, Day: 21}}
 
 func openDB(t *testing.T) *query.DB {
 	t.Helper()
-	db, err := query.Open(context.Background(), testenv.NewDatabase(t), query.Options{MaxConns: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
+	db := testenv.OpenDB(t, testenv.NewDatabase(t), query.Options{MaxConns: 8})
 	return db
 }
 
@@ -237,11 +233,7 @@ func TestStreamStopsOnCallbackError(t *testing.T) {
 func TestUnavailable(t *testing.T) {
 	t.Parallel()
 	// Nothing listens on port 1 of the loopback interface.
-	db, err := query.Open(context.Background(), "postgres://nobody@127.0.0.1:1/none?connect_timeout=2", query.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := testenv.OpenDB(t, "postgres://nobody@127.0.0.1:1/none?connect_timeout=2", query.Options{})
 	if err := db.Ping(context.Background()); !errors.Is(err, query.ErrUnavailable) {
 		t.Errorf("ping of a closed port: %v, want ErrUnavailable", err)
 	}

@@ -18,11 +18,7 @@ import (
 func TestInstallDependencies(t *testing.T) {
 	t.Parallel()
 	dbURL := testenv.NewDatabase(t)
-	db, err := query.Open(context.Background(), dbURL, query.Options{MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := testenv.OpenDB(t, dbURL, query.Options{MaxConns: 4})
 	ctx := context.Background()
 	w := testenv.NewWriter(t, dbURL, 2)
 	// Another application's trigger, which warmcache must never touch.

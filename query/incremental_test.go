@@ -20,11 +20,7 @@ import (
 func TestMaintainedTotalsUnderRacingWrites(t *testing.T) {
 	t.Parallel()
 	dbURL := testenv.NewDatabase(t)
-	db, err := query.Open(context.Background(), dbURL, query.Options{MaxConns: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := testenv.OpenDB(t, dbURL, query.Options{MaxConns: 8})
 	ctx := context.Background()
 	maintain := func() error {
 		_, err := db.Outbox().Drain(ctx, 50, func(changes []query.Change) error { return db.Maintain(ctx, changes) })
@@ -61,6 +57,7 @@ func TestMaintainedTotalsUnderRacingWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	for n := 1; n > 0; {
+		var err error
 		if n, err = db.Outbox().Drain(ctx, 500, func(changes []query.Change) error { return db.Maintain(ctx, changes) }); err != nil {
 			t.Fatal(err)
 		}
@@ -79,11 +76,7 @@ func TestMaintainedTotalsUnderRacingWrites(t *testing.T) {
 func TestTotalsDriftIsConfirmedAndMended(t *testing.T) {
 	t.Parallel()
 	dbURL := testenv.NewDatabase(t)
-	db, err := query.Open(context.Background(), dbURL, query.Options{MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := testenv.OpenDB(t, dbURL, query.Options{MaxConns: 4})
 	ctx := context.Background()
 	w := testenv.NewWriter(t, dbURL, 2)
 	for _, stmt := range []string{
@@ -117,11 +110,7 @@ func TestTotalsDriftIsConfirmedAndMended(t *testing.T) {
 func TestUserIncremental(t *testing.T) {
 	t.Parallel()
 	dbURL := testenv.NewDatabase(t)
-	db, err := query.Open(context.Background(), dbURL, query.Options{MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := testenv.OpenDB(t, dbURL, query.Options{MaxConns: 4})
 	ctx := context.Background()
 	w := testenv.NewWriter(t, dbURL, 2)
 	for _, spec := range []query.IncrementalSpec{

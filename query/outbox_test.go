@@ -13,11 +13,7 @@ import (
 func TestOutboxBacklog(t *testing.T) {
 	t.Parallel()
 	dbURL := testenv.NewDatabase(t)
-	db, err := query.Open(context.Background(), dbURL, query.Options{MaxConns: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := testenv.OpenDB(t, dbURL, query.Options{MaxConns: 2})
 	ctx := context.Background()
 	if _, err := db.Outbox().Drain(ctx, 1_000_000, func([]query.Change) error { return nil }); err != nil {
 		t.Fatal(err)

@@ -49,11 +49,7 @@ func scalar(t *testing.T, db *query.DB, sql string) string {
 func TestLoadAtDellstore2Scale(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db, err := query.Open(ctx, testenv.NewEmptyDatabase(t), query.Options{MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := testenv.OpenDB(t, testenv.NewEmptyDatabase(t), query.Options{MaxConns: 4})
 	counts, err := seed.Load(ctx, db, seed.Dellstore2, false, func(string, int64) {})
 	if err != nil {
 		t.Fatal(err)
@@ -94,14 +90,10 @@ func TestLoadAtDellstore2Scale(t *testing.T) {
 func TestLoadRefusesExistingTables(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db, err := query.Open(ctx, testenv.NewDatabase(t), query.Options{MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := testenv.OpenDB(t, testenv.NewDatabase(t), query.Options{MaxConns: 4})
 	before := scalar(t, db, "SELECT count(*) FROM orders")
 	small := seed.Scale{Customers: 10, Orders: 10, Products: 10, Year: 2020, Seed: 1}
-	_, err = seed.Load(ctx, db, small, false, func(string, int64) {})
+	_, err := seed.Load(ctx, db, small, false, func(string, int64) {})
 	if err == nil || !strings.Contains(err.Error(), "already exist") {
 		t.Fatalf("load over existing tables: %v, want a refusal", err)
 	}

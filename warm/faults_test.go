@@ -142,7 +142,6 @@ type faultWarmer struct {
 
 func newFaultWarmer(t *testing.T) *faultWarmer {
 	t.Helper()
-	ctx := context.Background()
 	w := &faultWarmer{t: t, dbURL: testenv.NewDatabase(t), attempts: &attempts{}}
 	redisURL := testenv.Get(t).RedisURL
 	w.pgProxy = testenv.NewProxy(t, testenv.HostPort(t, w.dbURL))
@@ -152,16 +151,8 @@ func newFaultWarmer(t *testing.T) *faultWarmer {
 		t.Fatal(err)
 	}
 	open := func(dbURL, redisURL string, dbOpts query.Options, storeOpts cache.Options) (*query.DB, *cache.Store) {
-		db, err := query.Open(ctx, dbURL, dbOpts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(db.Close)
-		store, err := cache.Open(redisURL, keys, storeOpts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { store.Close() })
+		db := testenv.OpenDB(t, dbURL, dbOpts)
+		store := testenv.OpenStore(t, redisURL, keys, storeOpts)
 		return db, store
 	}
 	w.db, w.store = open(w.dbURL, redisURL, query.Options{MaxConns: 4}, cache.Options{})
@@ -184,11 +175,7 @@ func (w *faultWarmer) change() map[string]map[string]string {
 		w.t.Fatal(err)
 	}
 	keys, _ := cache.NewKeys(testenv.Namespace(w.t))
-	store, err := cache.Open(testenv.Get(w.t).RedisURL, keys, cache.Options{})
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	defer store.Close()
+	store := testenv.OpenStore(w.t, testenv.Get(w.t).RedisURL, keys, cache.Options{})
 	return w.warm(store)
 }
 

@@ -37,22 +37,13 @@ type harness struct {
 
 func newHarness(t *testing.T, dbURL string) *harness {
 	t.Helper()
-	ctx := context.Background()
-	db, err := query.Open(ctx, dbURL, query.Options{MaxConns: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
+	db := testenv.OpenDB(t, dbURL, query.Options{MaxConns: 8})
 	ns := testenv.Namespace(t)
 	keys, err := cache.NewKeys(ns)
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := cache.Open(testenv.Get(t).RedisURL, keys, cache.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := testenv.OpenStore(t, testenv.Get(t).RedisURL, keys, cache.Options{})
 	list := testenv.LoadJobs(t, "", time.Now())
 	m := NewMetrics(prometheus.NewRegistry())
 	arch := baseservice.NewArchetype(slog.New(slog.DiscardHandler))

@@ -27,17 +27,9 @@ func startReplicas(t *testing.T, n int, dbURL, namespace string, list []jobs.Job
 	t.Helper()
 	var rs []replica
 	for range n {
-		db, err := query.Open(context.Background(), dbURL, query.Options{MaxConns: 8})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(db.Close)
+		db := testenv.OpenDB(t, dbURL, query.Options{MaxConns: 8})
 		keys, _ := cache.NewKeys(namespace)
-		store, err := cache.Open(testenv.Get(t).RedisURL, keys, cache.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { store.Close() })
+		store := testenv.OpenStore(t, testenv.Get(t).RedisURL, keys, cache.Options{})
 		m := NewMetrics(prometheus.NewRegistry())
 		arch := baseservice.NewArchetype(logger)
 		s := NewScheduler(arch, list, NewRunner(arch, db, db, store, m), db.Runs(), namespace)
@@ -275,11 +267,7 @@ func TestOnceWaitsForALockWithoutAConnection(t *testing.T) {
 	if err != nil || !locked {
 		t.Fatalf("lock: %v, %v", locked, err)
 	}
-	small, err := query.Open(ctx, h.dbURL, query.Options{MaxConns: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(small.Close)
+	small := testenv.OpenDB(t, h.dbURL, query.Options{MaxConns: 1})
 	done := make(chan error, 1)
 	go func() {
 		done <- Once(ctx, []jobs.Job{job}, NewRunner(h.arch, small, small, h.store, h.metrics), small.Runs(), h.ns,
