@@ -123,7 +123,8 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 		}
 		status, msg := classify(err)
 		if unexpected(err) {
-			logger.Error("request_failed", "method", clip(c.Request().Method), "path", clip(c.Request().URL.Path), "error", err)
+			logger.Error("request_failed", "method", clip(c.Request().Method), "path", clip(c.Request().URL.Path), "error", err,
+				"request_id", c.Response().Header().Get(echo.HeaderXRequestID))
 		}
 		if status == http.StatusServiceUnavailable {
 			c.Response().Header().Set("Retry-After", "5")

@@ -51,6 +51,8 @@ type Config struct {
 	LocalCacheTTL time.Duration
 	// APIToken is the bearer token of writes and admin actions; empty refuses them all.
 	APIToken string
+	// AccessLog logs one line per request (ACCESS_LOG).
+	AccessLog bool
 	// CORSOrigins are the origins whose pages may call the api from a browser (CORS_ORIGINS):
 	// exact origins, "*" for any, or patterns with * ("https://*.example.com"). None by default:
 	// CORS is off.
@@ -155,7 +157,7 @@ func (s *Server) Handler() http.Handler {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(s.Logger)
-	e.Use(s.metrics.observe)
+	e.Use(s.accessLog, s.metrics.observe)
 	if len(s.cfg.CORSOrigins) > 0 {
 		e.Use(s.cors())
 	}
