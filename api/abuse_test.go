@@ -71,7 +71,7 @@ func testUnknownMethods(t *testing.T) {
 			t.Fatalf("%s /v1/orders/count: %d, want 405", method, res.status)
 		}
 	}
-	metrics := f.get("/metrics").body
+	metrics := f.adminGet("/metrics").body
 	// The counts of the series grow by a few digits; a series of a method takes 1.5 KiB.
 	if grown := len(metrics) - before; grown > 512 || strings.Contains(metrics, `method="M1-`) {
 		t.Errorf("/metrics grew by %d bytes with 200 made-up methods, want the OTHER series alone to count them", grown)
@@ -89,7 +89,7 @@ func testHugeRequests(t *testing.T) {
 			t.Errorf("a request line of %d bytes: %d, want 431", len(line), status)
 		}
 	}
-	if grown := len(f.get("/metrics").body) - before; grown > 512 {
+	if grown := len(f.adminGet("/metrics").body) - before; grown > 512 {
 		t.Errorf("/metrics grew by %d bytes", grown)
 	}
 	if keys := testenv.Keys(t, f.ns, "customers_by_city"); len(keys) > 0 {
@@ -100,8 +100,8 @@ func testHugeRequests(t *testing.T) {
 // metricsSize is the size of /metrics, once its own series exist: a scrape's latency is observed
 // after it is answered, so the first scrape's series shows from the second on.
 func (f *fixture) metricsSize() int {
-	f.get("/metrics")
-	return len(f.get("/metrics").body)
+	f.adminGet("/metrics")
+	return len(f.adminGet("/metrics").body)
 }
 
 // rawStatus sends line as a request's first line on a connection of its own, and returns the

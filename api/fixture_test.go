@@ -34,7 +34,8 @@ import (
 type fixture struct {
 	t       testing.TB
 	srv     *Server
-	http    *httptest.Server
+	http    *httptest.Server // the public port
+	admin   *httptest.Server // the admin listener
 	db      *query.DB    // direct, for the test
 	store   *cache.Store // direct, for the test
 	jobs    []jobs.Job
@@ -151,6 +152,8 @@ func newFixture(t testing.TB, opts fixtureOptions) *fixture {
 	f.http.Config = f.srv.HTTPServer()
 	f.http.Start()
 	t.Cleanup(f.http.Close)
+	f.admin = httptest.NewServer(f.srv.AdminHandler())
+	t.Cleanup(f.admin.Close)
 	return f
 }
 
@@ -191,17 +194,30 @@ func (f *fixture) post(path, token, body string) response {
 	return f.fetch(f.t, http.MethodPost, path, header, body)
 }
 
-// fetch makes a request, failing t (a fuzz target's own) on a transport error.
+// fetch makes a request of the public port, failing t (a fuzz target's own) on a transport
+// error.
 func (f *fixture) fetch(t testing.TB, method, path string, header http.Header, body string) response {
 	t.Helper()
-	req, err := http.NewRequest(method, f.http.URL+path, strings.NewReader(body))
+	return f.fetchAt(t, f.http, method, path, header, body)
+}
+
+// adminGet gets path from the admin listener.
+func (f *fixture) adminGet(path string) response {
+	f.t.Helper()
+	return f.fetchAt(f.t, f.admin, http.MethodGet, path, nil, "")
+}
+
+// fetchAt makes a request of srv.
+func (f *fixture) fetchAt(t testing.TB, srv *httptest.Server, method, path string, header http.Header, body string) response {
+	t.Helper()
+	req, err := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	res, err := f.http.Client().Do(req)
+	res, err := srv.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

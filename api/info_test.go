@@ -135,7 +135,7 @@ func TestMetricsCountResults(t *testing.T) {
 	f := newFixture(t, fixtureOptions{})
 	f.get("/v1/credit")
 	f.get("/v1/credit")
-	body := f.get("/metrics").body
+	body := f.adminGet("/metrics").body
 	for _, want := range []string{
 		`warmcache_cache_requests_total{result="HIT",route="/v1/credit"} 1`,
 		`warmcache_cache_requests_total{result="MISS",route="/v1/credit"} 1`,

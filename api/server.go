@@ -7,6 +7,7 @@ package api
 import (
 	"context"
 	"net/http"
+	"net/http/pprof"
 	"net/textproto"
 	"strconv"
 	"time"
@@ -152,6 +153,43 @@ func (s *Server) HTTPServer() *http.Server {
 	}
 }
 
+// AdminHandler returns the routes of the admin listener (ADMIN_ADDR), for operators rather than
+// clients: the metrics, the status page with what it reads (/v1/status, /v1/jobs and each job's
+// runs), and Go's profiles (/debug/pprof/). None of them is on the public port: its metrics name
+// every job and route, and a profile costs the process CPU.
+func (s *Server) AdminHandler() http.Handler {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = errorHandler(s.Logger)
+	getHead := []string{http.MethodGet, http.MethodHead}
+	e.GET("/", func(c echo.Context) error { return c.Redirect(http.StatusFound, "/status") })
+	e.Match(getHead, "/status", s.statusHTML, s.compress)
+	e.Match(getHead, "/v1/status", s.status, s.compress)
+	e.Match(getHead, "/v1/jobs", s.listJobs, s.compress)
+	e.Match(getHead, "/v1/jobs/:job/runs", s.jobRuns, s.compress)
+	e.Match(getHead, "/healthz", s.healthz)
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg})))
+	e.GET("/debug/pprof/*", echo.WrapHandler(http.HandlerFunc(pprof.Index)))
+	e.GET("/debug/pprof/cmdline", echo.WrapHandler(http.HandlerFunc(pprof.Cmdline)))
+	e.GET("/debug/pprof/profile", echo.WrapHandler(http.HandlerFunc(pprof.Profile)))
+	e.GET("/debug/pprof/symbol", echo.WrapHandler(http.HandlerFunc(pprof.Symbol)))
+	e.GET("/debug/pprof/trace", echo.WrapHandler(http.HandlerFunc(pprof.Trace)))
+	return e
+}
+
+// AdminHTTPServer returns a server of the admin routes: a profile takes 30 seconds by default,
+// so answers may take up to two minutes to write.
+func (s *Server) AdminHTTPServer() *http.Server {
+	return &http.Server{
+		Handler:           s.AdminHandler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      2 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    maxHeaderBytes,
+	}
+}
+
 // Handler returns the API's routes.
 func (s *Server) Handler() http.Handler {
 	e := echo.New()
@@ -182,9 +220,6 @@ func (s *Server) Handler() http.Handler {
 	e.Match(getHead, "/readyz", s.readyz)
 	e.Match(getHead, "/openapi.json", s.openAPI, s.compress)
 	e.Match(getHead, "/docs", s.docs, s.compress)
-	e.Match(getHead, "/status", s.statusHTML, s.compress)
-	e.Match(getHead, "/v1/status", s.status, s.compress)
-	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg})))
 
 	// Per route, not in a group: echo's groups catch every path to run their middleware.
 	write := []echo.MiddlewareFunc{middleware.BodyLimit(strconv.Itoa(maxBody/1024) + "K"), s.requireToken}

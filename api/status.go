@@ -117,8 +117,8 @@ func (s *Server) statusHTML(c echo.Context) error {
 	return c.Blob(http.StatusOK, echo.MIMETextHTMLCharsetUTF8, statusPage)
 }
 
-// root greets: a page linking to the status page and the docs for a browser, JSON for clients
-// that ask for it or state no preference (curl's */*).
+// root greets: a page linking to the docs for a browser, JSON for clients that ask for it or
+// state no preference (curl's */*). The status page is the admin port's.
 func (s *Server) root(c echo.Context) error {
 	c.Response().Header().Set(echo.HeaderVary, echo.HeaderAccept)
 	accept := c.Request().Header.Get(echo.HeaderAccept)
@@ -131,6 +131,5 @@ func (s *Server) root(c echo.Context) error {
 		"docs":    "/docs",
 		"openapi": "/openapi.json",
 		"jobs":    "/v1/jobs",
-		"status":  "/status",
 	})
 }
