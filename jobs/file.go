@@ -72,8 +72,11 @@ func (f fileJob) errorf(name, setting string, err error) error {
 // the setting; all of them are configuration errors. now anchors the check that values outlive
 // the gaps between runs.
 func Load(path string, d Defaults, now time.Time) ([]Job, error) {
-	var decls map[string]fileJob
-	var order []string
+	var (
+		decls      map[string]fileJob
+		order      []string
+		decodeErrs []error
+	)
 	if path != "" {
 		raw, err := os.ReadFile(path)
 		if err != nil {
@@ -83,26 +86,21 @@ func Load(path string, d Defaults, now time.Time) ([]Job, error) {
 			}
 			return nil, fmt.Errorf("cannot be read: %w", err)
 		}
-		if decls, order, err = decode(raw); err != nil {
+		if decls, order, decodeErrs, err = decode(raw); err != nil {
 			return nil, err
 		}
 	}
-	var jobs []Job
+	var (
+		jobs []Job
+		errs = decodeErrs
+	)
 	for _, b := range builtins {
 		decl := decls[b.name]
-		for _, setting := range []string{"sql", "key", "depends_on", "incremental"} {
-			if _, set := decl.lines[setting]; set {
-				return nil, decl.errorf(b.name, setting, errors.New("a built-in job's sql, key, depends_on and incremental cannot be changed"))
-			}
-		}
-		if decl.Schedule == "" {
-			decl.Schedule = d.defaultEvery(b.every)
-		}
-		job, err := build(b.name, decl, b.aggregate, b.key, d, now)
+		job, err := builtinJob(b, decl, d, now)
 		if err != nil {
-			return nil, err
+			errs = append(errs, err)
+			continue
 		}
-		job.Builtin, job.Description, job.KeyKind, job.DependsOn = true, b.description, b.keyKind, b.dependsOn
 		jobs = append(jobs, job)
 	}
 	for _, name := range order {
@@ -111,11 +109,35 @@ func Load(path string, d Defaults, now time.Time) ([]Job, error) {
 		}
 		job, err := userJob(name, decls[name], d, now)
 		if err != nil {
-			return nil, err
+			errs = append(errs, err)
+			continue
 		}
 		jobs = append(jobs, job)
 	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
 	return jobs, nil
+}
+
+// builtinJob makes a built-in job with the jobs file's overrides.
+func builtinJob(b builtin, decl fileJob, d Defaults, now time.Time) (Job, error) {
+	for _, setting := range []string{"sql", "key", "depends_on", "incremental"} {
+		if _, set := decl.lines[setting]; set {
+			return Job{}, decl.errorf(b.name, setting, withFix(
+				errors.New("a built-in job's sql, key, depends_on and incremental cannot be changed"),
+				"remove %s, or declare a job of your own under another name", setting))
+		}
+	}
+	if decl.Schedule == "" {
+		decl.Schedule = d.defaultEvery(b.every)
+	}
+	job, err := build(b.name, decl, b.aggregate, b.key, d, now)
+	if err != nil {
+		return Job{}, err
+	}
+	job.Builtin, job.Description, job.KeyKind, job.DependsOn = true, b.description, b.keyKind, b.dependsOn
+	return job, nil
 }
 
 // userJob makes a job of the user's own: a query of their SQL, or an incremental declaration.
@@ -130,7 +152,7 @@ func userJob(name string, decl fileJob, d Defaults, now time.Time) (Job, error) 
 	)
 	switch {
 	case decl.Schedule == "":
-		return fail("", errors.New("a job of your own needs a schedule"))
+		return fail("", withFix(errors.New("a job of your own needs a schedule"), `add schedule: "@every 5m"`))
 	case decl.Incremental != nil:
 		if decl.SQL != "" || decl.Key != "" || decl.DependsOn.Kind != 0 {
 			return fail("incremental", errors.New("an incremental job has no sql, key or depends_on: they follow from its declaration"))
@@ -146,7 +168,8 @@ func userJob(name string, decl fileJob, d Defaults, now time.Time) (Job, error) 
 			key = "{" + spec.GroupBy + "}"
 		}
 	case decl.SQL == "":
-		return fail("", errors.New("a job of your own needs sql (or incremental) and a schedule"))
+		return fail("", withFix(errors.New("a job of your own needs sql (or incremental) and a schedule"),
+			"add sql: SELECT ..."))
 	default:
 		if agg, err = query.UserSQL(decl.SQL, decl.Key); err != nil {
 			setting := "sql"
@@ -169,51 +192,58 @@ var settings = []string{"description", "schedule", "sql", "key", "depends_on", "
 	"jitter", "timeout", "enabled"}
 
 // decode reads the file strictly: an unknown or misspelt setting is an error, and every error
-// names the line and the setting as the user wrote them.
-func decode(raw []byte) (map[string]fileJob, []string, error) {
+// names the line and the setting as the user wrote them. A file that is not a mapping of jobs
+// is err; the errors of its jobs are jobErrs, one a job at most, and those jobs are left out.
+func decode(raw []byte) (decls map[string]fileJob, order []string, jobErrs []error, err error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(raw, &doc); err != nil {
-		return nil, nil, errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
+		return nil, nil, nil, errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
 	}
 	if len(doc.Content) == 0 {
-		return nil, nil, nil // an empty file
+		return nil, nil, nil, nil // an empty file
 	}
 	top := doc.Content[0]
 	if top.Kind != yaml.MappingNode {
-		return nil, nil, fmt.Errorf("line %d: the file must be a mapping with one key, jobs", top.Line)
+		return nil, nil, nil, fmt.Errorf("line %d: the file must be a mapping with one key, jobs", top.Line)
 	}
 	var list *yaml.Node
 	for i := 0; i+1 < len(top.Content); i += 2 {
 		if k := top.Content[i]; k.Value != "jobs" {
-			return nil, nil, fmt.Errorf("line %d: unknown key %q: the file has one key, jobs", k.Line, k.Value)
+			return nil, nil, nil, withFix(fmt.Errorf("line %d: unknown key %q: the file has one key, jobs", k.Line, k.Value),
+				"write jobs:")
 		}
 		list = top.Content[i+1]
 	}
 	if list == nil || list.Kind == yaml.ScalarNode && list.Tag == "!!null" {
-		return nil, nil, nil
+		return nil, nil, nil, nil
 	}
 	if list.Kind != yaml.MappingNode {
-		return nil, nil, fmt.Errorf("line %d: jobs must be a mapping of job names to jobs", list.Line)
+		return nil, nil, nil, fmt.Errorf("line %d: jobs must be a mapping of job names to jobs", list.Line)
 	}
-	decls := map[string]fileJob{}
-	var order []string
+	decls = map[string]fileJob{}
 	for i := 0; i+1 < len(list.Content); i += 2 {
 		nameNode := list.Content[i]
 		name := nameNode.Value
 		if !jobName.MatchString(name) {
-			return nil, nil, fmt.Errorf("line %d: job name %q must be lower-case letters, digits and '_', starting with a letter", nameNode.Line, name)
+			jobErrs = append(jobErrs, withFix(fmt.Errorf("line %d: job name %q must be lower-case letters, digits and '_', starting with a letter",
+				nameNode.Line, name), "call it %s", suggestName(name)))
+			continue
 		}
 		if _, dup := decls[name]; dup {
-			return nil, nil, fmt.Errorf("line %d: job %s is declared twice", nameNode.Line, name)
+			jobErrs = append(jobErrs, withFix(fmt.Errorf("line %d: job %s is declared twice", nameNode.Line, name),
+				"merge the two, or rename one"))
+			continue
 		}
 		decl, err := decodeJob(name, nameNode.Line, list.Content[i+1])
 		if err != nil {
-			return nil, nil, err
+			jobErrs = append(jobErrs, err)
+			decls[name] = fileJob{} // declared, though wrong: not a second declaration, nor a built-in's defaults
+			continue
 		}
 		decls[name] = decl
 		order = append(order, name)
 	}
-	return decls, order, nil
+	return decls, order, jobErrs, nil
 }
 
 // decodeJob reads one job's settings, each from its own node, so that an error can say where.
@@ -252,7 +282,8 @@ func decodeJob(name string, line int, n *yaml.Node) (fileJob, error) {
 		default:
 			to, ok := text[setting]
 			if !ok {
-				return decl, decl.errorf(name, setting, fmt.Errorf("is not a setting (a job has %s)", strings.Join(settings, ", ")))
+				return decl, decl.errorf(name, setting, withFix(fmt.Errorf("is not a setting (a job has %s)",
+					strings.Join(settings, ", ")), "%s", closest(setting, settings)))
 			}
 			if v.Kind != yaml.ScalarNode {
 				return decl, decl.errorf(name, setting, errors.New("must be text, not a list or a mapping"))
@@ -301,13 +332,15 @@ func build(name string, decl fileJob, agg query.Aggregate, key string, d Default
 	fail := func(setting string, err error) (Job, error) { return Job{}, decl.errorf(name, setting, err) }
 	sched, err := ParseSchedule(decl.Schedule, d.Location)
 	if err != nil {
-		return fail("schedule", err)
+		return fail("schedule", withFix(err, `five fields ("*/5 * * * *"), six with seconds, or "@every 30s", "@hourly", "@daily"`))
 	}
-	policy := FixedPolicy(d.TTL)
+	ttlDefault, fromSchedule := derivedTTL(sched, d.TTL, now)
+	policy := FixedPolicy(ttlDefault)
 	if decl.TTL != "" {
 		if policy, err = ParsePolicy(decl.TTL); err != nil {
 			return fail("ttl", err)
 		}
+		fromSchedule = false
 	}
 	ttl := policy.Expiry(now, d.Location).Sub(now)
 	life := Lifetime{Policy: policy, Grace: d.Grace, Jitter: defaultJitter(policy, ttl), Negative: d.NegativeTTL,
@@ -333,7 +366,7 @@ func build(name string, decl fileJob, agg query.Aggregate, key string, d Default
 	}
 	enabled := decl.Enabled == nil || *decl.Enabled
 	return Job{Name: name, Description: decl.Description, Schedule: sched, Aggregate: agg, KeyTemplate: key,
-		Lifetime: life, Timeout: timeout, Enabled: enabled}, nil
+		Lifetime: life, TTLFromSchedule: fromSchedule, Timeout: timeout, Enabled: enabled}, nil
 }
 
 // duration reads a duration setting ("90s" or a number of seconds), def when empty.
@@ -349,4 +382,64 @@ func duration(s string, def, least time.Duration) (time.Duration, error) {
 		return 0, fmt.Errorf("%s is shorter than %s", d, least)
 	}
 	return d, nil
+}
+
+// withFix adds to err what the user may write in the jobs file to mend it.
+func withFix(err error, format string, args ...any) error {
+	return fmt.Errorf("%w (fix: %s)", err, fmt.Sprintf(format, args...))
+}
+
+// closest suggests the one of settings nearest to a misspelt one: "did you mean schedule?", or
+// the list when none is near.
+func closest(s string, settings []string) string {
+	best, bestDistance := "", 3 // at most two edits away
+	for _, candidate := range settings {
+		if d := editDistance(s, candidate); d < bestDistance {
+			best, bestDistance = candidate, d
+		}
+	}
+	if best == "" {
+		return "remove it"
+	}
+	return "write " + best
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
+// suggestName turns a name a job may not have into one it may: lower case, '_' for anything
+// else, a letter first.
+func suggestName(name string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(name) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	s := strings.Trim(b.String(), "_")
+	if s == "" || s[0] < 'a' || s[0] > 'z' {
+		s = "job_" + s
+	}
+	return s
 }

@@ -253,3 +253,79 @@ func TestREADMEJobsFile(t *testing.T) {
 		t.Error("revenue_by_date is not incremental")
 	}
 }
+
+// TestLoadReportsEveryError: a file with several mistakes is refused with all of them, each with
+// its line and what to write instead, not only the first.
+func TestLoadReportsEveryError(t *testing.T) {
+	t.Parallel()
+	_, err := Load(writeJobs(t, `jobs:
+  nightly:
+    schedule: "0 25 * * *"
+    sql: SELECT 1 AS a
+  hourly:
+    schedule: "@hourly"
+    ttl: 30m
+    sql: SELECT 1 AS a
+  orders_total:
+    schedul: "@every 1m"
+  Top-Products:
+    schedule: "@daily"
+`), testDefaults, testNow)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{
+		"line 3: job nightly: schedule:",
+		"line 7: job hourly: ttl: 30m0s is shorter than the longest gap between runs",
+		"(fix: ttl: 2h or longer",
+		"line 10: job orders_total: schedul: is not a setting",
+		"(fix: write schedule)",
+		`line 11: job name "Top-Products"`,
+		"(fix: call it top_products)",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the error does not say %q:\n%v", want, err)
+		}
+	}
+	if n := strings.Count(err.Error(), "\n") + 1; n != 4 {
+		t.Errorf("%d errors, want 4:\n%v", n, err)
+	}
+}
+
+// TestTTLFromSchedule: a job without a ttl keeps CACHE_TTL where its values outlive the gaps
+// between runs, and gets twice the longest gap where they would not, so that a schedule alone is
+// a valid job; a ttl in days is read.
+func TestTTLFromSchedule(t *testing.T) {
+	t.Parallel()
+	list, err := Load(writeJobs(t, `jobs:
+  hourly:
+    schedule: "@hourly"
+    sql: SELECT 1 AS a
+  frequent:
+    schedule: "@every 1m"
+    sql: SELECT 1 AS a
+  weekly:
+    schedule: "0 6 * * 1"
+    ttl: 8d
+    sql: SELECT 1 AS a
+  daily:
+    schedule: "@daily"
+    ttl: 1d
+    sql: SELECT 1 AS a
+`), testDefaults, testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs := byName(list)
+	for name, want := range map[string]struct {
+		ttl     string
+		derived bool
+	}{
+		"hourly": {"2h0m0s", true}, "frequent": {"10m0s", false}, "weekly": {"192h0m0s", false}, "daily": {"24h0m0s", false},
+	} {
+		j := jobs[name]
+		if got := j.Lifetime.Policy.String(); got != want.ttl || j.TTLFromSchedule != want.derived {
+			t.Errorf("%s: ttl %s (from the schedule: %v), want %s (%v)", name, got, j.TTLFromSchedule, want.ttl, want.derived)
+		}
+	}
+}

@@ -38,6 +38,9 @@ type Job struct {
 	// maintained by triggers, installed by Install.
 	Incremental *query.IncrementalSpec
 	Lifetime    Lifetime
+	// TTLFromSchedule says that the jobs file gave no ttl and CACHE_TTL would expire values
+	// before the next run: the ttl is twice the longest gap between runs instead.
+	TTLFromSchedule bool
 	// Timeout bounds one run.
 	Timeout time.Duration
 	// Builtin marks the four aggregates of the product itself.
@@ -191,8 +194,19 @@ func defaultJitter(p Policy, ttl time.Duration) time.Duration {
 func validateLifetime(s Schedule, l Lifetime, now time.Time) error {
 	gap := s.MaxInterval(now)
 	if !l.Policy.Covers(gap) {
-		return fmt.Errorf("%s is shorter than the longest gap between runs of %q (%s): values would expire before the next refresh",
-			l.Policy, s, gap)
+		return withFix(fmt.Errorf("%s is shorter than the longest gap between runs of %q (%s): values would expire before the next refresh",
+			l.Policy, s, gap), "ttl: %s or longer, or no ttl (it is then derived from the schedule)", durationSetting(2*gap))
 	}
 	return nil
+}
+
+// derivedTTL is the freshness of a job whose jobs file gives no ttl: the default (CACHE_TTL) when
+// it outlives the longest gap between the job's runs, else twice that gap, so that a schedule
+// alone ("@hourly") is a valid job. It reports whether it is the gap's.
+func derivedTTL(s Schedule, def time.Duration, now time.Time) (time.Duration, bool) {
+	gap := s.MaxInterval(now)
+	if def >= gap {
+		return def, false
+	}
+	return 2 * gap, true
 }

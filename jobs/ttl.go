@@ -3,22 +3,48 @@ package jobs
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
 )
 
-// ParseDuration reads a Go duration ("90s", "5m") or a whole number of seconds ("300"), the form
-// the tutorials' settings use.
+// ParseDuration reads a Go duration ("90s", "5m", "2h30m"), days before it ("1d", "7d", "1d12h"),
+// or a whole number of seconds ("300"), the form the tutorials' settings use.
 func ParseDuration(s string) (time.Duration, error) {
 	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
 		return time.Duration(n) * time.Second, nil
 	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, fmt.Errorf("%q is neither a duration (90s, 5m) nor a number of seconds", s)
+	wrong := fmt.Errorf("%q is not a duration: write 90s, 10m, 2h, 1d or 1d12h, or a number of seconds", s)
+	var days time.Duration
+	if before, after, ok := strings.Cut(s, "d"); ok {
+		n, err := strconv.ParseUint(before, 10, 16)
+		if err != nil {
+			return 0, wrong
+		}
+		days, s = time.Duration(n)*24*time.Hour, after
+		if s == "" {
+			return days, nil
+		}
 	}
-	return d, nil
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 && days > 0 {
+		return 0, wrong
+	}
+	return days + d, nil
+}
+
+// durationSetting writes d as a jobs file may: "1d", "2h", "90m", "45s", else Go's form.
+func durationSetting(d time.Duration) string {
+	switch {
+	case d >= 24*time.Hour && d%(24*time.Hour) == 0:
+		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
+	case d >= time.Hour && d%time.Hour == 0:
+		return strconv.FormatInt(int64(d/time.Hour), 10) + "h"
+	case d >= time.Minute && d%time.Minute == 0:
+		return strconv.FormatInt(int64(d/time.Minute), 10) + "m"
+	}
+	return d.String()
 }
 
 // MaxTimeout is the longest a run may take (a job's timeout): Redis remembers the single-key
@@ -52,7 +78,7 @@ func ParsePolicy(s string) (Policy, error) {
 	}
 	d, err := ParseDuration(s)
 	if err != nil {
-		return Policy{}, fmt.Errorf("%q is not a duration (90s, 10m), a number of seconds, end_of_day or end_of_week", s)
+		return Policy{}, fmt.Errorf("%q is not a duration (90s, 10m, 2h, 1d), a number of seconds, end_of_day or end_of_week", s)
 	}
 	if d < time.Second {
 		return Policy{}, fmt.Errorf("%q is shorter than one second", s)

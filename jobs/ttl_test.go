@@ -129,3 +129,23 @@ func mustPolicy(t *testing.T, s string) jobs.Policy {
 	}
 	return p
 }
+
+func TestParseDuration(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]time.Duration{
+		"300": 300 * time.Second, "90s": 90 * time.Second, "10m": 10 * time.Minute, "2h30m": 150 * time.Minute,
+		"1d": 24 * time.Hour, "7d": 7 * 24 * time.Hour, "1d12h": 36 * time.Hour, "0d30m": 30 * time.Minute,
+	} {
+		if got, err := jobs.ParseDuration(in); err != nil || got != want {
+			t.Errorf("ParseDuration(%q) = %s, %v; want %s", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "d", "1.5d", "-1d", "1d-2h", "dd", "1w", "forever", "1d2"} {
+		if got, err := jobs.ParseDuration(in); err == nil {
+			t.Errorf("ParseDuration(%q) = %s, want an error", in, got)
+		}
+	}
+	if p, err := jobs.ParsePolicy("1d"); err != nil || p.String() != "24h0m0s" {
+		t.Errorf(`ParsePolicy("1d") = %s, %v`, p, err)
+	}
+}
