@@ -1,7 +1,8 @@
-package main
+package cli
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net"
 	"regexp"
@@ -11,16 +12,34 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/net/http/httpguts"
-
-	"github.com/warmcache/warmcache/cache"
-	"github.com/warmcache/warmcache/internal/conf"
-	"github.com/warmcache/warmcache/jobs"
-	"github.com/warmcache/warmcache/query"
 )
 
-// Config is the api's configuration, read from the environment.
-type Config struct {
-	conf.Cache
+const apiSynopsis = `usage: api [--jobs FILE]
+       api --help | --version
+
+Serves warmcache's cached aggregates over HTTP. Configuration comes from the environment. Exit
+status: 0 after SIGTERM or SIGINT, 1 on a failure, 2 on bad usage or configuration.`
+
+// API is the api's command line: it parses args, reads the configuration from environ and
+// checks it whole, jobs file included, before anything connects, sets up the log, and calls
+// run. It returns the exit status: 0 after --help, --version, or run returning nil; 1 when run
+// fails; 2 on bad usage or configuration.
+func API(ctx context.Context, args, environ []string, stdout, stderr io.Writer,
+	run func(context.Context, APIConfig, *slog.Logger) error) int {
+	cmd := newCommand("api", apiSynopsis, &APIConfig{}, stdout)
+	jobsFile := cmd.flags.String("jobs", "", "the jobs `FILE` (overrides JOBS_FILE)")
+	if status, done := cmd.parse(args, stdout, stderr, nil); done {
+		return status
+	}
+	var cfg APIConfig
+	err := Load(&cfg, environ)
+	cfg.setJobsFlag(*jobsFile)
+	return cmd.start(&cfg, err, stderr, func(logger *slog.Logger) error { return run(ctx, cfg, logger) })
+}
+
+// APIConfig is the api's configuration, read from the environment.
+type APIConfig struct {
+	Cache
 	ListenAddr  string `env:"LISTEN_ADDR" envDefault:":8000" help:"the address the api listens on"`
 	CacheHeader string `env:"CACHE_HEADER" envDefault:"X-Cache" help:"the name of the header that says HIT, MISS, STALE or BYPASS"`
 	// HTTPMaxAge is the freshness every HTTP cache, browsers among them, gets: short, because a
@@ -31,7 +50,7 @@ type Config struct {
 	SurrogateKeyHeader string        `env:"SURROGATE_KEY_HEADER" envDefault:"Surrogate-Key" help:"the header of the surrogate keys"`
 	// LocalCacheSize bounds the in-process tier; 0 turns it off. LocalCacheTTL is the longest a
 	// value stays in it without being told of a change.
-	LocalCacheSize  conf.Bytes    `env:"LOCAL_CACHE_SIZE" envDefault:"64MiB" help:"memory of the in-process tier (B, KiB, MiB, GiB, kB, MB, GB); 0 turns it off"`
+	LocalCacheSize  Bytes         `env:"LOCAL_CACHE_SIZE" envDefault:"64MiB" help:"memory of the in-process tier (B, KiB, MiB, GiB, kB, MB, GB); 0 turns it off"`
 	LocalCacheTTL   time.Duration `env:"LOCAL_CACHE_TTL" envDefault:"1s" help:"longest a value stays in the in-process tier"`
 	RedisTimeout    time.Duration `env:"REDIS_TIMEOUT" envDefault:"100ms" help:"longest a Redis read may take before the value comes from PostgreSQL"`
 	QueryTimeout    time.Duration `env:"QUERY_TIMEOUT" envDefault:"5s" help:"longest one value may take to compute from PostgreSQL"`
@@ -42,56 +61,52 @@ type Config struct {
 	// CORSOrigins are the origins whose pages may call the api from a browser; none turns CORS
 	// off.
 	CORSOrigins []string `env:"CORS_ORIGINS" envSeparator:"," help:"origins whose pages may call the api from a browser (https://app.example.com, https://*.example.com, *); unset, CORS is off"`
-	conf.Logging
-
-	// jobs are the jobs of the configuration, loaded and checked before run.
-	jobs []jobs.Job
+	Logging
 }
+
+func (c *APIConfig) common() (*Cache, Logging) { return &c.Cache, c.Logging }
 
 // corsOrigin is an origin of CORS_ORIGINS: a scheme and a host, with an optional port, in which
 // * stands for any text ("https://*.example.com"); or * alone.
 var corsOrigin = regexp.MustCompile(`^(\*|https?://[A-Za-z0-9*.-]+(:[0-9]+)?)$`)
 
-func (c Config) validate() error {
-	if err := c.Cache.Validate(); err != nil {
-		return err
-	}
-	if err := checkServers(c.Cache); err != nil {
+func (c APIConfig) validate() error {
+	if err := c.Cache.validate(); err != nil {
 		return err
 	}
 	if _, port, err := net.SplitHostPort(c.ListenAddr); err != nil || !validPort(port) {
-		return conf.Errorf("LISTEN_ADDR", "%q is not an address to listen on (host:port, :port)", c.ListenAddr)
+		return Errorf("LISTEN_ADDR", "%q is not an address to listen on (host:port, :port)", c.ListenAddr)
 	}
 	switch {
 	case !httpguts.ValidHeaderFieldName(c.CacheHeader):
-		return conf.Errorf("CACHE_HEADER", "%q is not a header name", c.CacheHeader)
+		return Errorf("CACHE_HEADER", "%q is not a header name", c.CacheHeader)
 	case !httpguts.ValidHeaderFieldName(c.SurrogateKeyHeader):
-		return conf.Errorf("SURROGATE_KEY_HEADER", "%q is not a header name", c.SurrogateKeyHeader)
+		return Errorf("SURROGATE_KEY_HEADER", "%q is not a header name", c.SurrogateKeyHeader)
 	case c.HTTPMaxAge < 0:
-		return conf.Errorf("HTTP_MAX_AGE", "%s is negative", c.HTTPMaxAge)
+		return Errorf("HTTP_MAX_AGE", "%s is negative", c.HTTPMaxAge)
 	case c.HTTPSharedMaxAge < 0:
-		return conf.Errorf("HTTP_SHARED_MAX_AGE", "%s is negative", c.HTTPSharedMaxAge)
+		return Errorf("HTTP_SHARED_MAX_AGE", "%s is negative", c.HTTPSharedMaxAge)
 	case c.LocalCacheTTL <= 0 && c.LocalCacheSize > 0:
-		return conf.Errorf("LOCAL_CACHE_TTL", "%s is not positive", c.LocalCacheTTL)
+		return Errorf("LOCAL_CACHE_TTL", "%s is not positive", c.LocalCacheTTL)
 	case c.RedisTimeout <= 0:
-		return conf.Errorf("REDIS_TIMEOUT", "%s is not positive", c.RedisTimeout)
+		return Errorf("REDIS_TIMEOUT", "%s is not positive", c.RedisTimeout)
 	case c.QueryTimeout <= 0:
-		return conf.Errorf("QUERY_TIMEOUT", "%s is not positive", c.QueryTimeout)
+		return Errorf("QUERY_TIMEOUT", "%s is not positive", c.QueryTimeout)
 	case c.MaxQueries < 1 || c.MaxQueries > 1000:
-		return conf.Errorf("MAX_QUERIES", "%d is not between 1 and 1000", c.MaxQueries)
+		return Errorf("MAX_QUERIES", "%d is not between 1 and 1000", c.MaxQueries)
 	case c.ShutdownTimeout <= 0:
-		return conf.Errorf("SHUTDOWN_TIMEOUT", "%s is not positive", c.ShutdownTimeout)
+		return Errorf("SHUTDOWN_TIMEOUT", "%s is not positive", c.ShutdownTimeout)
 	}
 	for _, o := range c.CORSOrigins {
 		if !corsOrigin.MatchString(strings.TrimSpace(o)) {
-			return conf.Errorf("CORS_ORIGINS", "%q is not an origin (https://app.example.com, https://*.example.com or *)", o)
+			return Errorf("CORS_ORIGINS", "%q is not an origin (https://app.example.com, https://*.example.com or *)", o)
 		}
 	}
 	return checkToken(c.APIToken)
 }
 
-// corsOrigins are the origins of CORS_ORIGINS, trimmed.
-func (c Config) corsOrigins() []string {
+// Origins are the origins of CORS_ORIGINS, trimmed.
+func (c APIConfig) Origins() []string {
 	origins := make([]string, len(c.CORSOrigins))
 	for i, o := range c.CORSOrigins {
 		origins[i] = strings.TrimSpace(o)
@@ -123,26 +138,11 @@ func checkToken(token string) error {
 	}, token)
 	for _, p := range placeholders {
 		if strings.Contains(letters, p) {
-			return conf.Errorf("API_TOKEN", "looks like a placeholder (%q): %s", p, tokenAdvice)
+			return Errorf("API_TOKEN", "looks like a placeholder (%q): %s", p, tokenAdvice)
 		}
 	}
 	if n := utf8.RuneCountInString(token); n < minTokenLength || strings.Count(token, token[:1]) == len(token) {
-		return conf.Errorf("API_TOKEN", "is too short or too simple (%d characters): %s", n, tokenAdvice)
-	}
-	return nil
-}
-
-// checkServers checks the settings of PostgreSQL and Redis as their clients read them, without
-// connecting.
-func checkServers(c conf.Cache) error {
-	if err := query.CheckURL(c.DatabaseURL); err != nil {
-		return conf.Errorf("DATABASE_URL", "%w", err)
-	}
-	if err := cache.CheckURL(c.RedisURL); err != nil {
-		return conf.Errorf("REDIS_URL", "%w", err)
-	}
-	if _, err := cache.NewKeys(c.Namespace); err != nil {
-		return conf.Errorf("CACHE_NAMESPACE", "%w", err)
+		return Errorf("API_TOKEN", "is too short or too simple (%d characters): %s", n, tokenAdvice)
 	}
 	return nil
 }
@@ -153,26 +153,26 @@ func validPort(port string) bool {
 	return err == nil
 }
 
-// sharedMaxAge is the s-maxage shared caches get: none unless the warmer purges them.
-func (c Config) sharedMaxAge() time.Duration {
+// SharedMaxAge is the s-maxage shared caches get: none unless the warmer purges them.
+func (c APIConfig) SharedMaxAge() time.Duration {
 	if len(c.PurgeURLs) == 0 {
 		return 0
 	}
 	return c.HTTPSharedMaxAge
 }
 
-// log writes the effective configuration, secrets masked.
-func (c Config) log(logger *slog.Logger) {
+// Log writes the effective configuration, secrets masked.
+func (c APIConfig) Log(logger *slog.Logger) {
 	logger.Info("config",
-		"database_url", conf.MaskURL(c.DatabaseURL), "redis_url", conf.MaskURL(c.RedisURL),
+		"database_url", MaskURL(c.DatabaseURL), "redis_url", MaskURL(c.RedisURL),
 		"namespace", c.Namespace, "ttl", c.TTL.String(), "grace", c.Grace.String(), "timezone", c.TimeZone,
 		"jobs_file", c.JobsFile, "listen_addr", c.ListenAddr, "cache_header", c.CacheHeader,
-		"http_max_age", c.HTTPMaxAge.String(), "http_shared_max_age", c.sharedMaxAge().String(),
+		"http_max_age", c.HTTPMaxAge.String(), "http_shared_max_age", c.SharedMaxAge().String(),
 		"surrogate_key_header", c.SurrogateKeyHeader, "purge_urls", len(c.PurgeURLs),
 		"local_cache_size", uint64(c.LocalCacheSize), "local_cache_ttl", c.LocalCacheTTL.String(),
 		"redis_timeout", c.RedisTimeout.String(), "query_timeout", c.QueryTimeout.String(),
 		"max_queries", c.MaxQueries, "negative_ttl", c.NegativeTTL.String(),
-		"shutdown_timeout", c.ShutdownTimeout.String(), "api_token_set", c.APIToken != "", "cors_origins", c.corsOrigins(),
+		"shutdown_timeout", c.ShutdownTimeout.String(), "api_token_set", c.APIToken != "", "cors_origins", c.Origins(),
 		"log_level", c.Level, "log_format", c.Format)
 	if c.APIToken == "" {
 		logger.Warn("writes_disabled", "reason", "API_TOKEN is not set")
