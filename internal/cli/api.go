@@ -37,27 +37,28 @@ func API(ctx context.Context, args, environ []string, stdout, stderr io.Writer,
 	return cmd.start(&cfg, err, stderr, func(logger *slog.Logger) error { return run(ctx, cfg, logger) })
 }
 
-// APIConfig is the api's configuration, read from the environment.
+// APIConfig is the api's configuration, read from the environment. A doc tag says more than
+// help, for docs/configuration.md only.
 type APIConfig struct {
 	Cache
 	ListenAddr  string `env:"LISTEN_ADDR" envDefault:":8000" help:"the address the api listens on"`
 	CacheHeader string `env:"CACHE_HEADER" envDefault:"X-Cache" help:"the name of the header that says HIT, MISS, STALE or BYPASS"`
 	// HTTPMaxAge is the freshness every HTTP cache, browsers among them, gets: short, because a
 	// value may change at any moment.
-	HTTPMaxAge time.Duration `env:"HTTP_MAX_AGE" envDefault:"2s" help:"the freshness every HTTP cache gets (max-age)"`
+	HTTPMaxAge time.Duration `env:"HTTP_MAX_AGE" envDefault:"2s" help:"the freshness every HTTP cache gets (max-age)" doc:"0 makes browsers revalidate every time"`
 	// HTTPSharedMaxAge is the freshness shared caches get (s-maxage) when PURGE_URLS is set.
 	HTTPSharedMaxAge   time.Duration `env:"HTTP_SHARED_MAX_AGE" envDefault:"10m" help:"the freshness shared caches get (s-maxage) when PURGE_URLS is set"`
-	SurrogateKeyHeader string        `env:"SURROGATE_KEY_HEADER" envDefault:"Surrogate-Key" help:"the header of the surrogate keys"`
+	SurrogateKeyHeader string        `env:"SURROGATE_KEY_HEADER" envDefault:"Surrogate-Key" help:"the header of the surrogate keys" doc:"Cache-Tag for Cloudflare-style caches"`
 	// LocalCacheSize bounds the in-process tier; 0 turns it off. LocalCacheTTL is the longest a
 	// value stays in it without being told of a change.
 	LocalCacheSize  Bytes         `env:"LOCAL_CACHE_SIZE" envDefault:"64MiB" help:"memory of the in-process tier (B, KiB, MiB, GiB, kB, MB, GB); 0 turns it off"`
-	LocalCacheTTL   time.Duration `env:"LOCAL_CACHE_TTL" envDefault:"1s" help:"longest a value stays in the in-process tier"`
-	RedisTimeout    time.Duration `env:"REDIS_TIMEOUT" envDefault:"100ms" help:"longest a Redis read may take before the value comes from PostgreSQL"`
-	QueryTimeout    time.Duration `env:"QUERY_TIMEOUT" envDefault:"5s" help:"longest one value may take to compute from PostgreSQL"`
-	MaxQueries      int           `env:"MAX_QUERIES" envDefault:"16" help:"values computed from PostgreSQL at once (and the pool size)"`
+	LocalCacheTTL   time.Duration `env:"LOCAL_CACHE_TTL" envDefault:"1s" help:"longest a value stays in the in-process tier" doc:"then it is read from Redis again"`
+	RedisTimeout    time.Duration `env:"REDIS_TIMEOUT" envDefault:"100ms" help:"longest a Redis read may take before the value comes from PostgreSQL" doc:"connecting and the pool's wait included; with TLS, leave room for a handshake"`
+	QueryTimeout    time.Duration `env:"QUERY_TIMEOUT" envDefault:"5s" help:"longest one value may take to compute from PostgreSQL" doc:"waiting for a turn and a connection included; it bounds a write too"`
+	MaxQueries      int           `env:"MAX_QUERIES" envDefault:"16" help:"values computed from PostgreSQL at once (and the pool size)" doc:"1 to 1,000"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" help:"on SIGTERM, how long requests in flight may take to finish"`
 	// APIToken is the bearer token of writes and admin actions; without it they are refused.
-	APIToken string `env:"API_TOKEN" help:"the bearer token of writes and admin actions, at least 16 characters; unset, they are refused"`
+	APIToken string `env:"API_TOKEN" help:"the bearer token of writes and admin actions, at least 16 characters; unset, they are refused" doc:"one character repeated, or an example's (CHANGE-ME), stops the api at start"`
 	// CORSOrigins are the origins whose pages may call the api from a browser; none turns CORS
 	// off.
 	CORSOrigins []string `env:"CORS_ORIGINS" envSeparator:"," help:"origins whose pages may call the api from a browser (https://app.example.com, https://*.example.com, *); unset, CORS is off"`

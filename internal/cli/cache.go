@@ -11,20 +11,21 @@ import (
 )
 
 // Cache is the configuration the warmer and the api share: where the data and the cache are,
-// and how cached values age.
+// and how cached values age. A doc tag says more than help, for docs/configuration.md only; a
+// help ending in "(required)" marks a variable that must be set.
 type Cache struct {
-	DatabaseURL string        `env:"DATABASE_URL" help:"PostgreSQL, as a URL or key=value string (required)"`
-	RedisURL    string        `env:"REDIS_URL" help:"Redis: redis:// or rediss://, Sentinel with ?master_name=, Cluster with ?cluster=true (required)"`
-	Namespace   string        `env:"CACHE_NAMESPACE" envDefault:"warmcache" help:"the prefix of every Redis key"`
+	DatabaseURL string        `env:"DATABASE_URL" help:"PostgreSQL, as a URL or key=value string (required)" doc:"sslmode, passwords and the like work from the URL"`
+	RedisURL    string        `env:"REDIS_URL" help:"Redis: redis:// or rediss://, Sentinel with ?master_name=, Cluster with ?cluster=true (required)" doc:"rediss:// is TLS; user and password go in the URL; with ?master_name=NAME the host and addr= parameters are the sentinels; several addr= parameters make a Cluster too"`
+	Namespace   string        `env:"CACHE_NAMESPACE" envDefault:"warmcache" help:"the prefix of every Redis key" doc:"values live at namespace:job and namespace:job:key"`
 	TTL         time.Duration `env:"CACHE_TTL" envDefault:"10m" help:"how long values stay fresh, for jobs without a ttl"`
-	Grace       time.Duration `env:"CACHE_GRACE" envDefault:"1h" help:"how long past freshness a value may be served stale"`
+	Grace       time.Duration `env:"CACHE_GRACE" envDefault:"1h" help:"how long past freshness a value may be served stale" doc:"Redis keeps it that long, to be served while PostgreSQL is down"`
 	TimeZone    string        `env:"TIMEZONE" envDefault:"UTC" help:"the IANA zone of schedules and of end_of_day / end_of_week"`
 	JobsFile    string        `env:"JOBS_FILE" help:"the jobs file (YAML); --jobs FILE overrides it"`
 	// NegativeTTL is how long an unknown key (a customer that does not exist) stays cached.
-	NegativeTTL time.Duration `env:"CACHE_NEGATIVE_TTL" envDefault:"30s" help:"how long an unknown key is cached as unknown"`
+	NegativeTTL time.Duration `env:"CACHE_NEGATIVE_TTL" envDefault:"30s" help:"how long an unknown key is cached as unknown" doc:"a customer that does not exist, for instance"`
 	// PurgeURLs are the downstream HTTP caches the warmer purges of changed values; with them
 	// set, the api lets shared caches keep values longer (s-maxage).
-	PurgeURLs []string `env:"PURGE_URLS" envSeparator:"," help:"comma-separated URLs of HTTP caches the warmer purges"`
+	PurgeURLs []string `env:"PURGE_URLS" envSeparator:"," help:"comma-separated URLs of HTTP caches the warmer purges" doc:"set them for the api too, which then sends s-maxage"`
 
 	// jobsFlag is set when the jobs file came from --jobs rather than JOBS_FILE.
 	jobsFlag bool

@@ -45,6 +45,7 @@ type setting struct {
 	name       string // env
 	alias      string // the tutorials' name of it, if any
 	help       string // help: what it is, for --help
+	doc        string // doc: what else docs/configuration.md says of it
 	def        string // envDefault
 	hasDefault bool
 }
@@ -66,7 +67,7 @@ func settingsOf(t reflect.Type) []setting {
 			continue
 		}
 		def, hasDefault := f.Tag.Lookup("envDefault")
-		list = append(list, setting{name: name, alias: aliasOf[name], help: f.Tag.Get("help"),
+		list = append(list, setting{name: name, alias: aliasOf[name], help: f.Tag.Get("help"), doc: f.Tag.Get("doc"),
 			def: def, hasDefault: hasDefault})
 	}
 	return list

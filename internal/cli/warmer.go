@@ -58,21 +58,22 @@ func Warmer(ctx context.Context, args, environ []string, stdout, stderr io.Write
 	return cmd.start(&cfg, err, stderr, func(logger *slog.Logger) error { return run(ctx, cfg, logger) })
 }
 
-// WarmerConfig is the warmer's configuration: read from the environment, but for Command.
+// WarmerConfig is the warmer's configuration: read from the environment, but for Command. A doc
+// tag says more than help, for docs/configuration.md only.
 type WarmerConfig struct {
 	Cache
 	// WarmerDatabaseURL, when set, is where the aggregates are read: a replica, say. Claims,
 	// locks and migrations stay on DATABASE_URL.
-	WarmerDatabaseURL string        `env:"WARMER_DATABASE_URL" help:"where the aggregates are read (a replica); default DATABASE_URL"`
+	WarmerDatabaseURL string        `env:"WARMER_DATABASE_URL" help:"where the aggregates are read (a replica); default DATABASE_URL" doc:"claims, locks and migrations stay on DATABASE_URL"`
 	MetricsAddr       string        `env:"METRICS_ADDR" envDefault:":9091" help:"the address of /metrics and /healthz"`
 	Migrate           bool          `env:"MIGRATE" envDefault:"true" help:"apply the migrations at start (--no-migrate: false)"`
-	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" help:"on SIGTERM, how long runs in flight may take to finish"`
+	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" help:"on SIGTERM, how long runs in flight may take to finish" doc:"then they are cancelled"`
 	// RunHistory is how many runs of each job Redis keeps, for GET /v1/jobs/{job}/runs.
-	RunHistory int `env:"RUN_HISTORY" envDefault:"50" help:"how many runs of each job are kept for /v1/jobs/{job}/runs (1 to 1000)"`
+	RunHistory int `env:"RUN_HISTORY" envDefault:"50" help:"how many runs of each job are kept for /v1/jobs/{job}/runs (1 to 1000)" doc:"the status page shows them too"`
 	// How downstream caches are purged (PURGE_URLS, in Cache, says which).
 	PurgeMethod    string            `env:"PURGE_METHOD" envDefault:"PURGE" help:"the method of a purge request"`
-	PurgeKeyHeader string            `env:"PURGE_KEY_HEADER" envDefault:"xkey-purge" help:"the header carrying the keys to purge"`
-	PurgeHeaders   map[string]string `env:"PURGE_HEADERS" envSeparator:"," envKeyValSeparator:":" help:"more headers of each purge, Name:value,Name:value"`
+	PurgeKeyHeader string            `env:"PURGE_KEY_HEADER" envDefault:"xkey-purge" help:"the header carrying the keys to purge" doc:"separated by spaces"`
+	PurgeHeaders   map[string]string `env:"PURGE_HEADERS" envSeparator:"," envKeyValSeparator:":" help:"more headers of each purge, Name:value,Name:value" doc:"a CDN API's token, say; logged as a count only"`
 	Logging
 
 	// Command is what the command line asks for.
