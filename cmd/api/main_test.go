@@ -24,6 +24,7 @@ import (
 
 	"github.com/warmcache/warmcache/cache"
 	"github.com/warmcache/warmcache/internal/baseservice"
+	"github.com/warmcache/warmcache/internal/cli"
 	"github.com/warmcache/warmcache/internal/testenv"
 	"github.com/warmcache/warmcache/invalidate"
 	"github.com/warmcache/warmcache/jobs"
@@ -114,7 +115,7 @@ func TestConfigurationErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			status := cli(context.Background(), tc.args, tc.environ, &stdout, &stderr)
+			status := cli.API(context.Background(), tc.args, tc.environ, &stdout, &stderr, run)
 			if want := "api: configuration: " + tc.stderr + "\n"; status != 2 || stderr.String() != want {
 				t.Errorf("status %d, want 2, and stderr\n%s\nwant\n%s", status, stderr.String(), want)
 			}
@@ -131,7 +132,7 @@ func TestRedisDatabaseMissing(t *testing.T) {
 	env := environ(t)
 	env[1] = "REDIS_URL=redis://" + testenv.HostPort(t, testenv.Get(t).RedisURL) + "/64" // scripts/servers configures 64: 0 to 63
 	var stdout, stderr bytes.Buffer
-	status := cli(context.Background(), nil, env, &stdout, &stderr)
+	status := cli.API(context.Background(), nil, env, &stdout, &stderr, run)
 	want := "api: configuration: REDIS_URL: database 64: no such database on the server (Redis has 16, 0 to 15, unless its databases setting says more)\n"
 	if status != 2 || !strings.HasSuffix(stderr.String(), want) {
 		t.Errorf("status %d, want 2, and stderr ending\n%s\ngot\n%s", status, want, stderr.String())
@@ -142,7 +143,7 @@ func TestRedisDatabaseMissing(t *testing.T) {
 func TestHelpAndVersion(t *testing.T) {
 	t.Parallel()
 	var stdout, stderr bytes.Buffer
-	if status := cli(context.Background(), []string{"--help"}, nil, &stdout, &stderr); status != 0 {
+	if status := cli.API(context.Background(), []string{"--help"}, nil, &stdout, &stderr, run); status != 0 {
 		t.Fatalf("--help: status %d; stderr:\n%s", status, stderr.String())
 	}
 	for _, want := range []string{"usage: api", "-jobs FILE", "DATABASE_URL", "alias PG_SERVICE_URI", "REDIS_URL", "API_TOKEN",
@@ -152,12 +153,12 @@ func TestHelpAndVersion(t *testing.T) {
 		}
 	}
 	stdout.Reset()
-	if status := cli(context.Background(), []string{"--version"}, nil, &stdout, &stderr); status != 0 ||
+	if status := cli.API(context.Background(), []string{"--version"}, nil, &stdout, &stderr, run); status != 0 ||
 		!regexp.MustCompile(`^api \S+.* \(go1\.\d+`).MatchString(stdout.String()) {
 		t.Errorf("--version: status %d, output %q", status, stdout.String())
 	}
 	var unknown bytes.Buffer
-	if status := cli(context.Background(), []string{"serve"}, nil, &stdout, &unknown); status != 2 ||
+	if status := cli.API(context.Background(), []string{"serve"}, nil, &stdout, &unknown, run); status != 2 ||
 		unknown.String() != "api: unexpected argument \"serve\" (api --help lists the flags)\n" {
 		t.Errorf("a stray argument: status %d, stderr %q", status, unknown.String())
 	}

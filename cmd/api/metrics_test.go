@@ -11,6 +11,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/warmcache/warmcache/internal/cli"
 	"github.com/warmcache/warmcache/internal/testenv"
 )
 
@@ -52,7 +53,7 @@ func startAPI(t *testing.T, env []string) string {
 	exited := make(chan struct{})
 	go func() {
 		defer close(exited)
-		cli(ctx, nil, env, &log, &log)
+		cli.API(ctx, nil, env, &log, &log, run)
 	}()
 	t.Cleanup(func() {
 		cancel()

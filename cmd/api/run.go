@@ -15,37 +15,37 @@ import (
 	"github.com/warmcache/warmcache/api"
 	"github.com/warmcache/warmcache/cache"
 	"github.com/warmcache/warmcache/internal/baseservice"
-	"github.com/warmcache/warmcache/internal/conf"
+	"github.com/warmcache/warmcache/internal/cli"
 	"github.com/warmcache/warmcache/query"
 )
 
 // run serves the API until ctx ends, then stops accepting, lets the requests in flight finish
-// (within SHUTDOWN_TIMEOUT) and returns nil. started, if not nil, is told the address it listens
-// on, which tests use with LISTEN_ADDR=127.0.0.1:0.
-func run(ctx context.Context, cfg Config, logger *slog.Logger, started func(addr string)) error {
-	cfg.log(logger)
+// (within SHUTDOWN_TIMEOUT) and returns nil. It logs api_started with the address it listens
+// on, which tests read with LISTEN_ADDR=127.0.0.1:0.
+func run(ctx context.Context, cfg cli.APIConfig, logger *slog.Logger) error {
+	cfg.Log(logger)
 	keys, err := cache.NewKeys(cfg.Namespace)
 	if err != nil {
-		return conf.Errorf("CACHE_NAMESPACE", "%w", err)
+		return cli.Errorf("CACHE_NAMESPACE", "%w", err)
 	}
 	// Neither Open connects: every setting is checked before anything is.
 	db, err := query.Open(ctx, cfg.DatabaseURL, query.Options{MaxConns: int32(cfg.MaxQueries) + 4,
 		ConnectTimeout: 2 * time.Second, QuietWrites: true})
 	if err != nil {
-		return conf.Errorf("DATABASE_URL", "%w", err)
+		return cli.Errorf("DATABASE_URL", "%w", err)
 	}
 	defer db.Close()
 	store, err := cache.Open(cfg.RedisURL, keys, cache.Options{PoolSize: 64, Timeout: cfg.RedisTimeout,
 		ClientName: "warmcache-api"})
 	if err != nil {
-		return conf.Errorf("REDIS_URL", "%w", err)
+		return cli.Errorf("REDIS_URL", "%w", err)
 	}
 	defer store.Close()
-	_ = conf.LogConnect(ctx, logger, "postgresql", cfg.DatabaseURL, db.Ping) // down is not fatal: served stale, then reconnected
-	if err := conf.LogConnect(ctx, logger, "redis", cfg.RedisURL, store.Ping); errors.Is(err, cache.ErrNoDatabase) {
-		return conf.Errorf("REDIS_URL", "%w", err)
+	_ = cli.LogConnect(ctx, logger, "postgresql", cfg.DatabaseURL, db.Ping) // down is not fatal: served stale, then reconnected
+	if err := cli.LogConnect(ctx, logger, "redis", cfg.RedisURL, store.Ping); errors.Is(err, cache.ErrNoDatabase) {
+		return cli.Errorf("REDIS_URL", "%w", err)
 	}
-	list := cfg.jobs
+	list := cfg.Jobs()
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -57,16 +57,16 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, started func(addr
 		Keys:               keys,
 		APIToken:           cfg.APIToken,
 		MaxAge:             cfg.HTTPMaxAge,
-		SharedMaxAge:       cfg.sharedMaxAge(),
+		SharedMaxAge:       cfg.SharedMaxAge(),
 		SurrogateKeyHeader: cfg.SurrogateKeyHeader,
 		LocalCacheSize:     uint64(cfg.LocalCacheSize),
 		LocalCacheTTL:      cfg.LocalCacheTTL,
-		CORSOrigins:        cfg.corsOrigins(),
+		CORSOrigins:        cfg.Origins(),
 	}, store, db, list, reg)
 
 	ln, err := new(net.ListenConfig).Listen(ctx, "tcp", cfg.ListenAddr)
 	if err != nil {
-		return conf.Errorf("LISTEN_ADDR", "%w", err)
+		return cli.Errorf("LISTEN_ADDR", "%w", err)
 	}
 	srv := server.HTTPServer()
 	watchCtx, stopWatching := context.WithCancel(context.Background())
@@ -80,9 +80,6 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, started func(addr
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	logger.Info("api_started", "addr", ln.Addr().String())
-	if started != nil {
-		started(ln.Addr().String())
-	}
 
 	select {
 	case err := <-serveErr:

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warmcache/warmcache/internal/cli"
 	"github.com/warmcache/warmcache/internal/testenv"
 )
 
@@ -81,7 +82,7 @@ func runUntilStarted(t *testing.T, env []string) (int, string) {
 	defer cancel()
 	var log testenv.Output
 	done := make(chan int, 1)
-	go func() { done <- cli(ctx, nil, env, &log, &log) }()
+	go func() { done <- cli.API(ctx, nil, env, &log, &log, run) }()
 	deadline := time.After(20 * time.Second)
 	for {
 		grown := log.Changed()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/warmcache/warmcache/cache"
+	"github.com/warmcache/warmcache/internal/cli"
 	"github.com/warmcache/warmcache/internal/testenv"
 	"github.com/warmcache/warmcache/query"
 )
@@ -33,7 +34,9 @@ func TestBusyWarmerStillShowsWrites(t *testing.T) {
 	logs := newLogLines()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int)
-	go func() { done <- cli(ctx, []string{"--jobs", writeFile(t, file.String())}, env, io.Discard, logs) }()
+	go func() {
+		done <- cli.Warmer(ctx, []string{"--jobs", writeFile(t, file.String())}, env, io.Discard, logs, run)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		<-done

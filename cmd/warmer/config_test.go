@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/warmcache/warmcache/internal/cli"
 	"github.com/warmcache/warmcache/internal/testenv"
 )
 
@@ -56,7 +57,7 @@ func TestConfigurationErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			status := cli(context.Background(), tc.args, tc.environ, &stdout, &stderr)
+			status := cli.Warmer(context.Background(), tc.args, tc.environ, &stdout, &stderr, run)
 			if want := "warmer: " + tc.stderr + "\n"; status != 2 || !strings.HasSuffix(stderr.String(), want) {
 				t.Errorf("status %d, want 2, and stderr ending\n%s\ngot\n%s", status, want, stderr.String())
 			}
@@ -85,7 +86,7 @@ func TestJobsConfirmedByPostgreSQL(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			status := cli(context.Background(), []string{"--once", "--jobs", tc.file}, environ(t, dbURL), &stdout, &stderr)
+			status := cli.Warmer(context.Background(), []string{"--once", "--jobs", tc.file}, environ(t, dbURL), &stdout, &stderr, run)
 			if want := "warmer: configuration: --jobs " + tc.file + tc.stderr + "\n"; status != 2 || !strings.HasSuffix(stderr.String(), want) {
 				t.Errorf("status %d, want 2, and stderr ending\n%s\ngot\n%s", status, want, stderr.String())
 			}
@@ -99,7 +100,7 @@ func TestRedisDatabaseMissing(t *testing.T) {
 	env := environ(t, testenv.NewDatabase(t))
 	env[1] = "REDIS_URL=redis://" + testenv.HostPort(t, testenv.Get(t).RedisURL) + "/64" // scripts/servers configures 64: 0 to 63
 	var stdout, stderr bytes.Buffer
-	status := cli(context.Background(), []string{"--once"}, env, &stdout, &stderr)
+	status := cli.Warmer(context.Background(), []string{"--once"}, env, &stdout, &stderr, run)
 	want := "warmer: configuration: REDIS_URL: database 64: no such database on the server (Redis has 16, 0 to 15, unless its databases setting says more)\n"
 	if status != 2 || !strings.HasSuffix(stderr.String(), want) {
 		t.Errorf("status %d, want 2, and stderr ending\n%s\ngot\n%s", status, want, stderr.String())
@@ -110,7 +111,7 @@ func TestRedisDatabaseMissing(t *testing.T) {
 func TestHelpAndVersion(t *testing.T) {
 	t.Parallel()
 	var stdout, stderr bytes.Buffer
-	if status := cli(context.Background(), []string{"--help"}, nil, &stdout, &stderr); status != 0 {
+	if status := cli.Warmer(context.Background(), []string{"--help"}, nil, &stdout, &stderr, run); status != 0 {
 		t.Fatalf("--help: status %d; stderr:\n%s", status, stderr.String())
 	}
 	for _, want := range []string{"usage: warmer", "warmer migrate", "-once", "-no-migrate", "DATABASE_URL", "alias PG_SERVICE_URI",
@@ -120,7 +121,7 @@ func TestHelpAndVersion(t *testing.T) {
 		}
 	}
 	stdout.Reset()
-	if status := cli(context.Background(), []string{"--version"}, nil, &stdout, &stderr); status != 0 ||
+	if status := cli.Warmer(context.Background(), []string{"--version"}, nil, &stdout, &stderr, run); status != 0 ||
 		!regexp.MustCompile(`^warmer \S+.* \(go1\.\d+`).MatchString(stdout.String()) {
 		t.Errorf("--version: status %d, output %q", status, stdout.String())
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/warmcache/warmcache/cache"
+	"github.com/warmcache/warmcache/internal/cli"
 	"github.com/warmcache/warmcache/internal/testenv"
 )
 
@@ -92,7 +93,7 @@ func TestExitStatus(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr bytes.Buffer
-			status := cli(context.Background(), tc.args, tc.environ, &stderr, &stderr)
+			status := cli.Warmer(context.Background(), tc.args, tc.environ, &stderr, &stderr, run)
 			if status != tc.status || !strings.Contains(stderr.String(), tc.stderr) {
 				t.Errorf("warmer %v: status %d, want %d mentioning %q; stderr:\n%s", tc.args, status, tc.status, tc.stderr, stderr.String())
 			}
@@ -164,7 +165,9 @@ func TestDaemonWarms(t *testing.T) {
 	jobsFile := writeFile(t, "jobs:\n  orders_total: {schedule: '@every 1s'}\n")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int)
-	go func() { done <- cli(ctx, []string{"--jobs", jobsFile}, env, &bytes.Buffer{}, &bytes.Buffer{}) }()
+	go func() {
+		done <- cli.Warmer(ctx, []string{"--jobs", jobsFile}, env, &bytes.Buffer{}, &bytes.Buffer{}, run)
+	}()
 
 	keys, _ := cache.NewKeys(ns)
 	store, err := cache.Open(testenv.Get(t).RedisURL, keys, cache.Options{})

@@ -11,6 +11,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/warmcache/warmcache/internal/cli"
 	"github.com/warmcache/warmcache/internal/testenv"
 )
 
@@ -35,7 +36,7 @@ jobs:
 	exited := make(chan struct{})
 	go func() {
 		defer close(exited)
-		cli(ctx, []string{"--jobs", jobsFile}, environ(t, dbURL, "PURGE_URLS="+purges.URL), &log, &log)
+		cli.Warmer(ctx, []string{"--jobs", jobsFile}, environ(t, dbURL, "PURGE_URLS="+purges.URL), &log, &log, run)
 	}()
 	defer func() {
 		cancel()

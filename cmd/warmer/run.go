@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,7 +22,7 @@ import (
 
 	"github.com/warmcache/warmcache/cache"
 	"github.com/warmcache/warmcache/internal/baseservice"
-	"github.com/warmcache/warmcache/internal/conf"
+	"github.com/warmcache/warmcache/internal/cli"
 	"github.com/warmcache/warmcache/invalidate"
 	"github.com/warmcache/warmcache/jobs"
 	"github.com/warmcache/warmcache/query"
@@ -52,7 +53,7 @@ func (d deps) close() {
 // open connects (lazily: no server needs to be up yet), migrates unless told not to, and loads
 // and checks the jobs. The purger of downstream caches, when there is one, registers its metrics
 // on reg. On an error it closes what it opened.
-func open(ctx context.Context, cfg Config, arch *baseservice.Archetype, reg prometheus.Registerer) (d deps, err error) {
+func open(ctx context.Context, cfg cli.WarmerConfig, arch *baseservice.Archetype, reg prometheus.Registerer) (d deps, err error) {
 	logger := arch.Logger
 	defer func() {
 		if err != nil {
@@ -61,7 +62,7 @@ func open(ctx context.Context, cfg Config, arch *baseservice.Archetype, reg prom
 	}()
 	// No Open connects: the configuration was checked whole before anything connects.
 	if d.primary, err = query.Open(ctx, cfg.DatabaseURL, query.Options{MaxConns: 8}); err != nil {
-		return d, conf.Errorf("DATABASE_URL", "%w", err)
+		return d, cli.Errorf("DATABASE_URL", "%w", err)
 	}
 	// The runs read on a pool of their own, even from the primary: however many run at once,
 	// and however long, the invalidations and claims never wait for a connection behind them.
@@ -70,24 +71,24 @@ func open(ctx context.Context, cfg Config, arch *baseservice.Archetype, reg prom
 		readerURL, setting = cfg.DatabaseURL, "DATABASE_URL"
 	}
 	if d.reader, err = query.Open(ctx, readerURL, query.Options{MaxConns: 8}); err != nil {
-		return d, conf.Errorf(setting, "%w", err)
+		return d, cli.Errorf(setting, "%w", err)
 	}
 	keys, err := cache.NewKeys(cfg.Namespace)
 	if err != nil {
-		return d, conf.Errorf("CACHE_NAMESPACE", "%w", err)
+		return d, cli.Errorf("CACHE_NAMESPACE", "%w", err)
 	}
 	opts := cache.Options{ClientName: "warmcache-warmer", RunHistory: cfg.RunHistory}
 	if len(cfg.PurgeURLs) > 0 {
-		d.purger = invalidate.NewPurger(arch, cfg.purgeConfig(), keys, reg)
+		d.purger = invalidate.NewPurger(arch, purgeConfig(cfg), keys, reg)
 		opts.Invalidated = d.purger.Invalidated
 	}
 	if d.store, err = cache.Open(cfg.RedisURL, keys, opts); err != nil {
-		return d, conf.Errorf("REDIS_URL", "%w", err)
+		return d, cli.Errorf("REDIS_URL", "%w", err)
 	}
-	d.jobs = cfg.jobs
-	_ = conf.LogConnect(ctx, logger, "postgresql", cfg.DatabaseURL, d.primary.Ping) // down is not fatal: runs retry
-	if err := conf.LogConnect(ctx, logger, "redis", cfg.RedisURL, d.store.Ping); errors.Is(err, cache.ErrNoDatabase) {
-		return d, conf.Errorf("REDIS_URL", "%w", err)
+	d.jobs = cfg.Jobs()
+	_ = cli.LogConnect(ctx, logger, "postgresql", cfg.DatabaseURL, d.primary.Ping) // down is not fatal: runs retry
+	if err := cli.LogConnect(ctx, logger, "redis", cfg.RedisURL, d.store.Ping); errors.Is(err, cache.ErrNoDatabase) {
+		return d, cli.Errorf("REDIS_URL", "%w", err)
 	}
 	return d, prepare(ctx, d.primary, d.reader, cfg, logger)
 }
@@ -97,8 +98,8 @@ func open(ctx context.Context, cfg Config, arch *baseservice.Archetype, reg prom
 // rather than failing at every run; with PostgreSQL down the runs will report it. With migrate
 // set it applies the migrations and installs what the jobs need (warm.Install); without, it
 // warns when what is installed does not record every change the jobs depend on.
-func prepare(ctx context.Context, primary, reader *query.DB, cfg Config, logger *slog.Logger) error {
-	migrate, list := cfg.Migrate, cfg.jobs
+func prepare(ctx context.Context, primary, reader *query.DB, cfg cli.WarmerConfig, logger *slog.Logger) error {
+	migrate, list := cfg.Migrate, cfg.Jobs()
 	if migrate {
 		if err := primary.Schema().Migrate(ctx, logger); err != nil {
 			return fmt.Errorf("migrate: %w", err)
@@ -110,7 +111,7 @@ func prepare(ctx context.Context, primary, reader *query.DB, cfg Config, logger 
 		logger.Warn("jobs_not_checked", "error", err)
 		return nil
 	case err != nil:
-		return conf.Errorf(cfg.JobsSetting(), "%w", err)
+		return cli.Errorf(cfg.JobsSetting(), "%w", err)
 	}
 	warnUnpushedLookups(ctx, reader, list, logger)
 	if migrate {
@@ -157,10 +158,10 @@ func warnUninstalled(ctx context.Context, db *query.DB, list []jobs.Job, logger 
 	}
 }
 
-// run is the daemon: it runs the jobs on their schedules until ctx ends, then finishes the runs
-// in flight (within SHUTDOWN_TIMEOUT) and returns nil.
-func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
-	cfg.log(logger)
+// daemon runs the jobs on their schedules until ctx ends, then finishes the runs in flight
+// (within SHUTDOWN_TIMEOUT) and returns nil.
+func daemon(ctx context.Context, cfg cli.WarmerConfig, logger *slog.Logger) error {
+	cfg.Log(logger)
 	arch := baseservice.NewArchetype(logger)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -180,7 +181,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 
 	ln, err := new(net.ListenConfig).Listen(ctx, "tcp", cfg.MetricsAddr)
 	if err != nil {
-		return conf.Errorf("METRICS_ADDR", "%w", err)
+		return cli.Errorf("METRICS_ADDR", "%w", err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -226,8 +227,10 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	return nil
 }
 
-// once runs every enabled job, or the one named, once, with a progress line on a terminal.
-func once(ctx context.Context, cfg Config, logger *slog.Logger, name string, stderr io.Writer) error {
+// once runs every enabled job, or the one --job names, once, with a progress line on a
+// terminal.
+func once(ctx context.Context, cfg cli.WarmerConfig, logger *slog.Logger) error {
+	name := cfg.Command.Job
 	arch := baseservice.NewArchetype(logger)
 	d, err := open(ctx, cfg, arch, prometheus.NewRegistry())
 	if err != nil {
@@ -241,14 +244,28 @@ func once(ctx context.Context, cfg Config, logger *slog.Logger, name string, std
 		}
 	}
 	if len(selected) == 0 {
-		return &conf.Error{Setting: "--job", Err: fmt.Errorf("no job is called %q", name)}
+		return &cli.Error{Setting: "--job", Err: fmt.Errorf("no job is called %q", name)}
 	}
 	runner := warm.NewRunner(arch, d.reader, d.primary, d.store, warm.NewMetrics(prometheus.NewRegistry()))
-	err = warm.Once(ctx, selected, runner, d.primary.Runs(), cfg.Namespace, progressLine(stderr))
+	err = warm.Once(ctx, selected, runner, d.primary.Runs(), cfg.Namespace, progressLine(cfg.Command.Progress))
 	if d.purger != nil {
 		d.purger.Drain(ctx) // the runs' changes leave downstream caches before the warmer does
 	}
 	return err
+}
+
+// purgeConfig is how the warmer purges downstream caches: PURGE_URLS and the settings of the
+// purge requests, trimmed.
+func purgeConfig(cfg cli.WarmerConfig) invalidate.PurgeConfig {
+	headers := map[string]string{}
+	for name, v := range cfg.PurgeHeaders {
+		headers[strings.TrimSpace(name)] = strings.TrimSpace(v)
+	}
+	urls := make([]string, len(cfg.PurgeURLs))
+	for i, u := range cfg.PurgeURLs {
+		urls[i] = strings.TrimSpace(u)
+	}
+	return invalidate.PurgeConfig{URLs: urls, Method: cfg.PurgeMethod, KeyHeader: cfg.PurgeKeyHeader, Headers: headers}
 }
 
 // progressLine returns, when w is a terminal, a progress printer for each job: a line that
@@ -271,13 +288,13 @@ func progressLine(w io.Writer) func(jobs.Job) warm.Progress {
 
 // migrate applies the migrations and installs what the jobs file's jobs need, alone, for a
 // Kubernetes Job or init container.
-func migrate(ctx context.Context, cfg Config, logger *slog.Logger) error {
+func migrate(ctx context.Context, cfg cli.WarmerConfig, logger *slog.Logger) error {
 	db, err := query.Open(ctx, cfg.DatabaseURL, query.Options{MaxConns: 2})
 	if err != nil {
-		return conf.Errorf("DATABASE_URL", "%w", err)
+		return cli.Errorf("DATABASE_URL", "%w", err)
 	}
 	defer db.Close()
-	logger.Info("migrate_started", "database", conf.MaskURL(cfg.DatabaseURL))
+	logger.Info("migrate_started", "database", cli.MaskURL(cfg.DatabaseURL))
 	cfg.Migrate = true
 	return prepare(ctx, db, db, cfg, logger)
 }

@@ -1,4 +1,4 @@
-package conf
+package cli
 
 import (
 	"net/url"

@@ -1,4 +1,4 @@
-package conf_test
+package cli_test
 
 import (
 	"bytes"
@@ -7,13 +7,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/warmcache/warmcache/internal/conf"
+	"github.com/warmcache/warmcache/internal/cli"
 )
 
 type config struct {
 	DatabaseURL string        `env:"DATABASE_URL"`
 	TTL         time.Duration `env:"CACHE_TTL" envDefault:"5m"`
-	conf.Logging
+	cli.Logging
 }
 
 func TestLoad(t *testing.T) {
@@ -23,17 +23,17 @@ func TestLoad(t *testing.T) {
 		environ []string
 		want    config
 	}{
-		{"defaults", nil, config{TTL: 5 * time.Minute, Logging: conf.Logging{Level: "info", Format: "json"}}},
+		{"defaults", nil, config{TTL: 5 * time.Minute, Logging: cli.Logging{Level: "info", Format: "json"}}},
 		{"tutorial aliases", []string{"PG_SERVICE_URI=postgres://a", "CACHE_TIMEOUT_SECONDS=30"},
-			config{DatabaseURL: "postgres://a", TTL: 30 * time.Second, Logging: conf.Logging{Level: "info", Format: "json"}}},
+			config{DatabaseURL: "postgres://a", TTL: 30 * time.Second, Logging: cli.Logging{Level: "info", Format: "json"}}},
 		{"warmcache names win over aliases", []string{"PG_SERVICE_URI=postgres://alias", "DATABASE_URL=postgres://name", "CACHE_TTL=90s", "CACHE_TIMEOUT_SECONDS=30"},
-			config{DatabaseURL: "postgres://name", TTL: 90 * time.Second, Logging: conf.Logging{Level: "info", Format: "json"}}},
+			config{DatabaseURL: "postgres://name", TTL: 90 * time.Second, Logging: cli.Logging{Level: "info", Format: "json"}}},
 		{"embedded structs", []string{"LOG_LEVEL=debug", "LOG_FORMAT=text"},
-			config{TTL: 5 * time.Minute, Logging: conf.Logging{Level: "debug", Format: "text"}}},
+			config{TTL: 5 * time.Minute, Logging: cli.Logging{Level: "debug", Format: "text"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got config
-			if err := conf.Load(&got, tc.environ); err != nil {
+			if err := cli.Load(&got, tc.environ); err != nil {
 				t.Fatal(err)
 			}
 			if got != tc.want {
@@ -50,10 +50,10 @@ func TestLoadNamesTheSetting(t *testing.T) {
 		"CACHE_TIMEOUT_SECONDS=soon": "CACHE_TTL",
 	} {
 		var c config
-		err := conf.Load(&c, []string{environ})
-		var confErr *conf.Error
+		err := cli.Load(&c, []string{environ})
+		var confErr *cli.Error
 		if !errors.As(err, &confErr) || confErr.Setting != setting || !strings.HasPrefix(err.Error(), setting+": ") {
-			t.Errorf("%s: error %v, want a conf.Error naming %s", environ, err, setting)
+			t.Errorf("%s: error %v, want a cli.Error naming %s", environ, err, setting)
 		}
 	}
 }
@@ -61,16 +61,16 @@ func TestLoadNamesTheSetting(t *testing.T) {
 func TestLogger(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		logging conf.Logging
+		logging cli.Logging
 		setting string
 	}{
-		{conf.Logging{Level: "debug", Format: "json"}, ""},
-		{conf.Logging{Level: "WARN", Format: "text"}, ""},
-		{conf.Logging{Level: "verbose", Format: "json"}, "LOG_LEVEL"},
-		{conf.Logging{Level: "info", Format: "xml"}, "LOG_FORMAT"},
+		{cli.Logging{Level: "debug", Format: "json"}, ""},
+		{cli.Logging{Level: "WARN", Format: "text"}, ""},
+		{cli.Logging{Level: "verbose", Format: "json"}, "LOG_LEVEL"},
+		{cli.Logging{Level: "info", Format: "xml"}, "LOG_FORMAT"},
 	} {
 		_, err := tc.logging.Logger(nil)
-		var confErr *conf.Error
+		var confErr *cli.Error
 		if tc.setting == "" && err != nil || tc.setting != "" && (!errors.As(err, &confErr) || confErr.Setting != tc.setting) {
 			t.Errorf("%+v: error %v, want one naming %q", tc.logging, err, tc.setting)
 		}
@@ -83,7 +83,7 @@ func TestLoggedErrorsAreRedacted(t *testing.T) {
 	t.Parallel()
 	for _, format := range []string{"json", "text"} {
 		var out bytes.Buffer
-		logger, err := conf.Logging{Level: "info", Format: format}.Logger(&out)
+		logger, err := cli.Logging{Level: "info", Format: format}.Logger(&out)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -121,7 +121,7 @@ func TestMaskURL(t *testing.T) {
 		"https://purger:secret@cdn.example/purge?token=secret&keep=1": "https://purger:xxxxx@cdn.example/purge?token=xxxxx&keep=1",
 		"": "",
 	} {
-		if got := conf.MaskURL(in); got != want || strings.Contains(got, "secret") {
+		if got := cli.MaskURL(in); got != want || strings.Contains(got, "secret") {
 			t.Errorf("MaskURL(%q) = %q, want %q", in, got, want)
 		}
 	}
@@ -140,7 +140,7 @@ func TestRedact(t *testing.T) {
 		`two: redis://:secret@a/0 and rediss://:secret@b/0`:                            `two: redis://:xxxxx@a/0 and rediss://:xxxxx@b/0`,
 		`nothing secret: redis://cache:6379/0, ttl=10m`:                                `nothing secret: redis://cache:6379/0, ttl=10m`,
 	} {
-		if got := conf.Redact(in); got != want || strings.Contains(got, "secret") && !strings.Contains(in, "nothing secret") {
+		if got := cli.Redact(in); got != want || strings.Contains(got, "secret") && !strings.Contains(in, "nothing secret") {
 			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
 		}
 	}
@@ -155,8 +155,8 @@ func FuzzLoadDuration(f *testing.F) {
 			return
 		}
 		var c config
-		err := conf.Load(&c, []string{"CACHE_TTL=" + value})
-		var confErr *conf.Error
+		err := cli.Load(&c, []string{"CACHE_TTL=" + value})
+		var confErr *cli.Error
 		if err != nil && (!errors.As(err, &confErr) || confErr.Setting != "CACHE_TTL") {
 			t.Fatalf("CACHE_TTL=%q: error %v does not name the setting", value, err)
 		}
@@ -165,16 +165,16 @@ func FuzzLoadDuration(f *testing.F) {
 
 func TestParseBytes(t *testing.T) {
 	t.Parallel()
-	for in, want := range map[string]conf.Bytes{
+	for in, want := range map[string]cli.Bytes{
 		"0": 0, "512": 512, "512B": 512, "64MiB": 64 << 20, "64 MiB": 64 << 20, "2GiB": 2 << 30, "1KiB": 1024,
 		"100kB": 100_000, "100KB": 100_000, "5MB": 5_000_000, "1GB": 1_000_000_000,
 	} {
-		if got, err := conf.ParseBytes(in); err != nil || got != want {
+		if got, err := cli.ParseBytes(in); err != nil || got != want {
 			t.Errorf("ParseBytes(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
 	for _, in := range []string{"", "MiB", "-1MiB", "1.5GiB", "64 megs", "99999999999GiB"} {
-		if got, err := conf.ParseBytes(in); err == nil {
+		if got, err := cli.ParseBytes(in); err == nil {
 			t.Errorf("ParseBytes(%q) = %d, want an error", in, got)
 		}
 	}

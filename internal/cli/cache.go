@@ -1,0 +1,152 @@
+package cli
+
+import (
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/warmcache/warmcache/cache"
+	"github.com/warmcache/warmcache/jobs"
+	"github.com/warmcache/warmcache/query"
+)
+
+// Cache is the configuration the warmer and the api share: where the data and the cache are,
+// and how cached values age. A doc tag says more than help, for docs/configuration.md only; a
+// help ending in "(required)" marks a variable that must be set.
+type Cache struct {
+	DatabaseURL string        `env:"DATABASE_URL" help:"PostgreSQL, as a URL or key=value string (required)" doc:"sslmode, passwords and the like work from the URL"`
+	RedisURL    string        `env:"REDIS_URL" help:"Redis: redis:// or rediss://, Sentinel with ?master_name=, Cluster with ?cluster=true (required)" doc:"rediss:// is TLS; user and password go in the URL; with ?master_name=NAME the host and addr= parameters are the sentinels; several addr= parameters make a Cluster too"`
+	Namespace   string        `env:"CACHE_NAMESPACE" envDefault:"warmcache" help:"the prefix of every Redis key" doc:"values live at namespace:job and namespace:job:key"`
+	TTL         time.Duration `env:"CACHE_TTL" envDefault:"10m" help:"how long values stay fresh, for jobs without a ttl"`
+	Grace       time.Duration `env:"CACHE_GRACE" envDefault:"1h" help:"how long past freshness a value may be served stale" doc:"Redis keeps it that long, to be served while PostgreSQL is down"`
+	TimeZone    string        `env:"TIMEZONE" envDefault:"UTC" help:"the IANA zone of schedules and of end_of_day / end_of_week"`
+	JobsFile    string        `env:"JOBS_FILE" help:"the jobs file (YAML); --jobs FILE overrides it"`
+	// NegativeTTL is how long an unknown key (a customer that does not exist) stays cached.
+	NegativeTTL time.Duration `env:"CACHE_NEGATIVE_TTL" envDefault:"30s" help:"how long an unknown key is cached as unknown" doc:"a customer that does not exist, for instance"`
+	// PurgeURLs are the downstream HTTP caches the warmer purges of changed values; with them
+	// set, the api lets shared caches keep values longer (s-maxage).
+	PurgeURLs []string `env:"PURGE_URLS" envSeparator:"," help:"comma-separated URLs of HTTP caches the warmer purges" doc:"set them for the api too, which then sends s-maxage"`
+
+	// jobsFlag is set when the jobs file came from --jobs rather than JOBS_FILE.
+	jobsFlag bool
+	// jobs are the jobs of the configuration, loaded and checked at start.
+	jobs []jobs.Job
+}
+
+// setJobsFlag makes path, given as --jobs, the jobs file.
+func (c *Cache) setJobsFlag(path string) {
+	if path != "" {
+		c.JobsFile, c.jobsFlag = path, true
+	}
+}
+
+// JobsSetting names the jobs file as the user gave it, for errors: "--jobs FILE" or
+// "JOBS_FILE=FILE" (or "jobs" for the built-in jobs alone).
+func (c Cache) JobsSetting() string {
+	switch {
+	case c.jobsFlag:
+		return "--jobs " + c.JobsFile
+	case c.JobsFile != "":
+		return "JOBS_FILE=" + c.JobsFile
+	}
+	return "jobs"
+}
+
+// validateMigrate checks the settings a migration needs: all but Redis's.
+func (c Cache) validateMigrate() error {
+	if c.DatabaseURL == "" {
+		return Errorf("DATABASE_URL", "is not set (alias PG_SERVICE_URI)")
+	}
+	if err := c.validateLifetimes(); err != nil {
+		return err
+	}
+	if err := query.CheckURL(c.DatabaseURL); err != nil {
+		return Errorf("DATABASE_URL", "%w", err)
+	}
+	return nil
+}
+
+// validate checks the settings that need no connection, those of PostgreSQL and Redis as their
+// clients read them.
+func (c Cache) validate() error {
+	if c.DatabaseURL == "" {
+		return Errorf("DATABASE_URL", "is not set (alias PG_SERVICE_URI)")
+	}
+	if err := c.validateLifetimes(); err != nil {
+		return err
+	}
+	if c.RedisURL == "" {
+		return Errorf("REDIS_URL", "is not set (alias VALKEY_SERVICE_URI)")
+	}
+	if err := c.validatePurges(); err != nil {
+		return err
+	}
+	return c.checkServers()
+}
+
+// checkServers checks the settings of PostgreSQL and Redis as their clients read them, without
+// connecting.
+func (c Cache) checkServers() error {
+	if err := query.CheckURL(c.DatabaseURL); err != nil {
+		return Errorf("DATABASE_URL", "%w", err)
+	}
+	if err := cache.CheckURL(c.RedisURL); err != nil {
+		return Errorf("REDIS_URL", "%w", err)
+	}
+	if _, err := cache.NewKeys(c.Namespace); err != nil {
+		return Errorf("CACHE_NAMESPACE", "%w", err)
+	}
+	return nil
+}
+
+// validatePurges checks that every purge URL is an http or https URL.
+func (c Cache) validatePurges() error {
+	for _, raw := range c.PurgeURLs {
+		u, err := url.Parse(strings.TrimSpace(raw))
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return Errorf("PURGE_URLS", "%q is not an http:// or https:// URL", raw)
+		}
+	}
+	return nil
+}
+
+// validateLifetimes checks the settings of how values age and of the time zone.
+func (c Cache) validateLifetimes() error {
+	switch {
+	case c.TTL < time.Second:
+		return Errorf("CACHE_TTL", "%s is shorter than one second", c.TTL)
+	case c.Grace < 0:
+		return Errorf("CACHE_GRACE", "%s is negative", c.Grace)
+	case c.NegativeTTL < time.Second:
+		return Errorf("CACHE_NEGATIVE_TTL", "%s is shorter than a second", c.NegativeTTL)
+	}
+	_, err := loadLocation("TIMEZONE", c.TimeZone)
+	return err
+}
+
+// location returns the time zone of schedules and calendar expiry; validate has checked it.
+func (c Cache) location() *time.Location {
+	loc, err := time.LoadLocation(c.TimeZone)
+	if err != nil {
+		return time.UTC
+	}
+	return loc
+}
+
+// loadJobs loads the jobs of the configuration both binaries share: the built-in jobs, and the
+// jobs file's overrides and jobs, with the defaults of CACHE_TTL, CACHE_GRACE,
+// CACHE_NEGATIVE_TTL and TIMEZONE. Its errors are configuration errors naming the jobs file as
+// the user gave it (--jobs FILE or JOBS_FILE=FILE), then the line and the setting.
+func (c *Cache) loadJobs(now time.Time) error {
+	defaults := jobs.Defaults{TTL: c.TTL, Grace: c.Grace, NegativeTTL: c.NegativeTTL, Location: c.location()}
+	list, err := jobs.Load(c.JobsFile, defaults, now)
+	if err != nil {
+		return Errorf(c.JobsSetting(), "%w", err)
+	}
+	c.jobs = list
+	return nil
+}
+
+// Jobs are the jobs of the configuration, loaded and checked at start: the built-in jobs, and
+// the jobs file's overrides and jobs.
+func (c Cache) Jobs() []jobs.Job { return c.jobs }

@@ -1,0 +1,98 @@
+package cli
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"reflect"
+	"runtime/debug"
+	"strings"
+	"text/tabwriter"
+)
+
+// usage writes a binary's --help: its synopsis, its flags and the environment variables it
+// reads.
+func usage(w io.Writer, synopsis string, fs *flag.FlagSet, cfg any) {
+	fmt.Fprintln(w, synopsis)
+	fmt.Fprintln(w, "\nflags:")
+	out := fs.Output()
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(out)
+	fmt.Fprintln(w, "\nenvironment (durations: 90s, 10m, or a number of seconds; the README says more):")
+	printSettings(w, cfg)
+}
+
+// printSettings writes the environment variables cfg (a pointer to a struct with env tags) reads,
+// for --help: each with its alias, its default and its help tag, in the struct's order.
+func printSettings(w io.Writer, cfg any) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, s := range settingsOf(reflect.TypeOf(cfg).Elem()) {
+		help := s.help
+		if s.alias != "" {
+			help += " (alias " + s.alias + ")"
+		}
+		if s.hasDefault {
+			help += "; default " + s.def
+		}
+		fmt.Fprintf(tw, "  %s\t%s\n", s.name, help)
+	}
+	tw.Flush()
+}
+
+// setting is an environment variable a configuration reads, as its struct field's tags say.
+type setting struct {
+	name       string // env
+	alias      string // the tutorials' name of it, if any
+	help       string // help: what it is, for --help
+	doc        string // doc: what else docs/configuration.md says of it
+	def        string // envDefault
+	hasDefault bool
+}
+
+// settingsOf returns the settings of t, a struct with env tags, in its order, those of
+// embedded structs where they are embedded.
+func settingsOf(t reflect.Type) []setting {
+	aliasOf := map[string]string{}
+	for alias, name := range aliases {
+		aliasOf[name] = alias
+	}
+	var list []setting
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+		if name == "" || name == "-" {
+			if f.Type.Kind() == reflect.Struct {
+				list = append(list, settingsOf(f.Type)...)
+			}
+			continue
+		}
+		def, hasDefault := f.Tag.Lookup("envDefault")
+		list = append(list, setting{name: name, alias: aliasOf[name], help: f.Tag.Get("help"), doc: f.Tag.Get("doc"),
+			def: def, hasDefault: hasDefault})
+	}
+	return list
+}
+
+// version says which build this is: the module's version, or the commit it was built from.
+func version() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	version := info.Main.Version
+	var revision, modified string
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			revision = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				modified = ", modified"
+			}
+		}
+	}
+	if revision != "" && (version == "" || version == "(devel)") {
+		version = revision[:min(len(revision), 12)] + modified
+	}
+	return version + " (" + info.GoVersion + ")"
+}

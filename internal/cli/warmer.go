@@ -1,0 +1,148 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+
+	"github.com/warmcache/warmcache/query"
+)
+
+const warmerSynopsis = `usage: warmer [--jobs FILE] [--no-migrate]                    run the jobs on their schedules
+       warmer --once [--job NAME] [--jobs FILE] [--no-migrate]  run the jobs (or one) once and exit
+       warmer migrate [--jobs FILE]                           apply the schema additions and exit
+       warmer --help | --version
+
+Keeps warmcache's aggregates in Redis. Configuration comes from the environment. Exit status: 0
+on success (and after SIGTERM), 1 on a failure, 2 on bad usage or configuration.`
+
+// Warmer is the warmer's command line: it parses args, reads the configuration from environ
+// and checks it whole, jobs file included, before anything connects, sets up the log, and calls
+// run with what the command line asks for in the configuration's Command. It returns the exit
+// status: 0 after --help, --version, or run returning nil; 1 when run fails; 2 on bad usage or
+// configuration.
+func Warmer(ctx context.Context, args, environ []string, stdout, stderr io.Writer,
+	run func(context.Context, WarmerConfig, *slog.Logger) error) int {
+	migrateOnly := len(args) > 0 && args[0] == "migrate"
+	if migrateOnly {
+		args = args[1:]
+	}
+	cmd := newCommand("warmer", warmerSynopsis, &WarmerConfig{}, stdout)
+	once := cmd.flags.Bool("once", false, "run the jobs once and exit: 0 on success, 1 on failure")
+	job := cmd.flags.String("job", "", "with --once, run only this job")
+	jobsFile := cmd.flags.String("jobs", "", "the jobs file (overrides JOBS_FILE)")
+	noMigrate := cmd.flags.Bool("no-migrate", false, "do not apply migrations at start (MIGRATE=false)")
+	status, done := cmd.parse(args, stdout, stderr, func() error {
+		switch {
+		case *job != "" && !*once:
+			return errors.New("--job goes with --once")
+		case migrateOnly && (*once || *noMigrate):
+			return errors.New("migrate takes no flags but --jobs")
+		}
+		return nil
+	})
+	if done {
+		return status
+	}
+	var cfg WarmerConfig
+	err := Load(&cfg, environ)
+	cfg.setJobsFlag(*jobsFile)
+	cfg.Migrate = cfg.Migrate && !*noMigrate
+	cfg.Command = WarmerCommand{MigrateOnly: migrateOnly, Once: *once, Job: *job, Progress: stderr}
+	return cmd.start(&cfg, err, stderr, func(logger *slog.Logger) error { return run(ctx, cfg, logger) })
+}
+
+// WarmerConfig is the warmer's configuration: read from the environment, but for Command. A doc
+// tag says more than help, for docs/configuration.md only.
+type WarmerConfig struct {
+	Cache
+	// WarmerDatabaseURL, when set, is where the aggregates are read: a replica, say. Claims,
+	// locks and migrations stay on DATABASE_URL.
+	WarmerDatabaseURL string        `env:"WARMER_DATABASE_URL" help:"where the aggregates are read (a replica); default DATABASE_URL" doc:"claims, locks and migrations stay on DATABASE_URL"`
+	MetricsAddr       string        `env:"METRICS_ADDR" envDefault:":9091" help:"the address of /metrics and /healthz"`
+	Migrate           bool          `env:"MIGRATE" envDefault:"true" help:"apply the migrations at start (--no-migrate: false)"`
+	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" help:"on SIGTERM, how long runs in flight may take to finish" doc:"then they are cancelled"`
+	// RunHistory is how many runs of each job Redis keeps, for GET /v1/jobs/{job}/runs.
+	RunHistory int `env:"RUN_HISTORY" envDefault:"50" help:"how many runs of each job are kept for /v1/jobs/{job}/runs (1 to 1000)" doc:"the status page shows them too"`
+	// How downstream caches are purged (PURGE_URLS, in Cache, says which).
+	PurgeMethod    string            `env:"PURGE_METHOD" envDefault:"PURGE" help:"the method of a purge request"`
+	PurgeKeyHeader string            `env:"PURGE_KEY_HEADER" envDefault:"xkey-purge" help:"the header carrying the keys to purge" doc:"separated by spaces"`
+	PurgeHeaders   map[string]string `env:"PURGE_HEADERS" envSeparator:"," envKeyValSeparator:":" help:"more headers of each purge, Name:value,Name:value" doc:"a CDN API's token, say; logged as a count only"`
+	Logging
+
+	// Command is what the command line asks for.
+	Command WarmerCommand
+}
+
+// WarmerCommand is what the warmer's command line asks for, beyond its settings.
+type WarmerCommand struct {
+	// MigrateOnly is warmer migrate: apply the migrations, install what the jobs need, and exit.
+	MigrateOnly bool
+	// Once is --once: run every enabled job, or the one Job names, once and exit.
+	Once bool
+	Job  string
+	// Progress is where --once draws its progress line, when it is a terminal: stderr.
+	Progress io.Writer
+}
+
+func (c *WarmerConfig) common() (*Cache, Logging) { return &c.Cache, c.Logging }
+
+// validate checks the settings that need no connection; for warmer migrate, those of
+// PostgreSQL alone.
+func (c WarmerConfig) validate() error {
+	if c.Command.MigrateOnly {
+		return c.Cache.validateMigrate()
+	}
+	if err := c.Cache.validate(); err != nil {
+		return err
+	}
+	if err := query.CheckURL(c.WarmerDatabaseURL); c.WarmerDatabaseURL != "" && err != nil {
+		return Errorf("WARMER_DATABASE_URL", "%w", err)
+	}
+	if _, port, err := net.SplitHostPort(c.MetricsAddr); err != nil || port == "" {
+		return Errorf("METRICS_ADDR", "%q is not an address to listen on (host:port, :port)", c.MetricsAddr)
+	}
+	switch {
+	case c.ShutdownTimeout <= 0:
+		return Errorf("SHUTDOWN_TIMEOUT", "%s is not positive", c.ShutdownTimeout)
+	case c.RunHistory < 1 || c.RunHistory > 1000:
+		return Errorf("RUN_HISTORY", "%d is not between 1 and 1000", c.RunHistory)
+	case !httpguts.ValidHeaderFieldName(c.PurgeKeyHeader):
+		return Errorf("PURGE_KEY_HEADER", "%q is not a header name", c.PurgeKeyHeader)
+	case !httpguts.ValidHeaderFieldName(c.PurgeMethod): // a method is a token, as a header name is
+		return Errorf("PURGE_METHOD", "%q is not an HTTP method", c.PurgeMethod)
+	}
+	for name := range c.PurgeHeaders {
+		if !httpguts.ValidHeaderFieldName(strings.TrimSpace(name)) {
+			return Errorf("PURGE_HEADERS", "%q is not a header name (want Name:value,Name:value)", name)
+		}
+	}
+	return nil
+}
+
+// Log writes the effective configuration, secrets masked.
+func (c WarmerConfig) Log(logger *slog.Logger) {
+	logger.Info("config",
+		"database_url", MaskURL(c.DatabaseURL), "warmer_database_url", MaskURL(c.WarmerDatabaseURL),
+		"redis_url", MaskURL(c.RedisURL), "namespace", c.Namespace, "ttl", c.TTL.String(),
+		"grace", c.Grace.String(), "negative_ttl", c.NegativeTTL.String(), "timezone", c.TimeZone, "jobs_file", c.JobsFile,
+		"metrics_addr", c.MetricsAddr, "migrate", c.Migrate, "shutdown_timeout", c.ShutdownTimeout.String(),
+		"run_history", c.RunHistory, "purge_urls", maskAll(c.PurgeURLs), "purge_method", c.PurgeMethod, "purge_key_header", c.PurgeKeyHeader,
+		"purge_headers", len(c.PurgeHeaders),
+		"log_level", c.Level, "log_format", c.Format)
+}
+
+// maskAll masks the passwords of urls.
+func maskAll(urls []string) []string {
+	masked := make([]string, len(urls))
+	for i, u := range urls {
+		masked[i] = MaskURL(u)
+	}
+	return masked
+}
