@@ -371,7 +371,7 @@ func cacheResults(b *testing.B, apis ...string) map[string]float64 {
 	b.Helper()
 	sums := map[string]float64{}
 	for _, api := range apis {
-		metrics := get(b, api+"/metrics")
+		metrics := get(b, "http://"+adminOf(b, api)+"/metrics")
 		for _, m := range resultLine.FindAllStringSubmatch(metrics, -1) {
 			v, _ := strconv.ParseFloat(m[2], 64)
 			sums[m[1]] += v
@@ -431,7 +431,7 @@ func freeAddr(b *testing.B) string {
 func startWarmerWarm(b *testing.B, env []string) (stop func()) {
 	b.Helper()
 	cmd := exec.Command(binary(b, "warmer"))
-	cmd.Env = append(append(os.Environ(), env...), "METRICS_ADDR=127.0.0.1:0")
+	cmd.Env = append(append(os.Environ(), env...), "ADMIN_ADDR=127.0.0.1:0")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		b.Fatal(err)

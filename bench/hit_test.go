@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -172,7 +173,7 @@ var hitsLine = regexp.MustCompile(`(?m)^warmcache_cache_hits_total\{tier="(\w+)"
 // tierHits reads the api's hits so far, by tier, from its /metrics.
 func tierHits(b *testing.B, api string) map[string]float64 {
 	b.Helper()
-	res, err := http.Get("http://" + api + "/metrics")
+	res, err := http.Get("http://" + adminOf(b, api) + "/metrics")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -351,18 +352,34 @@ func warmAll(b *testing.B, dbURL string, only ...string) string {
 	return ns
 }
 
-// startAPI starts the real api binary on a free port and returns its address.
+// startAPI starts the real api binary on a free port and returns its address; adminOf gives its
+// admin listener's, where its metrics are.
 func startAPI(b *testing.B, dbURL, ns string, environ ...string) string {
 	b.Helper()
 	env := append([]string{"DATABASE_URL=" + dbURL, "REDIS_URL=" + testenv.Get(b).RedisURL, "CACHE_NAMESPACE=" + ns,
-		"CACHE_TTL=2h", "LISTEN_ADDR=127.0.0.1:0"}, environ...)
-	return startProcess(b, "api", env, regexp.MustCompile(`"msg":"api_started","addr":"([^"]+)"`))
+		"CACHE_TTL=2h", "LISTEN_ADDR=127.0.0.1:0", "ADMIN_ADDR=127.0.0.1:0"}, environ...)
+	m := startProcess(b, "api", env, regexp.MustCompile(`"msg":"api_started","addr":"([^"]+)","admin_addr":"([^"]+)"`))
+	admins.Store(m[1], m[2])
+	return m[1]
+}
+
+// admins holds the admin listener of each api the benchmarks started, by its address.
+var admins sync.Map
+
+// adminOf returns the admin listener of the api at addr (host:port, or a URL of it).
+func adminOf(b *testing.B, addr string) string {
+	b.Helper()
+	admin, ok := admins.Load(strings.TrimPrefix(addr, "http://"))
+	if !ok {
+		b.Fatalf("no api was started at %s", addr)
+	}
+	return admin.(string)
 }
 
 // startProcess starts a binary of the product with env added to the environment, waits for a
-// log line matching started and returns the line's first submatch; the process is interrupted
-// when the benchmark ends.
-func startProcess(b *testing.B, name string, env []string, started *regexp.Regexp) string {
+// log line matching started and returns the match and its submatches; the process is
+// interrupted when the benchmark ends.
+func startProcess(b *testing.B, name string, env []string, started *regexp.Regexp) []string {
 	b.Helper()
 	cmd := exec.Command(binary(b, name))
 	cmd.Env = append(os.Environ(), env...)
@@ -381,11 +398,11 @@ func startProcess(b *testing.B, name string, env []string, started *regexp.Regex
 	for lines.Scan() {
 		if m := started.FindStringSubmatch(lines.Text()); m != nil {
 			go io.Copy(io.Discard, stderr) //nolint:errcheck // draining the log
-			return m[len(m)-1]
+			return m
 		}
 	}
 	b.Fatalf("%s did not start", name)
-	return ""
+	return nil
 }
 
 // serve runs a reference echo handler on a free port, for the route the benchmark asks for.

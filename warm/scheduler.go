@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -41,6 +42,7 @@ type Scheduler struct {
 	cancel        context.CancelFunc
 	stopping      chan struct{} // closed when Stop is called: retries wait no longer
 	stopOnce      sync.Once
+	running       atomic.Bool        // between Start and Stop: the schedule is held
 	listening     sync.WaitGroup     // the listener of owed runs
 	stopListening context.CancelFunc // ends it
 	requested     sync.WaitGroup     // the runs it started
@@ -110,8 +112,12 @@ func (s *startNow) Next(t time.Time) time.Time {
 	return s.Schedule.Next(t)
 }
 
+// Running reports whether the scheduler holds the jobs' schedules: started, and not stopping.
+func (s *Scheduler) Running() bool { return s.running.Load() }
+
 // Start starts running the jobs on their schedules, and the runs they are owed.
 func (s *Scheduler) Start() {
+	s.running.Store(true)
 	s.cron.Start()
 	ctx, cancel := context.WithCancel(s.ctx)
 	s.stopListening = cancel
@@ -122,6 +128,7 @@ func (s *Scheduler) Start() {
 // end at once. When ctx ends first, it cancels the runs and waits for them to return. A run
 // that did not finish stays marked in flight: another warmer takes it over.
 func (s *Scheduler) Stop(ctx context.Context) {
+	s.running.Store(false)
 	s.stopOnce.Do(func() { close(s.stopping) })
 	if s.stopListening != nil {
 		s.stopListening()

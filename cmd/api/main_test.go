@@ -43,7 +43,7 @@ func TestMain(m *testing.M) {
 func environ(t *testing.T, extra ...string) []string {
 	t.Helper()
 	return append([]string{"DATABASE_URL=" + testenv.NewDatabase(t), "REDIS_URL=" + testenv.Get(t).RedisURL,
-		"CACHE_NAMESPACE=" + testenv.Namespace(t), "LISTEN_ADDR=127.0.0.1:0"}, extra...)
+		"CACHE_NAMESPACE=" + testenv.Namespace(t), "LISTEN_ADDR=127.0.0.1:0", "ADMIN_ADDR=127.0.0.1:0"}, extra...)
 }
 
 // TestConfigurationErrors gives each setting a bad value and expects exit status 2 and the
@@ -80,12 +80,12 @@ func TestConfigurationErrors(t *testing.T) {
 		{"bad database url", nil, env("DATABASE_URL=postgres://warmcache@" + pg.Addr() + "/warmcache?connect_timeout=soon"),
 			"DATABASE_URL: invalid connect_timeout: not a PostgreSQL URL (postgres://user@host:5432/db?sslmode=require) or key=value string"},
 		{"redis database not a number", nil, env("REDIS_URL=redis://" + redis.Addr() + "/zero"), `REDIS_URL: redis: invalid database number: "zero"`},
-		{"bad ttl", nil, env("CACHE_TTL=forever"), `CACHE_TTL: "forever" is neither a duration (90s, 5m) nor a number of seconds`},
+		{"bad ttl", nil, env("CACHE_TTL=forever"), `CACHE_TTL: "forever" is not a duration: write 90s, 10m, 2h, 1d or 1d12h, or a number of seconds`},
 		{"ttl alias", nil, env("CACHE_TIMEOUT_SECONDS=0"), "CACHE_TTL: 0s is shorter than one second"},
 		{"bad time zone", nil, env("TIMEZONE=Mars/Olympus"), `TIMEZONE: "Mars/Olympus" is not a known time zone (want an IANA name such as Europe/Paris)`},
 		{"bad namespace", nil, env("CACHE_NAMESPACE=a:b"), `CACHE_NAMESPACE: namespace "a:b" must be 1 to 64 letters, digits, '_', '.' or '-'`},
 		{"bad cache header", nil, env("CACHE_HEADER=X Cache"), `CACHE_HEADER: "X Cache" is not a header name`},
-		{"bad redis timeout", nil, env("REDIS_TIMEOUT=soon"), `REDIS_TIMEOUT: "soon" is neither a duration (90s, 5m) nor a number of seconds`},
+		{"bad redis timeout", nil, env("REDIS_TIMEOUT=soon"), `REDIS_TIMEOUT: "soon" is not a duration: write 90s, 10m, 2h, 1d or 1d12h, or a number of seconds`},
 		{"max queries not a number", nil, env("MAX_QUERIES=many"), `MAX_QUERIES: "many" is not a whole number`},
 		{"max queries out of range", nil, env("MAX_QUERIES=0"), "MAX_QUERIES: 0 is not between 1 and 1000"},
 		{"bad local cache size", nil, env("LOCAL_CACHE_SIZE=64 megs"), `LOCAL_CACHE_SIZE: "64 megs" is not a size (a number of bytes, or with KiB, MiB, GiB, kB, MB, GB)`},
@@ -101,15 +101,15 @@ func TestConfigurationErrors(t *testing.T) {
 		{"short token", nil, env("API_TOKEN=t0ken"), "API_TOKEN: is too short or too simple (5 characters): " + token},
 		{"simple token", nil, env("API_TOKEN=aaaaaaaaaaaaaaaaaaaaaaaa"), "API_TOKEN: is too short or too simple (24 characters): " + token},
 		{"jobs file from the flag", []string{"--jobs", badTTL}, env(),
-			"--jobs " + badTTL + `: line 3: job orders_total: ttl: "never" is not a duration (90s, 10m), a number of seconds, end_of_day or end_of_week`},
+			"--jobs " + badTTL + `: line 3: job orders_total: ttl: "never" is not a duration (90s, 10m, 2h, 1d), a number of seconds, end_of_day or end_of_week`},
 		{"jobs file from the environment", nil, env("JOBS_FILE=" + badTTL),
-			"JOBS_FILE=" + badTTL + `: line 3: job orders_total: ttl: "never" is not a duration (90s, 10m), a number of seconds, end_of_day or end_of_week`},
+			"JOBS_FILE=" + badTTL + `: line 3: job orders_total: ttl: "never" is not a duration (90s, 10m, 2h, 1d), a number of seconds, end_of_day or end_of_week`},
 		{"jobs file missing", []string{"--jobs", "/nonexistent/jobs.yaml"}, env(), "--jobs /nonexistent/jobs.yaml: cannot be read: no such file or directory"},
 		{"cron step out of range", []string{"--jobs", badStep}, env(),
-			"--jobs " + badStep + `: line 4: job orders_total: schedule: "*/61 * * * *": the minute field: the step of */61 is out of range (1 to 59 for 0-59)`},
+			"--jobs " + badStep + `: line 4: job orders_total: schedule: "*/61 * * * *": the minute field: the step of */61 is out of range (1 to 59 for 0-59) (fix: five fields ("*/5 * * * *"), six with seconds, or "@every 30s", "@hourly", "@daily")`},
 		{"not a boolean", []string{"--jobs", notABool}, env(), "--jobs " + notABool + `: line 3: job credit_by_customer: enabled: "nope" is not true or false`},
 		{"misspelt setting", []string{"--jobs", misspelt}, env(), "--jobs " + misspelt +
-			": line 3: job orders_total: schedul: is not a setting (a job has description, schedule, sql, key, depends_on, incremental, ttl, grace, jitter, timeout, enabled)"},
+			": line 3: job orders_total: schedul: is not a setting (a job has description, schedule, sql, key, depends_on, incremental, ttl, grace, jitter, timeout, enabled) (fix: write schedule)"},
 		{"a job that writes", []string{"--jobs", anInsert}, env(), "--jobs " + anInsert +
 			": line 4: job mine: sql: must be a query (SELECT, WITH, VALUES or TABLE): a job only reads, and this statement starts with INSERT"},
 	} {

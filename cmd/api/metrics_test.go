@@ -20,7 +20,7 @@ import (
 // and that both circuit breakers are reported, closed, from the start.
 func TestMetricsExported(t *testing.T) {
 	t.Parallel()
-	addr := startAPI(t, environ(t))
+	addr, admin := startAPI(t, environ(t))
 	for _, path := range []string{"/v1/orders/count", "/v1/orders/count?customerid=42", "/v1/customers/42/credit", "/v1/credit",
 		"/v1/results/orders_total", "/v1/orders/count?customerid=99999999", "/v1/jobs", "/nowhere"} {
 		res, err := http.Get("http://" + addr + path)
@@ -30,7 +30,7 @@ func TestMetricsExported(t *testing.T) {
 		io.Copy(io.Discard, res.Body) //nolint:errcheck // only the metrics count
 		res.Body.Close()
 	}
-	families := testenv.CheckMetrics(t, "http://"+addr+"/metrics", "api")
+	families := testenv.CheckMetrics(t, "http://"+admin+"/metrics", "api")
 	open := map[string]float64{}
 	for _, m := range families["warmcache_circuit_breaker_open"].GetMetric() {
 		open[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
@@ -45,8 +45,9 @@ func TestMetricsExported(t *testing.T) {
 	}
 }
 
-// startAPI runs the api in this process until the test ends and returns its address.
-func startAPI(t *testing.T, env []string) string {
+// startAPI runs the api in this process until the test ends and returns its address and its
+// admin listener's.
+func startAPI(t *testing.T, env []string) (addr, admin string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var log testenv.Output
@@ -59,5 +60,6 @@ func startAPI(t *testing.T, env []string) string {
 		cancel()
 		<-exited
 	})
-	return log.WaitFor(t, regexp.MustCompile(`"msg":"api_started","addr":"([^"]+)"`), exited, 20*time.Second)[1]
+	m := log.WaitFor(t, regexp.MustCompile(`"msg":"api_started","addr":"([^"]+)","admin_addr":"([^"]+)"`), exited, 20*time.Second)
+	return m[1], m[2]
 }

@@ -19,9 +19,9 @@ import (
 	"github.com/warmcache/warmcache/query"
 )
 
-// run serves the API until ctx ends, then stops accepting, lets the requests in flight finish
-// (within SHUTDOWN_TIMEOUT) and returns nil. It logs api_started with the address it listens
-// on, which tests read with LISTEN_ADDR=127.0.0.1:0.
+// run serves the API on LISTEN_ADDR, and the admin routes on ADMIN_ADDR, until ctx ends, then
+// stops accepting, lets the requests in flight finish (within SHUTDOWN_TIMEOUT) and returns nil.
+// It logs api_started with the addresses it listens on, which tests read with port 0.
 func run(ctx context.Context, cfg cli.APIConfig, logger *slog.Logger) error {
 	cfg.Log(logger)
 	keys, err := cache.NewKeys(cfg.Namespace)
@@ -62,13 +62,19 @@ func run(ctx context.Context, cfg cli.APIConfig, logger *slog.Logger) error {
 		LocalCacheSize:     uint64(cfg.LocalCacheSize),
 		LocalCacheTTL:      cfg.LocalCacheTTL,
 		CORSOrigins:        cfg.Origins(),
+		AccessLog:          cfg.AccessLog,
 	}, store, db, list, reg)
 
 	ln, err := new(net.ListenConfig).Listen(ctx, "tcp", cfg.ListenAddr)
 	if err != nil {
 		return cli.Errorf("LISTEN_ADDR", "%w", err)
 	}
-	srv := server.HTTPServer()
+	adminLn, err := new(net.ListenConfig).Listen(ctx, "tcp", cfg.AdminAddr)
+	if err != nil {
+		ln.Close()
+		return cli.Errorf("ADMIN_ADDR", "%w", err)
+	}
+	srv, admin := server.HTTPServer(), server.AdminHTTPServer()
 	watchCtx, stopWatching := context.WithCancel(context.Background())
 	var watching sync.WaitGroup
 	watching.Go(func() { server.Watch(watchCtx) })
@@ -77,9 +83,10 @@ func run(ctx context.Context, cfg cli.APIConfig, logger *slog.Logger) error {
 		stopWatching()
 		watching.Wait()
 	}()
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(ln) }()
-	logger.Info("api_started", "addr", ln.Addr().String())
+	go func() { serveErr <- admin.Serve(adminLn) }()
+	logger.Info("api_started", "addr", ln.Addr().String(), "admin_addr", adminLn.Addr().String())
 
 	select {
 	case err := <-serveErr:
@@ -91,6 +98,9 @@ func run(ctx context.Context, cfg cli.APIConfig, logger *slog.Logger) error {
 	defer cancel()
 	if err := srv.Shutdown(stopCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := admin.Shutdown(stopCtx); err != nil {
+		logger.Warn("admin_listener_shutdown", "error", err)
 	}
 	logger.Info("api_stopped")
 	return nil

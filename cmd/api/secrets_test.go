@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -55,7 +59,7 @@ func TestNoPasswordInTheLog(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			env := []string{"DATABASE_URL=" + tc.databaseURL, "REDIS_URL=" + tc.redisURL,
-				"CACHE_NAMESPACE=" + testenv.Namespace(t), "LISTEN_ADDR=127.0.0.1:0"}
+				"CACHE_NAMESPACE=" + testenv.Namespace(t), "LISTEN_ADDR=127.0.0.1:0", "ADMIN_ADDR=127.0.0.1:0"}
 			status, log := runUntilStarted(t, env)
 			switch {
 			case tc.started && status != 0, !tc.started && status != 2:
@@ -107,4 +111,42 @@ func lineWith(log, s string) string {
 		}
 	}
 	return ""
+}
+
+// TestSecretsFromFiles: API_TOKEN_FILE, as Kubernetes and Docker mount secrets, gives the token,
+// and wins over API_TOKEN: a write with the file's token succeeds, one with the variable's is
+// refused. A file that cannot be read stops the api at start (2), naming the setting.
+func TestSecretsFromFiles(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "api-token")
+	if err := os.WriteFile(tokenFile, []byte("t0ken-from-a-mounted-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := startAPI(t, environ(t, "API_TOKEN_FILE="+tokenFile, "API_TOKEN=t0ken-from-the-environment"))
+	post := func(token string) int {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/orders",
+			strings.NewReader(`{"orderdate":"2026-11-21","customerid":42,"netamount":5,"tax":0}`))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	if status := post("t0ken-from-a-mounted-file"); status != http.StatusCreated {
+		t.Errorf("POST with the file's token: %d, want 201", status)
+	}
+	if status := post("t0ken-from-the-environment"); status != http.StatusForbidden {
+		t.Errorf("POST with API_TOKEN's token, API_TOKEN_FILE set: %d, want 403", status)
+	}
+
+	var stdout, stderr bytes.Buffer
+	missing := filepath.Join(dir, "nope")
+	status := cli.API(context.Background(), nil, environ(t, "DATABASE_URL_FILE="+missing), &stdout, &stderr, run)
+	if want := "DATABASE_URL_FILE: " + missing + " cannot be read: no such file or directory"; status != 2 || !strings.Contains(stderr.String(), want) {
+		t.Errorf("an unreadable DATABASE_URL_FILE: status %d, stderr %q; want 2 and %q", status, stderr.String(), want)
+	}
 }

@@ -19,7 +19,7 @@ func TestConfigurationErrors(t *testing.T) {
 	t.Parallel()
 	pg, redis := testenv.NewListener(t), testenv.NewListener(t)
 	servers := []string{"DATABASE_URL=postgres://warmcache@" + pg.Addr() + "/warmcache", "REDIS_URL=redis://" + redis.Addr() + "/0",
-		"METRICS_ADDR=127.0.0.1:0"}
+		"ADMIN_ADDR=127.0.0.1:0"}
 	env := func(extra ...string) []string { return append(append([]string{}, servers...), extra...) }
 	mine := "jobs:\n  mine:\n    schedule: '@hourly'\n    ttl: 2h\n"
 	badStep := writeFile(t, "jobs:\n  orders_total:\n    schedule: '*/61 * * * *'\n")
@@ -39,15 +39,15 @@ func TestConfigurationErrors(t *testing.T) {
 		{"bad replica url", nil, env("WARMER_DATABASE_URL=postgres://r@db:port/x"),
 			"configuration: WARMER_DATABASE_URL: invalid port: not a PostgreSQL URL (postgres://user@host:5432/db?sslmode=require) or key=value string"},
 		{"migrate not a boolean", nil, env("MIGRATE=maybe"), `configuration: MIGRATE: "maybe" is not true or false`},
-		{"bad metrics address", nil, env("METRICS_ADDR=9091"), `configuration: METRICS_ADDR: "9091" is not an address to listen on (host:port, :port)`},
+		{"bad admin address", nil, env("ADMIN_ADDR=9091"), `configuration: ADMIN_ADDR: "9091" is not an address to listen on (host:port, :port)`},
 		{"bad purge headers", nil, env("PURGE_URLS=http://127.0.0.1:1/", "PURGE_HEADERS=Fastly-Key"),
 			`configuration: PURGE_HEADERS: "Fastly-Key" is not a list of name:value pairs separated by commas`},
 		{"bad purge method", nil, env("PURGE_METHOD=PUR GE"), `configuration: PURGE_METHOD: "PUR GE" is not an HTTP method`},
 		{"bad shutdown timeout", nil, env("SHUTDOWN_TIMEOUT=-1s"), "configuration: SHUTDOWN_TIMEOUT: -1s is not positive"},
 		{"cron step", []string{"--once", "--jobs", badStep}, env(), "configuration: --jobs " + badStep +
-			`: line 3: job orders_total: schedule: "*/61 * * * *": the minute field: the step of */61 is out of range (1 to 59 for 0-59)`},
+			`: line 3: job orders_total: schedule: "*/61 * * * *": the minute field: the step of */61 is out of range (1 to 59 for 0-59) (fix: five fields ("*/5 * * * *"), six with seconds, or "@every 30s", "@hourly", "@daily")`},
 		{"cron range", nil, env("JOBS_FILE=" + badRange), "configuration: JOBS_FILE=" + badRange +
-			`: line 3: job orders_total: schedule: "0 24 * * *": the hour field: 24 is out of range (0 to 23)`},
+			`: line 3: job orders_total: schedule: "0 24 * * *": the hour field: 24 is out of range (0 to 23) (fix: five fields ("*/5 * * * *"), six with seconds, or "@every 30s", "@hourly", "@daily")`},
 		{"not a boolean", []string{"migrate", "--jobs", notABool}, env(), "configuration: --jobs " + notABool +
 			`: line 3: job orders_total: enabled: "yes please" is not true or false`},
 		{"a job that writes", []string{"--jobs", update}, env(), "configuration: --jobs " + update +
@@ -115,7 +115,7 @@ func TestHelpAndVersion(t *testing.T) {
 		t.Fatalf("--help: status %d; stderr:\n%s", status, stderr.String())
 	}
 	for _, want := range []string{"usage: warmer", "warmer migrate", "-once", "-no-migrate", "DATABASE_URL", "alias PG_SERVICE_URI",
-		"WARMER_DATABASE_URL", "REDIS_URL", "METRICS_ADDR", "default :9091", "PURGE_HEADERS", "LOG_LEVEL", "CACHE_TTL"} {
+		"WARMER_DATABASE_URL", "REDIS_URL", "ADMIN_ADDR", "alias METRICS_ADDR", "default :9091", "PURGE_HEADERS", "LOG_LEVEL", "CACHE_TTL"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("--help does not mention %q:\n%s", want, stdout.String())
 		}

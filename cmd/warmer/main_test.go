@@ -38,7 +38,7 @@ func writeFile(t *testing.T, content string) string {
 func environ(t *testing.T, dbURL string, extra ...string) []string {
 	t.Helper()
 	return append([]string{"DATABASE_URL=" + dbURL, "REDIS_URL=" + testenv.Get(t).RedisURL,
-		"CACHE_NAMESPACE=" + testenv.Namespace(t), "METRICS_ADDR=127.0.0.1:0"}, extra...)
+		"CACHE_NAMESPACE=" + testenv.Namespace(t), "ADMIN_ADDR=127.0.0.1:0"}, extra...)
 }
 
 func TestExitStatus(t *testing.T) {

@@ -42,7 +42,7 @@ jobs:
 		cancel()
 		<-exited
 	}()
-	addr := log.WaitFor(t, regexp.MustCompile(`"msg":"warmer_started".*"metrics_addr":"([^"]+)"`), exited, 30*time.Second)[1]
+	addr := log.WaitFor(t, regexp.MustCompile(`"msg":"warmer_started".*"admin_addr":"([^"]+)"`), exited, 30*time.Second)[1]
 	if _, err := testenv.NewWriter(t, dbURL, 1).Exec("UPDATE orders SET tax = tax + 1 WHERE orderid = 1"); err != nil {
 		t.Fatal(err)
 	}

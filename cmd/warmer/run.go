@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"slices"
 	"strings"
@@ -179,14 +181,12 @@ func daemon(ctx context.Context, cfg cli.WarmerConfig, logger *slog.Logger) erro
 	relay := invalidate.NewRelay(arch, d.primary, d.store, d.jobs, reg)
 	refresher := invalidate.NewRefresher(arch, d.primary, d.store, d.jobs, cfg.Namespace, reg)
 
-	ln, err := new(net.ListenConfig).Listen(ctx, "tcp", cfg.MetricsAddr)
+	ln, err := new(net.ListenConfig).Listen(ctx, "tcp", cfg.AdminAddr)
 	if err != nil {
-		return cli.Errorf("METRICS_ADDR", "%w", err)
+		return cli.Errorf("ADMIN_ADDR", "%w", err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: adminHandler(reg, d, sched), ReadHeaderTimeout: 5 * time.Second,
+		WriteTimeout: 2 * time.Minute}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 
@@ -203,12 +203,12 @@ func daemon(ctx context.Context, cfg cli.WarmerConfig, logger *slog.Logger) erro
 	if d.purger != nil {
 		events.Go(func() { d.purger.Run(eventsCtx) })
 	}
-	logger.Info("warmer_started", "jobs", len(d.jobs), "metrics_addr", ln.Addr().String())
+	logger.Info("warmer_started", "jobs", len(d.jobs), "admin_addr", ln.Addr().String())
 	var failed error
 	select {
 	case <-ctx.Done():
 	case err := <-serveErr:
-		failed = fmt.Errorf("metrics server: %w", err)
+		failed = fmt.Errorf("admin listener: %w", err)
 	}
 	logger.Info("warmer_stopping")
 	stopCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
@@ -221,10 +221,48 @@ func daemon(ctx context.Context, cfg cli.WarmerConfig, logger *slog.Logger) erro
 		return failed
 	}
 	if err := srv.Shutdown(stopCtx); err != nil {
-		logger.Warn("metrics_server_shutdown", "error", err)
+		logger.Warn("admin_listener_shutdown", "error", err)
 	}
 	logger.Info("warmer_stopped")
 	return nil
+}
+
+// adminHandler serves the warmer's admin listener (ADMIN_ADDR): the metrics; /healthz, which
+// answers while the process does; /readyz, which says whether the warmer can do its work: reach
+// PostgreSQL and Redis, and hold its schedule; and Go's profiles.
+func adminHandler(reg *prometheus.Registry, d deps, sched *warm.Scheduler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		defer cancel()
+		state := map[string]string{"postgresql": "ok", "redis": "ok", "schedule": "ok"}
+		if d.primary.Ping(ctx) != nil {
+			state["postgresql"] = "unavailable"
+		}
+		if d.store.Ping(ctx) != nil {
+			state["redis"] = "unavailable"
+		}
+		if !sched.Running() {
+			state["schedule"] = "not running"
+		}
+		status := http.StatusOK
+		for _, v := range state {
+			if v != "ok" {
+				status = http.StatusServiceUnavailable
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(state)
+	})
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // once runs every enabled job, or the one --job names, once, with a progress line on a

@@ -82,7 +82,7 @@ func newSystem(t *testing.T, jobsFile string, redisConfig []string) *system {
 // environ is the warmer's and the api's environment.
 func (s *system) environ(extra ...string) []string {
 	return append([]string{"DATABASE_URL=" + s.dbURL, "REDIS_URL=" + s.redisURL, "CACHE_NAMESPACE=" + s.ns,
-		"JOBS_FILE=" + s.jobsFile, "METRICS_ADDR=127.0.0.1:0", "SHUTDOWN_TIMEOUT=30s"}, extra...)
+		"JOBS_FILE=" + s.jobsFile, "ADMIN_ADDR=127.0.0.1:0", "SHUTDOWN_TIMEOUT=30s"}, extra...)
 }
 
 // process is a warmer process.
@@ -129,7 +129,7 @@ func (p *process) await(t *testing.T, e event, n int, within time.Duration) map[
 // metrics returns the warmer's /metrics.
 func (p *process) metrics(t *testing.T) string {
 	t.Helper()
-	addr := p.await(t, event{msg: "warmer_started"}, 1, 30*time.Second)["metrics_addr"].(string)
+	addr := p.await(t, event{msg: "warmer_started"}, 1, 30*time.Second)["admin_addr"].(string)
 	res, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)

@@ -42,6 +42,8 @@ func API(ctx context.Context, args, environ []string, stdout, stderr io.Writer,
 type APIConfig struct {
 	Cache
 	ListenAddr  string `env:"LISTEN_ADDR" envDefault:":8000" help:"the address the api listens on"`
+	AdminAddr   string `env:"ADMIN_ADDR" envDefault:":9090" help:"the address of the admin listener: /metrics, /status and /debug/pprof/" doc:"never on the public port; scrape it from inside the cluster"`
+	AccessLog   bool   `env:"ACCESS_LOG" envDefault:"true" help:"log one line per request (http_request), with its X-Request-Id"`
 	CacheHeader string `env:"CACHE_HEADER" envDefault:"X-Cache" help:"the name of the header that says HIT, MISS, STALE or BYPASS"`
 	// HTTPMaxAge is the freshness every HTTP cache, browsers among them, gets: short, because a
 	// value may change at any moment.
@@ -58,7 +60,7 @@ type APIConfig struct {
 	MaxQueries      int           `env:"MAX_QUERIES" envDefault:"16" help:"values computed from PostgreSQL at once (and the pool size)" doc:"1 to 1,000"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" help:"on SIGTERM, how long requests in flight may take to finish"`
 	// APIToken is the bearer token of writes and admin actions; without it they are refused.
-	APIToken string `env:"API_TOKEN" help:"the bearer token of writes and admin actions, at least 16 characters; unset, they are refused" doc:"one character repeated, or an example's (CHANGE-ME), stops the api at start"`
+	APIToken string `env:"API_TOKEN" secret:"file" help:"the bearer token of writes and admin actions, at least 16 characters; unset, they are refused" doc:"one character repeated, or an example's (CHANGE-ME), stops the api at start"`
 	// CORSOrigins are the origins whose pages may call the api from a browser; none turns CORS
 	// off.
 	CORSOrigins []string `env:"CORS_ORIGINS" envSeparator:"," help:"origins whose pages may call the api from a browser (https://app.example.com, https://*.example.com, *); unset, CORS is off"`
@@ -77,6 +79,12 @@ func (c APIConfig) validate() error {
 	}
 	if _, port, err := net.SplitHostPort(c.ListenAddr); err != nil || !validPort(port) {
 		return Errorf("LISTEN_ADDR", "%q is not an address to listen on (host:port, :port)", c.ListenAddr)
+	}
+	if _, port, err := net.SplitHostPort(c.AdminAddr); err != nil || !validPort(port) {
+		return Errorf("ADMIN_ADDR", "%q is not an address to listen on (host:port, :port)", c.AdminAddr)
+	}
+	if c.AdminAddr == c.ListenAddr && !strings.HasSuffix(c.ListenAddr, ":0") {
+		return Errorf("ADMIN_ADDR", "%q is LISTEN_ADDR too: the admin listener needs a port of its own", c.AdminAddr)
 	}
 	switch {
 	case !httpguts.ValidHeaderFieldName(c.CacheHeader):
@@ -167,7 +175,8 @@ func (c APIConfig) Log(logger *slog.Logger) {
 	logger.Info("config",
 		"database_url", MaskURL(c.DatabaseURL), "redis_url", MaskURL(c.RedisURL),
 		"namespace", c.Namespace, "ttl", c.TTL.String(), "grace", c.Grace.String(), "timezone", c.TimeZone,
-		"jobs_file", c.JobsFile, "listen_addr", c.ListenAddr, "cache_header", c.CacheHeader,
+		"jobs_file", c.JobsFile, "listen_addr", c.ListenAddr, "admin_addr", c.AdminAddr, "access_log", c.AccessLog,
+		"cache_header", c.CacheHeader,
 		"http_max_age", c.HTTPMaxAge.String(), "http_shared_max_age", c.SharedMaxAge().String(),
 		"surrogate_key_header", c.SurrogateKeyHeader, "purge_urls", len(c.PurgeURLs),
 		"local_cache_size", uint64(c.LocalCacheSize), "local_cache_ttl", c.LocalCacheTTL.String(),

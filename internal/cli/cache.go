@@ -14,8 +14,8 @@ import (
 // and how cached values age. A doc tag says more than help, for docs/configuration.md only; a
 // help ending in "(required)" marks a variable that must be set.
 type Cache struct {
-	DatabaseURL string        `env:"DATABASE_URL" help:"PostgreSQL, as a URL or key=value string (required)" doc:"sslmode, passwords and the like work from the URL"`
-	RedisURL    string        `env:"REDIS_URL" help:"Redis: redis:// or rediss://, Sentinel with ?master_name=, Cluster with ?cluster=true (required)" doc:"rediss:// is TLS; user and password go in the URL; with ?master_name=NAME the host and addr= parameters are the sentinels; several addr= parameters make a Cluster too"`
+	DatabaseURL string        `env:"DATABASE_URL" secret:"file" help:"PostgreSQL, as a URL or key=value string (required)" doc:"sslmode, passwords and the like work from the URL"`
+	RedisURL    string        `env:"REDIS_URL" secret:"file" help:"Redis: redis:// or rediss://, Sentinel with ?master_name=, Cluster with ?cluster=true (required)" doc:"rediss:// is TLS; user and password go in the URL; with ?master_name=NAME the host and addr= parameters are the sentinels; several addr= parameters make a Cluster too"`
 	Namespace   string        `env:"CACHE_NAMESPACE" envDefault:"warmcache" help:"the prefix of every Redis key" doc:"values live at namespace:job and namespace:job:key"`
 	TTL         time.Duration `env:"CACHE_TTL" envDefault:"10m" help:"how long values stay fresh, for jobs without a ttl"`
 	Grace       time.Duration `env:"CACHE_GRACE" envDefault:"1h" help:"how long past freshness a value may be served stale" doc:"Redis keeps it that long, to be served while PostgreSQL is down"`

@@ -79,6 +79,9 @@ func settingsTable(settings []setting) string {
 		if s.alias != "" {
 			meaning += ". Alias `" + s.alias + "`"
 		}
+		if s.secret {
+			meaning += ". Or `" + s.name + "_FILE`: a file holding it, which wins over `" + s.name + "`"
+		}
 		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", s.name, def, meaning)
 	}
 	return b.String()

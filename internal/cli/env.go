@@ -3,7 +3,9 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
+	"os"
 	"reflect"
 	"strconv"
 	"strings"
@@ -19,6 +21,7 @@ var aliases = map[string]string{
 	"PG_SERVICE_URI":        "DATABASE_URL",
 	"VALKEY_SERVICE_URI":    "REDIS_URL",
 	"CACHE_TIMEOUT_SECONDS": "CACHE_TTL",
+	"METRICS_ADDR":          "ADMIN_ADDR", // the warmer's name before the admin listener
 }
 
 // Error is a configuration error: the setting and what is wrong with it. Binaries exit with
@@ -51,6 +54,9 @@ func Load(cfg any, environ []string) error {
 			}
 		}
 	}
+	if err := readSecretFiles(reflect.TypeOf(cfg).Elem(), vars); err != nil {
+		return err
+	}
 	err := env.ParseWithOptions(cfg, env.Options{
 		Environment: vars,
 		FuncMap: map[reflect.Type]env.ParserFunc{
@@ -68,6 +74,29 @@ func Load(cfg any, environ []string) error {
 		return &Error{Setting: name, Err: wanted(parseErr.Type, vars[name], parseErr.Err)}
 	}
 	return err
+}
+
+// readSecretFiles reads the secret settings (a secret:"file" tag) that name a file in NAME_FILE,
+// as Kubernetes and Docker mount their secrets: the file's content, less a final line break, is
+// the setting's value, and wins over NAME. An unreadable file is an error of NAME_FILE; what it
+// holds is never quoted.
+func readSecretFiles(t reflect.Type, vars map[string]string) error {
+	for _, s := range settingsOf(t) {
+		path, ok := vars[s.name+"_FILE"]
+		if !s.secret || !ok {
+			continue
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			var pathErr *fs.PathError
+			if errors.As(err, &pathErr) {
+				err = pathErr.Err
+			}
+			return Errorf(s.name+"_FILE", "%s cannot be read: %w", path, err)
+		}
+		vars[s.name] = strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+	}
+	return nil
 }
 
 // wanted says what a setting of type t wants, when value is not it. The errors of this

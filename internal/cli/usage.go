@@ -48,6 +48,7 @@ type setting struct {
 	doc        string // doc: what else docs/configuration.md says of it
 	def        string // envDefault
 	hasDefault bool
+	secret     bool // secret:"file": NAME_FILE may name a file holding it
 }
 
 // settingsOf returns the settings of t, a struct with env tags, in its order, those of
@@ -68,7 +69,7 @@ func settingsOf(t reflect.Type) []setting {
 		}
 		def, hasDefault := f.Tag.Lookup("envDefault")
 		list = append(list, setting{name: name, alias: aliasOf[name], help: f.Tag.Get("help"), doc: f.Tag.Get("doc"),
-			def: def, hasDefault: hasDefault})
+			def: def, hasDefault: hasDefault, secret: f.Tag.Get("secret") == "file"})
 	}
 	return list
 }

@@ -64,8 +64,8 @@ type WarmerConfig struct {
 	Cache
 	// WarmerDatabaseURL, when set, is where the aggregates are read: a replica, say. Claims,
 	// locks and migrations stay on DATABASE_URL.
-	WarmerDatabaseURL string        `env:"WARMER_DATABASE_URL" help:"where the aggregates are read (a replica); default DATABASE_URL" doc:"claims, locks and migrations stay on DATABASE_URL"`
-	MetricsAddr       string        `env:"METRICS_ADDR" envDefault:":9091" help:"the address of /metrics and /healthz"`
+	WarmerDatabaseURL string        `env:"WARMER_DATABASE_URL" secret:"file" help:"where the aggregates are read (a replica); default DATABASE_URL" doc:"claims, locks and migrations stay on DATABASE_URL"`
+	AdminAddr         string        `env:"ADMIN_ADDR" envDefault:":9091" help:"the address of the admin listener: /metrics, /healthz, /readyz and /debug/pprof/"`
 	Migrate           bool          `env:"MIGRATE" envDefault:"true" help:"apply the migrations at start (--no-migrate: false)"`
 	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" help:"on SIGTERM, how long runs in flight may take to finish" doc:"then they are cancelled"`
 	// RunHistory is how many runs of each job Redis keeps, for GET /v1/jobs/{job}/runs.
@@ -105,8 +105,8 @@ func (c WarmerConfig) validate() error {
 	if err := query.CheckURL(c.WarmerDatabaseURL); c.WarmerDatabaseURL != "" && err != nil {
 		return Errorf("WARMER_DATABASE_URL", "%w", err)
 	}
-	if _, port, err := net.SplitHostPort(c.MetricsAddr); err != nil || port == "" {
-		return Errorf("METRICS_ADDR", "%q is not an address to listen on (host:port, :port)", c.MetricsAddr)
+	if _, port, err := net.SplitHostPort(c.AdminAddr); err != nil || port == "" {
+		return Errorf("ADMIN_ADDR", "%q is not an address to listen on (host:port, :port)", c.AdminAddr)
 	}
 	switch {
 	case c.ShutdownTimeout <= 0:
@@ -132,7 +132,7 @@ func (c WarmerConfig) Log(logger *slog.Logger) {
 		"database_url", MaskURL(c.DatabaseURL), "warmer_database_url", MaskURL(c.WarmerDatabaseURL),
 		"redis_url", MaskURL(c.RedisURL), "namespace", c.Namespace, "ttl", c.TTL.String(),
 		"grace", c.Grace.String(), "negative_ttl", c.NegativeTTL.String(), "timezone", c.TimeZone, "jobs_file", c.JobsFile,
-		"metrics_addr", c.MetricsAddr, "migrate", c.Migrate, "shutdown_timeout", c.ShutdownTimeout.String(),
+		"admin_addr", c.AdminAddr, "migrate", c.Migrate, "shutdown_timeout", c.ShutdownTimeout.String(),
 		"run_history", c.RunHistory, "purge_urls", maskAll(c.PurgeURLs), "purge_method", c.PurgeMethod, "purge_key_header", c.PurgeKeyHeader,
 		"purge_headers", len(c.PurgeHeaders),
 		"log_level", c.Level, "log_format", c.Format)
