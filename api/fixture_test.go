@@ -36,8 +36,8 @@ type fixture struct {
 	srv     *Server
 	http    *httptest.Server // the public port
 	admin   *httptest.Server // the admin listener
-	db      *query.DB    // direct, for the test
-	store   *cache.Store // direct, for the test
+	db      *query.DB        // direct, for the test
+	store   *cache.Store     // direct, for the test
 	jobs    []jobs.Job
 	pgProxy *testenv.Proxy
 	rdProxy *testenv.Proxy
