@@ -49,6 +49,19 @@ servers: ## install (if missing) and start the local PostgreSQL and Redis
 servers-down: ## stop the local PostgreSQL and Redis
 	scripts/servers down
 
+# The version every binary, the image and the metrics report: the release tag on HEAD (v0.2.0
+# gives 0.2.0), else the coming release and the commit (0.2.0-dev.1a2b3c4d5e6f). The kustomize
+# base references the release's image (deploy/k8s/base/kustomization.yaml, held to RELEASE by
+# its test).
+RELEASE := 0.2.0
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+VERSION ?= $(or $(shell git describe --tags --exact-match --match 'v*' 2>/dev/null | sed 's/^v//'),$(RELEASE)-dev.$(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown))
+LDFLAGS := -s -w -X github.com/warmcache/warmcache/internal/build.version=$(VERSION) -X github.com/warmcache/warmcache/internal/build.revision=$(REVISION)
+
 .PHONY: build
-build: ## build the binaries into bin/
-	$(GO) build -o bin/ ./cmd/...
+build: ## build the binaries into bin/, static, stamped with the version and commit
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
+
+.PHONY: version
+version: ## print the version make build stamps
+	@echo $(VERSION)

@@ -11,6 +11,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/munnerz/goautoneg"
 
+	"github.com/warmcache/warmcache/internal/build"
 	"github.com/warmcache/warmcache/internal/recent"
 )
 
@@ -34,6 +35,8 @@ const statusWindow = 5 * time.Minute
 type statusView struct {
 	Now     time.Time `json:"now"`
 	Replica string    `json:"replica"`
+	// Version is the build this replica runs (version, Go release, commit).
+	Version string `json:"version"`
 	// Breakers are the states of this replica's circuit breakers: closed, open or half-open.
 	Breakers     map[string]string `json:"breakers"`
 	Traffic      trafficView       `json:"traffic"`
@@ -70,6 +73,7 @@ func (s *Server) status(c echo.Context) error {
 	v := statusView{
 		Now:      s.Time.Now(),
 		Replica:  host,
+		Version:  build.Read().String(),
 		Breakers: s.reads.Breakers(),
 		Traffic:  s.traffic.view(),
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/warmcache/warmcache/api"
 	"github.com/warmcache/warmcache/cache"
 	"github.com/warmcache/warmcache/internal/baseservice"
+	"github.com/warmcache/warmcache/internal/build"
 	"github.com/warmcache/warmcache/internal/cli"
 	"github.com/warmcache/warmcache/query"
 )
@@ -48,7 +49,8 @@ func run(ctx context.Context, cfg cli.APIConfig, logger *slog.Logger) error {
 	list := cfg.Jobs()
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		build.Collector())
 	server := api.New(baseservice.NewArchetype(logger), api.Config{
 		CacheHeader:        cfg.CacheHeader,
 		QueryTimeout:       cfg.QueryTimeout,

@@ -3,6 +3,7 @@
 //
 //	seed [--customers N] [--orders N] [--products N] [--year Y] [--lines=false]
 //	     [--drop | --if-empty] [--create-database]
+//	seed --help | --version
 //
 // The database is DATABASE_URL (alias PG_SERVICE_URI) or --database-url. Without --drop it
 // refuses to touch a database that already has dellstore2 tables.
@@ -23,6 +24,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
+	"github.com/warmcache/warmcache/internal/build"
 	"github.com/warmcache/warmcache/query"
 	"github.com/warmcache/warmcache/seed"
 )
@@ -55,8 +57,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	drop := fs.Bool("drop", false, "drop existing dellstore2 tables first")
 	create := fs.Bool("create-database", false, "create the database if it does not exist")
 	ifEmpty := fs.Bool("if-empty", false, "do nothing if the database already has dellstore2 tables")
-	if err := fs.Parse(args); err != nil {
+	version := fs.Bool("version", false, "print the version and exit")
+	switch err := fs.Parse(args); {
+	case errors.Is(err, flag.ErrHelp):
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return nil
+	case err != nil:
 		return fmt.Errorf("%w: %w", errUsage, err)
+	case *version:
+		fmt.Fprintln(stdout, "seed", build.Read())
+		return nil
 	}
 	if *url == "" {
 		return fmt.Errorf("%w: DATABASE_URL is not set and --database-url not given", errUsage)

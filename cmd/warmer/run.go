@@ -24,6 +24,7 @@ import (
 
 	"github.com/warmcache/warmcache/cache"
 	"github.com/warmcache/warmcache/internal/baseservice"
+	"github.com/warmcache/warmcache/internal/build"
 	"github.com/warmcache/warmcache/internal/cli"
 	"github.com/warmcache/warmcache/invalidate"
 	"github.com/warmcache/warmcache/jobs"
@@ -166,7 +167,8 @@ func daemon(ctx context.Context, cfg cli.WarmerConfig, logger *slog.Logger) erro
 	cfg.Log(logger)
 	arch := baseservice.NewArchetype(logger)
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		build.Collector())
 	d, err := open(ctx, cfg, arch, reg)
 	if err != nil {
 		return err

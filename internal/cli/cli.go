@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/warmcache/warmcache/cache"
+	"github.com/warmcache/warmcache/internal/build"
 )
 
 // The exit statuses of both binaries.
@@ -60,7 +61,7 @@ func (c *command) parse(args []string, stdout, stderr io.Writer, check func() er
 		return exitConfiguration, true
 	}
 	if c.version {
-		fmt.Fprintln(stdout, c.name, version())
+		fmt.Fprintln(stdout, c.name, build.Read())
 		return exitOK, true
 	}
 	return exitOK, false

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"reflect"
-	"runtime/debug"
 	"strings"
 	"text/tabwriter"
 )
@@ -72,28 +71,4 @@ func settingsOf(t reflect.Type) []setting {
 			def: def, hasDefault: hasDefault, secret: f.Tag.Get("secret") == "file"})
 	}
 	return list
-}
-
-// version says which build this is: the module's version, or the commit it was built from.
-func version() string {
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	version := info.Main.Version
-	var revision, modified string
-	for _, s := range info.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			revision = s.Value
-		case "vcs.modified":
-			if s.Value == "true" {
-				modified = ", modified"
-			}
-		}
-	}
-	if revision != "" && (version == "" || version == "(devel)") {
-		version = revision[:min(len(revision), 12)] + modified
-	}
-	return version + " (" + info.GoVersion + ")"
 }
