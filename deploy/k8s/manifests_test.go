@@ -504,8 +504,9 @@ func checkReferences(decoded []any, pods []podOf, replicas map[string]object) []
 	return errs
 }
 
-// checkPodMonitor checks that a PodMonitor scrapes a named port of the pods it selects, and keeps
-// their job label (honorLabels: the rules and the dashboard read it as warmcache's job).
+// checkPodMonitor checks that a PodMonitor scrapes a named port of the pods it selects, and leaves
+// the target's labels (job, instance, ...) to Prometheus: warmcache's metrics carry none of them
+// (their job is warmcache_job), and honorLabels would let a metric's label overwrite the target's.
 func checkPodMonitor(pm *monitoringv1.PodMonitor, pods []podOf) []error {
 	var errs []error
 	if len(pods) == 0 {
@@ -513,8 +514,8 @@ func checkPodMonitor(pm *monitoringv1.PodMonitor, pods []podOf) []error {
 	}
 	for i, e := range pm.Spec.PodMetricsEndpoints {
 		where := fmt.Sprintf("PodMonitor/%s: spec.podMetricsEndpoints[%d]", pm.Name, i)
-		if !e.HonorLabels {
-			errs = append(errs, fmt.Errorf("%s.honorLabels must be true: warmcache's job label would become exported_job", where))
+		if e.HonorLabels {
+			errs = append(errs, fmt.Errorf("%s.honorLabels must not be true: a metric's labels would overwrite the target's (job, instance), and up{job=...} would break", where))
 		}
 		for _, p := range pods {
 			if e.Port == nil || !slices.ContainsFunc(p.spec.Containers, func(c corev1.Container) bool {
