@@ -178,18 +178,6 @@ func TestMonitoringReadsExportedMetrics(t *testing.T) {
 			}
 		}
 	}
-	configMaps := rendered(t, overlay(t, ""), "ConfigMap")
-	i := slices.IndexFunc(configMaps, func(o object) bool { return o.name == "warmcache-dashboard" })
-	if i < 0 {
-		t.Fatal("no ConfigMap warmcache-dashboard")
-	}
-	var cm corev1.ConfigMap
-	if err := decodeStrict(configMaps[i], &cm); err != nil {
-		t.Fatal(err)
-	}
-	if cm.Labels["grafana_dashboard"] != "1" {
-		t.Error("ConfigMap/warmcache-dashboard: the label grafana_dashboard: \"1\" makes Grafana's sidecar load it")
-	}
 	var dashboard struct {
 		Panels []struct {
 			Title   string `json:"title"`
@@ -204,7 +192,7 @@ func TestMonitoringReadsExportedMetrics(t *testing.T) {
 			} `json:"list"`
 		} `json:"templating"`
 	}
-	if err := json.Unmarshal([]byte(cm.Data["warmcache.json"]), &dashboard); err != nil {
+	if err := json.Unmarshal(dashboardJSON(t), &dashboard); err != nil {
 		t.Fatalf("the dashboard: %v", err)
 	}
 	n := 0
