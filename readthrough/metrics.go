@@ -22,10 +22,11 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
+		// warmcache_job, not job: Prometheus's own target label is job.
 		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "warmcache_fallback_queries_total",
-			Help: "Values computed from PostgreSQL by the api, by job and reason (miss, refresh, bypass).",
-		}, []string{"job", "reason"}),
+			Help: "Values computed from PostgreSQL by the api, by warmcache_job and reason (miss, refresh, bypass).",
+		}, []string{"warmcache_job", "reason"}),
 		breaker: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "warmcache_circuit_breaker_open",
 			Help: "1 while the circuit breaker in front of a dependency (redis, postgresql) is open.",

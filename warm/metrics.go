@@ -18,36 +18,37 @@ type Metrics struct {
 	drift       *prometheus.GaugeVec
 }
 
-// NewMetrics registers the job metrics on reg.
+// NewMetrics registers the job metrics on reg. Their label is warmcache_job, not job: job is the
+// label Prometheus gives every series of a target, which a metric's own would collide with.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "warmcache_job_runs_total",
-			Help: "jobs.Job runs by job and result (success or failure).",
-		}, []string{"job", "result"}),
+			Help: "jobs.Job runs by warmcache_job and result (success or failure).",
+		}, []string{"warmcache_job", "result"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "warmcache_job_duration_seconds",
 			Help: "Duration of job runs.",
 			// 5 ms to the longest timeout, written out: computed buckets carry float noise
 			// (0.015000000000000001) into every series name a dashboard shows.
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600},
-		}, []string{"job"}),
+		}, []string{"warmcache_job"}),
 		keys: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "warmcache_job_keys_written_total",
 			Help: "Keys written to Redis by job runs.",
-		}, []string{"job"}),
+		}, []string{"warmcache_job"}),
 		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "warmcache_job_last_success_timestamp_seconds",
 			Help: "Unix time of the start of the last successful run of each job.",
-		}, []string{"job"}),
+		}, []string{"warmcache_job"}),
 		interval: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "warmcache_job_interval_seconds",
 			Help: "The longest gap between two scheduled runs of each enabled job: a job whose last success is older than twice this has stopped refreshing.",
-		}, []string{"job"}),
+		}, []string{"warmcache_job"}),
 		drift: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "warmcache_incremental_drift",
 			Help: "Values of an incremental job whose maintained figures differed from the full computation at its last run (0: none).",
-		}, []string{"job"}),
+		}, []string{"warmcache_job"}),
 	}
 	reg.MustRegister(m.runs, m.duration, m.keys, m.lastSuccess, m.interval, m.drift)
 	return m

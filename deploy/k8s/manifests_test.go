@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -121,6 +122,11 @@ func TestBrokenManifestsAreCaught(t *testing.T) {
 		{"password in a ConfigMap URL", "base/kustomization.yaml", "      - LOG_LEVEL=info\n",
 			"      - LOG_LEVEL=info\n      - DATABASE_URL=postgres://app:hunter2@db/app\n",
 			[]string{"ConfigMap/warmcache-config", "DATABASE_URL"}, false},
+		{"no startupProbe", "base/api.yaml",
+			"          startupProbe:\n            httpGet:\n              path: /healthz\n              port: http\n            periodSeconds: 2\n            failureThreshold: 30\n", "",
+			[]string{"Deployment/warmcache-api", "containers[api]", "startupProbe"}, false},
+		{"startupProbe too short", "base/api.yaml", "            periodSeconds: 2\n            failureThreshold: 30\n",
+			"            periodSeconds: 2\n            failureThreshold: 5\n", []string{"Deployment/warmcache-api", "startupProbe allows 10s"}, false},
 		{"no limits", "base/api.yaml", "            limits:\n              cpu: \"2\"\n              memory: 256Mi\n", "",
 			[]string{"Deployment/warmcache-api", "containers[api]", "resources.limits"}, false},
 		{"replicas fighting the HPA", "base/api.yaml", "spec:\n  # No replicas", "spec:\n  replicas: 3\n  # No replicas",
@@ -216,6 +222,11 @@ func decodeStrict(o object, into any) error {
 // minReplicas are the fewest replicas the HorizontalPodAutoscalers may scale to: the api runs at
 // least two.
 var minReplicas = map[string]int32{"warmcache-api": 2}
+
+// startupAllowance is how long a Deployment's containers that need a startupProbe get to start
+// (failureThreshold × periodSeconds): the api's, which its liveness probe would otherwise kill
+// during a slow start.
+var startupAllowance = map[string]time.Duration{"warmcache-api": 60 * time.Second}
 
 // check decodes every object and applies the rules; each error names the object and the field.
 func check(objects []object, k kustomization) []error {
@@ -429,6 +440,13 @@ func checkPod(p podOf, secrets, configMaps map[string]bool) []error {
 		if kind == "containers" && p.owner.kind == "Deployment" && (c.ReadinessProbe == nil || c.LivenessProbe == nil) {
 			fail("%s needs a readinessProbe and a livenessProbe", where)
 		}
+		if want, ok := startupAllowance[p.owner.name]; ok && kind == "containers" && p.owner.kind == "Deployment" {
+			if c.StartupProbe == nil {
+				fail("%s needs a startupProbe that allows %s to start", where, want)
+			} else if got := probeAllowance(c.StartupProbe); got < want {
+				fail("%s.startupProbe allows %s to start (failureThreshold × periodSeconds), want at least %s", where, got, want)
+			}
+		}
 		for _, from := range c.EnvFrom {
 			if from.SecretRef != nil && !secrets[from.SecretRef.Name] {
 				fail("%s.envFrom refers to Secret %s, which is not in the manifests", where, from.SecretRef.Name)
@@ -455,6 +473,19 @@ func checkPod(p podOf, secrets, configMaps map[string]bool) []error {
 		}
 	}
 	return errs
+}
+
+// probeAllowance is how long a probe lets a container fail before it acts, with Kubernetes's
+// defaults (a period of 10 s, 3 failures).
+func probeAllowance(p *corev1.Probe) time.Duration {
+	period, failures := p.PeriodSeconds, p.FailureThreshold
+	if period == 0 {
+		period = 10
+	}
+	if failures == 0 {
+		failures = 3
+	}
+	return time.Duration(period*failures) * time.Second
 }
 
 // checkReferences checks that Services, HPAs, PDBs and PodMonitors point at pods that exist, and
@@ -504,8 +535,9 @@ func checkReferences(decoded []any, pods []podOf, replicas map[string]object) []
 	return errs
 }
 
-// checkPodMonitor checks that a PodMonitor scrapes a named port of the pods it selects, and keeps
-// their job label (honorLabels: the rules and the dashboard read it as warmcache's job).
+// checkPodMonitor checks that a PodMonitor scrapes a named port of the pods it selects, and leaves
+// the target's labels (job, instance, ...) to Prometheus: warmcache's metrics carry none of them
+// (their job is warmcache_job), and honorLabels would let a metric's label overwrite the target's.
 func checkPodMonitor(pm *monitoringv1.PodMonitor, pods []podOf) []error {
 	var errs []error
 	if len(pods) == 0 {
@@ -513,8 +545,8 @@ func checkPodMonitor(pm *monitoringv1.PodMonitor, pods []podOf) []error {
 	}
 	for i, e := range pm.Spec.PodMetricsEndpoints {
 		where := fmt.Sprintf("PodMonitor/%s: spec.podMetricsEndpoints[%d]", pm.Name, i)
-		if !e.HonorLabels {
-			errs = append(errs, fmt.Errorf("%s.honorLabels must be true: warmcache's job label would become exported_job", where))
+		if e.HonorLabels {
+			errs = append(errs, fmt.Errorf("%s.honorLabels must not be true: a metric's labels would overwrite the target's (job, instance), and up{job=...} would break", where))
 		}
 		for _, p := range pods {
 			if e.Port == nil || !slices.ContainsFunc(p.spec.Containers, func(c corev1.Container) bool {
