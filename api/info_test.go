@@ -139,7 +139,7 @@ func TestMetricsCountResults(t *testing.T) {
 	for _, want := range []string{
 		`warmcache_cache_requests_total{result="HIT",route="/v1/credit"} 1`,
 		`warmcache_cache_requests_total{result="MISS",route="/v1/credit"} 1`,
-		`warmcache_fallback_queries_total{job="credit_overview",reason="miss"} 1`,
+		`warmcache_fallback_queries_total{reason="miss",warmcache_job="credit_overview"} 1`,
 		`warmcache_http_request_duration_seconds_count{code="200",method="GET",route="/v1/credit"} 2`,
 		`warmcache_served_age_seconds_count{route="/v1/credit"} 2`,
 	} {

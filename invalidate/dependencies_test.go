@@ -174,7 +174,7 @@ func TestRandomWritesLeaveEveryKeyRight(t *testing.T) {
 // gauge reads the value of a gauge of reg labelled with job.
 func gauge(t *testing.T, reg *prometheus.Registry, name, job string) (float64, bool) {
 	t.Helper()
-	return sample(t, reg, name, "job", job)
+	return sample(t, reg, name, "warmcache_job", job)
 }
 
 // sample reads the value of a counter or gauge of reg, with the label and value given if any.

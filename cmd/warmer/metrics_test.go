@@ -67,12 +67,12 @@ jobs:
 	}
 }
 
-// count adds up a family's counters and histogram counts, of the series whose job label is job
-// (any, when empty).
+// count adds up a family's counters and histogram counts, of the series whose warmcache_job label
+// is job (any, when empty).
 func count(families map[string]*dto.MetricFamily, name, job string) float64 {
 	var n float64
 	for _, m := range families[name].GetMetric() {
-		if job != "" && !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool { return l.GetName() == "job" && l.GetValue() == job }) {
+		if job != "" && !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool { return l.GetName() == "warmcache_job" && l.GetValue() == job }) {
 			continue
 		}
 		n += m.GetCounter().GetValue() + float64(m.GetHistogram().GetSampleCount())
