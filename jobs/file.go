@@ -115,9 +115,18 @@ func Load(path string, d Defaults, now time.Time) ([]Job, error) {
 		jobs = append(jobs, job)
 	}
 	if len(errs) > 0 {
+		// In the file's order: an error's line is the first thing it says.
+		slices.SortStableFunc(errs, func(a, b error) int { return cmp.Compare(lineOf(a), lineOf(b)) })
 		return nil, errors.Join(errs...)
 	}
 	return jobs, nil
+}
+
+// lineOf returns the line an error of the jobs file starts with ("line 7: ..."), 0 for none.
+func lineOf(err error) int {
+	var line int
+	fmt.Sscanf(err.Error(), "line %d:", &line) //nolint:errcheck // no line reads as 0
+	return line
 }
 
 // builtinJob makes a built-in job with the jobs file's overrides.

@@ -10,30 +10,43 @@ import (
 )
 
 // Check checks the jobs against the database before anything runs: every user's SQL parses and
-// plans, and every table and column a job depends on, counts or sums exists. A problem is an
-// error naming the job and the setting; PostgreSQL being down is query.ErrUnavailable, and then
-// nothing was checked.
+// plans, and every table and column a job depends on, counts or sums exists. Every problem is
+// an error naming the job and the setting, joined, one a job; PostgreSQL being down is
+// query.ErrUnavailable, and then nothing was checked.
 func Check(ctx context.Context, db *query.DB, list []jobs.Job) error {
+	var errs []error
 	for _, job := range list {
-		if job.Incremental != nil {
-			if err := db.Schema().CheckIncremental(ctx, *job.Incremental); err != nil {
-				return checkError(job, "incremental", err)
-			}
+		err := checkJob(ctx, db, job)
+		if errors.Is(err, query.ErrUnavailable) {
+			return err
 		}
-		if err := db.Check(ctx, job.Aggregate); err != nil {
-			return checkError(job, "sql", err)
+		if err != nil {
+			errs = append(errs, err)
 		}
-		for _, d := range job.DependsOn {
-			cols, err := db.Schema().Columns(ctx, d.Table)
-			switch {
-			case errors.Is(err, query.ErrNotFound):
-				return fmt.Errorf("job %s: depends_on: no table %s", job.Name, d.Table)
-			case err != nil:
-				return checkError(job, "depends_on", err)
-			}
-			if _, ok := cols[d.Column]; d.Column != "" && !ok {
-				return fmt.Errorf("job %s: depends_on: table %s has no column %s", job.Name, d.Table, d.Column)
-			}
+	}
+	return errors.Join(errs...)
+}
+
+// checkJob checks one job against the database.
+func checkJob(ctx context.Context, db *query.DB, job jobs.Job) error {
+	if job.Incremental != nil {
+		if err := db.Schema().CheckIncremental(ctx, *job.Incremental); err != nil {
+			return checkError(job, "incremental", err)
+		}
+	}
+	if err := db.Check(ctx, job.Aggregate); err != nil {
+		return checkError(job, "sql", err)
+	}
+	for _, d := range job.DependsOn {
+		cols, err := db.Schema().Columns(ctx, d.Table)
+		switch {
+		case errors.Is(err, query.ErrNotFound):
+			return fmt.Errorf("job %s: depends_on: no table %s", job.Name, d.Table)
+		case err != nil:
+			return checkError(job, "depends_on", err)
+		}
+		if _, ok := cols[d.Column]; d.Column != "" && !ok {
+			return fmt.Errorf("job %s: depends_on: table %s has no column %s", job.Name, d.Table, d.Column)
 		}
 	}
 	return nil

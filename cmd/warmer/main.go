@@ -33,6 +33,8 @@ func run(ctx context.Context, cfg cli.WarmerConfig, logger *slog.Logger) error {
 	switch {
 	case cfg.Command.MigrateOnly:
 		return migrate(ctx, cfg, logger)
+	case cfg.Command.CheckOnly:
+		return check(ctx, cfg, logger)
 	case cfg.Command.Once:
 		return once(ctx, cfg, logger)
 	}

@@ -66,6 +66,18 @@ func (c Cache) validateMigrate() error {
 	return nil
 }
 
+// validateCheck checks the settings warmer check needs: those of how values age, and of
+// PostgreSQL if it is set (check then looks at the database too). Redis is not needed.
+func (c Cache) validateCheck() error {
+	if err := c.validateLifetimes(); err != nil {
+		return err
+	}
+	if err := query.CheckURL(c.DatabaseURL); c.DatabaseURL != "" && err != nil {
+		return Errorf("DATABASE_URL", "%w", err)
+	}
+	return nil
+}
+
 // validate checks the settings that need no connection, those of PostgreSQL and Redis as their
 // clients read them.
 func (c Cache) validate() error {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/warmcache/warmcache/cache"
@@ -107,7 +108,9 @@ func (c *command) exit(err error, stderr io.Writer, logger *slog.Logger) int {
 	case err == nil:
 		return exitOK
 	case errors.As(err, &confErr) || logger == nil:
-		fmt.Fprintf(stderr, "%s: configuration: %s\n", c.name, Redact(err.Error()))
+		for line := range strings.Lines(Redact(err.Error())) {
+			fmt.Fprintf(stderr, "%s: configuration: %s\n", c.name, strings.TrimSuffix(line, "\n"))
+		}
 		return exitConfiguration
 	}
 	logger.Error(c.name+"_failed", "error", err)

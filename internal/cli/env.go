@@ -31,7 +31,11 @@ type Error struct {
 	Err     error
 }
 
-func (e *Error) Error() string { return e.Setting + ": " + e.Err.Error() }
+// Error says the setting before each line of what is wrong: a jobs file's errors are a line
+// each.
+func (e *Error) Error() string {
+	return e.Setting + ": " + strings.ReplaceAll(e.Err.Error(), "\n", "\n"+e.Setting+": ")
+}
 func (e *Error) Unwrap() error { return e.Err }
 
 // Errorf returns an *Error for setting.

@@ -17,6 +17,7 @@ import (
 const warmerSynopsis = `usage: warmer [--jobs FILE] [--no-migrate]                    run the jobs on their schedules
        warmer --once [--job NAME] [--jobs FILE] [--no-migrate]  run the jobs (or one) once and exit
        warmer migrate [--jobs FILE]                           apply the schema additions and exit
+       warmer check [--jobs FILE]                             check the jobs file, and exit
        warmer --help | --version
 
 Keeps warmcache's aggregates in Redis. Configuration comes from the environment. Exit status: 0
@@ -30,7 +31,8 @@ on success (and after SIGTERM), 1 on a failure, 2 on bad usage or configuration.
 func Warmer(ctx context.Context, args, environ []string, stdout, stderr io.Writer,
 	run func(context.Context, WarmerConfig, *slog.Logger) error) int {
 	migrateOnly := len(args) > 0 && args[0] == "migrate"
-	if migrateOnly {
+	checkOnly := len(args) > 0 && args[0] == "check"
+	if migrateOnly || checkOnly {
 		args = args[1:]
 	}
 	cmd := newCommand("warmer", warmerSynopsis, &WarmerConfig{}, stdout)
@@ -44,6 +46,8 @@ func Warmer(ctx context.Context, args, environ []string, stdout, stderr io.Write
 			return errors.New("--job goes with --once")
 		case migrateOnly && (*once || *noMigrate):
 			return errors.New("migrate takes no flags but --jobs")
+		case checkOnly && (*once || *noMigrate):
+			return errors.New("check takes no flags but --jobs")
 		}
 		return nil
 	})
@@ -54,7 +58,8 @@ func Warmer(ctx context.Context, args, environ []string, stdout, stderr io.Write
 	err := Load(&cfg, environ)
 	cfg.setJobsFlag(*jobsFile)
 	cfg.Migrate = cfg.Migrate && !*noMigrate
-	cfg.Command = WarmerCommand{MigrateOnly: migrateOnly, Once: *once, Job: *job, Progress: stderr}
+	cfg.Command = WarmerCommand{MigrateOnly: migrateOnly, CheckOnly: checkOnly, Once: *once, Job: *job,
+		Progress: stderr, Out: stdout}
 	return cmd.start(&cfg, err, stderr, func(logger *slog.Logger) error { return run(ctx, cfg, logger) })
 }
 
@@ -84,11 +89,16 @@ type WarmerConfig struct {
 type WarmerCommand struct {
 	// MigrateOnly is warmer migrate: apply the migrations, install what the jobs need, and exit.
 	MigrateOnly bool
+	// CheckOnly is warmer check: the jobs file is valid (start-up checked it, every error at
+	// once), so say what each job is, check it against the database when one answers, and exit.
+	CheckOnly bool
 	// Once is --once: run every enabled job, or the one Job names, once and exit.
 	Once bool
 	Job  string
 	// Progress is where --once draws its progress line, when it is a terminal: stderr.
 	Progress io.Writer
+	// Out is where warmer check writes what it found: stdout.
+	Out io.Writer
 }
 
 func (c *WarmerConfig) common() (*Cache, Logging) { return &c.Cache, c.Logging }
@@ -98,6 +108,9 @@ func (c *WarmerConfig) common() (*Cache, Logging) { return &c.Cache, c.Logging }
 func (c WarmerConfig) validate() error {
 	if c.Command.MigrateOnly {
 		return c.Cache.validateMigrate()
+	}
+	if c.Command.CheckOnly {
+		return c.Cache.validateCheck()
 	}
 	if err := c.Cache.validate(); err != nil {
 		return err
