@@ -74,7 +74,8 @@ func (v Schema) Migrate(ctx context.Context, logger *slog.Logger) error {
 // lost by accident.
 func (v Schema) CreateDellstore2(ctx context.Context, drop bool) error {
 	db := v.db
-	return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+	// translate also what beginning the transaction met: a server that cannot be reached.
+	return translate(pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		if drop {
 			for _, table := range dellstore2TableNames {
 				if _, err := tx.Exec(ctx, "DROP TABLE IF EXISTS "+table+" CASCADE"); err != nil {
@@ -96,7 +97,7 @@ func (v Schema) CreateDellstore2(ctx context.Context, drop bool) error {
 		}
 		_, err = tx.Exec(ctx, dellstore2Tables)
 		return translate(err)
-	})
+	}))
 }
 
 // FinishDellstore2 adds the keys, indexes and foreign keys of dellstore2 after loading, moves

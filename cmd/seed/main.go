@@ -25,6 +25,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/warmcache/warmcache/internal/build"
+	"github.com/warmcache/warmcache/internal/cli"
 	"github.com/warmcache/warmcache/query"
 	"github.com/warmcache/warmcache/seed"
 )
@@ -34,8 +35,11 @@ func main() {
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "seed:", err)
-		if errors.Is(err, errUsage) {
+		switch {
+		case errors.Is(err, errUsage):
 			os.Exit(2)
+		case errors.Is(err, query.ErrUnavailable):
+			os.Exit(3) // PostgreSQL could not be reached: try again later
 		}
 		os.Exit(1)
 	}
@@ -45,7 +49,7 @@ var errUsage = errors.New("usage")
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("seed", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard) // the usage is written once, below: to stdout for --help
 	scale := seed.Dellstore2
 	url := fs.String("database-url", databaseURL(), "PostgreSQL URL (default $DATABASE_URL)")
 	fs.IntVar(&scale.Customers, "customers", scale.Customers, "number of customers")
@@ -58,10 +62,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	create := fs.Bool("create-database", false, "create the database if it does not exist")
 	ifEmpty := fs.Bool("if-empty", false, "do nothing if the database already has dellstore2 tables")
 	version := fs.Bool("version", false, "print the version and exit")
+	usage := func(w io.Writer) {
+		fmt.Fprintln(w, "usage: seed [flags]: the dellstore2 schema, filled with generated data; exit status 0, 1 on a failure, 2 on bad usage, 3 when PostgreSQL cannot be reached\n\nflags:")
+		cli.PrintFlags(w, fs)
+	}
 	switch err := fs.Parse(args); {
 	case errors.Is(err, flag.ErrHelp):
-		fs.SetOutput(stdout)
-		fs.Usage()
+		usage(stdout)
 		return nil
 	case err != nil:
 		return fmt.Errorf("%w: %w", errUsage, err)

@@ -41,6 +41,8 @@ func environ(t *testing.T, dbURL string, extra ...string) []string {
 		"CACHE_NAMESPACE=" + testenv.Namespace(t), "ADMIN_ADDR=127.0.0.1:0"}, extra...)
 }
 
+// TestExitStatus holds each command to the exit status its --help documents: 0 on success, 1 on
+// a failure, 2 for bad usage or configuration, 3 when PostgreSQL or Redis cannot be reached.
 func TestExitStatus(t *testing.T) {
 	t.Parallel()
 	dbURL := testenv.NewDatabase(t)
@@ -65,8 +67,17 @@ func TestExitStatus(t *testing.T) {
 		{"once", []string{"--once"}, environ(t, dbURL), 0, "job_finished"},
 		{"once one job", []string{"--once", "--job", "orders_total"}, environ(t, dbURL), 0, `"job":"orders_total"`},
 		{"once unknown job", []string{"--once", "--job", "nope"}, environ(t, dbURL), 2, "nope"},
+		// PostgreSQL or Redis down is 3: a Kubernetes Job or a script retries later.
 		{"once with the database down", []string{"--once", "--no-migrate"},
-			environ(t, "postgres://x@127.0.0.1:1/x?connect_timeout=1"), 1, "postgresql unavailable"},
+			environ(t, "postgres://x@127.0.0.1:1/x?connect_timeout=1"), 3, "postgresql unavailable"},
+		{"once, migrating, with the database down", []string{"--once"},
+			environ(t, "postgres://x@127.0.0.1:1/x?connect_timeout=1"), 3, "postgresql unavailable"},
+		{"migrate with the database down", []string{"migrate"},
+			environ(t, "postgres://x@127.0.0.1:1/x?connect_timeout=1"), 3, "postgresql unavailable"},
+		{"once with Redis down", []string{"--once"}, append(environ(t, dbURL), "REDIS_URL=redis://127.0.0.1:1/0"), 3,
+			"redis unavailable"},
+		{"check with the database down", []string{"check"},
+			environ(t, "postgres://x@127.0.0.1:1/x?connect_timeout=1"), 0, ""},
 		{"bad cron", []string{"--once", "--jobs", badCron}, environ(t, dbURL), 2, "orders_total: schedule"},
 		{"bad sql", []string{"--once", "--jobs", badSQL}, environ(t, dbURL), 2, "job mine: sql"},
 		{"depends on an unknown table", []string{"--once", "--jobs", unknownTable}, environ(t, dbURL), 2, "job mine: depends_on: no table ordres"},

@@ -18,7 +18,8 @@ const apiSynopsis = `usage: api [--jobs FILE]
        api --help | --version
 
 Serves warmcache's cached aggregates over HTTP. Configuration comes from the environment. Exit
-status: 0 after SIGTERM or SIGINT, 1 on a failure, 2 on bad usage or configuration.`
+status: 0 after SIGTERM or SIGINT, 1 on a failure, 2 on bad usage or configuration. The api
+starts with PostgreSQL or Redis down, and serves what it can.`
 
 // API is the api's command line: it parses args, reads the configuration from environ and
 // checks it whole, jobs file included, before anything connects, sets up the log, and calls

@@ -17,6 +17,7 @@ import (
 
 	"github.com/warmcache/warmcache/cache"
 	"github.com/warmcache/warmcache/internal/build"
+	"github.com/warmcache/warmcache/query"
 )
 
 // The exit statuses of both binaries.
@@ -24,6 +25,7 @@ const (
 	exitOK            = 0
 	exitFailure       = 1 // logged as <name>_failed
 	exitConfiguration = 2 // bad usage or configuration, printed to stderr
+	exitUnavailable   = 3 // PostgreSQL or Redis could not be reached or did not answer: try again later
 )
 
 // command is a binary's command line.
@@ -99,9 +101,10 @@ func (c *command) start(cfg settings, loadErr error, stderr io.Writer, run func(
 }
 
 // exit reports err and returns the exit status: 0 without an error, 2 for a configuration
-// error (printed to stderr, naming the setting), 1 for any other (logged as <name>_failed), its
-// secrets masked either way (the logger of Logging masks every error it logs). Without a logger
-// every error is a configuration error.
+// error (printed to stderr, naming the setting), 3 when PostgreSQL or Redis was unavailable (a
+// retry may succeed), 1 for any other failure (both logged as <name>_failed), its secrets masked
+// either way (the logger of Logging masks every error it logs). Without a logger every error is
+// a configuration error.
 func (c *command) exit(err error, stderr io.Writer, logger *slog.Logger) int {
 	var confErr *Error
 	switch {
@@ -114,5 +117,8 @@ func (c *command) exit(err error, stderr io.Writer, logger *slog.Logger) int {
 		return exitConfiguration
 	}
 	logger.Error(c.name+"_failed", "error", err)
+	if errors.Is(err, query.ErrUnavailable) || errors.Is(err, cache.ErrUnavailable) {
+		return exitUnavailable
+	}
 	return exitFailure
 }

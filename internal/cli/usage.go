@@ -14,12 +14,25 @@ import (
 func usage(w io.Writer, synopsis string, fs *flag.FlagSet, cfg any) {
 	fmt.Fprintln(w, synopsis)
 	fmt.Fprintln(w, "\nflags:")
-	out := fs.Output()
-	fs.SetOutput(w)
-	fs.PrintDefaults()
-	fs.SetOutput(out)
-	fmt.Fprintln(w, "\nenvironment (durations: 90s, 10m, or a number of seconds; the README says more):")
+	PrintFlags(w, fs)
+	fmt.Fprintln(w, "\nenvironment (durations: 90s, 10m, 2h, 1d, or a number of seconds; docs/configuration.md says more):")
 	printSettings(w, cfg)
+}
+
+// PrintFlags writes the flags of fs as the synopsis and the docs spell them, with two dashes
+// ("--jobs FILE"), and what each does.
+func PrintFlags(w io.Writer, fs *flag.FlagSet) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fs.VisitAll(func(f *flag.Flag) {
+		arg, help := flag.UnquoteUsage(f)
+		if arg != "" && arg != "value" {
+			arg = " " + strings.ToUpper(arg)
+		} else {
+			arg = ""
+		}
+		fmt.Fprintf(tw, "  --%s%s\t%s\n", f.Name, arg, help)
+	})
+	tw.Flush()
 }
 
 // printSettings writes the environment variables cfg (a pointer to a struct with env tags) reads,

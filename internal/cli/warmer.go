@@ -21,7 +21,8 @@ const warmerSynopsis = `usage: warmer [--jobs FILE] [--no-migrate]              
        warmer --help | --version
 
 Keeps warmcache's aggregates in Redis. Configuration comes from the environment. Exit status: 0
-on success (and after SIGTERM), 1 on a failure, 2 on bad usage or configuration.`
+on success (and after SIGTERM), 1 on a failure, 2 on bad usage or configuration, 3 when
+PostgreSQL or Redis could not be reached (try again later).`
 
 // Warmer is the warmer's command line: it parses args, reads the configuration from environ
 // and checks it whole, jobs file included, before anything connects, sets up the log, and calls
@@ -36,9 +37,9 @@ func Warmer(ctx context.Context, args, environ []string, stdout, stderr io.Write
 		args = args[1:]
 	}
 	cmd := newCommand("warmer", warmerSynopsis, &WarmerConfig{}, stdout)
-	once := cmd.flags.Bool("once", false, "run the jobs once and exit: 0 on success, 1 on failure")
-	job := cmd.flags.String("job", "", "with --once, run only this job")
-	jobsFile := cmd.flags.String("jobs", "", "the jobs file (overrides JOBS_FILE)")
+	once := cmd.flags.Bool("once", false, "run the jobs once and exit: 0 on success, 1 on a failure, 3 with a server down")
+	job := cmd.flags.String("job", "", "with --once, run only the job called `NAME`")
+	jobsFile := cmd.flags.String("jobs", "", "the jobs `FILE` (overrides JOBS_FILE)")
 	noMigrate := cmd.flags.Bool("no-migrate", false, "do not apply migrations at start (MIGRATE=false)")
 	status, done := cmd.parse(args, stdout, stderr, func() error {
 		switch {
