@@ -103,5 +103,8 @@ func (k Keys) Events() string { return k.ns + ":_events" }
 // Changes is the channel that tells which values writes changed (Invalidation).
 func (k Keys) Changes() string { return k.ns + ":_changes" }
 
+// JobsFiles is the hash in which each process announces the digest of the jobs file it loaded.
+func (k Keys) JobsFiles() string { return k.ns + ":_jobs_files" }
+
 // Wake is the channel that tells the relays the outbox has new rows.
 func (k Keys) Wake() string { return k.ns + ":_wake" }

@@ -531,3 +531,26 @@ func TestFullRedisRefusesWritesNotDeletions(t *testing.T) {
 		t.Errorf("told %+v, want key 1 of j", c)
 	}
 }
+
+// TestAnnounceJobsFile: each process's announcement is returned to every process until it is
+// older than the window; then it is removed.
+func TestAnnounceJobsFile(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, newKeys(t))
+	ctx := context.Background()
+	t0 := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	if _, err := s.AnnounceJobsFile(ctx, "api/a", "aaaa", t0, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.AnnounceJobsFile(ctx, "warmer/b", "bbbb", t0.Add(30*time.Second), time.Minute)
+	if err != nil || len(got) != 2 || got["api/a"] != "aaaa" || got["warmer/b"] != "bbbb" {
+		t.Fatalf("within the window: %v, %v; want both", got, err)
+	}
+	got, err = s.AnnounceJobsFile(ctx, "warmer/b", "bbbb", t0.Add(2*time.Minute), time.Minute)
+	if err != nil || len(got) != 1 || got["warmer/b"] != "bbbb" {
+		t.Fatalf("past api/a's window: %v, %v; want warmer/b alone", got, err)
+	}
+	if got, _ := s.AnnounceJobsFile(ctx, "api/a", "aaaa", t0.Add(2*time.Minute), time.Minute); len(got) != 2 {
+		t.Errorf("api/a back: %v, want both", got)
+	}
+}

@@ -2,6 +2,8 @@ package jobs
 
 import (
 	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -451,4 +453,19 @@ func suggestName(name string) string {
 		s = "job_" + s
 	}
 	return s
+}
+
+// FileDigest returns a short digest of the jobs file at path, "none" for no file: what the
+// binaries announce to each other so that an api and a warmer loaded with different files are
+// noticed.
+func FileDigest(path string) (string, error) {
+	if path == "" {
+		return "none", nil
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("cannot be read: %w", err)
+	}
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:6]), nil
 }

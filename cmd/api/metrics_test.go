@@ -4,8 +4,11 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,17 +52,54 @@ func TestMetricsExported(t *testing.T) {
 // admin listener's.
 func startAPI(t *testing.T, env []string) (addr, admin string) {
 	t.Helper()
+	addr, admin, _ = startAPIWithLog(t, env)
+	return addr, admin
+}
+
+// startAPIWithLog is startAPI, and returns the api's log too.
+func startAPIWithLog(t *testing.T, env []string) (addr, admin string, log *testenv.Output) {
+	t.Helper()
+	log = &testenv.Output{}
 	ctx, cancel := context.WithCancel(context.Background())
-	var log testenv.Output
 	exited := make(chan struct{})
 	go func() {
 		defer close(exited)
-		cli.API(ctx, nil, env, &log, &log, run)
+		cli.API(ctx, nil, env, log, log, run)
 	}()
 	t.Cleanup(func() {
 		cancel()
 		<-exited
 	})
 	m := log.WaitFor(t, regexp.MustCompile(`"msg":"api_started","addr":"([^"]+)","admin_addr":"([^"]+)"`), exited, 20*time.Second)
-	return m[1], m[2]
+	return m[1], m[2], log
+}
+
+// TestJobsFilesThatDiffer: an api started beside one of the same namespace that runs with another
+// jobs file says so at once (jobs_file_differs, and the gauge at 1); one with the same file does
+// not (the gauge at 0).
+func TestJobsFilesThatDiffer(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file := func(name, schedule string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte("jobs:\n  orders_total:\n    schedule: \""+schedule+"\"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	a, b := file("a.yaml", "@every 1m"), file("b.yaml", "@every 2m")
+	env := environ(t)
+	startAPI(t, append(slices.Clone(env), "JOBS_FILE="+a))
+	differs := func(path string) (float64, string) {
+		t.Helper()
+		_, admin, log := startAPIWithLog(t, append(slices.Clone(env), "JOBS_FILE="+path))
+		families := testenv.Scrape(t, "http://"+admin+"/metrics")
+		return families["warmcache_jobs_file_differs"].GetMetric()[0].GetGauge().GetValue(), log.String()
+	}
+	if gauge, log := differs(a); gauge != 0 || strings.Contains(log, "jobs_file_differs") {
+		t.Errorf("beside an api with the same jobs file: gauge %v, want 0, and no jobs_file_differs line in:\n%s", gauge, log)
+	}
+	if gauge, log := differs(b); gauge != 1 || !strings.Contains(log, `"msg":"jobs_file_differs"`) {
+		t.Errorf("beside apis with another jobs file: gauge %v, want 1, and a jobs_file_differs line in:\n%s", gauge, log)
+	}
 }

@@ -81,6 +81,9 @@ func run(ctx context.Context, cfg cli.APIConfig, logger *slog.Logger) error {
 	var watching sync.WaitGroup
 	watching.Go(func() { server.Watch(watchCtx) })
 	watching.Go(func() { server.Track(watchCtx) })
+	jobsFiles := cli.NewJobsFiles(store, logger, reg, "api", cfg.JobsDigest())
+	jobsFiles.Check(ctx)
+	watching.Go(func() { jobsFiles.Watch(watchCtx) })
 	defer func() {
 		stopWatching()
 		watching.Wait()

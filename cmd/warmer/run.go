@@ -202,6 +202,9 @@ func daemon(ctx context.Context, cfg cli.WarmerConfig, logger *slog.Logger) erro
 	events.Go(func() { recovery.Run(eventsCtx) })
 	events.Go(func() { relay.Run(eventsCtx) })
 	events.Go(func() { refresher.Run(eventsCtx) })
+	jobsFiles := cli.NewJobsFiles(d.store, logger, reg, "warmer", cfg.JobsDigest())
+	jobsFiles.Check(ctx)
+	events.Go(func() { jobsFiles.Watch(eventsCtx) })
 	if d.purger != nil {
 		events.Go(func() { d.purger.Run(eventsCtx) })
 	}

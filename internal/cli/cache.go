@@ -30,7 +30,8 @@ type Cache struct {
 	// jobsFlag is set when the jobs file came from --jobs rather than JOBS_FILE.
 	jobsFlag bool
 	// jobs are the jobs of the configuration, loaded and checked at start.
-	jobs []jobs.Job
+	jobs       []jobs.Job
+	jobsDigest string // of the jobs file: JobsDigest
 }
 
 // setJobsFlag makes path, given as --jobs, the jobs file.
@@ -156,8 +157,13 @@ func (c *Cache) loadJobs(now time.Time) error {
 		return Errorf(c.JobsSetting(), "%w", err)
 	}
 	c.jobs = list
-	return nil
+	c.jobsDigest, err = jobs.FileDigest(c.JobsFile)
+	return err
 }
+
+// JobsDigest is the digest of the jobs file loaded at start ("none" without one), which the
+// binaries announce to each other (WatchJobsFiles).
+func (c Cache) JobsDigest() string { return c.jobsDigest }
 
 // Jobs are the jobs of the configuration, loaded and checked at start: the built-in jobs, and
 // the jobs file's overrides and jobs.
