@@ -94,8 +94,8 @@ func NewPurger(arch *baseservice.Archetype, cfg PurgeConfig, keys cache.Keys, re
 	return p
 }
 
-// Changed queues the purge of a change: the surrogate keys of its values, or of its whole job
-// for a change of every key and for the keys that do not fit the queue. It is the
+// Invalidated queues the purge of an invalidation: the surrogate keys of its values, or of its
+// whole job for an invalidation of every key and for the keys that do not fit the queue. It is the
 // cache.Options.Invalidated of the warmer's store.
 func (p *Purger) Invalidated(c cache.Invalidation) {
 	if c.All {

@@ -167,7 +167,7 @@ func (l *Local[V]) forget() {
 	l.entries.InvalidateAll()
 }
 
-// Changed drops what a change names.
+// Invalidated drops what an invalidation names.
 func (l *Local[V]) Invalidated(c cache.Invalidation) {
 	count := l.changes.Add(1)
 	if c.All {
