@@ -100,6 +100,7 @@ func TestManifests(t *testing.T) {
 // each break must fail with a message naming the object and the field.
 func TestBrokenManifestsAreCaught(t *testing.T) {
 	t.Parallel()
+	release := makefileRelease(t)
 	for _, tc := range []struct {
 		name, file, old, new string
 		want                 []string
@@ -133,7 +134,7 @@ func TestBrokenManifestsAreCaught(t *testing.T) {
 			[]string{"Deployment/warmcache-api", "spec.replicas", "HorizontalPodAutoscaler/warmcache-api"}, false},
 		{"a single api replica", "base/api.yaml", "  minReplicas: 2\n", "  minReplicas: 1\n",
 			[]string{"HorizontalPodAutoscaler/warmcache-api", "spec.minReplicas"}, false},
-		{"latest image", "base/kustomization.yaml", `newTag: "0.1.0"`, "newTag: latest",
+		{"latest image", "base/kustomization.yaml", fmt.Sprintf("newTag: %q", release), "newTag: latest",
 			[]string{"Deployment/warmcache-api", "containers[api]", "latest"}, false},
 		{"image pulled at every start", "base/warmer.yaml", "imagePullPolicy: IfNotPresent", "imagePullPolicy: Always",
 			[]string{"Deployment/warmcache-warmer", "imagePullPolicy"}, false},
