@@ -16,11 +16,12 @@ run: ## start PostgreSQL and Redis, load demo data, run the product
 # starts the servers (installing them, and Varnish and Chromium, when missing) and sets both. The Kubernetes manifests are a
 # module of their own (deploy/k8s), checked without the race detector: no goroutines of ours run.
 .PHONY: test
-test: ## vet and run every test against real PostgreSQL, Redis, Varnish and Chromium, with the race detector
+test: ## vet and run every test against real PostgreSQL, Redis, Varnish and Chromium, with the race detector, then image-test
 	$(GO) vet ./...
 	cd deploy/k8s && $(GO) vet ./...
 	scripts/servers exec $(GO) test -race -count=1 -timeout 15m ./...
 	cd deploy/k8s && $(GO) test -count=1 ./...
+	$(MAKE) --no-print-directory image-test
 
 .PHONY: bench
 bench: ## run the benchmarks (generates 1M customers / 10M orders once, about a minute)
@@ -37,7 +38,7 @@ vuln: ## check dependencies for known vulnerabilities (needs the Go vulnerabilit
 	$(GO) tool -modfile=tools/go.mod govulncheck ./...
 
 .PHONY: k8s-check
-k8s-check: ## validate the Kubernetes manifests, the alerting rules (promtool) and the Dockerfile offline
+k8s-check: ## validate the Kubernetes manifests, the alerting rules (promtool) and the image files offline
 	scripts/servers tools
 	cd deploy/k8s && $(GO) test -count=1 ./...
 
@@ -65,3 +66,26 @@ build: ## build the binaries into bin/, static, stamped with the version and com
 .PHONY: version
 version: ## print the version make build stamps
 	@echo $(VERSION)
+
+# make image builds the image from make build's binaries, FROM scratch, with podman
+# (deploy/image/Containerfile): no Docker daemon, nothing pulled. Its build context is a directory
+# of its own holding the three binaries and the host's CA certificates, nothing else. The image's
+# times are the commit's, so the same binaries give the same image. An image tag takes no '+'
+# (semver build metadata): one in VERSION becomes '_' in the tag.
+IMAGE ?= warmcache:$(subst +,_,$(VERSION))
+IMAGE_CONTEXT := bin/image
+
+.PHONY: image
+image: build ## build the image warmcache:<version> with podman, FROM scratch, pulling nothing
+	@scripts/servers image-tools
+	rm -rf $(IMAGE_CONTEXT) && mkdir -p $(IMAGE_CONTEXT)
+	cp bin/api bin/warmer bin/seed /etc/ssl/certs/ca-certificates.crt $(IMAGE_CONTEXT)/
+	podman build --pull=never --layers=false --format oci --timestamp $(or $(shell git log -1 --format=%ct 2>/dev/null),0) \
+		--build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) \
+		-f deploy/image/Containerfile -t $(IMAGE) $(IMAGE_CONTEXT)
+
+# make image-test runs the image as Kubernetes would, against the servers of scripts/servers:
+# the versions it reports, then the seed, migrations, the warmer and the api (scripts/image-test).
+.PHONY: image-test
+image-test: image ## run the image with podman against real PostgreSQL and Redis: versions, readiness, admin port
+	scripts/servers exec scripts/image-test $(IMAGE)

@@ -2,9 +2,10 @@
 // with the kustomize API, every object is decoded strictly into the Kubernetes API types (an
 // unknown or misspelt field fails), and the rules of the deployment are checked: pods at the
 // restricted Pod Security Standard, probes and resources, references that resolve, no
-// credential in a ConfigMap and no example Secret, NetworkPolicies that select warmcache's pods
-// only, no replicas an HPA sets, images a local cluster can run, PodMonitors that scrape named
-// ports; the alerting rules are unit-tested with promtool, and they and the dashboard read only
+// credential in a ConfigMap and no example Secret, credentials read from files of a Secret's
+// volume, NetworkPolicies that select warmcache's pods only and open the admin listeners to
+// Prometheus alone, no replicas an HPA sets, images a local cluster can run, PodMonitors that
+// scrape named admin ports, never a Service's; the image is the Makefile's release; the alerting rules are unit-tested with promtool, and they and the dashboard read only
 // metrics the binaries export. make k8s-check runs these tests alone.
 package k8s
 
@@ -100,6 +101,7 @@ func TestManifests(t *testing.T) {
 // each break must fail with a message naming the object and the field.
 func TestBrokenManifestsAreCaught(t *testing.T) {
 	t.Parallel()
+	release := makefileRelease(t)
 	for _, tc := range []struct {
 		name, file, old, new string
 		want                 []string
@@ -133,7 +135,7 @@ func TestBrokenManifestsAreCaught(t *testing.T) {
 			[]string{"Deployment/warmcache-api", "spec.replicas", "HorizontalPodAutoscaler/warmcache-api"}, false},
 		{"a single api replica", "base/api.yaml", "  minReplicas: 2\n", "  minReplicas: 1\n",
 			[]string{"HorizontalPodAutoscaler/warmcache-api", "spec.minReplicas"}, false},
-		{"latest image", "base/kustomization.yaml", `newTag: "0.1.0"`, "newTag: latest",
+		{"latest image", "base/kustomization.yaml", fmt.Sprintf("newTag: %q", release), "newTag: latest",
 			[]string{"Deployment/warmcache-api", "containers[api]", "latest"}, false},
 		{"image pulled at every start", "base/warmer.yaml", "imagePullPolicy: IfNotPresent", "imagePullPolicy: Always",
 			[]string{"Deployment/warmcache-warmer", "imagePullPolicy"}, false},
@@ -145,8 +147,24 @@ func TestBrokenManifestsAreCaught(t *testing.T) {
 		{"a Secret in the base", "base/api.yaml", "---\napiVersion: v1\nkind: Service",
 			"---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: warmcache-example\nstringData:\n  API_TOKEN: CHANGE-ME\n---\napiVersion: v1\nkind: Service",
 			[]string{"Secret/warmcache-example", "API_TOKEN"}, false},
-		{"unknown Secret", "base/warmer.yaml", "                name: warmcache-secrets\n          readinessProbe",
-			"                name: warmcache-secret\n          readinessProbe", []string{"Deployment/warmcache-warmer", "warmcache-secret"}, false},
+		{"unknown Secret", "base/warmer.yaml", "secretName: warmcache-secrets", "secretName: warmcache-secret",
+			[]string{"Deployment/warmcache-warmer", "Secret warmcache-secret,"}, false},
+		{"credentials in the environment", "base/api.yaml", "                name: warmcache-config\n",
+			"                name: warmcache-config\n            - secretRef:\n                name: warmcache-secrets\n",
+			[]string{"Deployment/warmcache-api", "containers[api].envFrom", "as files"}, false},
+		{"a credential file outside the Secret's volume", "base/warmer.yaml", "value: /run/secrets/warmcache/REDIS_URL",
+			"value: /etc/warmcache/REDIS_URL", []string{"Deployment/warmcache-warmer", "initContainers[migrate].env[REDIS_URL_FILE]"}, false},
+		{"a key the volume does not hold", "base/api.yaml", "              - {key: REDIS_URL, path: REDIS_URL}\n", "",
+			[]string{"Deployment/warmcache-api", "containers[api].env[REDIS_URL_FILE]"}, false},
+		{"the file of another key", "base/api.yaml", "value: /run/secrets/warmcache/API_TOKEN", "value: /run/secrets/warmcache/REDIS_URL",
+			[]string{"Deployment/warmcache-api", "containers[api].env[API_TOKEN_FILE]", "key REDIS_URL"}, false},
+		{"no token file", "base/api.yaml", "            - name: API_TOKEN_FILE\n              value: /run/secrets/warmcache/API_TOKEN\n", "",
+			[]string{"Deployment/warmcache-api", "containers[api]", "API_TOKEN_FILE"}, false},
+		{"an admin port open to all", "base/networkpolicy.yaml", "    - ports:\n        - port: 8000\n",
+			"    - ports:\n        - port: 8000\n        - port: 9090\n",
+			[]string{"NetworkPolicy/warmcache-api", "spec.ingress[0]", "9090", "Deployment/warmcache-api", "every source"}, false},
+		{"a policy open on every port", "base/networkpolicy.yaml", "    - ports:\n        - port: 8000\n          protocol: TCP\n", "    - {}\n",
+			[]string{"NetworkPolicy/warmcache-api", "spec.ingress[0]", "9090", "every source"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -459,11 +477,12 @@ func checkPod(p podOf, secrets, configMaps map[string]bool) []error {
 			if ref := env.ValueFrom; ref != nil && ref.SecretKeyRef != nil && !secrets[ref.SecretKeyRef.Name] {
 				fail("%s.env[%s] refers to Secret %s, which is not in the manifests", where, env.Name, ref.SecretKeyRef.Name)
 			}
-			if env.Value != "" && looksLikeCredential(env.Name, env.Value) {
+			if env.Value != "" && !isSecretFile(env.Name) && looksLikeCredential(env.Name, env.Value) {
 				fail("%s.env[%s] holds a credential in plain text: take it from a Secret", where, env.Name)
 			}
 		}
 	}
+	errs = append(errs, checkSecretFiles(p, secrets)...)
 	for _, v := range p.spec.Volumes {
 		if v.ConfigMap != nil && !configMaps[v.ConfigMap.Name] {
 			fail("%s.volumes[%s] refers to ConfigMap %s, which is not in the manifests", pod, v.Name, v.ConfigMap.Name)
@@ -507,8 +526,16 @@ func checkReferences(decoded []any, pods []podOf, replicas map[string]object) []
 			deployments[p.owner.name] = true
 		}
 	}
+	var services []*corev1.Service
+	for _, v := range decoded {
+		if svc, ok := v.(*corev1.Service); ok {
+			services = append(services, svc)
+		}
+	}
 	for _, v := range decoded {
 		switch o := v.(type) {
+		case *networkingv1.NetworkPolicy:
+			errs = append(errs, checkAdminIngress(o, pods)...)
 		case *corev1.Service:
 			if len(selected(o.Spec.Selector)) == 0 {
 				errs = append(errs, fmt.Errorf("Service/%s: spec.selector matches no pod", o.Name))
@@ -529,16 +556,17 @@ func checkReferences(decoded []any, pods []podOf, replicas map[string]object) []
 				errs = append(errs, fmt.Errorf("PodDisruptionBudget/%s: spec.selector matches no pod", o.Name))
 			}
 		case *monitoringv1.PodMonitor:
-			errs = append(errs, checkPodMonitor(o, selected(o.Spec.Selector.MatchLabels))...)
+			errs = append(errs, checkPodMonitor(o, selected(o.Spec.Selector.MatchLabels), services)...)
 		}
 	}
 	return errs
 }
 
-// checkPodMonitor checks that a PodMonitor scrapes a named port of the pods it selects, and leaves
+// checkPodMonitor checks that a PodMonitor scrapes a named port of the pods it selects, never one
+// a Service exposes (the metrics are the admin listener's, not the public port's), and leaves
 // the target's labels (job, instance, ...) to Prometheus: warmcache's metrics carry none of them
 // (their job is warmcache_job), and honorLabels would let a metric's label overwrite the target's.
-func checkPodMonitor(pm *monitoringv1.PodMonitor, pods []podOf) []error {
+func checkPodMonitor(pm *monitoringv1.PodMonitor, pods []podOf, services []*corev1.Service) []error {
 	var errs []error
 	if len(pods) == 0 {
 		return []error{fmt.Errorf("PodMonitor/%s: spec.selector matches no pod", pm.Name)}
@@ -553,6 +581,11 @@ func checkPodMonitor(pm *monitoringv1.PodMonitor, pods []podOf) []error {
 				return slices.ContainsFunc(c.Ports, func(cp corev1.ContainerPort) bool { return cp.Name == *e.Port })
 			}) {
 				errs = append(errs, fmt.Errorf("%s.port names no port of %s", where, p.owner))
+			}
+			for _, svc := range services {
+				if e.Port != nil && servesPort(svc, p, *e.Port) {
+					errs = append(errs, fmt.Errorf("%s.port %s is the one Service/%s exposes: scrape the admin port, /metrics is not served to clients", where, *e.Port, svc.Name))
+				}
 			}
 		}
 	}
