@@ -6,6 +6,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/warmcache/warmcache/query"
 )
 
 // TestHelpAndVersion: --help prints the flags on stdout and succeeds, --version prints the
@@ -22,5 +24,10 @@ func TestHelpAndVersion(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"--bogus"}, &stdout, &stderr); !errors.Is(err, errUsage) {
 		t.Errorf("--bogus: %v, want a usage error", err)
+	}
+	// PostgreSQL that cannot be reached is query.ErrUnavailable, which main exits 3 on.
+	unreachable := "postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=2"
+	if err := run(context.Background(), []string{"--database-url", unreachable}, &stdout, &stderr); !errors.Is(err, query.ErrUnavailable) {
+		t.Errorf("PostgreSQL unreachable: %v, want query.ErrUnavailable", err)
 	}
 }
