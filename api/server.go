@@ -23,6 +23,7 @@ import (
 	"github.com/warmcache/warmcache/jobs"
 	"github.com/warmcache/warmcache/query"
 	"github.com/warmcache/warmcache/readthrough"
+	"github.com/warmcache/warmcache/warm"
 )
 
 // Config tunes the API.
@@ -60,12 +61,39 @@ type Config struct {
 	CORSOrigins []string
 }
 
+// Store is what the api needs of Redis (cache.Store): what reads need (readthrough.Store), the
+// jobs' run records, a job's keys and the warmers' lag for the listings and the status page, the
+// wake-up it sends the warmers after a write, and a ping for its probes.
+type Store interface {
+	readthrough.Store
+	History(ctx context.Context, n int, jobs ...string) (map[string][]cache.Run, error)
+	ListKeys(ctx context.Context, job, from string, count int) (keys []string, next string, err error)
+	LagWindows(ctx context.Context) ([]cache.LagWindow, error)
+	Wake(ctx context.Context) error
+	Ping(ctx context.Context) error
+}
+
+var _ Store = (*cache.Store)(nil)
+
+// Database is what the api needs of PostgreSQL (query.DB): what reads need (warm.Source), the
+// orders it writes and reads, run requests, the outbox's backlog, and a ping for its probes.
+type Database interface {
+	warm.Source
+	InsertOrder(ctx context.Context, o query.NewOrder) (query.Order, error)
+	Order(ctx context.Context, id int64) (query.Order, error)
+	Runs() query.Runs
+	Outbox() query.Outbox
+	Ping(ctx context.Context) error
+}
+
+var _ Database = (*query.DB)(nil)
+
 // Server is the API. Its dependencies are injected, so tests run it on real servers.
 type Server struct {
 	*baseservice.Archetype
 	cfg     Config
-	store   *cache.Store
-	db      *query.DB
+	store   Store
+	db      Database
 	jobs    []jobs.Job
 	byName  map[string]jobs.Job
 	metrics *metrics
@@ -88,7 +116,7 @@ type Server struct {
 // New returns the API over store and db for the jobs. Its metrics, and Go's, are registered on
 // reg, which /metrics serves. The store's timeout bounds each Redis read: past it, a read is
 // answered from PostgreSQL. Keep it short (100 ms).
-func New(arch *baseservice.Archetype, cfg Config, store *cache.Store, db *query.DB, list []jobs.Job,
+func New(arch *baseservice.Archetype, cfg Config, store Store, db Database, list []jobs.Job,
 	reg *prometheus.Registry) *Server {
 	s := &Server{
 		Archetype: arch,
