@@ -101,10 +101,7 @@ func TestUserLookupIsPushedDown(t *testing.T) {
 		{"SELECT orderdate, count(*) AS orders, sum(totalamount) AS revenue FROM orders GROUP BY orderdate", true},
 		{"SELECT orderdate, count(*) AS orders FROM orders GROUP BY orderdate ORDER BY orderdate LIMIT 100000", false},
 	} {
-		agg, err := query.UserSQL(tc.sql, "{orderdate}")
-		if err != nil {
-			t.Fatal(err)
-		}
+		agg := userSQL(t, tc.sql, "{orderdate}")
 		pushed, plan, err := db.LookupPushedDown(context.Background(), agg)
 		if err != nil || pushed != tc.pushed {
 			t.Errorf("%s: pushed down %v, %v; want %v; plan:\n%s", tc.sql, pushed, err, tc.pushed, plan)
