@@ -24,7 +24,6 @@ import (
 	"github.com/warmcache/warmcache/internal/cli"
 	"github.com/warmcache/warmcache/internal/testenv"
 	"github.com/warmcache/warmcache/invalidate"
-	"github.com/warmcache/warmcache/jobs"
 	"github.com/warmcache/warmcache/query"
 )
 
@@ -248,11 +247,7 @@ func startWarmerParts(t *testing.T, ctx context.Context, dbURL, ns string) *cach
 	t.Helper()
 	db := testenv.OpenDB(t, dbURL, query.Options{MaxConns: 8})
 	store := testenv.NamespaceStore(t, ns)
-	list, err := jobs.Load("", jobs.Defaults{TTL: time.Hour, Grace: time.Hour, NegativeTTL: time.Minute, Timeout: time.Minute,
-		Location: time.UTC}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	list := testenv.LoadJobs(t, "", time.Now()) // the built-in jobs
 	arch := baseservice.NewArchetype(slog.New(slog.DiscardHandler))
 	relay := invalidate.NewRelay(arch, db, store, list, prometheus.NewRegistry())
 	refresher := invalidate.NewRefresher(arch, db, store, list, ns, prometheus.NewRegistry())
