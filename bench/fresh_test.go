@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -242,8 +241,7 @@ func benchWrites(b *testing.B, customers, orders int) {
 // writeThroughput posts orders at 16 connections in rounds that alternate warmcache's triggers
 // on and off, and reports orders/s of both and their ratio.
 func writeThroughput(b *testing.B, wrk, api, dbURL, token string, customers int) {
-	script := filepath.Join(b.TempDir(), "post.lua")
-	if err := os.WriteFile(script, []byte(fmt.Sprintf(`math.randomseed(7)
+	script := testenv.WriteFile(b, "post.lua", fmt.Sprintf(`math.randomseed(7)
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer %s"
@@ -251,9 +249,7 @@ request = function()
   return wrk.format(nil, "/v1/orders", nil,
     string.format('{"orderdate":"2026-11-21","customerid":%%d,"netamount":12.34,"tax":1.02}', math.random(1, %d)))
 end
-`, token, customers)), 0o644); err != nil {
-		b.Fatal(err)
-	}
+`, token, customers))
 	rounds := map[string][]float64{}
 	for round := range 5 {
 		for _, triggers := range []string{"ENABLE", "DISABLE"} {
