@@ -3,16 +3,12 @@ package api
 import (
 	"cmp"
 	"context"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -118,18 +114,7 @@ func newFixture(t testing.TB, opts fixtureOptions) *fixture {
 	f.db, f.store = open(f.dbURL, cmp.Or(opts.testRedisURL, redisURL), cache.Options{})
 	apiDBConn, apiStore := open(apiDB, apiRedis, cache.Options{Timeout: cmp.Or(opts.redisTimeout, testRedisTimeout),
 		PoolSize: cmp.Or(opts.redisPool, 64), Resolver: opts.resolver})
-	jobsFile := ""
-	if opts.jobs != "" {
-		jobsFile = filepath.Join(t.TempDir(), "jobs.yaml")
-		if err := os.WriteFile(jobsFile, []byte(opts.jobs), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	f.jobs, err = jobs.Load(jobsFile, jobs.Defaults{TTL: 10 * time.Minute, Grace: time.Hour, NegativeTTL: 30 * time.Second,
-		Timeout: time.Minute, Location: time.UTC}, testStart)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f.jobs = testenv.LoadJobs(t, opts.jobs, testStart)
 	localSize := uint64(16 << 20)
 	if opts.noLocal {
 		localSize = 0
@@ -213,23 +198,15 @@ func (f *fixture) adminGet(path string) response {
 // fetchAt makes a request of srv.
 func (f *fixture) fetchAt(t testing.TB, srv *httptest.Server, method, path string, header http.Header, body string) response {
 	t.Helper()
-	req, err := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
+	req := testenv.NewRequest(t, method, srv.URL+path, "", body)
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	res, err := srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	answer, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return response{status: res.StatusCode, header: res.Header, body: string(answer)}
+	return responseOf(testenv.Fetch(t, srv.Client(), req))
+}
+
+func responseOf(r testenv.Response) response {
+	return response{status: r.Status, header: r.Header, body: r.Body}
 }
 
 func (f *fixture) get(path string) response {

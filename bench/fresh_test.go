@@ -1,18 +1,15 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -86,10 +83,7 @@ func benchWrites(b *testing.B, customers, orders int) {
 	wrk := wrkPath(b)
 	dbURL := scratchCopy(b, dataset(b, customers, orders))
 	ns := testenv.Namespace(b)
-	jobsFile := filepath.Join(b.TempDir(), "jobs.yaml")
-	if err := os.WriteFile(jobsFile, []byte(readmeJobs), 0o644); err != nil {
-		b.Fatal(err)
-	}
+	jobsFile := testenv.JobsFile(b, readmeJobs)
 	psql(b, dbURL, "CREATE INDEX ON orders (orderdate)")
 	const token = "bench-token-of-16-chars"
 	env := []string{"DATABASE_URL=" + dbURL, "REDIS_URL=" + testenv.Get(b).RedisURL, "CACHE_NAMESPACE=" + ns,
@@ -104,11 +98,7 @@ func benchWrites(b *testing.B, customers, orders int) {
 	api := "http://" + startAPI(b, dbURL, ns, append(env, "LISTEN_ADDR="+apiAddr)...)
 	replica := "http://" + startAPI(b, dbURL, ns, env...)
 	db := testenv.OpenDB(b, dbURL, query.Options{MaxConns: 4})
-	list, err := jobs.Load(jobsFile, jobs.Defaults{TTL: 2 * time.Hour, Grace: time.Hour, NegativeTTL: 30 * time.Second,
-		Location: time.UTC}, time.Now())
-	if err != nil {
-		b.Fatal(err)
-	}
+	list := benchJobs(b, jobsFile)
 
 	before := cacheResults(b, api, replica)
 	var readers []*exec.Cmd
@@ -251,8 +241,7 @@ func benchWrites(b *testing.B, customers, orders int) {
 // writeThroughput posts orders at 16 connections in rounds that alternate warmcache's triggers
 // on and off, and reports orders/s of both and their ratio.
 func writeThroughput(b *testing.B, wrk, api, dbURL, token string, customers int) {
-	script := filepath.Join(b.TempDir(), "post.lua")
-	if err := os.WriteFile(script, []byte(fmt.Sprintf(`math.randomseed(7)
+	script := testenv.WriteFile(b, "post.lua", fmt.Sprintf(`math.randomseed(7)
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer %s"
@@ -260,9 +249,7 @@ request = function()
   return wrk.format(nil, "/v1/orders", nil,
     string.format('{"orderdate":"2026-11-21","customerid":%%d,"netamount":12.34,"tax":1.02}', math.random(1, %d)))
 end
-`, token, customers)), 0o644); err != nil {
-		b.Fatal(err)
-	}
+`, token, customers))
 	rounds := map[string][]float64{}
 	for round := range 5 {
 		for _, triggers := range []string{"ENABLE", "DISABLE"} {
@@ -327,16 +314,8 @@ func expected(b *testing.B, db *query.DB, list []jobs.Job, job, key string) stri
 func post(b *testing.B, api, token string, customer int) {
 	b.Helper()
 	body := fmt.Sprintf(`{"orderdate":"2026-11-21","customerid":%d,"netamount":12.34,"tax":1.02}`, customer)
-	req, _ := http.NewRequest(http.MethodPost, api+"/v1/orders", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+token)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		b.Fatal(err)
-	}
-	io.Copy(io.Discard, res.Body) //nolint:errcheck // draining
-	res.Body.Close()
-	if res.StatusCode != http.StatusCreated {
-		b.Fatalf("POST /v1/orders: %s", res.Status)
+	if res := testenv.Post(b, api+"/v1/orders", token, body); res.Status != http.StatusCreated {
+		b.Fatalf("POST /v1/orders: %d", res.Status)
 	}
 }
 
@@ -354,13 +333,12 @@ var pollClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64
 
 // fetch reads u's body; it may be called from any goroutine.
 func fetch(u string) (string, error) {
-	res, err := pollClient.Get(u)
+	req, err := http.NewRequest(http.MethodGet, u, nil)
 	if err != nil {
 		return "", err
 	}
-	defer res.Body.Close()
-	body, err := io.ReadAll(res.Body)
-	return string(body), err
+	res, err := testenv.Do(pollClient, req)
+	return res.Body, err
 }
 
 var resultLine = regexp.MustCompile(`(?m)^warmcache_cache_requests_total\{result="(\w+)",route="[^"]+"\} ([0-9.e+]+)$`)
@@ -432,19 +410,12 @@ func startWarmerWarm(b *testing.B, env []string) (stop func()) {
 	b.Helper()
 	cmd := exec.Command(binary(b, "warmer"))
 	cmd.Env = append(append(os.Environ(), env...), "ADMIN_ADDR=127.0.0.1:0")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
+	lines := testenv.StartLogged(b, cmd)
 	stop = sync.OnceFunc(func() {
 		cmd.Process.Signal(os.Interrupt) //nolint:errcheck // best effort; Wait reaps it
 		cmd.Wait()                       //nolint:errcheck // the exit status does not matter here
 	})
 	b.Cleanup(stop)
-	lines := bufio.NewScanner(stderr)
 	finished := map[string]bool{}
 	job := regexp.MustCompile(`"msg":"job_finished","job":"(\w+)"`)
 	var log strings.Builder
@@ -460,6 +431,6 @@ func startWarmerWarm(b *testing.B, env []string) (stop func()) {
 	if len(finished) < 7 {
 		b.Fatalf("the warmer ran only %v:\n%s", finished, log.String())
 	}
-	go io.Copy(io.Discard, stderr) //nolint:errcheck // draining the log
+	lines.Discard()
 	return stop
 }

@@ -1,17 +1,14 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -147,14 +144,9 @@ func BenchmarkHitPath(b *testing.B) {
 // what writing the headers a cached read must carry costs, without anything else the api does.
 func constantHeaders(b *testing.B, api string) string {
 	b.Helper()
-	res, err := http.Get("http://" + api + "/v1/orders/count?customerid=42")
-	if err != nil {
-		b.Fatal(err)
-	}
-	body, err := io.ReadAll(res.Body)
-	res.Body.Close()
-	if err != nil || res.StatusCode != http.StatusOK {
-		b.Fatalf("the api answered %d, %v", res.StatusCode, err)
+	res := testenv.HTTPGet(b, "http://"+api+"/v1/orders/count?customerid=42")
+	if res.Status != http.StatusOK {
+		b.Fatalf("the api answered %d", res.Status)
 	}
 	header := res.Header.Clone()
 	header.Del("Date") // net/http writes its own, as for the api
@@ -164,7 +156,7 @@ func constantHeaders(b *testing.B, api string) string {
 		for name, values := range header {
 			h[name] = values
 		}
-		return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, body)
+		return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, []byte(res.Body))
 	})
 }
 
@@ -173,18 +165,9 @@ var hitsLine = regexp.MustCompile(`(?m)^warmcache_cache_hits_total\{tier="(\w+)"
 // tierHits reads the api's hits so far, by tier, from its /metrics.
 func tierHits(b *testing.B, api string) map[string]float64 {
 	b.Helper()
-	res, err := http.Get("http://" + adminOf(b, api) + "/metrics")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer res.Body.Close()
-	text, err := io.ReadAll(res.Body)
-	if err != nil {
-		b.Fatal(err)
-	}
 	hits := map[string]float64{}
-	for _, m := range hitsLine.FindAllSubmatch(text, -1) {
-		hits[string(m[1])], _ = strconv.ParseFloat(string(m[2]), 64)
+	for _, m := range hitsLine.FindAllStringSubmatch(testenv.HTTPGet(b, "http://"+adminOf(b, api)+"/metrics").Body, -1) {
+		hits[m[1]], _ = strconv.ParseFloat(m[2], 64)
 	}
 	return hits
 }
@@ -320,36 +303,43 @@ end
 // writeScript writes a wrk script.
 func writeScript(b *testing.B, script string) string {
 	b.Helper()
-	path := filepath.Join(b.TempDir(), "ids.lua")
-	if err := os.WriteFile(path, []byte(script), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	return path
+	return testenv.WriteFile(b, "ids.lua", script)
 }
 
 // warmAll runs the built-in jobs (or those named) once into a namespace of the benchmark's own.
 func warmAll(b *testing.B, dbURL string, only ...string) string {
 	b.Helper()
 	ns := testenv.Namespace(b)
-	ctx := context.Background()
 	db := testenv.OpenDB(b, dbURL, query.Options{MaxConns: 4})
-	keys, _ := cache.NewKeys(ns)
-	store := testenv.OpenStore(b, testenv.Get(b).RedisURL, keys, cache.Options{})
-	list, err := jobs.Load("", jobs.Defaults{TTL: 2 * time.Hour, Grace: time.Hour, NegativeTTL: 30 * time.Second, Timeout: 10 * time.Minute, Location: time.UTC}, time.Now())
-	if err != nil {
-		b.Fatal(err)
-	}
 	var selected []jobs.Job
-	for _, j := range list {
+	for _, j := range benchJobs(b, "") {
 		if len(only) == 0 || j.Name == only[0] {
 			selected = append(selected, j)
 		}
 	}
-	r := warm.NewRunner(baseservice.NewArchetype(slog.New(slog.DiscardHandler)), db, db, store, warm.NewMetrics(prometheus.NewRegistry()))
-	if err := warm.Once(ctx, selected, r, db.Runs(), ns, func(jobs.Job) warm.Progress { return nil }); err != nil {
+	warmOnce(b, db, testenv.NamespaceStore(b, ns), ns, selected)
+	return ns
+}
+
+// benchJobs returns the jobs of the jobs file at path (the built-in jobs alone when it is empty)
+// with the settings the benchmarks run them with.
+func benchJobs(b *testing.B, path string) []jobs.Job {
+	b.Helper()
+	list, err := jobs.Load(path, jobs.Defaults{TTL: 2 * time.Hour, Grace: time.Hour, NegativeTTL: 30 * time.Second,
+		Timeout: 10 * time.Minute, Location: time.UTC}, time.Now())
+	if err != nil {
 		b.Fatal(err)
 	}
-	return ns
+	return list
+}
+
+// warmOnce runs list once into namespace ns of store, as warmer --once does.
+func warmOnce(b *testing.B, db *query.DB, store *cache.Store, ns string, list []jobs.Job) {
+	b.Helper()
+	r := warm.NewRunner(baseservice.NewArchetype(slog.New(slog.DiscardHandler)), db, db, store, warm.NewMetrics(prometheus.NewRegistry()))
+	if err := warm.Once(context.Background(), list, r, db.Runs(), ns, func(jobs.Job) warm.Progress { return nil }); err != nil {
+		b.Fatal(err)
+	}
 }
 
 // startAPI starts the real api binary on a free port and returns its address; adminOf gives its
@@ -383,26 +373,16 @@ func startProcess(b *testing.B, name string, env []string, started *regexp.Regex
 	b.Helper()
 	cmd := exec.Command(binary(b, name))
 	cmd.Env = append(os.Environ(), env...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
+	lines := testenv.StartLogged(b, cmd)
 	b.Cleanup(func() {
 		cmd.Process.Signal(os.Interrupt) //nolint:errcheck // best effort; Wait reaps it
 		cmd.Wait()                       //nolint:errcheck // the exit status does not matter here
 	})
-	lines := bufio.NewScanner(stderr)
-	for lines.Scan() {
-		if m := started.FindStringSubmatch(lines.Text()); m != nil {
-			go io.Copy(io.Discard, stderr) //nolint:errcheck // draining the log
-			return m
-		}
+	m := lines.Await(started)
+	if m == nil {
+		b.Fatalf("%s did not start", name)
 	}
-	b.Fatalf("%s did not start", name)
-	return nil
+	return m
 }
 
 // serve runs a reference echo handler on a free port, for the route the benchmark asks for.

@@ -3,19 +3,13 @@ package bench
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"testing"
-	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/warmcache/warmcache/cache"
-	"github.com/warmcache/warmcache/internal/baseservice"
 	"github.com/warmcache/warmcache/internal/testenv"
 	"github.com/warmcache/warmcache/jobs"
 	"github.com/warmcache/warmcache/query"
-	"github.com/warmcache/warmcache/warm"
 )
 
 // BenchmarkRedisMemory measures what the README's "Sizing Redis" says: the Redis memory
@@ -26,21 +20,12 @@ func BenchmarkRedisMemory(b *testing.B) {
 	dbURL := dataset(b, 1000000, 10000000)
 	ctx := context.Background()
 	db := testenv.OpenDB(b, dbURL, query.Options{MaxConns: 4})
-	list, err := jobs.Load("", jobs.Defaults{TTL: 2 * time.Hour, Grace: time.Hour, NegativeTTL: 30 * time.Second,
-		Timeout: 10 * time.Minute, Location: time.UTC}, time.Now())
-	if err != nil {
-		b.Fatal(err)
-	}
 	total := 0.0
-	for _, job := range list {
+	for _, job := range benchJobs(b, "") {
 		b.Run(job.Name, func(b *testing.B) {
 			store, server, used := ownRedis(b)
 			before := used()
-			runner := warm.NewRunner(baseservice.NewArchetype(slog.New(slog.DiscardHandler)), db, db, store,
-				warm.NewMetrics(prometheus.NewRegistry()))
-			if err := warm.Once(ctx, []jobs.Job{job}, runner, db.Runs(), "warmcache", func(jobs.Job) warm.Progress { return nil }); err != nil {
-				b.Fatal(err)
-			}
+			warmOnce(b, db, store, "warmcache", []jobs.Job{job})
 			if !job.Keyed() { // one value: its key's size, the rest of used_memory being Redis's own
 				size := server.CLI("MEMORY", "USAGE", "warmcache:"+job.Name)
 				n, _ := strconv.ParseFloat(size, 64)

@@ -1,13 +1,14 @@
 package invalidate
 
 import (
-	"io"
 	"net/http"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/gregjones/httpcache"
+
+	"github.com/warmcache/warmcache/internal/testenv"
 )
 
 // TestVarnishIsPurgedOfWrites puts a real Varnish, with the VCL warmcache ships, in front of the
@@ -19,17 +20,12 @@ func TestVarnishIsPurgedOfWrites(t *testing.T) {
 	s := newSystem(t, systemOptions{relays: 1, refreshers: 1, varnish: true})
 	through := func(path string) (string, int) {
 		t.Helper()
-		res, err := http.Get("http://" + s.varnish + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		body, err := io.ReadAll(res.Body)
-		if err != nil || res.StatusCode != http.StatusOK {
-			t.Fatalf("GET %s through Varnish: %d %v", path, res.StatusCode, err)
+		res := testenv.HTTPGet(t, "http://"+s.varnish+path)
+		if res.Status != http.StatusOK {
+			t.Fatalf("GET %s through Varnish: %d", path, res.Status)
 		}
 		hits, _ := strconv.Atoi(res.Header.Get("X-Varnish-Hits"))
-		return string(body), hits
+		return res.Body, hits
 	}
 	const customer, unrelated = 4242, 99
 	changed := []struct{ path, job, key string }{
@@ -111,16 +107,8 @@ func TestBrowserSeesWritesWithinMaxAge(t *testing.T) {
 	browser := &http.Client{Transport: httpcache.NewMemoryCacheTransport()}
 	read := func(c *http.Client, path string) (body string, fromCache bool) {
 		t.Helper()
-		res, err := c.Get(s.api.URL + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		b, err := io.ReadAll(res.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b), res.Header.Get(httpcache.XFromCache) != ""
+		res := testenv.Fetch(t, c, testenv.NewRequest(t, http.MethodGet, s.api.URL+path, "", ""))
+		return res.Body, res.Header.Get(httpcache.XFromCache) != ""
 	}
 	const path = "/v1/orders/count?customerid=777"
 	read(browser, path)

@@ -1,12 +1,10 @@
 package invalidate
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -299,16 +297,9 @@ func (s *system) waitServes(path, want string, within time.Duration) {
 // postOrder creates an order through the api; it may be called from any goroutine.
 func (s *system) postOrder(customer int, amount string) error {
 	body := fmt.Sprintf(`{"orderdate":"2004-06-%02d","customerid":%d,"netamount":%s,"tax":0}`, 1+customer%28, customer, amount)
-	req, _ := http.NewRequest(http.MethodPost, s.api.URL+"/v1/orders", bytes.NewReader([]byte(body)))
-	req.Header.Set("Authorization", "Bearer "+token)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
+	res, err := testenv.TryPost(s.api.URL+"/v1/orders", token, body)
+	if err == nil && res.Status != http.StatusCreated {
+		err = fmt.Errorf("POST /v1/orders %s: %d %s", strings.TrimSpace(body), res.Status, res.Body)
 	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusCreated {
-		b, _ := io.ReadAll(res.Body)
-		return fmt.Errorf("POST /v1/orders %s: %d %s", strings.TrimSpace(body), res.StatusCode, b)
-	}
-	return nil
+	return err
 }

@@ -6,12 +6,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -79,19 +76,7 @@ func newSystem(t *testing.T, opts systemOptions) *system {
 		dbURL, redisURL = s.pgProxy.Through(s.dbURL), s.rdProxy.Through(redisURL)
 	}
 	s.db, s.store = s.open(s.dbURL, testenv.Get(t).RedisURL)
-	jobsFile := ""
-	if opts.jobs != "" {
-		jobsFile = filepath.Join(t.TempDir(), "jobs.yaml")
-		if err := os.WriteFile(jobsFile, []byte(opts.jobs), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var err error
-	s.jobs, err = jobs.Load(jobsFile, jobs.Defaults{TTL: 10 * time.Minute, Grace: time.Hour, NegativeTTL: 30 * time.Second,
-		Timeout: time.Minute, Location: time.UTC}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s.jobs = testenv.LoadJobs(t, opts.jobs, time.Now())
 	// As the warmer does at start: record the changes the jobs depend on, maintain their figures.
 	if err := warm.Install(context.Background(), s.db, s.jobs); err != nil {
 		t.Fatal(err)
@@ -189,16 +174,10 @@ func (s *system) start(run func(context.Context)) func() {
 func (s *system) post(customer int) int64 {
 	s.t.Helper()
 	body := `{"orderdate":"2026-11-21","customerid":` + strconv.Itoa(customer) + `,"netamount":12.34,"tax":1.02}`
-	req, _ := http.NewRequest(http.MethodPost, s.api.URL+"/v1/orders", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+token)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer res.Body.Close()
+	res := testenv.Post(s.t, s.api.URL+"/v1/orders", token, body)
 	var created struct{ OrderID int64 }
-	if err := json.NewDecoder(res.Body).Decode(&created); err != nil || res.StatusCode != http.StatusCreated {
-		s.t.Fatalf("POST /v1/orders: %d %v", res.StatusCode, err)
+	if err := json.Unmarshal([]byte(res.Body), &created); err != nil || res.Status != http.StatusCreated {
+		s.t.Fatalf("POST /v1/orders: %d %v", res.Status, err)
 	}
 	return created.OrderID
 }
@@ -212,16 +191,8 @@ func (s *system) get(path string) (body, cacheState string) {
 // getFrom reads a path from the api at url.
 func (s *system) getFrom(url, path string) (body, cacheState string) {
 	s.t.Helper()
-	res, err := http.Get(url + path)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	return string(b), res.Header.Get("X-Cache")
+	res := testenv.HTTPGet(s.t, url+path)
+	return res.Body, res.Header.Get("X-Cache")
 }
 
 // affected are the keys an order of customer changes, as api paths with the job and key.

@@ -22,6 +22,26 @@ func openDB(t *testing.T) *query.DB {
 	return db
 }
 
+// userSQL is query.UserSQL of a statement the test knows to be valid.
+func userSQL(t *testing.T, sql, key string) query.Aggregate {
+	t.Helper()
+	agg, err := query.UserSQL(sql, key)
+	if err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return agg
+}
+
+// lookup is the row of key in agg, today, which the test knows to be there.
+func lookup(t *testing.T, db *query.DB, agg query.Aggregate, key string) query.Row {
+	t.Helper()
+	row, err := db.Lookup(context.Background(), agg, today, key)
+	if err != nil {
+		t.Fatalf("lookup %q: %v", key, err)
+	}
+	return row
+}
+
 func marshal(t *testing.T, v any) string {
 	t.Helper()
 	b, err := json.Marshal(v)
@@ -52,10 +72,7 @@ func TestOrdersTotalOnDellstore2(t *testing.T) {
 	t.Parallel()
 	testenv.RequireDellstore2(t)
 	db := openDB(t)
-	row, err := db.Lookup(context.Background(), query.OrdersTotalAggregate, today, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	row := lookup(t, db, query.OrdersTotalAggregate, "")
 	if got, want := marshal(t, row.Value), `{"count":12000,"revenue":2567386.79}`; got != want {
 		t.Errorf("orders_total = %s, want %s", got, want)
 	}
@@ -81,10 +98,7 @@ func TestKeyedAggregatesAgree(t *testing.T) {
 				t.Fatalf("streamed %d keys, want one per customer (%d)", len(streamed), len(customers))
 			}
 			for _, id := range customers {
-				row, err := db.Lookup(context.Background(), agg, today, id)
-				if err != nil {
-					t.Fatalf("lookup %s: %v", id, err)
-				}
+				row := lookup(t, db, agg, id)
 				if got := marshal(t, row.Value); row.Key != id || got != streamed[id] {
 					t.Fatalf("customer %s: lookup gives key %q %s, stream gives %s", id, row.Key, got, streamed[id])
 				}
@@ -113,11 +127,7 @@ func TestOrdersByCustomerOnDellstore2(t *testing.T) {
 	if marshal(t, perCount) != marshal(t, want) {
 		t.Errorf("customers per order count = %v, want %v", perCount, want)
 	}
-	row, err := db.Lookup(context.Background(), query.OrdersByCustomerAggregate, today, "19887")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := marshal(t, row.Value); got != `{"customerid":19887,"count":6}` {
+	if got := marshal(t, lookup(t, db, query.OrdersByCustomerAggregate, "19887").Value); got != `{"customerid":19887,"count":6}` {
 		t.Errorf("customer 19887: %s", got)
 	}
 }
@@ -126,11 +136,7 @@ func TestCreditOnDellstore2(t *testing.T) {
 	t.Parallel()
 	testenv.RequireDellstore2(t)
 	db := openDB(t)
-	row, err := db.Lookup(context.Background(), query.CreditByCustomerAggregate, today, "19887")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := row.Value.(query.CustomerCredit)
+	c := lookup(t, db, query.CreditByCustomerAggregate, "19887").Value.(query.CustomerCredit)
 	if c.Orders != 6 || c.TotalSpent.String() != "567.58" || c.AverageOrder.String() != "94.60" {
 		t.Errorf("customer 19887: orders %d, spent %s, average %s; want 6, 567.58, 94.60",
 			c.Orders, c.TotalSpent, c.AverageOrder)
@@ -139,11 +145,7 @@ func TestCreditOnDellstore2(t *testing.T) {
 		t.Errorf("customer 19887: last order %v, card expired %v", c.LastOrderDate, c.CardExpired)
 	}
 
-	row, err = db.Lookup(context.Background(), query.CreditOverviewAggregate, today, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := row.Value.(query.CreditOverview)
+	o := lookup(t, db, query.CreditOverviewAggregate, "").Value.(query.CreditOverview)
 	if o.All.Customers != 20000 || o.All.Orders != 12000 || o.All.TotalSpent.String() != "2567386.79" ||
 		o.All.ExpiredCards != 20000 || o.All.AverageIncome.String() != "59666.00" {
 		t.Errorf("overview over all customers = %+v", o.All)
@@ -162,12 +164,9 @@ func TestCreditOnDellstore2(t *testing.T) {
 func TestCreditNeverCarriesSecrets(t *testing.T) {
 	t.Parallel()
 	db := openDB(t)
-	secrets, err := query.UserSQL("SELECT customerid, creditcard, password FROM customers", "{customerid}")
-	if err != nil {
-		t.Fatal(err)
-	}
+	secrets := userSQL(t, "SELECT customerid, creditcard, password FROM customers", "{customerid}")
 	cards := map[string]string{}
-	_, err = db.Stream(context.Background(), secrets, today, func(r query.Row) error {
+	_, err := db.Stream(context.Background(), secrets, today, func(r query.Row) error {
 		var v struct{ Creditcard, Password string }
 		if err := json.Unmarshal(r.Value.(json.RawMessage), &v); err != nil {
 			return err
@@ -251,10 +250,7 @@ func TestMigrateIsIdempotent(t *testing.T) {
 
 func customerIDs(t *testing.T, db *query.DB) []string {
 	t.Helper()
-	ids, err := query.UserSQL("SELECT customerid FROM customers ORDER BY customerid", "{customerid}")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ids := userSQL(t, "SELECT customerid FROM customers ORDER BY customerid", "{customerid}")
 	var keys []string
 	if _, err := db.Stream(context.Background(), ids, today, func(r query.Row) error {
 		keys = append(keys, r.Key)

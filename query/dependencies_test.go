@@ -17,20 +17,14 @@ import (
 // columns; a table no longer declared stops being recorded; triggers of others stay.
 func TestInstallDependencies(t *testing.T) {
 	t.Parallel()
-	dbURL := testenv.NewDatabase(t)
-	db := testenv.OpenDB(t, dbURL, query.Options{MaxConns: 4})
+	db, w := testenv.NewDB(t, 4, 2)
 	ctx := context.Background()
-	w := testenv.NewWriter(t, dbURL, 2)
 	// Another application's trigger, which warmcache must never touch.
-	for _, stmt := range []string{
+	w.MustExec(
 		"CREATE TABLE audit (n int)",
 		"CREATE FUNCTION audit_lines() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO audit VALUES (1); RETURN NULL; END $$",
 		"CREATE TRIGGER audit_lines AFTER INSERT ON orderlines FOR EACH STATEMENT EXECUTE FUNCTION audit_lines()",
-	} {
-		if _, err := w.Exec(stmt); err != nil {
-			t.Fatal(err)
-		}
-	}
+	)
 	want := map[string][]string{"orders": {"customerid", "orderdate"}, "customers": {"customerid"}, "orderlines": {}}
 	if err := db.Schema().InstallDependencies(ctx, want); err != nil {
 		t.Fatal(err)
@@ -48,14 +42,10 @@ func TestInstallDependencies(t *testing.T) {
 		return got
 	}
 	changes() // what the template's data set left behind, if anything
-	for _, stmt := range []string{
+	w.MustExec(
 		"INSERT INTO orders (orderdate, customerid, netamount, tax, totalamount) VALUES ('2004-05-06', 7, 1, 0, 1)",
 		"INSERT INTO orderlines (orderlineid, orderid, prod_id, quantity, orderdate) VALUES (100, 1, 2, 3, '2004-05-06')",
-	} {
-		if _, err := w.Exec(stmt); err != nil {
-			t.Fatal(err)
-		}
-	}
+	)
 	got := changes()
 	wantChanges := []query.Change{
 		{Table: "orders", Columns: map[string]string{"customerid": "7", "orderdate": "2004-05-06"}},
@@ -72,9 +62,7 @@ func TestInstallDependencies(t *testing.T) {
 	if err := db.Schema().InstallDependencies(ctx, want); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.Exec("INSERT INTO orderlines (orderlineid, orderid, prod_id, quantity, orderdate) VALUES (101, 1, 2, 3, '2004-05-06')"); err != nil {
-		t.Fatal(err)
-	}
+	w.MustExec("INSERT INTO orderlines (orderlineid, orderid, prod_id, quantity, orderdate) VALUES (101, 1, 2, 3, '2004-05-06')")
 	if got := changes(); len(got) != 0 {
 		t.Errorf("a table no longer declared is still recorded: %+v", got)
 	}
@@ -113,10 +101,7 @@ func TestUserLookupIsPushedDown(t *testing.T) {
 		{"SELECT orderdate, count(*) AS orders, sum(totalamount) AS revenue FROM orders GROUP BY orderdate", true},
 		{"SELECT orderdate, count(*) AS orders FROM orders GROUP BY orderdate ORDER BY orderdate LIMIT 100000", false},
 	} {
-		agg, err := query.UserSQL(tc.sql, "{orderdate}")
-		if err != nil {
-			t.Fatal(err)
-		}
+		agg := userSQL(t, tc.sql, "{orderdate}")
 		pushed, plan, err := db.LookupPushedDown(context.Background(), agg)
 		if err != nil || pushed != tc.pushed {
 			t.Errorf("%s: pushed down %v, %v; want %v; plan:\n%s", tc.sql, pushed, err, tc.pushed, plan)

@@ -19,14 +19,12 @@ import (
 // computation.
 func TestMaintainedTotalsUnderRacingWrites(t *testing.T) {
 	t.Parallel()
-	dbURL := testenv.NewDatabase(t)
-	db := testenv.OpenDB(t, dbURL, query.Options{MaxConns: 8})
+	db, w := testenv.NewDB(t, 8, 8)
 	ctx := context.Background()
 	maintain := func() error {
 		_, err := db.Outbox().Drain(ctx, 50, func(changes []query.Change) error { return db.Maintain(ctx, changes) })
 		return err
 	}
-	w := testenv.NewWriter(t, dbURL, 8)
 	var g errgroup.Group
 	for writer := range 8 {
 		g.Go(func() error {
@@ -75,20 +73,14 @@ func TestMaintainedTotalsUnderRacingWrites(t *testing.T) {
 // customer afresh, and a second check finds nothing.
 func TestTotalsDriftIsConfirmedAndMended(t *testing.T) {
 	t.Parallel()
-	dbURL := testenv.NewDatabase(t)
-	db := testenv.OpenDB(t, dbURL, query.Options{MaxConns: 4})
+	db, w := testenv.NewDB(t, 4, 2)
 	ctx := context.Background()
-	w := testenv.NewWriter(t, dbURL, 2)
-	for _, stmt := range []string{
+	w.MustExec(
 		"ALTER TABLE orders DISABLE TRIGGER USER",
 		"UPDATE orders SET totalamount = totalamount + 1, netamount = netamount + 1 WHERE customerid = 11",
 		"INSERT INTO orders (orderdate, customerid, netamount, tax, totalamount) VALUES ('2004-02-02', NULL, 1, 0, 1)",
 		"ALTER TABLE orders ENABLE TRIGGER USER",
-	} {
-		if _, err := w.Exec(stmt); err != nil {
-			t.Fatal(err)
-		}
-	}
+	)
 	found, err := db.Stream(ctx, query.OrdersTotalAggregate, today, func(query.Row) error { return nil })
 	if err != nil || found.Values == 0 {
 		t.Fatalf("the check found %+v, %v; want a drift", found, err)
@@ -109,10 +101,8 @@ func TestTotalsDriftIsConfirmedAndMended(t *testing.T) {
 // goes; declarations the product cannot maintain exactly are refused, naming the column.
 func TestUserIncremental(t *testing.T) {
 	t.Parallel()
-	dbURL := testenv.NewDatabase(t)
-	db := testenv.OpenDB(t, dbURL, query.Options{MaxConns: 4})
+	db, w := testenv.NewDB(t, 4, 2)
 	ctx := context.Background()
-	w := testenv.NewWriter(t, dbURL, 2)
 	for _, spec := range []query.IncrementalSpec{
 		{Table: "orders", GroupBy: "orderdate", Count: "orders", Sums: []query.Sum{{Name: "revenue", Column: "totalamount"}}},
 		{Table: "orderlines", Sums: []query.Sum{{Name: "units", Column: "quantity"}}},
@@ -131,31 +121,23 @@ func TestUserIncremental(t *testing.T) {
 				t.Errorf("%s: %s: drift %+v, %v; want drifted %v", spec.Table, when, drift, err, drifted)
 			}
 		}
-		for _, stmt := range []string{
+		w.MustExec(
 			"INSERT INTO orders (orderdate, customerid, netamount, tax, totalamount) VALUES ('2004-05-06', 7, 1, 0, 1)",
 			"UPDATE orders SET orderdate = orderdate + 1, totalamount = totalamount + 2 WHERE orderid % 10 = 3",
 			"DELETE FROM orders WHERE orderid % 10 = 4",
 			"UPDATE orderlines SET quantity = quantity + 1 WHERE orderlineid = 1",
-		} {
-			if _, err := w.Exec(stmt); err != nil {
-				t.Fatal(err)
-			}
-		}
+		)
 		check("after writes", false)
 		row, err := db.Lookup(ctx, agg, today, map[bool]string{true: "2004-05-06", false: ""}[spec.GroupBy != ""])
 		if err != nil || row.Value == nil {
 			t.Fatalf("lookup: %+v, %v", row, err)
 		}
 		// A write the triggers miss, as with triggers disabled for a bulk load.
-		for _, stmt := range []string{
-			"ALTER TABLE " + spec.Table + " DISABLE TRIGGER USER",
-			"DELETE FROM " + spec.Table + " WHERE " + map[bool]string{true: "orderid", false: "orderlineid"}[spec.GroupBy != ""] + " % 10 = 5",
-			"ALTER TABLE " + spec.Table + " ENABLE TRIGGER USER",
-		} {
-			if _, err := w.Exec(stmt); err != nil {
-				t.Fatal(err)
-			}
-		}
+		w.MustExec(
+			"ALTER TABLE "+spec.Table+" DISABLE TRIGGER USER",
+			"DELETE FROM "+spec.Table+" WHERE "+map[bool]string{true: "orderid", false: "orderlineid"}[spec.GroupBy != ""]+" % 10 = 5",
+			"ALTER TABLE "+spec.Table+" ENABLE TRIGGER USER",
+		)
 		check("after a write the triggers missed", true)
 		if _, err := db.Repair(ctx, agg, query.Drift{Values: 1}); err != nil {
 			t.Fatal(err)

@@ -12,8 +12,7 @@ import (
 // TestOutboxBacklog: the backlog counts the rows no relay took and ages the oldest.
 func TestOutboxBacklog(t *testing.T) {
 	t.Parallel()
-	dbURL := testenv.NewDatabase(t)
-	db := testenv.OpenDB(t, dbURL, query.Options{MaxConns: 2})
+	db, w := testenv.NewDB(t, 2, 1)
 	ctx := context.Background()
 	if _, err := db.Outbox().Drain(ctx, 1_000_000, func([]query.Change) error { return nil }); err != nil {
 		t.Fatal(err)
@@ -21,15 +20,10 @@ func TestOutboxBacklog(t *testing.T) {
 	if b, err := db.Outbox().Backlog(ctx); err != nil || b != (query.Backlog{}) {
 		t.Fatalf("empty outbox: backlog %+v, %v; want none", b, err)
 	}
-	w := testenv.NewWriter(t, dbURL, 1)
-	for _, stmt := range []string{
+	w.MustExec(
 		"INSERT INTO warmcache_outbox (tablename, created_at) VALUES ('orders', now() - interval '90 seconds')",
 		"INSERT INTO warmcache_outbox (tablename) VALUES ('customers')",
-	} {
-		if _, err := w.Exec(stmt); err != nil {
-			t.Fatal(err)
-		}
-	}
+	)
 	b, err := db.Outbox().Backlog(ctx)
 	if err != nil || b.Rows != 2 || b.Oldest < 90*time.Second || b.Oldest > 10*time.Minute {
 		t.Fatalf("backlog %+v, %v; want 2 rows, the oldest 90 s old", b, err)

@@ -13,14 +13,11 @@ import (
 func TestUserSQLKeyedByTemplate(t *testing.T) {
 	t.Parallel()
 	db := openDB(t)
-	agg, err := query.UserSQL(`
+	agg := userSQL(t, `
 		SELECT p.category, p.prod_id, p.price, o.orderdate AS first_sold
 		FROM products p JOIN LATERAL (SELECT min(orderdate) AS orderdate FROM orderlines l
 		                              WHERE l.prod_id = p.prod_id) o ON true
 		WHERE p.prod_id <= 50;`, "c{category}:p{prod_id}")
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := db.Check(context.Background(), agg); err != nil {
 		t.Fatalf("check: %v", err)
 	}
@@ -29,10 +26,7 @@ func TestUserSQLKeyedByTemplate(t *testing.T) {
 		t.Fatalf("streamed %d rows, want 50", len(streamed))
 	}
 	for key, body := range streamed {
-		row, err := db.Lookup(context.Background(), agg, today, key)
-		if err != nil {
-			t.Fatalf("lookup %q: %v", key, err)
-		}
+		row := lookup(t, db, agg, key)
 		if got := marshal(t, row.Value); got != body || row.Key != key {
 			t.Fatalf("lookup %q = %q %s, stream gave %s", key, row.Key, got, body)
 		}
@@ -60,15 +54,8 @@ func TestUserSQLKeyedByTemplate(t *testing.T) {
 func TestUserSQLSingleValue(t *testing.T) {
 	t.Parallel()
 	db := openDB(t)
-	agg, err := query.UserSQL("SELECT count(*) AS customers, max(income) AS top_income, 'x''y' AS quoted FROM customers", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	row, err := db.Lookup(context.Background(), agg, today, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := marshal(t, row.Value); got != `{"customers":20000,"top_income":100000,"quoted":"x'y"}` {
+	agg := userSQL(t, "SELECT count(*) AS customers, max(income) AS top_income, 'x''y' AS quoted FROM customers", "")
+	if got := marshal(t, lookup(t, db, agg, "").Value); got != `{"customers":20000,"top_income":100000,"quoted":"x'y"}` {
 		t.Errorf("single value = %s", got)
 	}
 }
@@ -76,41 +63,39 @@ func TestUserSQLSingleValue(t *testing.T) {
 func TestUserSQLRefusals(t *testing.T) {
 	t.Parallel()
 	db := openDB(t)
-	for _, tc := range []struct{ name, sql, key, want string }{
-		{"empty", " ; ", "", "empty"},
-		{"two statements", "SELECT 1; SELECT 2", "", "one statement"},
-		{"template without column", "SELECT 1 AS a", "static", "names no"},
-		{"bad column name", "SELECT 1 AS a", "{a b}", "not a column"},
-		{"unbalanced", "SELECT 1 AS a", "{a}}", "brace"},
-		{"an insert", "INSERT INTO categories VALUES (99, 'x') RETURNING category", "", "starts with INSERT"},
-		{"an update after comments", "-- counts\n/* all */ (UPDATE orders SET tax = 0 RETURNING orderid)", "", "starts with UPDATE"},
-		{"a call", "CALL refresh()", "", "starts with CALL"},
-		{"a table created from a query", "CREATE TABLE x AS SELECT 1 AS a", "", "starts with CREATE"},
-	} {
-		if _, err := query.UserSQL(tc.sql, tc.key); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: error %v, want one mentioning %q", tc.name, err, tc.want)
-		}
-	}
-	for _, tc := range []struct{ name, sql, key, want string }{
-		{"syntax", "SELECT 1 +", "", "syntax"},
-		{"a write in a WITH", "WITH gone AS (DELETE FROM orders RETURNING orderid) SELECT count(*) AS n FROM gone", "", "writes"},
-		{"a lock", "SELECT customerid FROM customers FOR UPDATE", "{customerid}", "locks rows"},
-		{"unknown table", "SELECT * FROM nowhere", "", "nowhere"},
-		{"missing key column", "SELECT customerid FROM customers", "{prod_id}", "prod_id"},
+	for _, tc := range []struct {
+		name, sql, key, want string
+		checked              bool // read as a job's SQL, and refused when PostgreSQL checks it
+	}{
+		{"empty", " ; ", "", "empty", false},
+		{"two statements", "SELECT 1; SELECT 2", "", "one statement", false},
+		{"template without column", "SELECT 1 AS a", "static", "names no", false},
+		{"bad column name", "SELECT 1 AS a", "{a b}", "not a column", false},
+		{"unbalanced", "SELECT 1 AS a", "{a}}", "brace", false},
+		{"an insert", "INSERT INTO categories VALUES (99, 'x') RETURNING category", "", "starts with INSERT", false},
+		{"an update after comments", "-- counts\n/* all */ (UPDATE orders SET tax = 0 RETURNING orderid)", "", "starts with UPDATE", false},
+		{"a call", "CALL refresh()", "", "starts with CALL", false},
+		{"a table created from a query", "CREATE TABLE x AS SELECT 1 AS a", "", "starts with CREATE", false},
+		{"syntax", "SELECT 1 +", "", "syntax", true},
+		{"a write in a WITH", "WITH gone AS (DELETE FROM orders RETURNING orderid) SELECT count(*) AS n FROM gone", "", "writes", true},
+		{"a lock", "SELECT customerid FROM customers FOR UPDATE", "{customerid}", "locks rows", true},
+		{"unknown table", "SELECT * FROM nowhere", "", "nowhere", true},
+		{"missing key column", "SELECT customerid FROM customers", "{prod_id}", "prod_id", true},
 	} {
 		agg, err := query.UserSQL(tc.sql, tc.key)
-		if err != nil {
-			t.Fatalf("%s: %v", tc.name, err)
+		refusal := "error"
+		if tc.checked {
+			if err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			refusal, err = "check error", db.Check(context.Background(), agg)
 		}
-		if err := db.Check(context.Background(), agg); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: check error %v, want one mentioning %q", tc.name, err, tc.want)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %s %v, want one mentioning %q", tc.name, refusal, err, tc.want)
 		}
 	}
 	// A function that writes passes both checks; the READ ONLY transaction stops it.
-	writes, err := query.UserSQL("SELECT nextval(pg_get_serial_sequence('orders', 'orderid')) AS n", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	writes := userSQL(t, "SELECT nextval(pg_get_serial_sequence('orders', 'orderid')) AS n", "")
 	if err := db.Check(context.Background(), writes); err != nil {
 		t.Fatalf("check: %v", err)
 	}
@@ -123,11 +108,7 @@ func TestUserSQLRefusals(t *testing.T) {
 func TestUserSQLNullKey(t *testing.T) {
 	t.Parallel()
 	db := openDB(t)
-	agg, err := query.UserSQL("SELECT NULL::int AS id", "{id}")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = db.Stream(context.Background(), agg, today, func(query.Row) error { return nil })
+	_, err := db.Stream(context.Background(), userSQL(t, "SELECT NULL::int AS id", "{id}"), today, func(query.Row) error { return nil })
 	if err == nil || !strings.Contains(err.Error(), "NULL") {
 		t.Errorf("stream of a NULL key: %v, want an error naming NULL", err)
 	}

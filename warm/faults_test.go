@@ -171,9 +171,7 @@ func newFaultWarmer(t *testing.T) *faultWarmer {
 // into a namespace of the test's own.
 func (w *faultWarmer) change() map[string]map[string]string {
 	w.t.Helper()
-	if _, err := testenv.NewWriter(w.t, w.dbURL, 1).Exec("UPDATE customers SET income = income + 1"); err != nil {
-		w.t.Fatal(err)
-	}
+	testenv.NewWriter(w.t, w.dbURL, 1).MustExec("UPDATE customers SET income = income + 1")
 	keys, _ := cache.NewKeys(testenv.Namespace(w.t))
 	store := testenv.OpenStore(w.t, testenv.Get(w.t).RedisURL, keys, cache.Options{})
 	return w.warm(store)

@@ -42,6 +42,24 @@ func startReplicas(t *testing.T, n int, dbURL, namespace string, list []jobs.Job
 	return rs
 }
 
+// awaitRuns waits until the replicas ran each of jobs n times in all, failing the test past
+// within, then stops them.
+func awaitRuns(t *testing.T, rs []replica, n int, within time.Duration, jobs ...string) {
+	t.Helper()
+	started := time.Now()
+	for _, job := range jobs {
+		for totalRuns(rs, job) < n {
+			if time.Since(started) > within {
+				t.Fatalf("%s ran %d times in %s, want %d", job, totalRuns(rs, job), time.Since(started), n)
+			}
+			time.Sleep(20 * time.Millisecond) // polling the counters, with a deadline
+		}
+	}
+	for _, r := range rs {
+		r.sched.Stop(context.Background())
+	}
+}
+
 func totalRuns(rs []replica, job string) int {
 	n := 0.0
 	for _, r := range rs {
@@ -68,38 +86,27 @@ jobs:
     schedule: "@every 1s"
     sql: SELECT 1 AS one
 `, time.Now())
-	var enabled []jobs.Job
+	var enabled []string
 	for _, j := range list {
 		if j.Enabled {
-			enabled = append(enabled, j)
+			enabled = append(enabled, j.Name)
 		}
 	}
 	started := time.Now()
 	rs := startReplicas(t, 3, dbURL, ns, list, slog.New(slog.DiscardHandler))
-	deadline := time.Now().Add(60 * time.Second)
-	for _, job := range enabled {
-		for totalRuns(rs, job.Name) < 10 {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s ran %d times in %s", job.Name, totalRuns(rs, job.Name), time.Since(started))
-			}
-			time.Sleep(50 * time.Millisecond) // polling the counters, with a deadline
-		}
-	}
-	for _, r := range rs {
-		r.sched.Stop(context.Background())
-	}
+	awaitRuns(t, rs, 10, 60*time.Second, enabled...)
 	// One run at start, then one per whole second that passed.
 	ticks := 1 + int(time.Since(started)/time.Second) + 1
 	for _, job := range enabled {
-		runs := totalRuns(rs, job.Name)
+		runs := totalRuns(rs, job)
 		if runs > ticks {
-			t.Errorf("%s ran %d times in %d ticks across 3 replicas: some ticks ran more than once", job.Name, runs, ticks)
+			t.Errorf("%s ran %d times in %d ticks across 3 replicas: some ticks ran more than once", job, runs, ticks)
 		}
 		var per []int
 		for _, r := range rs {
-			per = append(per, int(testutil.ToFloat64(r.metrics.runs.WithLabelValues(job.Name, "success"))))
+			per = append(per, int(testutil.ToFloat64(r.metrics.runs.WithLabelValues(job, "success"))))
 		}
-		t.Logf("%s: %d runs in %d ticks, per replica %v", job.Name, runs, ticks, per)
+		t.Logf("%s: %d runs in %d ticks, per replica %v", job, runs, ticks, per)
 	}
 }
 
@@ -132,28 +139,14 @@ func (r *runTracker) Handle(_ context.Context, rec slog.Record) error {
 // TestSlowJobNeverOverlaps runs a job that takes longer than its interval on three replicas.
 func TestSlowJobNeverOverlaps(t *testing.T) {
 	t.Parallel()
-	list := testenv.LoadJobs(t, `
-jobs:
-  orders_total: {enabled: false}
-  orders_by_customer: {enabled: false}
-  credit_by_customer: {enabled: false}
-  credit_overview: {enabled: false}
+	list := testenv.LoadJobs(t, testenv.BuiltinsOff+`
   slow:
     schedule: "@every 1s"
     sql: SELECT pg_sleep(1.5)::text AS slept
 `, time.Now())
 	tracker := &runTracker{}
 	rs := startReplicas(t, 3, testenv.NewDatabase(t), testenv.Namespace(t), list, slog.New(tracker))
-	deadline := time.Now().Add(30 * time.Second)
-	for totalRuns(rs, "slow") < 3 {
-		if time.Now().After(deadline) {
-			t.Fatalf("slow ran %d times", totalRuns(rs, "slow"))
-		}
-		time.Sleep(50 * time.Millisecond) // polling the counters, with a deadline
-	}
-	for _, r := range rs {
-		r.sched.Stop(context.Background())
-	}
+	awaitRuns(t, rs, 3, 30*time.Second, "slow")
 	if tracker.most != 1 {
 		t.Errorf("up to %d runs of one job at once, want 1", tracker.most)
 	}
@@ -170,16 +163,7 @@ jobs:
   credit_overview: {enabled: false}
 `, time.Now())
 	rs := startReplicas(t, 2, testenv.NewDatabase(t), testenv.Namespace(t), list, slog.New(slog.DiscardHandler))
-	deadline := time.Now().Add(20 * time.Second)
-	for totalRuns(rs, "orders_total") < 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("no run at start")
-		}
-		time.Sleep(20 * time.Millisecond) // polling the counters, with a deadline
-	}
-	for _, r := range rs {
-		r.sched.Stop(context.Background())
-	}
+	awaitRuns(t, rs, 1, 20*time.Second, "orders_total") // the run at start
 	if n := totalRuns(rs, "orders_total"); n != 1 {
 		t.Errorf("two replicas starting together ran the job %d times, want once", n)
 	}
@@ -193,11 +177,7 @@ func TestRunRequests(t *testing.T) {
 	ctx := context.Background()
 	job := h.jobs[jobs.OrdersTotal]
 	job.Enabled = false // no scheduled run: only the requested ones
-	// The job runs on another replica: its lock is taken.
-	unlock, locked, err := h.db.Runs().Lock(ctx, h.ns, job.Name)
-	if err != nil || !locked {
-		t.Fatalf("lock: %v, %v", locked, err)
-	}
+	unlock := h.runElsewhere(t, job.Name)
 	for range 5 {
 		if err := h.db.Runs().RequestRun(ctx, h.ns, job.Name); err != nil {
 			t.Fatal(err)
@@ -222,6 +202,17 @@ func TestRunRequests(t *testing.T) {
 	if pending, err := h.db.Runs().RequestedRuns(ctx, h.ns); err != nil || len(pending) != 0 {
 		t.Errorf("requests still pending: %v, %v", pending, err)
 	}
+}
+
+// runElsewhere takes job's lock, as another replica running it does, and returns what releases
+// it.
+func (h *harness) runElsewhere(t *testing.T, job string) (unlock func()) {
+	t.Helper()
+	unlock, locked, err := h.db.Runs().Lock(context.Background(), h.ns, job)
+	if err != nil || !locked {
+		t.Fatalf("lock: %v, %v", locked, err)
+	}
+	return unlock
 }
 
 // eventHandler is a slog handler that sends the message of each record to events, dropping
@@ -263,10 +254,7 @@ func TestOnceWaitsForALockWithoutAConnection(t *testing.T) {
 	h := newHarness(t, testenv.NewDatabase(t))
 	ctx := context.Background()
 	job := h.jobs[jobs.OrdersTotal]
-	unlock, locked, err := h.db.Runs().Lock(ctx, h.ns, job.Name) // the job runs on another replica
-	if err != nil || !locked {
-		t.Fatalf("lock: %v, %v", locked, err)
-	}
+	unlock := h.runElsewhere(t, job.Name)
 	small := testenv.OpenDB(t, h.dbURL, query.Options{MaxConns: 1})
 	done := make(chan error, 1)
 	go func() {

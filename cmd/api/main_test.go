@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -27,23 +24,16 @@ import (
 	"github.com/warmcache/warmcache/internal/cli"
 	"github.com/warmcache/warmcache/internal/testenv"
 	"github.com/warmcache/warmcache/invalidate"
-	"github.com/warmcache/warmcache/jobs"
 	"github.com/warmcache/warmcache/query"
 )
 
 // TestMain lets the test binary run as the api itself, for the tests that signal a process.
-func TestMain(m *testing.M) {
-	if os.Getenv("API_TEST_RUN_MAIN") == "1" {
-		main()
-		return
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { testenv.RunMain(m, "API_TEST_RUN_MAIN", main) }
 
+// environ is the api's environment, on a database of the test's own, listening on a free port.
 func environ(t *testing.T, extra ...string) []string {
 	t.Helper()
-	return append([]string{"DATABASE_URL=" + testenv.NewDatabase(t), "REDIS_URL=" + testenv.Get(t).RedisURL,
-		"CACHE_NAMESPACE=" + testenv.Namespace(t), "LISTEN_ADDR=127.0.0.1:0", "ADMIN_ADDR=127.0.0.1:0"}, extra...)
+	return testenv.Environ(t, testenv.NewDatabase(t), append([]string{"LISTEN_ADDR=127.0.0.1:0"}, extra...)...)
 }
 
 // TestConfigurationErrors gives each setting a bad value and expects exit status 2 and the
@@ -52,18 +42,11 @@ func environ(t *testing.T, extra ...string) []string {
 func TestConfigurationErrors(t *testing.T) {
 	t.Parallel()
 	pg, redis := testenv.NewListener(t), testenv.NewListener(t)
-	jobsFile := func(content string) string {
-		path := filepath.Join(t.TempDir(), "jobs.yaml")
-		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
-	badTTL := jobsFile("jobs:\n  orders_total:\n    ttl: never\n")
-	badStep := jobsFile("# every minute past 61\njobs:\n  orders_total:\n    schedule: '*/61 * * * *'\n")
-	notABool := jobsFile("jobs:\n  credit_by_customer:\n    enabled: nope\n")
-	misspelt := jobsFile("jobs:\n  orders_total:\n    schedul: '@hourly'\n")
-	anInsert := jobsFile("jobs:\n  mine:\n    schedule: '@hourly'\n    sql: |\n      INSERT INTO orders DEFAULT VALUES RETURNING orderid\n")
+	badTTL := testenv.JobsFile(t, "jobs:\n  orders_total:\n    ttl: never\n")
+	badStep := testenv.JobsFile(t, "# every minute past 61\njobs:\n  orders_total:\n    schedule: '*/61 * * * *'\n")
+	notABool := testenv.JobsFile(t, "jobs:\n  credit_by_customer:\n    enabled: nope\n")
+	misspelt := testenv.JobsFile(t, "jobs:\n  orders_total:\n    schedul: '@hourly'\n")
+	anInsert := testenv.JobsFile(t, "jobs:\n  mine:\n    schedule: '@hourly'\n    sql: |\n      INSERT INTO orders DEFAULT VALUES RETURNING orderid\n")
 	servers := []string{"DATABASE_URL=postgres://warmcache@" + pg.Addr() + "/warmcache", "REDIS_URL=redis://" + redis.Addr() + "/0"}
 	env := func(extra ...string) []string { return append(slices.Clone(servers), extra...) }
 	const token = "set a random token of at least 16 characters, such as: head -c 32 /dev/urandom | base64"
@@ -129,35 +112,16 @@ func TestConfigurationErrors(t *testing.T) {
 // TestRedisDatabaseMissing names REDIS_URL when the server has no database of its number.
 func TestRedisDatabaseMissing(t *testing.T) {
 	t.Parallel()
-	env := environ(t)
-	env[1] = "REDIS_URL=redis://" + testenv.HostPort(t, testenv.Get(t).RedisURL) + "/64" // scripts/servers configures 64: 0 to 63
-	var stdout, stderr bytes.Buffer
-	status := cli.API(context.Background(), nil, env, &stdout, &stderr, run)
-	want := "api: configuration: REDIS_URL: database 64: no such database on the server (Redis has 16, 0 to 15, unless its databases setting says more)\n"
-	if status != 2 || !strings.HasSuffix(stderr.String(), want) {
-		t.Errorf("status %d, want 2, and stderr ending\n%s\ngot\n%s", status, want, stderr.String())
-	}
+	testenv.CheckNoSuchRedisDatabase(t, "api", testenv.Entry(cli.API, run), nil, environ(t))
 }
 
-// TestHelpAndVersion: --help exits 0 and lists every setting; --version prints the version.
+// TestHelpAndVersion: --help exits 0 and lists every setting; --version prints the version; a
+// stray argument exits 2.
 func TestHelpAndVersion(t *testing.T) {
 	t.Parallel()
-	var stdout, stderr bytes.Buffer
-	if status := cli.API(context.Background(), []string{"--help"}, nil, &stdout, &stderr, run); status != 0 {
-		t.Fatalf("--help: status %d; stderr:\n%s", status, stderr.String())
-	}
-	for _, want := range []string{"usage: api", "-jobs FILE", "DATABASE_URL", "alias PG_SERVICE_URI", "REDIS_URL", "API_TOKEN",
-		"REDIS_TIMEOUT", "default 100ms", "LOCAL_CACHE_SIZE", "LOG_FORMAT", "TIMEZONE", "PURGE_URLS"} {
-		if !strings.Contains(stdout.String(), want) {
-			t.Errorf("--help does not mention %q:\n%s", want, stdout.String())
-		}
-	}
-	stdout.Reset()
-	if status := cli.API(context.Background(), []string{"--version"}, nil, &stdout, &stderr, run); status != 0 ||
-		!regexp.MustCompile(`^api \S+.* \(go1\.\d+`).MatchString(stdout.String()) {
-		t.Errorf("--version: status %d, output %q", status, stdout.String())
-	}
-	var unknown bytes.Buffer
+	testenv.CheckHelpAndVersion(t, "api", testenv.Entry(cli.API, run), []string{"-jobs FILE", "DATABASE_URL", "alias PG_SERVICE_URI", "REDIS_URL", "API_TOKEN",
+		"REDIS_TIMEOUT", "default 100ms", "LOCAL_CACHE_SIZE", "LOG_FORMAT", "TIMEZONE", "PURGE_URLS"})
+	var stdout, unknown bytes.Buffer
 	if status := cli.API(context.Background(), []string{"serve"}, nil, &stdout, &unknown, run); status != 2 ||
 		unknown.String() != "api: unexpected argument \"serve\" (api --help lists the flags)\n" {
 		t.Errorf("a stray argument: status %d, stderr %q", status, unknown.String())
@@ -169,41 +133,15 @@ func TestHelpAndVersion(t *testing.T) {
 // the request to be answered and the process to exit 0.
 func TestSIGTERMFinishesRequestsInFlight(t *testing.T) {
 	t.Parallel()
-	jobsFile := filepath.Join(t.TempDir(), "jobs.yaml")
-	if err := os.WriteFile(jobsFile, []byte("jobs:\n  slow:\n    schedule: '@hourly'\n    ttl: 2h\n    sql: SELECT pg_sleep(1)::text AS slept\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	env := environ(t, "API_TEST_RUN_MAIN=1")
-	cmd := exec.Command(os.Args[0], "--jobs", jobsFile)
-	cmd.Env = append(os.Environ(), env...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill() }) //nolint:errcheck // already gone when the test passes
-	lines := bufio.NewScanner(stderr)
-	var addr string
-	for addr == "" && lines.Scan() {
-		if m := regexp.MustCompile(`"msg":"api_started","addr":"([^"]+)"`).FindStringSubmatch(lines.Text()); m != nil {
-			addr = m[1]
-		}
-	}
-	if addr == "" {
-		t.Fatal("the api did not start")
-	}
-	go io.Copy(io.Discard, stderr) //nolint:errcheck // draining the log
+	env := environ(t)
+	cmd, addr := startProcess(t, env, "--jobs", testenv.JobsFile(t, "jobs:\n  slow:\n    schedule: '@hourly'\n    ttl: 2h\n    sql: SELECT pg_sleep(1)::text AS slept\n"))
 
 	answered := make(chan error, 1)
+	req := testenv.NewRequest(t, http.MethodGet, "http://"+addr+"/v1/results/slow", "", "")
 	go func() {
-		res, err := http.Get("http://" + addr + "/v1/results/slow")
-		if err == nil {
-			defer res.Body.Close()
-			if res.StatusCode != http.StatusOK || res.Header.Get("X-Cache") != "MISS" {
-				err = &statusError{res.Status}
-			}
+		res, err := testenv.Do(nil, req)
+		if err == nil && (res.Status != http.StatusOK || res.Header.Get("X-Cache") != "MISS") {
+			err = &statusError{res.Status}
 		}
 		answered <- err
 	}()
@@ -220,19 +158,33 @@ func TestSIGTERMFinishesRequestsInFlight(t *testing.T) {
 	}
 }
 
-type statusError struct{ status string }
+type statusError struct{ status int }
 
-func (e *statusError) Error() string { return "answered " + e.status }
+func (e *statusError) Error() string { return "answered " + strconv.Itoa(e.status) }
+
+// apiStarted is the api's line once it listens, with its address and its admin listener's.
+var apiStarted = regexp.MustCompile(`"msg":"api_started","addr":"([^"]+)","admin_addr":"([^"]+)"`)
+
+// startProcess starts this test binary as the api, with env and args, and returns it and its
+// address once it started; it is killed when the test ends, if it still runs.
+func startProcess(t *testing.T, env []string, args ...string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(append(os.Environ(), env...), "API_TEST_RUN_MAIN=1")
+	lines := testenv.StartLogged(t, cmd)
+	t.Cleanup(func() { cmd.Process.Kill() }) //nolint:errcheck // already gone when the test passes
+	m := lines.Await(apiStarted)
+	if m == nil {
+		t.Fatal("the api did not start")
+	}
+	return cmd, m[1]
+}
 
 // waitForQuery waits until a statement containing text runs in the database at dbURL.
 func waitForQuery(t *testing.T, dbURL, text string) {
 	t.Helper()
 	ctx := context.Background()
-	db, err := query.Open(ctx, dbURL, query.Options{MaxConns: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := testenv.OpenDB(t, dbURL, query.Options{MaxConns: 1})
 	active, err := query.UserSQL(`SELECT count(*) AS n FROM pg_stat_activity
 		WHERE datname = current_database() AND state = 'active' AND pid <> pg_backend_pid()
 		  AND query LIKE '%`+text+`%'`, "")
@@ -259,41 +211,17 @@ func waitForQuery(t *testing.T, dbURL, text string) {
 // recorded in the write's own transaction, so the warmer still delivers it.
 func TestKilledAfterCommit(t *testing.T) {
 	t.Parallel()
-	env := environ(t, "API_TEST_RUN_MAIN=1", "API_TOKEN=t0ken-for-the-kill-test")
+	env := environ(t, "API_TOKEN=t0ken-for-the-kill-test")
 	dbURL := strings.TrimPrefix(env[0], "DATABASE_URL=")
 	ns := strings.TrimPrefix(env[2], "CACHE_NAMESPACE=")
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	store := startWarmerParts(t, ctx, dbURL, ns)
 
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), env...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill() }) //nolint:errcheck // killed already
-	lines := bufio.NewScanner(stderr)
-	var addr string
-	for addr == "" && lines.Scan() {
-		if m := regexp.MustCompile(`"msg":"api_started","addr":"([^"]+)"`).FindStringSubmatch(lines.Text()); m != nil {
-			addr = m[1]
-		}
-	}
-	go io.Copy(io.Discard, stderr) //nolint:errcheck // draining the log
-	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/orders",
-		strings.NewReader(`{"orderdate":"2026-11-21","customerid":3137,"netamount":5,"tax":0}`))
-	req.Header.Set("Authorization", "Bearer t0ken-for-the-kill-test")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusCreated {
-		t.Fatalf("POST: %s", res.Status)
+	cmd, addr := startProcess(t, env)
+	res := testenv.Post(t, "http://"+addr+"/v1/orders", "t0ken-for-the-kill-test", `{"orderdate":"2026-11-21","customerid":3137,"netamount":5,"tax":0}`)
+	if res.Status != http.StatusCreated {
+		t.Fatalf("POST: %d", res.Status)
 	}
 	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
@@ -317,42 +245,23 @@ func TestKilledAfterCommit(t *testing.T) {
 // returns a store on the namespace.
 func startWarmerParts(t *testing.T, ctx context.Context, dbURL, ns string) *cache.Store {
 	t.Helper()
-	db, err := query.Open(ctx, dbURL, query.Options{MaxConns: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, _ := cache.NewKeys(ns)
-	store, err := cache.Open(testenv.Get(t).RedisURL, keys, cache.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	list, err := jobs.Load("", jobs.Defaults{TTL: time.Hour, Grace: time.Hour, NegativeTTL: time.Minute, Timeout: time.Minute,
-		Location: time.UTC}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := testenv.OpenDB(t, dbURL, query.Options{MaxConns: 8})
+	store := testenv.NamespaceStore(t, ns)
+	list := testenv.LoadJobs(t, "", time.Now()) // the built-in jobs
 	arch := baseservice.NewArchetype(slog.New(slog.DiscardHandler))
 	relay := invalidate.NewRelay(arch, db, store, list, prometheus.NewRegistry())
 	refresher := invalidate.NewRefresher(arch, db, store, list, ns, prometheus.NewRegistry())
 	var running sync.WaitGroup
 	running.Go(func() { relay.Run(ctx) })
 	running.Go(func() { refresher.Run(ctx) })
-	t.Cleanup(func() {
-		running.Wait()
-		store.Close()
-		db.Close()
-	})
+	t.Cleanup(running.Wait) // before the connections close
 	return store
 }
 
 // ordersOf is what orders_by_customer should hold for customer, by SQL.
 func ordersOf(t *testing.T, dbURL string, customer int) string {
 	t.Helper()
-	db, err := query.Open(context.Background(), dbURL, query.Options{MaxConns: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := testenv.OpenDB(t, dbURL, query.Options{MaxConns: 1})
 	row, err := db.Lookup(context.Background(), query.OrdersByCustomerAggregate, query.Params{}, strconv.Itoa(customer))
 	if err != nil {
 		t.Fatal(err)

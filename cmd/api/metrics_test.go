@@ -3,10 +3,6 @@ package main
 import (
 	"context"
 	"io"
-	"net/http"
-	"os"
-	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -26,12 +22,7 @@ func TestMetricsExported(t *testing.T) {
 	addr, admin := startAPI(t, environ(t))
 	for _, path := range []string{"/v1/orders/count", "/v1/orders/count?customerid=42", "/v1/customers/42/credit", "/v1/credit",
 		"/v1/results/orders_total", "/v1/orders/count?customerid=99999999", "/v1/jobs", "/nowhere"} {
-		res, err := http.Get("http://" + addr + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, res.Body) //nolint:errcheck // only the metrics count
-		res.Body.Close()
+		testenv.HTTPGet(t, "http://"+addr+path) // only the metrics count
 	}
 	families := testenv.CheckMetrics(t, "http://"+admin+"/metrics", "api")
 	open := map[string]float64{}
@@ -59,18 +50,9 @@ func startAPI(t *testing.T, env []string) (addr, admin string) {
 // startAPIWithLog is startAPI, and returns the api's log too.
 func startAPIWithLog(t *testing.T, env []string) (addr, admin string, log *testenv.Output) {
 	t.Helper()
-	log = &testenv.Output{}
-	ctx, cancel := context.WithCancel(context.Background())
-	exited := make(chan struct{})
-	go func() {
-		defer close(exited)
-		cli.API(ctx, nil, env, log, log, run)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-exited
+	m, log := testenv.RunInProcess(t, apiStarted, 20*time.Second, func(ctx context.Context, log io.Writer) int {
+		return cli.API(ctx, nil, env, log, log, run)
 	})
-	m := log.WaitFor(t, regexp.MustCompile(`"msg":"api_started","addr":"([^"]+)","admin_addr":"([^"]+)"`), exited, 20*time.Second)
 	return m[1], m[2], log
 }
 
@@ -79,15 +61,10 @@ func startAPIWithLog(t *testing.T, env []string) (addr, admin string, log *teste
 // not (the gauge at 0).
 func TestJobsFilesThatDiffer(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	file := func(name, schedule string) string {
-		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path, []byte("jobs:\n  orders_total:\n    schedule: \""+schedule+"\"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return path
+	file := func(schedule string) string {
+		return testenv.JobsFile(t, "jobs:\n  orders_total:\n    schedule: \""+schedule+"\"\n")
 	}
-	a, b := file("a.yaml", "@every 1m"), file("b.yaml", "@every 2m")
+	a, b := file("@every 1m"), file("@every 2m")
 	env := environ(t)
 	startAPI(t, append(slices.Clone(env), "JOBS_FILE="+a))
 	differs := func(path string) (float64, string) {

@@ -125,16 +125,7 @@ func TestSecretsFromFiles(t *testing.T) {
 	}
 	addr, _ := startAPI(t, environ(t, "API_TOKEN_FILE="+tokenFile, "API_TOKEN=t0ken-from-the-environment"))
 	post := func(token string) int {
-		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/orders",
-			strings.NewReader(`{"orderdate":"2026-11-21","customerid":42,"netamount":5,"tax":0}`))
-		req.Header.Set("Authorization", "Bearer "+token)
-		req.Header.Set("Content-Type", "application/json")
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Body.Close()
-		return res.StatusCode
+		return testenv.Post(t, "http://"+addr+"/v1/orders", token, `{"orderdate":"2026-11-21","customerid":42,"netamount":5,"tax":0}`).Status
 	}
 	if status := post("t0ken-from-a-mounted-file"); status != http.StatusCreated {
 		t.Errorf("POST with the file's token: %d, want 201", status)

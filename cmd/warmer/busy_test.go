@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/warmcache/warmcache/cache"
 	"github.com/warmcache/warmcache/internal/cli"
 	"github.com/warmcache/warmcache/internal/testenv"
 	"github.com/warmcache/warmcache/query"
@@ -23,7 +22,7 @@ import (
 func TestBusyWarmerStillShowsWrites(t *testing.T) {
 	t.Parallel()
 	dbURL := testenv.NewDatabase(t)
-	env := environ(t, dbURL)
+	env := testenv.Environ(t, dbURL)
 	ns := strings.TrimPrefix(env[2], "CACHE_NAMESPACE=")
 	const slowJobs = 10 // the pools have 8 connections
 	var file strings.Builder
@@ -33,25 +32,17 @@ func TestBusyWarmerStillShowsWrites(t *testing.T) {
 	}
 	logs := newLogLines()
 	ctx, cancel := context.WithCancel(context.Background())
+	jobsFile := testenv.JobsFile(t, file.String())
 	done := make(chan int)
 	go func() {
-		done <- cli.Warmer(ctx, []string{"--jobs", writeFile(t, file.String())}, env, io.Discard, logs, run)
+		done <- cli.Warmer(ctx, []string{"--jobs", jobsFile}, env, io.Discard, logs, run)
 	}()
 	t.Cleanup(func() {
 		cancel()
 		<-done
 	})
-	keys, _ := cache.NewKeys(ns)
-	store, err := cache.Open(testenv.Get(t).RedisURL, keys, cache.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	db, err := query.Open(context.Background(), dbURL, query.Options{MaxConns: 16})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
+	store := testenv.NamespaceStore(t, ns)
+	db := testenv.OpenDB(t, dbURL, query.Options{MaxConns: 16})
 
 	logs.await(t, event{msg: "job_finished", attrs: map[string]string{"job": "orders_by_customer"}}, 1, 30*time.Second)
 	var requests sync.WaitGroup
@@ -66,9 +57,7 @@ func TestBusyWarmerStillShowsWrites(t *testing.T) {
 
 	w := testenv.NewWriter(t, dbURL, 1)
 	want := `"count":` + strconv.FormatInt(w.Int("SELECT count(*) FROM orders WHERE customerid = 42")+1, 10)
-	if _, err := w.Exec("INSERT INTO orders (orderdate, customerid, netamount, tax, totalamount) VALUES ('2026-01-01', 42, 1, 0, 1)"); err != nil {
-		t.Fatal(err)
-	}
+	w.MustExec("INSERT INTO orders (orderdate, customerid, netamount, tax, totalamount) VALUES ('2026-01-01', 42, 1, 0, 1)")
 	committed := time.Now()
 	for {
 		e, err := store.Get(context.Background(), "orders_by_customer", "42")

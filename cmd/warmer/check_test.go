@@ -21,7 +21,7 @@ func TestCheck(t *testing.T) {
 	check := func(env []string, file string) (int, string, string) {
 		t.Helper()
 		var stdout, stderr bytes.Buffer
-		status := cli.Warmer(context.Background(), []string{"check", "--jobs", writeFile(t, file)}, env, &stdout, &stderr, run)
+		status := cli.Warmer(context.Background(), []string{"check", "--jobs", testenv.JobsFile(t, file)}, env, &stdout, &stderr, run)
 		return status, stdout.String(), stderr.String()
 	}
 

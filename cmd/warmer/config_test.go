@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -22,10 +21,10 @@ func TestConfigurationErrors(t *testing.T) {
 		"ADMIN_ADDR=127.0.0.1:0"}
 	env := func(extra ...string) []string { return append(append([]string{}, servers...), extra...) }
 	mine := "jobs:\n  mine:\n    schedule: '@hourly'\n    ttl: 2h\n"
-	badStep := writeFile(t, "jobs:\n  orders_total:\n    schedule: '*/61 * * * *'\n")
-	badRange := writeFile(t, "jobs:\n  orders_total:\n    schedule: '0 24 * * *'\n")
-	notABool := writeFile(t, "jobs:\n  orders_total:\n    enabled: yes please\n")
-	update := writeFile(t, mine+"    sql: UPDATE orders SET tax = 0 RETURNING orderid\n")
+	badStep := testenv.JobsFile(t, "jobs:\n  orders_total:\n    schedule: '*/61 * * * *'\n")
+	badRange := testenv.JobsFile(t, "jobs:\n  orders_total:\n    schedule: '0 24 * * *'\n")
+	notABool := testenv.JobsFile(t, "jobs:\n  orders_total:\n    enabled: yes please\n")
+	update := testenv.JobsFile(t, mine+"    sql: UPDATE orders SET tax = 0 RETURNING orderid\n")
 	for _, tc := range []struct {
 		name    string
 		args    []string
@@ -74,9 +73,9 @@ func TestJobsConfirmedByPostgreSQL(t *testing.T) {
 	t.Parallel()
 	dbURL := testenv.NewDatabase(t)
 	mine := "jobs:\n  mine:\n    schedule: '@hourly'\n    ttl: 2h\n"
-	deletes := writeFile(t, mine+"    sql: WITH gone AS (DELETE FROM orders RETURNING orderid) SELECT count(*) AS n FROM gone\n")
-	locks := writeFile(t, mine+"    sql: SELECT customerid FROM customers FOR SHARE\n    key: '{customerid}'\n")
-	unknownTable := writeFile(t, mine+"    sql: SELECT count(*) AS n FROM ordres\n")
+	deletes := testenv.JobsFile(t, mine+"    sql: WITH gone AS (DELETE FROM orders RETURNING orderid) SELECT count(*) AS n FROM gone\n")
+	locks := testenv.JobsFile(t, mine+"    sql: SELECT customerid FROM customers FOR SHARE\n    key: '{customerid}'\n")
+	unknownTable := testenv.JobsFile(t, mine+"    sql: SELECT count(*) AS n FROM ordres\n")
 	for _, tc := range []struct {
 		name, file, stderr string
 	}{
@@ -86,7 +85,7 @@ func TestJobsConfirmedByPostgreSQL(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			status := cli.Warmer(context.Background(), []string{"--once", "--jobs", tc.file}, environ(t, dbURL), &stdout, &stderr, run)
+			status := cli.Warmer(context.Background(), []string{"--once", "--jobs", tc.file}, testenv.Environ(t, dbURL), &stdout, &stderr, run)
 			if want := "warmer: configuration: --jobs " + tc.file + tc.stderr + "\n"; status != 2 || !strings.HasSuffix(stderr.String(), want) {
 				t.Errorf("status %d, want 2, and stderr ending\n%s\ngot\n%s", status, want, stderr.String())
 			}
@@ -97,32 +96,12 @@ func TestJobsConfirmedByPostgreSQL(t *testing.T) {
 // TestRedisDatabaseMissing names REDIS_URL when the server has no database of its number.
 func TestRedisDatabaseMissing(t *testing.T) {
 	t.Parallel()
-	env := environ(t, testenv.NewDatabase(t))
-	env[1] = "REDIS_URL=redis://" + testenv.HostPort(t, testenv.Get(t).RedisURL) + "/64" // scripts/servers configures 64: 0 to 63
-	var stdout, stderr bytes.Buffer
-	status := cli.Warmer(context.Background(), []string{"--once"}, env, &stdout, &stderr, run)
-	want := "warmer: configuration: REDIS_URL: database 64: no such database on the server (Redis has 16, 0 to 15, unless its databases setting says more)\n"
-	if status != 2 || !strings.HasSuffix(stderr.String(), want) {
-		t.Errorf("status %d, want 2, and stderr ending\n%s\ngot\n%s", status, want, stderr.String())
-	}
+	testenv.CheckNoSuchRedisDatabase(t, "warmer", testenv.Entry(cli.Warmer, run), []string{"--once"}, testenv.Environ(t, testenv.NewDatabase(t)))
 }
 
 // TestHelpAndVersion: --help exits 0 and lists every setting; --version prints the version.
 func TestHelpAndVersion(t *testing.T) {
 	t.Parallel()
-	var stdout, stderr bytes.Buffer
-	if status := cli.Warmer(context.Background(), []string{"--help"}, nil, &stdout, &stderr, run); status != 0 {
-		t.Fatalf("--help: status %d; stderr:\n%s", status, stderr.String())
-	}
-	for _, want := range []string{"usage: warmer", "warmer migrate", "-once", "-no-migrate", "DATABASE_URL", "alias PG_SERVICE_URI",
-		"WARMER_DATABASE_URL", "REDIS_URL", "ADMIN_ADDR", "alias METRICS_ADDR", "default :9091", "PURGE_HEADERS", "LOG_LEVEL", "CACHE_TTL"} {
-		if !strings.Contains(stdout.String(), want) {
-			t.Errorf("--help does not mention %q:\n%s", want, stdout.String())
-		}
-	}
-	stdout.Reset()
-	if status := cli.Warmer(context.Background(), []string{"--version"}, nil, &stdout, &stderr, run); status != 0 ||
-		!regexp.MustCompile(`^warmer \S+.* \(go1\.\d+`).MatchString(stdout.String()) {
-		t.Errorf("--version: status %d, output %q", status, stdout.String())
-	}
+	testenv.CheckHelpAndVersion(t, "warmer", testenv.Entry(cli.Warmer, run), []string{"warmer migrate", "-once", "-no-migrate", "DATABASE_URL", "alias PG_SERVICE_URI",
+		"WARMER_DATABASE_URL", "REDIS_URL", "ADMIN_ADDR", "alias METRICS_ADDR", "default :9091", "PURGE_HEADERS", "LOG_LEVEL", "CACHE_TTL"})
 }

@@ -1,45 +1,21 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/warmcache/warmcache/cache"
 	"github.com/warmcache/warmcache/internal/cli"
 	"github.com/warmcache/warmcache/internal/testenv"
 )
 
 // TestMain lets the test binary run as the warmer itself, for the tests that signal a process.
-func TestMain(m *testing.M) {
-	if os.Getenv("WARMER_TEST_RUN_MAIN") == "1" {
-		main()
-		return
-	}
-	os.Exit(m.Run())
-}
-
-func writeFile(t *testing.T, content string) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "jobs.yaml")
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-func environ(t *testing.T, dbURL string, extra ...string) []string {
-	t.Helper()
-	return append([]string{"DATABASE_URL=" + dbURL, "REDIS_URL=" + testenv.Get(t).RedisURL,
-		"CACHE_NAMESPACE=" + testenv.Namespace(t), "ADMIN_ADDR=127.0.0.1:0"}, extra...)
-}
+func TestMain(m *testing.M) { testenv.RunMain(m, "WARMER_TEST_RUN_MAIN", main) }
 
 // TestExitStatus holds each command to the exit status its --help documents: 0 on success, 1 on
 // a failure, 2 for bad usage or configuration, 3 when PostgreSQL or Redis cannot be reached.
@@ -47,16 +23,16 @@ func TestExitStatus(t *testing.T) {
 	t.Parallel()
 	dbURL := testenv.NewDatabase(t)
 	empty := testenv.NewEmptyDatabase(t)
-	badCron := writeFile(t, "jobs:\n  orders_total:\n    schedule: '61 * * * *'\n")
-	badSQL := writeFile(t, "jobs:\n  mine:\n    schedule: '@hourly'\n    ttl: 2h\n    sql: SELECT nothing FROM nowhere\n")
+	badCron := testenv.JobsFile(t, "jobs:\n  orders_total:\n    schedule: '61 * * * *'\n")
+	badSQL := testenv.JobsFile(t, "jobs:\n  mine:\n    schedule: '@hourly'\n    ttl: 2h\n    sql: SELECT nothing FROM nowhere\n")
 	mine := "jobs:\n  mine:\n    schedule: '@hourly'\n    ttl: 2h\n    sql: SELECT customerid, count(*) AS n FROM orders GROUP BY 1\n    key: '{customerid}'\n"
-	unknownTable := writeFile(t, mine+"    depends_on: {ordres: customerid}\n")
+	unknownTable := testenv.JobsFile(t, mine+"    depends_on: {ordres: customerid}\n")
 	// The result's column renamed, the table's taken for it.
-	unknownColumn := writeFile(t, "jobs:\n  mine:\n    schedule: '@hourly'\n    ttl: 2h\n"+
+	unknownColumn := testenv.JobsFile(t, "jobs:\n  mine:\n    schedule: '@hourly'\n    ttl: 2h\n"+
 		"    sql: SELECT customerid AS customer_id, count(*) AS n FROM orders GROUP BY 1\n"+
 		"    key: '{customer_id}'\n    depends_on: {orders: customer_id}\n")
-	notTheKey := writeFile(t, mine+"    depends_on: {orders: orderid}\n")
-	floatSum := writeFile(t, "jobs:\n  mine:\n    schedule: '@hourly'\n    ttl: 2h\n    incremental: {table: orders, sum: {n: orderdate}}\n")
+	notTheKey := testenv.JobsFile(t, mine+"    depends_on: {orders: orderid}\n")
+	floatSum := testenv.JobsFile(t, "jobs:\n  mine:\n    schedule: '@hourly'\n    ttl: 2h\n    incremental: {table: orders, sum: {n: orderdate}}\n")
 	for _, tc := range []struct {
 		name    string
 		args    []string
@@ -64,40 +40,40 @@ func TestExitStatus(t *testing.T) {
 		status  int
 		stderr  string
 	}{
-		{"once", []string{"--once"}, environ(t, dbURL), 0, "job_finished"},
-		{"once one job", []string{"--once", "--job", "orders_total"}, environ(t, dbURL), 0, `"job":"orders_total"`},
-		{"once unknown job", []string{"--once", "--job", "nope"}, environ(t, dbURL), 2, "nope"},
+		{"once", []string{"--once"}, testenv.Environ(t, dbURL), 0, "job_finished"},
+		{"once one job", []string{"--once", "--job", "orders_total"}, testenv.Environ(t, dbURL), 0, `"job":"orders_total"`},
+		{"once unknown job", []string{"--once", "--job", "nope"}, testenv.Environ(t, dbURL), 2, "nope"},
 		// PostgreSQL or Redis down is 3: a Kubernetes Job or a script retries later.
 		{"once with the database down", []string{"--once", "--no-migrate"},
-			environ(t, "postgres://x@127.0.0.1:1/x?connect_timeout=1"), 3, "postgresql unavailable"},
+			testenv.Environ(t, "postgres://x@127.0.0.1:1/x?connect_timeout=1"), 3, "postgresql unavailable"},
 		{"once, migrating, with the database down", []string{"--once"},
-			environ(t, "postgres://x@127.0.0.1:1/x?connect_timeout=1"), 3, "postgresql unavailable"},
+			testenv.Environ(t, "postgres://x@127.0.0.1:1/x?connect_timeout=1"), 3, "postgresql unavailable"},
 		{"migrate with the database down", []string{"migrate"},
-			environ(t, "postgres://x@127.0.0.1:1/x?connect_timeout=1"), 3, "postgresql unavailable"},
-		{"once with Redis down", []string{"--once"}, append(environ(t, dbURL), "REDIS_URL=redis://127.0.0.1:1/0"), 3,
+			testenv.Environ(t, "postgres://x@127.0.0.1:1/x?connect_timeout=1"), 3, "postgresql unavailable"},
+		{"once with Redis down", []string{"--once"}, append(testenv.Environ(t, dbURL), "REDIS_URL=redis://127.0.0.1:1/0"), 3,
 			"redis unavailable"},
 		{"check with the database down", []string{"check"},
-			environ(t, "postgres://x@127.0.0.1:1/x?connect_timeout=1"), 0, ""},
-		{"bad cron", []string{"--once", "--jobs", badCron}, environ(t, dbURL), 2, "orders_total: schedule"},
-		{"bad sql", []string{"--once", "--jobs", badSQL}, environ(t, dbURL), 2, "job mine: sql"},
-		{"depends on an unknown table", []string{"--once", "--jobs", unknownTable}, environ(t, dbURL), 2, "job mine: depends_on: no table ordres"},
-		{"depends on an unknown column", []string{"--once", "--jobs", unknownColumn}, environ(t, dbURL), 2,
+			testenv.Environ(t, "postgres://x@127.0.0.1:1/x?connect_timeout=1"), 0, ""},
+		{"bad cron", []string{"--once", "--jobs", badCron}, testenv.Environ(t, dbURL), 2, "orders_total: schedule"},
+		{"bad sql", []string{"--once", "--jobs", badSQL}, testenv.Environ(t, dbURL), 2, "job mine: sql"},
+		{"depends on an unknown table", []string{"--once", "--jobs", unknownTable}, testenv.Environ(t, dbURL), 2, "job mine: depends_on: no table ordres"},
+		{"depends on an unknown column", []string{"--once", "--jobs", unknownColumn}, testenv.Environ(t, dbURL), 2,
 			"job mine: depends_on: table orders has no column customer_id"},
-		{"depends on a column that is not the key", []string{"--once", "--jobs", notTheKey}, environ(t, dbURL), 2,
+		{"depends on a column that is not the key", []string{"--once", "--jobs", notTheKey}, testenv.Environ(t, dbURL), 2,
 			"job mine: depends_on: orders.orderid"},
-		{"sums what does not add up", []string{"--once", "--jobs", floatSum}, environ(t, dbURL), 2,
+		{"sums what does not add up", []string{"--once", "--jobs", floatSum}, testenv.Environ(t, dbURL), 2,
 			"job mine: incremental: column orders.orderdate is date"},
 		{"migrate refuses a bad jobs file", []string{"migrate", "--jobs", unknownColumn}, []string{"DATABASE_URL=" + dbURL}, 2,
 			"customer_id"},
-		{"bad ttl", []string{"--once"}, environ(t, dbURL, "CACHE_TTL=forever"), 2, "CACHE_TTL"},
-		{"no run history", []string{"--once"}, environ(t, dbURL, "RUN_HISTORY=0"), 2, "RUN_HISTORY: 0 is not between 1 and 1000"},
-		{"bad time zone", []string{"--once"}, environ(t, dbURL, "TIMEZONE=Mars/Olympus"), 2, "TIMEZONE"},
-		{"bad redis url", []string{"--once"}, environ(t, dbURL, "REDIS_URL=http://x"), 2, "REDIS_URL"},
-		{"bad database url", []string{"--once"}, environ(t, "postgres://x@127.0.0.1:notaport/x"), 2, "DATABASE_URL"},
+		{"bad ttl", []string{"--once"}, testenv.Environ(t, dbURL, "CACHE_TTL=forever"), 2, "CACHE_TTL"},
+		{"no run history", []string{"--once"}, testenv.Environ(t, dbURL, "RUN_HISTORY=0"), 2, "RUN_HISTORY: 0 is not between 1 and 1000"},
+		{"bad time zone", []string{"--once"}, testenv.Environ(t, dbURL, "TIMEZONE=Mars/Olympus"), 2, "TIMEZONE"},
+		{"bad redis url", []string{"--once"}, testenv.Environ(t, dbURL, "REDIS_URL=http://x"), 2, "REDIS_URL"},
+		{"bad database url", []string{"--once"}, testenv.Environ(t, "postgres://x@127.0.0.1:notaport/x"), 2, "DATABASE_URL"},
 		{"no redis url", []string{"--once"}, []string{"DATABASE_URL=" + dbURL}, 2, "REDIS_URL"},
-		{"bad namespace", []string{"--once"}, environ(t, dbURL, "CACHE_NAMESPACE=a:b"), 2, "CACHE_NAMESPACE"},
-		{"job without once", []string{"--job", "x"}, environ(t, dbURL), 2, "--job goes with --once"},
-		{"stray argument", []string{"warm"}, environ(t, dbURL), 2, "unexpected argument"},
+		{"bad namespace", []string{"--once"}, testenv.Environ(t, dbURL, "CACHE_NAMESPACE=a:b"), 2, "CACHE_NAMESPACE"},
+		{"job without once", []string{"--job", "x"}, testenv.Environ(t, dbURL), 2, "--job goes with --once"},
+		{"stray argument", []string{"warm"}, testenv.Environ(t, dbURL), 2, "unexpected argument"},
 		{"migrate", []string{"migrate"}, []string{"PG_SERVICE_URI=" + dbURL}, 0, "migrate_started"},
 		{"migrate without dellstore2", []string{"migrate"}, []string{"DATABASE_URL=" + empty}, 1, "orders"},
 		{"migrate without url", []string{"migrate"}, nil, 2, "DATABASE_URL"},
@@ -124,28 +100,16 @@ func TestSIGTERMFinishesTheRunInFlight(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			jobsFile := writeFile(t, `
-jobs:
-  orders_total: {enabled: false}
-  orders_by_customer: {enabled: false}
-  credit_by_customer: {enabled: false}
-  credit_overview: {enabled: false}
+			jobsFile := testenv.JobsFile(t, testenv.BuiltinsOff+`
   slow:
     schedule: "@every 1s"
     sql: SELECT pg_sleep(2)::text AS slept
 `)
 			cmd := exec.Command(os.Args[0], "--jobs", jobsFile)
-			cmd.Env = append(os.Environ(), environ(t, testenv.NewDatabase(t), "WARMER_TEST_RUN_MAIN=1",
+			cmd.Env = append(os.Environ(), testenv.Environ(t, testenv.NewDatabase(t), "WARMER_TEST_RUN_MAIN=1",
 				"SHUTDOWN_TIMEOUT="+tc.timeout)...)
-			stderr, err := cmd.StderrPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
+			lines := testenv.StartLogged(t, cmd)
 			t.Cleanup(func() { cmd.Process.Kill() }) //nolint:errcheck // already gone when the test passes
-			lines := bufio.NewScanner(stderr)
 			var log strings.Builder
 			for lines.Scan() {
 				log.WriteString(lines.Text() + "\n")
@@ -159,8 +123,7 @@ jobs:
 			for lines.Scan() {
 				log.WriteString(lines.Text() + "\n")
 			}
-			err = cmd.Wait()
-			if err != nil || !strings.Contains(log.String(), tc.want) || !strings.Contains(log.String(), "warmer_stopped") {
+			if err := cmd.Wait(); err != nil || !strings.Contains(log.String(), tc.want) || !strings.Contains(log.String(), "warmer_stopped") {
 				t.Errorf("after SIGTERM: %v; want exit 0 after %s; log:\n%s", err, tc.want, log.String())
 			}
 		})
@@ -171,21 +134,16 @@ jobs:
 func TestDaemonWarms(t *testing.T) {
 	t.Parallel()
 	dbURL := testenv.NewDatabase(t)
-	env := environ(t, dbURL)
+	env := testenv.Environ(t, dbURL)
 	ns := strings.TrimPrefix(env[2], "CACHE_NAMESPACE=")
-	jobsFile := writeFile(t, "jobs:\n  orders_total: {schedule: '@every 1s'}\n")
+	jobsFile := testenv.JobsFile(t, "jobs:\n  orders_total: {schedule: '@every 1s'}\n")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int)
 	go func() {
 		done <- cli.Warmer(ctx, []string{"--jobs", jobsFile}, env, &bytes.Buffer{}, &bytes.Buffer{}, run)
 	}()
 
-	keys, _ := cache.NewKeys(ns)
-	store, err := cache.Open(testenv.Get(t).RedisURL, keys, cache.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := testenv.NamespaceStore(t, ns)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		if e, err := store.Get(context.Background(), "orders_total", ""); err == nil && strings.Contains(string(e.Body), `"count":`) {

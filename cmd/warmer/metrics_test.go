@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -23,29 +24,21 @@ func TestMetricsExported(t *testing.T) {
 	t.Parallel()
 	dbURL := testenv.NewDatabase(t)
 	purges := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
-	defer purges.Close()
-	jobsFile := writeFile(t, `
+	t.Cleanup(purges.Close) // after the warmer stopped
+	jobsFile := testenv.JobsFile(t, `
 jobs:
   orders_total: {schedule: "@every 1s"}
   failing:
     schedule: "@every 1s"
     sql: SELECT 1 / (count(*) - count(*)) AS never FROM categories
 `)
-	ctx, cancel := context.WithCancel(context.Background())
-	var log testenv.Output
-	exited := make(chan struct{})
-	go func() {
-		defer close(exited)
-		cli.Warmer(ctx, []string{"--jobs", jobsFile}, environ(t, dbURL, "PURGE_URLS="+purges.URL), &log, &log, run)
-	}()
-	defer func() {
-		cancel()
-		<-exited
-	}()
-	addr := log.WaitFor(t, regexp.MustCompile(`"msg":"warmer_started".*"admin_addr":"([^"]+)"`), exited, 30*time.Second)[1]
-	if _, err := testenv.NewWriter(t, dbURL, 1).Exec("UPDATE orders SET tax = tax + 1 WHERE orderid = 1"); err != nil {
-		t.Fatal(err)
-	}
+	env := testenv.Environ(t, dbURL, "PURGE_URLS="+purges.URL)
+	m, log := testenv.RunInProcess(t, regexp.MustCompile(`"msg":"warmer_started".*"admin_addr":"([^"]+)"`), 30*time.Second,
+		func(ctx context.Context, log io.Writer) int {
+			return cli.Warmer(ctx, []string{"--jobs", jobsFile}, env, log, log, run)
+		})
+	addr := m[1]
+	testenv.NewWriter(t, dbURL, 1).MustExec("UPDATE orders SET tax = tax + 1 WHERE orderid = 1")
 	// Generous: on a loaded machine the first runs alone have taken half a minute.
 	deadline := time.Now().Add(90 * time.Second)
 	for {

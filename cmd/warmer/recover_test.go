@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warmcache/warmcache/internal/testenv"
 	"github.com/warmcache/warmcache/jobs"
 )
 
@@ -169,9 +170,7 @@ func TestDeadConsumersAreRemoved(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("consumers %v: want both warmers'", names)
 		}
-		if _, err := s.sql.Exec("UPDATE customers SET income = income + 1 WHERE customerid = 7"); err != nil {
-			t.Fatal(err)
-		}
+		s.sql.MustExec("UPDATE customers SET income = income + 1 WHERE customerid = 7")
 		time.Sleep(50 * time.Millisecond) // polling Redis, with a deadline
 	}
 	dead.kill()
@@ -182,9 +181,7 @@ func TestDeadConsumersAreRemoved(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond) // polling Redis, with a deadline
 	}
-	if _, err := s.sql.Exec("UPDATE customers SET income = income + 1 WHERE customerid = 7"); err != nil {
-		t.Fatal(err)
-	}
+	s.sql.MustExec("UPDATE customers SET income = income + 1 WHERE customerid = 7")
 	for names := consumers(); !has(names, alive); names = consumers() {
 		if time.Since(killed) > time.Minute {
 			t.Fatalf("consumers %v: the live warmer reads no more", names)
@@ -197,11 +194,7 @@ func TestDeadConsumersAreRemoved(t *testing.T) {
 // slowKeyed is a keyed job that takes a few seconds to run over dellstore2's 20,000 customers,
 // each key holding the one value of the table knob: a test changes it, asks for a run, and
 // kills the warmer half-way.
-const slowKeyed = `jobs:
-  orders_total: {enabled: false}
-  orders_by_customer: {enabled: false}
-  credit_by_customer: {enabled: false}
-  credit_overview: {enabled: false}
+const slowKeyed = testenv.BuiltinsOff + `
   knob:
     schedule: "@hourly"
     ttl: 2h
@@ -255,23 +248,17 @@ func TestCrashedRunIsRedone(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			s := newSystem(t, slowKeyed, nil)
-			if _, err := s.sql.Exec("CREATE TABLE knob AS SELECT 1 AS v"); err != nil {
-				t.Fatal(err)
-			}
+			s.sql.MustExec("CREATE TABLE knob AS SELECT 1 AS v")
 			var first, other *process
 			if tc.once {
 				other = s.startWarmer(nil)
 				other.await(t, finished, 1, time.Minute)
-				if _, err := s.sql.Exec("UPDATE knob SET v = 2"); err != nil {
-					t.Fatal(err)
-				}
+				s.sql.MustExec("UPDATE knob SET v = 2")
 				first = s.startWarmer([]string{"--once", "--job", "knob"})
 			} else {
 				first = s.startWarmer(nil)
 				first.await(t, finished, 1, time.Minute)
-				if _, err := s.sql.Exec("UPDATE knob SET v = 2"); err != nil {
-					t.Fatal(err)
-				}
+				s.sql.MustExec("UPDATE knob SET v = 2")
 				if err := s.db.Runs().RequestRun(t.Context(), s.ns, "knob"); err != nil {
 					t.Fatal(err)
 				}

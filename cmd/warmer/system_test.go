@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -56,7 +55,7 @@ const everyHour = `jobs:
 // Redis of the test's own with those configuration lines.
 func newSystem(t *testing.T, jobsFile string, redisConfig []string) *system {
 	t.Helper()
-	s := &system{t: t, dbURL: testenv.NewDatabase(t), redisURL: testenv.Get(t).RedisURL, jobsFile: writeFile(t, jobsFile)}
+	s := &system{t: t, dbURL: testenv.NewDatabase(t), redisURL: testenv.Get(t).RedisURL, jobsFile: testenv.JobsFile(t, jobsFile)}
 	if redisConfig != nil {
 		s.redis = testenv.NewRedis(t, redisConfig...)
 		s.redisURL = s.redis.URL()
@@ -64,11 +63,7 @@ func newSystem(t *testing.T, jobsFile string, redisConfig []string) *system {
 	} else {
 		s.ns = testenv.Namespace(t)
 	}
-	var err error
-	if s.db, err = query.Open(context.Background(), s.dbURL, query.Options{MaxConns: 4}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.db.Close)
+	s.db = testenv.OpenDB(t, s.dbURL, query.Options{MaxConns: 4})
 	s.sql = testenv.NewWriter(t, s.dbURL, 2)
 	opts, err := redis.ParseURL(s.redisURL)
 	if err != nil {
@@ -130,13 +125,7 @@ func (p *process) await(t *testing.T, e event, n int, within time.Duration) map[
 func (p *process) metrics(t *testing.T) string {
 	t.Helper()
 	addr := p.await(t, event{msg: "warmer_started"}, 1, 30*time.Second)["admin_addr"].(string)
-	res, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return string(b)
+	return testenv.HTTPGet(t, "http://"+addr+"/metrics").Body
 }
 
 // warmed waits until the warmer's first runs of the built-in jobs finished.
@@ -153,25 +142,15 @@ const token = "a-test-token-long-enough-for-any-check"
 // keeping values for a minute: only the changes it is told of keep it fresh.
 func (s *system) startAPI() {
 	s.t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	db, err := query.Open(ctx, s.dbURL, query.Options{MaxConns: 12, QuietWrites: true})
-	if err != nil {
-		s.t.Fatal(err)
-	}
+	db := testenv.OpenDB(s.t, s.dbURL, query.Options{MaxConns: 12, QuietWrites: true})
 	keys, _ := cache.NewKeys(s.ns)
-	store, err := cache.Open(s.redisURL, keys, cache.Options{ClientName: "warmcache-api", Timeout: 100 * time.Millisecond})
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	list, err := jobs.Load(s.jobsFile, jobs.Defaults{TTL: 10 * time.Minute, Grace: time.Hour, NegativeTTL: 30 * time.Second,
-		Timeout: time.Minute, Location: time.UTC}, time.Now())
-	if err != nil {
-		s.t.Fatal(err)
-	}
+	store := testenv.OpenStore(s.t, s.redisURL, keys, cache.Options{ClientName: "warmcache-api", Timeout: 100 * time.Millisecond})
+	list := testenv.LoadJobsFile(s.t, s.jobsFile, time.Now())
 	cfg := api.Config{CacheHeader: "X-Cache", QueryTimeout: 5 * time.Second, MaxQueries: 8, LeaseWait: time.Second,
 		Keys: keys, APIToken: token, MaxAge: 2 * time.Second, SurrogateKeyHeader: "Surrogate-Key",
 		LocalCacheSize: 64 << 20, LocalCacheTTL: time.Minute}
 	server := api.New(baseservice.NewArchetype(slog.New(slog.DiscardHandler)), cfg, store, db, list, prometheus.NewRegistry())
+	ctx, cancel := context.WithCancel(context.Background())
 	watching := make(chan struct{})
 	go func() {
 		defer close(watching)
@@ -179,12 +158,10 @@ func (s *system) startAPI() {
 	}()
 	hs := httptest.NewServer(server.Handler())
 	s.api = hs.URL
-	s.t.Cleanup(func() {
+	s.t.Cleanup(func() { // before the connections close
 		hs.Close()
 		cancel()
 		<-watching
-		store.Close()
-		db.Close()
 	})
 }
 
@@ -192,31 +169,16 @@ func (s *system) startAPI() {
 func (s *system) post(customer int) {
 	s.t.Helper()
 	body := `{"orderdate":"2026-11-21","customerid":` + strconv.Itoa(customer) + `,"netamount":12.34,"tax":1.02}`
-	req, _ := http.NewRequest(http.MethodPost, s.api+"/v1/orders", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+token)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusCreated {
-		s.t.Fatalf("POST /v1/orders: %d", res.StatusCode)
+	if res := testenv.Post(s.t, s.api+"/v1/orders", token, body); res.Status != http.StatusCreated {
+		s.t.Fatalf("POST /v1/orders: %d", res.Status)
 	}
 }
 
 // read reads a path from the api.
 func (s *system) read(path string) (body, cacheState string) {
 	s.t.Helper()
-	res, err := http.Get(s.api + path)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	return string(b), res.Header.Get("X-Cache")
+	res := testenv.HTTPGet(s.t, s.api+path)
+	return res.Body, res.Header.Get("X-Cache")
 }
 
 // counted is a path whose answer carries a count of orders, and the SQL that counts them.

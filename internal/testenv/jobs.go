@@ -16,11 +16,27 @@ func JobDefaults() jobs.Defaults {
 		Timeout: time.Minute, Location: time.UTC}
 }
 
+// BuiltinsOff is the head of a jobs file that turns the built-in jobs off, for a test that runs
+// jobs of its own alone: the jobs it adds follow, indented as they.
+const BuiltinsOff = `jobs:
+  orders_total: {enabled: false}
+  orders_by_customer: {enabled: false}
+  credit_by_customer: {enabled: false}
+  credit_overview: {enabled: false}
+`
+
 // LoadJobs returns the jobs of a jobs file holding yaml, with JobDefaults, as of now: the
 // built-in jobs alone when yaml is empty.
 func LoadJobs(t testing.TB, yaml string, now time.Time) []jobs.Job {
 	t.Helper()
-	list, err := jobs.Load(JobsFile(t, yaml), JobDefaults(), now)
+	return LoadJobsFile(t, JobsFile(t, yaml), now)
+}
+
+// LoadJobsFile returns the jobs of the jobs file at path, with JobDefaults, as of now: the
+// built-in jobs alone when path is empty.
+func LoadJobsFile(t testing.TB, path string, now time.Time) []jobs.Job {
+	t.Helper()
+	list, err := jobs.Load(path, JobDefaults(), now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,8 +50,15 @@ func JobsFile(t testing.TB, yaml string) string {
 	if yaml == "" {
 		return ""
 	}
-	path := filepath.Join(t.TempDir(), "jobs.yaml")
-	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+	return WriteFile(t, "jobs.yaml", yaml)
+}
+
+// WriteFile writes content into a file called name, in a directory of the test's own, and
+// returns its path.
+func WriteFile(t testing.TB, name, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return path

@@ -3,8 +3,6 @@ package testenv
 import (
 	"flag"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -28,25 +26,7 @@ func MetricsList(binary string) string {
 // Scrape reads a binary's /metrics.
 func Scrape(t testing.TB, url string) map[string]*dto.MetricFamily {
 	t.Helper()
-	return parseMetrics(t, get(t, url))
-}
-
-func get(t testing.TB, url string) string {
-	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	body, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(body)
+	return parseMetrics(t, HTTPGet(t, url).Body)
 }
 
 func parseMetrics(t testing.TB, body string) map[string]*dto.MetricFamily {
@@ -66,7 +46,7 @@ func parseMetrics(t testing.TB, body string) map[string]*dto.MetricFamily {
 // It returns the scraped families.
 func CheckMetrics(t testing.TB, url, binary string) map[string]*dto.MetricFamily {
 	t.Helper()
-	body := get(t, url)
+	body := HTTPGet(t, url).Body
 	families := parseMetrics(t, body)
 	for _, le := range regexp.MustCompile(`le="([^"]+)"`).FindAllStringSubmatch(body, -1) {
 		if digits := strings.TrimLeft(strings.NewReplacer(".", "", "-", "").Replace(strings.SplitN(le[1], "e", 2)[0]), "0"); len(digits) > 6 {

@@ -30,3 +30,22 @@ func OpenStore(t testing.TB, redisURL string, keys cache.Keys, opts cache.Option
 	t.Cleanup(func() { s.Close() })
 	return s
 }
+
+// NamespaceStore opens a store on the tests' Redis in namespace ns, closed when the test ends.
+func NamespaceStore(t testing.TB, ns string) *cache.Store {
+	t.Helper()
+	keys, err := cache.NewKeys(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return OpenStore(t, Get(t).RedisURL, keys, cache.Options{})
+}
+
+// NewDB creates a database for this test (NewDatabase) and opens on it a pool of conns
+// connections, for the code under test, and a Writer of writers connections, for the test's
+// own writes, as another application's.
+func NewDB(t testing.TB, conns, writers int32) (*query.DB, *Writer) {
+	t.Helper()
+	dbURL := NewDatabase(t)
+	return OpenDB(t, dbURL, query.Options{MaxConns: conns}), NewWriter(t, dbURL, writers)
+}

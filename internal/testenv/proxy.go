@@ -53,19 +53,13 @@ func (p *Proxy) Up() {
 // Hang lets connections open but stops every byte from the server, as a hung server would.
 func (p *Proxy) Hang() {
 	p.t.Helper()
-	toxic := `{"name": "hang", "type": "timeout", "stream": "downstream", "attributes": {"timeout": 0}}`
-	if _, err := p.proxy.Toxics.AddToxicJson(strings.NewReader(toxic)); err != nil {
-		p.t.Fatalf("testenv: hang proxy: %v", err)
-	}
+	p.addToxic(`{"name": "hang", "type": "timeout", "stream": "downstream", "attributes": {"timeout": 0}}`)
 }
 
 // Delay holds every byte from the server for d before passing it on, as a slow network would.
 func (p *Proxy) Delay(d time.Duration) {
 	p.t.Helper()
-	toxic := fmt.Sprintf(`{"name": "delay", "type": "latency", "stream": "downstream", "attributes": {"latency": %d}}`, d.Milliseconds())
-	if _, err := p.proxy.Toxics.AddToxicJson(strings.NewReader(toxic)); err != nil {
-		p.t.Fatalf("testenv: delay proxy: %v", err)
-	}
+	p.addToxic(fmt.Sprintf(`{"name": "delay", "type": "latency", "stream": "downstream", "attributes": {"latency": %d}}`, d.Milliseconds()))
 }
 
 // Reset resets every connection (TCP RST) as soon as it sends a byte, as a server or a
@@ -83,50 +77,48 @@ func (p *Proxy) Cut(n int) {
 // Heal removes the fault Reset or Cut put in.
 func (p *Proxy) Heal() {
 	p.t.Helper()
-	if err := p.proxy.Toxics.RemoveToxic(context.Background(), "fault"); err != nil {
-		p.t.Fatalf("testenv: heal proxy: %v", err)
-	}
+	p.removeToxic("fault")
 }
 
+// addToxic puts in the toxic described by JSON.
 func (p *Proxy) addToxic(toxic string) {
 	p.t.Helper()
 	if _, err := p.proxy.Toxics.AddToxicJson(strings.NewReader(toxic)); err != nil {
-		p.t.Fatalf("testenv: proxy: %v", err)
+		p.t.Fatalf("testenv: proxy: add %s: %v", toxic, err)
+	}
+}
+
+// removeToxic removes the toxic called name.
+func (p *Proxy) removeToxic(name string) {
+	p.t.Helper()
+	if err := p.proxy.Toxics.RemoveToxic(context.Background(), name); err != nil {
+		p.t.Fatalf("testenv: proxy: remove toxic %s: %v", name, err)
 	}
 }
 
 // Undelay removes the delay Delay put in.
 func (p *Proxy) Undelay() {
 	p.t.Helper()
-	if err := p.proxy.Toxics.RemoveToxic(context.Background(), "delay"); err != nil {
-		p.t.Fatalf("testenv: undelay proxy: %v", err)
-	}
+	p.removeToxic("delay")
 }
 
 // Unhang lets bytes flow again. Connections that hung stay broken; new ones work.
 func (p *Proxy) Unhang() {
 	p.t.Helper()
-	if err := p.proxy.Toxics.RemoveToxic(context.Background(), "hang"); err != nil {
-		p.t.Fatalf("testenv: unhang proxy: %v", err)
-	}
+	p.removeToxic("hang")
 }
 
 // Slow limits what the server sends through the proxy to rate KB/s, so that a long result
 // takes long enough for a test to cut it off half-way.
 func (p *Proxy) Slow(rate int) {
 	p.t.Helper()
-	toxic := fmt.Sprintf(`{"name": "slow", "type": "bandwidth", "stream": "downstream", "attributes": {"rate": %d}}`, rate)
-	if _, err := p.proxy.Toxics.AddToxicJson(strings.NewReader(toxic)); err != nil {
-		p.t.Fatalf("testenv: slow proxy: %v", err)
-	}
+	p.addToxic(fmt.Sprintf(`{"name": "slow", "type": "bandwidth", "stream": "downstream", "attributes": {"rate": %d}}`, rate))
 }
 
 // Fast lifts the limit Slow set.
 func (p *Proxy) Fast() {
 	p.t.Helper()
-	if err := p.proxy.Toxics.RemoveToxic(context.Background(), "slow"); err != nil {
-		p.t.Fatalf("testenv: unslow proxy: %v", err)
-	}
+	p.removeToxic("slow")
 }
 
 // Through returns rawURL with its host:port replaced by the proxy's.

@@ -173,11 +173,7 @@ func waitFor(t testing.TB, what string, ok func() bool) {
 // Redis returns a client of the tests' Redis server (TEST_REDIS_URL), closed when the test ends.
 func Redis(t testing.TB) *redis.Client {
 	t.Helper()
-	opts, err := redis.ParseURL(Get(t).RedisURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
+	rdb := redisClient(t)
 	t.Cleanup(func() { rdb.Close() })
 	return rdb
 }

@@ -120,11 +120,7 @@ func Namespace(t testing.TB) string {
 // Clear deletes every key of namespace ns.
 func Clear(t testing.TB, ns string) {
 	t.Helper()
-	opts, err := redis.ParseURL(Get(t).RedisURL)
-	if err != nil {
-		t.Fatalf("testenv: %v", err)
-	}
-	rdb := redis.NewClient(opts)
+	rdb := redisClient(t)
 	defer rdb.Close()
 	ctx := context.Background()
 	var batch []string
@@ -141,6 +137,16 @@ func Clear(t testing.TB, ns string) {
 	if err := iter.Err(); err != nil {
 		t.Errorf("testenv: clear namespace %s: %v", ns, err)
 	}
+}
+
+// redisClient returns a client of the tests' Redis server, for its caller to close.
+func redisClient(t testing.TB) *redis.Client {
+	t.Helper()
+	opts, err := redis.ParseURL(Get(t).RedisURL)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return redis.NewClient(opts)
 }
 
 func withDatabase(adminURL, name string) string {
@@ -172,11 +178,7 @@ func randomHex(n int) string {
 // job has in Redis.
 func Keys(t testing.TB, ns, job string) []string {
 	t.Helper()
-	opts, err := redis.ParseURL(Get(t).RedisURL)
-	if err != nil {
-		t.Fatalf("testenv: %v", err)
-	}
-	rdb := redis.NewClient(opts)
+	rdb := redisClient(t)
 	defer rdb.Close()
 	ctx := context.Background()
 	prefix := ns + ":" + job + ":"

@@ -49,6 +49,17 @@ func (w *Writer) Exec(sql string, args ...any) (int64, error) {
 	}
 }
 
+// MustExec runs statements in turn, failing the test at the first that fails; it is for the
+// test's own goroutine.
+func (w *Writer) MustExec(stmts ...string) {
+	w.t.Helper()
+	for _, stmt := range stmts {
+		if _, err := w.Exec(stmt); err != nil {
+			w.t.Fatal(err)
+		}
+	}
+}
+
 // Int returns the integer a query yields, failing the test on an error.
 func (w *Writer) Int(sql string, args ...any) int64 {
 	w.t.Helper()
