@@ -14,14 +14,15 @@ func (s *Store) Wake(ctx context.Context) error {
 }
 
 // Wakes returns a channel that receives a value after Wake is called in the namespace (several
-// calls may come as one), until ctx ends. go-redis renews a subscription it loses; calls made
-// meanwhile are missed, and the relay's polling makes up for them.
+// calls may come as one), until ctx ends, and each time the subscription starts: go-redis renews
+// a subscription it loses, and the calls made meanwhile were missed (writes made while Redis was
+// down, say), so the relay drains at once rather than at its next poll.
 func (s *Store) Wakes(ctx context.Context) <-chan struct{} {
 	sub := s.rdb.Subscribe(ctx, s.keys.Wake())
 	wakes := make(chan struct{}, 1)
 	go func() {
 		defer sub.Close()
-		messages := sub.Channel()
+		messages := sub.ChannelWithSubscriptions() // a message, or a (re)subscription
 		for {
 			select {
 			case <-ctx.Done():
