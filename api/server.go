@@ -170,12 +170,15 @@ const maxHeaderBytes = 16 << 10
 // HTTPServer returns a server of the API's routes with the limits a server facing any client
 // needs: on the time to send a request and to read the answer, and on the size of a request's
 // head (a body's is the write routes' own).
-func (s *Server) HTTPServer() *http.Server {
+func (s *Server) HTTPServer() *http.Server { return httpServer(s.Handler(), 30*time.Second) }
+
+// httpServer returns a server of h with the limits of HTTPServer, answers taking up to write.
+func httpServer(h http.Handler, write time.Duration) *http.Server {
 	return &http.Server{
-		Handler:           s.Handler(),
+		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      30 * time.Second,
+		WriteTimeout:      write,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    maxHeaderBytes,
 	}
@@ -186,9 +189,7 @@ func (s *Server) HTTPServer() *http.Server {
 // runs), and Go's profiles (/debug/pprof/). None of them is on the public port: its metrics name
 // every job and route, and a profile costs the process CPU.
 func (s *Server) AdminHandler() http.Handler {
-	e := echo.New()
-	e.HideBanner, e.HidePort = true, true
-	e.HTTPErrorHandler = errorHandler(s.Logger)
+	e := s.newEcho()
 	getHead := []string{http.MethodGet, http.MethodHead}
 	e.GET("/", func(c echo.Context) error { return c.Redirect(http.StatusFound, "/status") })
 	e.Match(getHead, "/status", s.statusHTML, s.compress)
@@ -207,22 +208,19 @@ func (s *Server) AdminHandler() http.Handler {
 
 // AdminHTTPServer returns a server of the admin routes: a profile takes 30 seconds by default,
 // so answers may take up to two minutes to write.
-func (s *Server) AdminHTTPServer() *http.Server {
-	return &http.Server{
-		Handler:           s.AdminHandler(),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      2 * time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    maxHeaderBytes,
-	}
+func (s *Server) AdminHTTPServer() *http.Server { return httpServer(s.AdminHandler(), 2*time.Minute) }
+
+// newEcho returns an echo server that answers errors with the one table of statuses.
+func (s *Server) newEcho() *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = errorHandler(s.Logger)
+	return e
 }
 
 // Handler returns the API's routes.
 func (s *Server) Handler() http.Handler {
-	e := echo.New()
-	e.HideBanner, e.HidePort = true, true
-	e.HTTPErrorHandler = errorHandler(s.Logger)
+	e := s.newEcho()
 	e.Use(s.accessLog, s.metrics.observe)
 	if len(s.cfg.CORSOrigins) > 0 {
 		e.Use(s.cors())

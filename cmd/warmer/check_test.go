@@ -26,21 +26,20 @@ func TestCheck(t *testing.T) {
 	}
 
 	status, _, stderr := check([]string{unreachable}, `jobs:
-  nightly:
-    schedule: "0 25 * * *"
-    sql: SELECT 1 AS a
-  hourly:
-    schedule: "@hourly"
-    ttl: 30m
-    sql: SELECT 1 AS a
-  orders_total:
-    schedul: "@every 1m"
+  Daily-Totals:
+    schedule: "@daily"
+  credit_overview:
+    schedule: "*/61 * * * *"
+  weekly:
+    schedule: "0 6 * * 1"
+    ttl: 3d
+    sql: SELECT count(*) AS n FROM customers
 `)
 	lines := strings.Split(strings.TrimSpace(stderr), "\n")
 	if status != 2 || len(lines) != 3 {
 		t.Fatalf("three mistakes: status %d and %d lines, want 2 and 3:\n%s", status, len(lines), stderr)
 	}
-	for i, want := range []string{"line 3: job nightly: schedule:", "line 7: job hourly: ttl:", "line 10: job orders_total: schedul:"} {
+	for i, want := range []string{`line 2: job name "Daily-Totals"`, "line 5: job credit_overview: schedule:", "line 8: job weekly: ttl:"} {
 		if !strings.Contains(lines[i], want) || !strings.Contains(lines[i], "(fix: ") {
 			t.Errorf("line %d of the errors: %q, want %q and a fix", i+1, lines[i], want)
 		}
