@@ -28,7 +28,7 @@ import (
 )
 
 // TestMain lets the test binary run as the api itself, for the tests that signal a process.
-func TestMain(m *testing.M) { testenv.RunMain(m, "API_TEST_RUN_MAIN", main) }
+func TestMain(m *testing.M) { testenv.RunMain(m, main) }
 
 // environ is the api's environment, on a database of the test's own, listening on a free port.
 func environ(t *testing.T, extra ...string) []string {
@@ -170,7 +170,7 @@ var apiStarted = regexp.MustCompile(`"msg":"api_started","addr":"([^"]+)","admin
 func startProcess(t *testing.T, env []string, args ...string) (*exec.Cmd, string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(append(os.Environ(), env...), "API_TEST_RUN_MAIN=1")
+	cmd.Env = append(append(os.Environ(), env...), testenv.RunMainEnv)
 	lines := testenv.StartLogged(t, cmd)
 	t.Cleanup(func() { cmd.Process.Kill() }) //nolint:errcheck // already gone when the test passes
 	m := lines.Await(apiStarted)

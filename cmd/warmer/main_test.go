@@ -15,7 +15,7 @@ import (
 )
 
 // TestMain lets the test binary run as the warmer itself, for the tests that signal a process.
-func TestMain(m *testing.M) { testenv.RunMain(m, "WARMER_TEST_RUN_MAIN", main) }
+func TestMain(m *testing.M) { testenv.RunMain(m, main) }
 
 // TestExitStatus holds each command to the exit status its --help documents: 0 on success, 1 on
 // a failure, 2 for bad usage or configuration, 3 when PostgreSQL or Redis cannot be reached.
@@ -106,7 +106,7 @@ func TestSIGTERMFinishesTheRunInFlight(t *testing.T) {
     sql: SELECT pg_sleep(2)::text AS slept
 `)
 			cmd := exec.Command(os.Args[0], "--jobs", jobsFile)
-			cmd.Env = append(os.Environ(), testenv.Environ(t, testenv.NewDatabase(t), "WARMER_TEST_RUN_MAIN=1",
+			cmd.Env = append(os.Environ(), testenv.Environ(t, testenv.NewDatabase(t), testenv.RunMainEnv,
 				"SHUTDOWN_TIMEOUT="+tc.timeout)...)
 			lines := testenv.StartLogged(t, cmd)
 			t.Cleanup(func() { cmd.Process.Kill() }) //nolint:errcheck // already gone when the test passes

@@ -93,7 +93,7 @@ func (s *system) startWarmer(args []string, extra ...string) *process {
 	s.t.Helper()
 	p := &process{cmd: exec.Command(os.Args[0], args...), logs: newLogLines(), exited: make(chan error, 1)}
 	// The race detector's runtime sleeps a second at exit unless told not to.
-	p.cmd.Env = append(os.Environ(), append(s.environ(extra...), "WARMER_TEST_RUN_MAIN=1",
+	p.cmd.Env = append(os.Environ(), append(s.environ(extra...), testenv.RunMainEnv,
 		"GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))...)
 	p.cmd.Stderr = p.logs
 	if err := p.cmd.Start(); err != nil {

@@ -14,11 +14,15 @@ import (
 	"time"
 )
 
+// RunMainEnv is the variable, set in a test's process, that makes the test binary run main
+// (RunMain).
+const RunMainEnv = "WARMCACHE_TEST_RUN_MAIN=1"
+
 // RunMain is the TestMain of a binary's tests that run the test binary as the binary itself, to
-// signal or kill a real process: with the variable env set to 1, the process runs main instead
-// of the tests.
-func RunMain(m *testing.M, env string, main func()) {
-	if os.Getenv(env) == "1" {
+// signal or kill a real process: with RunMainEnv in its environment, the process runs main
+// instead of the tests.
+func RunMain(m *testing.M, main func()) {
+	if os.Getenv("WARMCACHE_TEST_RUN_MAIN") == "1" {
 		main()
 		return
 	}
