@@ -102,18 +102,13 @@ func TestAdminListeners(t *testing.T) {
 // check refuses it.
 func TestMetricsNotScrapedOnThePublicPort(t *testing.T) {
 	t.Parallel()
-	dir := overlay(t, `patches:
+	_, errs := renderPatched(t, `patches:
   - target: {kind: PodMonitor, name: warmcache-api}
     patch: |-
       - op: replace
         path: /spec/podMetricsEndpoints/0/port
         value: http
 `)
-	objects, err := render(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	errs := check(objects, kustomization{dir: dir, external: map[string]bool{"warmcache-secrets": true}, namespaceWide: true})
 	if !slices.ContainsFunc(errs, func(err error) bool {
 		return containsAll(err.Error(), []string{"PodMonitor/warmcache-api", "port http", "Service/warmcache-api"})
 	}) {
@@ -207,34 +202,22 @@ func everyAddress(peer networkingv1.NetworkPolicyPeer) bool {
 // public port is as it was.
 func TestPrometheusPatch(t *testing.T) {
 	t.Parallel()
-	dir := overlay(t, `patches:
+	objects, errs := renderPatched(t, `patches:
   - target: {kind: NetworkPolicy, name: warmcache-api}
     patch: |-
       - op: replace
         path: /spec/ingress/1/from
         value: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: monitoring}}}]
 `)
-	objects, err := render(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, err := range check(objects, kustomization{dir: dir, external: map[string]bool{"warmcache-secrets": true}, namespaceWide: true}) {
+	for _, err := range errs {
 		t.Error(err)
 	}
-	for _, o := range objects {
-		var np networkingv1.NetworkPolicy
-		if o.kind != "NetworkPolicy" || o.name != "warmcache-api" {
-			continue
-		}
-		if err := decodeStrict(o, &np); err != nil {
-			t.Fatal(err)
-		}
-		peers, ok := admitted(np, 9090)
-		if !ok || len(peers) != 1 || peers[0].NamespaceSelector == nil || peers[0].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] != "monitoring" {
-			t.Errorf("NetworkPolicy/warmcache-api admits port 9090 from %v, want the namespace monitoring", peers)
-		}
-		if peers, ok := admitted(np, 8000); !ok || len(peers) != 0 {
-			t.Errorf("NetworkPolicy/warmcache-api admits port 8000 from %v, want every client", peers)
-		}
+	np := decodeOne[networkingv1.NetworkPolicy](t, objects, "NetworkPolicy", "warmcache-api")
+	peers, ok := admitted(np, 9090)
+	if !ok || len(peers) != 1 || peers[0].NamespaceSelector == nil || peers[0].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] != "monitoring" {
+		t.Errorf("NetworkPolicy/warmcache-api admits port 9090 from %v, want the namespace monitoring", peers)
+	}
+	if peers, ok := admitted(np, 8000); !ok || len(peers) != 0 {
+		t.Errorf("NetworkPolicy/warmcache-api admits port 8000 from %v, want every client", peers)
 	}
 }

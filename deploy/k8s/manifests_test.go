@@ -55,6 +55,35 @@ func kustomizations(t *testing.T) map[string]kustomization {
 	}
 }
 
+// renderPatched renders an overlay of the base with more (overlay), and returns its objects and
+// what check finds wrong with them, the Secret taken as made outside.
+func renderPatched(t *testing.T, more string) ([]object, []error) {
+	t.Helper()
+	dir := overlay(t, more)
+	objects, err := render(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return objects, check(objects, kustomization{dir: dir, external: map[string]bool{"warmcache-secrets": true}, namespaceWide: true})
+}
+
+// decodeOne decodes the object of kind called name among objects into a T, failing the test when
+// there is none.
+func decodeOne[T any](t *testing.T, objects []object, kind, name string) T {
+	t.Helper()
+	var into T
+	for _, o := range objects {
+		if o.kind == kind && o.name == name {
+			if err := decodeStrict(o, &into); err != nil {
+				t.Fatal(err)
+			}
+			return into
+		}
+	}
+	t.Fatalf("no %s/%s", kind, name)
+	return into
+}
+
 // overlay writes a kustomization of the base, in a namespace of its own, with every component,
 // and more (patches, say), and returns its directory.
 func overlay(t *testing.T, more string) string {

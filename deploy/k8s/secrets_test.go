@@ -120,7 +120,7 @@ func secretKeyAt(c corev1.Container, volumes map[string]*corev1.SecretVolumeSour
 // WARMER_DATABASE_URL: the checks pass, and the warmer reads it from its file.
 func TestReplicaPatch(t *testing.T) {
 	t.Parallel()
-	dir := overlay(t, `patches:
+	objects, errs := renderPatched(t, `patches:
   - target: {kind: Deployment, name: warmcache-warmer}
     patch: |-
       - op: add
@@ -130,33 +130,21 @@ func TestReplicaPatch(t *testing.T) {
         path: /spec/template/spec/containers/0/env/-
         value: {name: WARMER_DATABASE_URL_FILE, value: /run/secrets/warmcache/WARMER_DATABASE_URL}
 `)
-	objects, err := render(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, err := range check(objects, kustomization{dir: dir, external: map[string]bool{"warmcache-secrets": true}, namespaceWide: true}) {
+	for _, err := range errs {
 		t.Error(err)
 	}
-	for _, o := range objects {
-		var d appsv1.Deployment
-		if o.kind != "Deployment" || o.name != "warmcache-warmer" {
-			continue
+	d := decodeOne[appsv1.Deployment](t, objects, "Deployment", "warmcache-warmer")
+	c := d.Spec.Template.Spec.Containers[0]
+	volumes := map[string]*corev1.SecretVolumeSource{}
+	for _, v := range d.Spec.Template.Spec.Volumes {
+		if v.Secret != nil {
+			volumes[v.Name] = v.Secret
 		}
-		if err := decodeStrict(o, &d); err != nil {
-			t.Fatal(err)
-		}
-		c := d.Spec.Template.Spec.Containers[0]
-		volumes := map[string]*corev1.SecretVolumeSource{}
-		for _, v := range d.Spec.Template.Spec.Volumes {
-			if v.Secret != nil {
-				volumes[v.Name] = v.Secret
-			}
-		}
-		if key, ok := secretKeyAt(c, volumes, "/run/secrets/warmcache/WARMER_DATABASE_URL"); !ok || key != "WARMER_DATABASE_URL" {
-			t.Errorf("containers[%s] does not mount WARMER_DATABASE_URL at the file WARMER_DATABASE_URL_FILE names", c.Name)
-		}
-		if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "WARMER_DATABASE_URL_FILE" }) {
-			t.Errorf("containers[%s] sets no WARMER_DATABASE_URL_FILE", c.Name)
-		}
+	}
+	if key, ok := secretKeyAt(c, volumes, "/run/secrets/warmcache/WARMER_DATABASE_URL"); !ok || key != "WARMER_DATABASE_URL" {
+		t.Errorf("containers[%s] does not mount WARMER_DATABASE_URL at the file WARMER_DATABASE_URL_FILE names", c.Name)
+	}
+	if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "WARMER_DATABASE_URL_FILE" }) {
+		t.Errorf("containers[%s] sets no WARMER_DATABASE_URL_FILE", c.Name)
 	}
 }

@@ -45,8 +45,11 @@ func NewJobsFiles(store *cache.Store, logger *slog.Logger, reg prometheus.Regist
 }
 
 // Check announces the jobs file and compares it with the others' once: a binary does so at
-// start, before it says it started.
+// start, before it says it started. It takes a second at most: with Redis down, a start waits
+// for no more than that, and the next check says.
 func (j *JobsFiles) Check(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
 	digests, err := j.store.AnnounceJobsFile(ctx, j.process, j.digest, time.Now(), 3*jobsFileEvery)
 	if err != nil {
 		return // Redis unavailable: the next check says
