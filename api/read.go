@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -16,9 +17,24 @@ import (
 func (s *Server) ordersCount(c echo.Context, rm routeMetrics) error {
 	customer, ok := queryParam(c, "customerid")
 	if !ok {
-		return s.serve(c, rm, s.byName[jobs.OrdersTotal], "")
+		return s.serveBuiltin(c, rm, jobs.OrdersTotal, "")
 	}
-	return s.serve(c, rm, s.byName[jobs.OrdersByCustomer], customer)
+	return s.serveBuiltin(c, rm, jobs.OrdersByCustomer, customer)
+}
+
+// serveBuiltin serves a built-in job's value, or 404 where the built-in jobs are off.
+func (s *Server) serveBuiltin(c echo.Context, rm routeMetrics, name, key string) error {
+	job, ok := s.byName[name]
+	if !ok {
+		return errBuiltinsOff("job " + name)
+	}
+	return s.serve(c, rm, job, key)
+}
+
+// errBuiltinsOff is the answer of a built-in route (a job's, or the orders') where the built-in
+// jobs are off.
+func errBuiltinsOff(name string) error {
+	return public(errNotFound, "%s is not configured: the built-in jobs, the dellstore2 demo, are off on this database (builtins in the jobs file)", name)
 }
 
 // queryParam returns the first value of the query parameter name, and whether there is one, as
@@ -41,19 +57,21 @@ func queryParam(c echo.Context, name string) (string, bool) {
 }
 
 func (s *Server) customerCredit(c echo.Context, rm routeMetrics) error {
-	return s.serve(c, rm, s.byName[jobs.CreditByCustomer], c.Param("id"))
+	return s.serveBuiltin(c, rm, jobs.CreditByCustomer, c.Param("id"))
 }
 
 func (s *Server) creditOverview(c echo.Context, rm routeMetrics) error {
-	return s.serve(c, rm, s.byName[jobs.CreditOverview], "")
+	return s.serveBuiltin(c, rm, jobs.CreditOverview, "")
 }
 
 // result serves any job by name: /v1/results/{job} for a single-value job, /v1/results/{job}/{key}
 // for a keyed one, whose keys /v1/results/{job} lists.
 func (s *Server) result(c echo.Context, rm routeMetrics) error {
 	job, ok := s.byName[c.Param("job")]
-	key := c.Param("key")
+	key, err := keyParam(c)
 	switch {
+	case err != nil:
+		return public(errInvalid, "the key %q is not a valid escaped path segment", c.Param("key"))
 	case !ok:
 		return public(errNotFound, "no job is called %q", c.Param("job"))
 	case job.Keyed() && key == "":
@@ -62,6 +80,16 @@ func (s *Server) result(c echo.Context, rm routeMetrics) error {
 		return public(errNotFound, "job %s has a single value: ask for /v1/results/%s", job.Name, job.Name)
 	}
 	return s.serve(c, rm, job, key)
+}
+
+// keyParam returns the key of a /v1/results/{job}/{key} path, unescaped: a key of several
+// columns may hold a slash ("{region}/{day}"), which a client sends as %2F.
+func keyParam(c echo.Context) (string, error) {
+	key := c.Param("key")
+	if !strings.Contains(key, "%") {
+		return key, nil
+	}
+	return url.PathUnescape(key)
 }
 
 // serve answers a read of job's value at key: readthrough finds the value (in the in-process

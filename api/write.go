@@ -16,6 +16,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/warmcache/warmcache/jobs"
 	"github.com/warmcache/warmcache/query"
 )
 
@@ -76,6 +77,9 @@ func (s *Server) addOrder(c echo.Context) error {
 }
 
 func (s *Server) insertOrder(c echo.Context) (query.Order, error) {
+	if _, on := s.byName[jobs.OrdersTotal]; !on {
+		return query.Order{}, errBuiltinsOff("orders")
+	}
 	order, err := decodeOrder(c.Request().Body)
 	if err != nil {
 		return query.Order{}, err
@@ -106,6 +110,9 @@ func (s *Server) insertOrder(c echo.Context) (query.Order, error) {
 // (within the limit of queries at once). It is not cached: an order is read once in a while,
 // not served by the thousand.
 func (s *Server) getOrder(c echo.Context) error {
+	if _, on := s.byName[jobs.OrdersTotal]; !on {
+		return errBuiltinsOff("orders")
+	}
 	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
 	if err != nil || id <= 0 {
 		return public(errInvalid, "%q is not an order id (a positive integer)", c.Param("id"))

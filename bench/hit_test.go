@@ -325,7 +325,7 @@ func warmAll(b *testing.B, dbURL string, only ...string) string {
 // with the settings the benchmarks run them with.
 func benchJobs(b *testing.B, path string) []jobs.Job {
 	b.Helper()
-	list, err := jobs.Load(path, jobs.Defaults{TTL: 2 * time.Hour, Grace: time.Hour, NegativeTTL: 30 * time.Second,
+	list, _, err := jobs.Load(path, jobs.Defaults{TTL: 2 * time.Hour, Grace: time.Hour, NegativeTTL: 30 * time.Second,
 		Timeout: 10 * time.Minute, Location: time.UTC}, time.Now())
 	if err != nil {
 		b.Fatal(err)

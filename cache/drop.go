@@ -2,7 +2,10 @@ package cache
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"strings"
+	"sync"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -96,4 +99,91 @@ func (s *Store) InvalidateAll(ctx context.Context, jobs ...string) error {
 		}
 	}
 	return nil
+}
+
+// olderThan deletes KEYS[1] if it holds an entry read from a snapshot older than ARGV[1] (a
+// version, 8 bytes big-endian, compared byte by byte as putIfNotOlder does), and returns 1 if
+// it did.
+var olderThan = redis.NewScript(`
+local cur = redis.call('GETRANGE', KEYS[1], 0, 9)
+if #cur < 10 then
+  return 0
+end
+for j = 1, 8 do
+  local a, b = string.byte(cur, j + 2), string.byte(ARGV[1], j)
+  if a ~= b then
+    if a < b then
+      redis.call('UNLINK', KEYS[1])
+      return 1
+    end
+    return 0
+  end
+end
+return 0
+`)
+
+// Sweep deletes the values of keyed job read from snapshots older than version, and tells of
+// them as Drop does. After a full run from the snapshot of version, they are the keys its
+// result no longer holds (a group whose rows are gone): the run wrote every key it holds at
+// version, and refreshes since wrote theirs at newer ones. Readers then compute them from
+// PostgreSQL, which says they do not exist. It walks every key of the job, as DropAll does, and
+// returns how many it deleted.
+func (s *Store) Sweep(ctx context.Context, job string, version int64) (int, error) {
+	arg := string(binary.BigEndian.AppendUint64(nil, uint64(version)))
+	var swept []string
+	prefix := s.keys.Value(job, "")
+	check := func(ctx context.Context, c redis.UniversalClient, batch []string) error {
+		cmds, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, k := range batch {
+				olderThan.EvalSha(ctx, p, []string{k}, arg)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for i, cmd := range cmds {
+			if n, _ := cmd.(*redis.Cmd).Int(); n == 1 {
+				swept = append(swept, strings.TrimPrefix(batch[i], prefix+":"))
+			}
+		}
+		return nil
+	}
+	sweep := func(ctx context.Context, c redis.UniversalClient) error {
+		if err := olderThan.Load(ctx, c).Err(); err != nil {
+			return err
+		}
+		iter := c.Scan(ctx, 0, s.keys.ValuePattern(job), 1000).Iterator()
+		var batch []string
+		for iter.Next(ctx) {
+			if batch = append(batch, iter.Val()); len(batch) == 1000 {
+				if err := check(ctx, c, batch); err != nil {
+					return err
+				}
+				batch = batch[:0]
+			}
+		}
+		if err := iter.Err(); err != nil {
+			return err
+		}
+		return check(ctx, c, batch)
+	}
+	var err error
+	if cc, ok := s.rdb.(*redis.ClusterClient); ok {
+		var mu sync.Mutex
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+			mu.Lock() // swept is shared
+			defer mu.Unlock()
+			return sweep(ctx, c)
+		})
+	} else {
+		err = sweep(ctx, s.rdb)
+	}
+	if err != nil {
+		return len(swept), fmt.Errorf("sweep the values of %s: %w", job, translate(err))
+	}
+	if len(swept) == 0 {
+		return 0, nil
+	}
+	return len(swept), s.announce(ctx, job, swept)
 }

@@ -37,6 +37,9 @@ func (s *Store) Publish(ctx context.Context, changes []query.Change) error {
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, c := range changes {
 			values := []any{"change", c.ID, "table", c.Table}
+			if c.Truncated {
+				values = append(values, "truncated", "1")
+			}
 			for col, v := range c.Columns {
 				values = append(values, columnField+col, v)
 			}
@@ -135,7 +138,8 @@ func (s *Store) RemoveIdleConsumers(ctx context.Context, group string, idle time
 func decodeDeliveries(msgs []redis.XMessage) []Delivery {
 	deliveries := make([]Delivery, len(msgs))
 	for i, m := range msgs {
-		c := query.Change{Table: str(m.Values["table"]), Columns: map[string]string{}}
+		c := query.Change{Table: str(m.Values["table"]), Columns: map[string]string{},
+			Truncated: str(m.Values["truncated"]) == "1"}
 		c.ID, _ = strconv.ParseInt(str(m.Values["change"]), 10, 64)
 		for field, v := range m.Values {
 			if col, ok := strings.CutPrefix(field, columnField); ok {

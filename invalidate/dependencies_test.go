@@ -25,8 +25,8 @@ import (
 )
 
 // readmeJobs are the jobs of the README's jobs file example that read orders and customers: one
-// keyed and one single-value job declaring what they depend on, an incremental one, and one that
-// declares nothing.
+// keyed and one single-value job whose dependencies PostgreSQL finds, an incremental one, and one
+// that depends on nothing (depends_on: []), refreshed on its schedule.
 const readmeJobs = `
 jobs:
   orders_by_date:
@@ -34,12 +34,10 @@ jobs:
     ttl: 2h
     sql: SELECT orderdate, count(*) AS orders, sum(totalamount) AS revenue FROM orders GROUP BY orderdate
     key: "{orderdate}"
-    depends_on: {orders: orderdate}
   high_income_customers:
     schedule: "@hourly"
     ttl: 2h
     sql: SELECT count(*) AS customers, count(*) FILTER (WHERE income >= 80000) AS high_income FROM customers
-    depends_on: [customers]
   revenue_by_date:
     schedule: "@hourly"
     ttl: 2h
@@ -52,10 +50,11 @@ jobs:
     schedule: "@hourly"
     ttl: 2h
     sql: SELECT count(*) AS orders FROM orders
+    depends_on: []
 `
 
-// TestUserJobsFollowTheirDependencies: a write by psql reaches the users' jobs that declare the
-// table, within a second and as HITs; a job that declares nothing keeps its value until its
+// TestUserJobsFollowTheirDependencies: a write by psql reaches the users' jobs that read the
+// table, within a second and as HITs; a job whose depends_on is empty keeps its value until its
 // schedule.
 func TestUserJobsFollowTheirDependencies(t *testing.T) {
 	t.Parallel()
@@ -70,9 +69,9 @@ func TestUserJobsFollowTheirDependencies(t *testing.T) {
 	} {
 		s.waitServes(k.path, s.full(k.job)[k.key], time.Second)
 	}
-	// The batch that refreshed the others is done: a job declaring nothing was left alone.
+	// The batch that refreshed the others is done: a job depending on nothing was left alone.
 	if after, state := s.get("/v1/results/orders_on_schedule"); after != before || state != "HIT" {
-		t.Errorf("a job without dependencies changed on a write: %s (%s), was %s", after, state, before)
+		t.Errorf("a job with depends_on: [] changed on a write: %s (%s), was %s", after, state, before)
 	}
 }
 

@@ -197,7 +197,7 @@ func TestChangeOfEveryKeyRequestsARun(t *testing.T) {
 	var list []jobs.Job
 	for _, j := range s.jobs {
 		if j.Name == jobs.OrdersByCustomer {
-			j.DependsOn = []jobs.Dependency{{Table: "orders"}}
+			j.DependsOn = []jobs.Dependency{{Table: "public.orders"}}
 			list = append(list, j)
 		}
 	}

@@ -165,7 +165,11 @@ func (r *Refresher) handle(ctx context.Context, events []cache.Delivery) error {
 	if err := r.db.Maintain(ctx, changes); err != nil {
 		return err
 	}
-	keys, whole := touched(r.jobs, changes)
+	joined, err := lookUp(ctx, r.db, r.jobs, changes)
+	if err != nil {
+		return err
+	}
+	keys, whole := touched(r.jobs, changes, joined)
 	for _, name := range whole {
 		if err := r.db.Runs().RequestRun(ctx, r.namespace, name); err != nil {
 			return fmt.Errorf("request a run of %s: %w", name, err)

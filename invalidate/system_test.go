@@ -63,11 +63,18 @@ type systemOptions struct {
 	// hearLate delays what Redis sends the api replicas, the changes they are told of among it,
 	// by as much.
 	hearLate time.Duration
+	// database is the test's database; a copy of the dellstore2 template by default.
+	database string
+	// scheduler runs a warmer's scheduler, which takes the runs changes of every key request.
+	scheduler bool
 }
 
 func newSystem(t *testing.T, opts systemOptions) *system {
 	t.Helper()
-	s := &system{t: t, dbURL: testenv.NewDatabase(t), ns: testenv.Namespace(t)}
+	if opts.database == "" {
+		opts.database = testenv.NewDatabase(t)
+	}
+	s := &system{t: t, dbURL: opts.database, ns: testenv.Namespace(t)}
 	redisURL := testenv.Get(t).RedisURL
 	dbURL := s.dbURL
 	if opts.proxies {
@@ -76,8 +83,23 @@ func newSystem(t *testing.T, opts systemOptions) *system {
 		dbURL, redisURL = s.pgProxy.Through(s.dbURL), s.rdProxy.Through(redisURL)
 	}
 	s.db, s.store = s.open(s.dbURL, testenv.Get(t).RedisURL)
-	s.jobs = testenv.LoadJobs(t, opts.jobs, time.Now())
-	// As the warmer does at start: record the changes the jobs depend on, maintain their figures.
+	// As the warmer does at start: migrate, keep the built-in jobs where their tables are, find
+	// the tables the jobs depend on, record their changes, maintain the jobs' figures.
+	ctx := context.Background()
+	if err := s.db.Schema().Migrate(ctx, discard()); err != nil {
+		t.Fatal(err)
+	}
+	list := testenv.LoadJobs(t, opts.jobs, time.Now())
+	missing, err := s.db.Schema().Missing(ctx, query.BuiltinTables)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if on, _ := jobs.BuiltinsAuto.Decide(missing); !on {
+		list = jobs.WithoutBuiltins(list)
+	}
+	if s.jobs, err = warm.Resolve(ctx, s.db, list); err != nil {
+		t.Fatal(err)
+	}
 	if err := warm.Install(context.Background(), s.db, s.jobs); err != nil {
 		t.Fatal(err)
 	}
@@ -85,6 +107,11 @@ func newSystem(t *testing.T, opts systemOptions) *system {
 	runner := warm.NewRunner(arch, s.db, s.db, s.store, warm.NewMetrics(prometheus.NewRegistry()))
 	if err := warm.Once(context.Background(), s.jobs, runner, s.db.Runs(), s.ns, func(jobs.Job) warm.Progress { return nil }); err != nil {
 		t.Fatal(err)
+	}
+	if opts.scheduler {
+		sched := warm.NewScheduler(arch, s.jobs, runner, s.db.Runs(), s.ns)
+		sched.Start()
+		t.Cleanup(func() { sched.Stop(context.Background()) })
 	}
 	keys, _ := cache.NewKeys(s.ns)
 	apiCfg := api.Config{CacheHeader: "X-Cache", QueryTimeout: 5 * time.Second, MaxQueries: 8, LeaseWait: time.Second,

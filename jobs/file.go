@@ -73,10 +73,11 @@ func (f fileJob) errorf(name, setting string, err error) error {
 // the file's own jobs in its order. path may be empty. Every error names the file, the job and
 // the setting; all of them are configuration errors. now anchors the check that values outlive
 // the gaps between runs.
-func Load(path string, d Defaults, now time.Time) ([]Job, error) {
+func Load(path string, d Defaults, now time.Time) ([]Job, Builtins, error) {
 	var (
 		decls      map[string]fileJob
 		order      []string
+		builtinsOn Builtins
 		decodeErrs []error
 	)
 	if path != "" {
@@ -86,10 +87,10 @@ func Load(path string, d Defaults, now time.Time) ([]Job, error) {
 			if errors.As(err, &pathErr) {
 				err = pathErr.Err // the caller names the file
 			}
-			return nil, fmt.Errorf("cannot be read: %w", err)
+			return nil, 0, fmt.Errorf("cannot be read: %w", err)
 		}
-		if decls, order, decodeErrs, err = decode(raw); err != nil {
-			return nil, err
+		if decls, order, builtinsOn, decodeErrs, err = decode(raw); err != nil {
+			return nil, 0, err
 		}
 	}
 	var (
@@ -98,6 +99,13 @@ func Load(path string, d Defaults, now time.Time) ([]Job, error) {
 	)
 	for _, b := range builtins {
 		decl := decls[b.name]
+		if builtinsOn == BuiltinsOff {
+			if _, set := decls[b.name]; set {
+				errs = append(errs, decl.errorf(b.name, "", withFix(errors.New("is a built-in job, and builtins is false"),
+					"remove it, or builtins: true")))
+			}
+			continue
+		}
 		job, err := builtinJob(b, decl, d, now)
 		if err != nil {
 			errs = append(errs, err)
@@ -119,9 +127,9 @@ func Load(path string, d Defaults, now time.Time) ([]Job, error) {
 	if len(errs) > 0 {
 		// In the file's order: an error's line is the first thing it says.
 		slices.SortStableFunc(errs, func(a, b error) int { return cmp.Compare(lineOf(a), lineOf(b)) })
-		return nil, errors.Join(errs...)
+		return nil, 0, errors.Join(errs...)
 	}
-	return jobs, nil
+	return jobs, builtinsOn, nil
 }
 
 // lineOf returns the line an error of the jobs file starts with ("line 7: ..."), 0 for none.
@@ -158,6 +166,7 @@ func userJob(name string, decl fileJob, d Defaults, now time.Time) (Job, error) 
 		agg  query.Aggregate
 		key  = decl.Key
 		deps []Dependency
+		set  bool
 		spec *query.IncrementalSpec
 		err  error
 	)
@@ -174,7 +183,10 @@ func userJob(name string, decl fileJob, d Defaults, now time.Time) (Job, error) 
 		if agg, err = query.Incremental(name, *spec); err != nil {
 			return fail("incremental", err)
 		}
-		deps = []Dependency{{Table: spec.Table, Column: spec.GroupBy}}
+		deps = []Dependency{{Table: spec.Table}}
+		if spec.GroupBy != "" {
+			deps[0].Keys = []*query.KeySource{{Column: spec.GroupBy}}
+		}
 		if spec.GroupBy != "" {
 			key = "{" + spec.GroupBy + "}"
 		}
@@ -189,12 +201,12 @@ func userJob(name string, decl fileJob, d Defaults, now time.Time) (Job, error) 
 			}
 			return fail(setting, err)
 		}
-		if deps, err = parseDependsOn(&decl.DependsOn, decl.Key); err != nil {
+		if deps, set, err = parseDependsOn(&decl.DependsOn, decl.Key); err != nil {
 			return fail("depends_on", err)
 		}
 	}
 	job, err := build(name, decl, agg, key, d, now)
-	job.DependsOn, job.Incremental = deps, spec
+	job.DependsOn, job.DependsOnSet, job.Incremental = deps, set, spec
 	return job, err
 }
 
@@ -205,31 +217,43 @@ var settings = []string{"description", "schedule", "sql", "key", "depends_on", "
 // decode reads the file strictly: an unknown or misspelt setting is an error, and every error
 // names the line and the setting as the user wrote them. A file that is not a mapping of jobs
 // is err; the errors of its jobs are jobErrs, one a job at most, and those jobs are left out.
-func decode(raw []byte) (decls map[string]fileJob, order []string, jobErrs []error, err error) {
+func decode(raw []byte) (decls map[string]fileJob, order []string, builtins Builtins, jobErrs []error, err error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(raw, &doc); err != nil {
-		return nil, nil, nil, errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
+		return nil, nil, 0, nil, errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
 	}
 	if len(doc.Content) == 0 {
-		return nil, nil, nil, nil // an empty file
+		return nil, nil, 0, nil, nil // an empty file
 	}
 	top := doc.Content[0]
 	if top.Kind != yaml.MappingNode {
-		return nil, nil, nil, fmt.Errorf("line %d: the file must be a mapping with one key, jobs", top.Line)
+		return nil, nil, 0, nil, fmt.Errorf("line %d: the file must be a mapping of jobs (and builtins)", top.Line)
 	}
 	var list *yaml.Node
 	for i := 0; i+1 < len(top.Content); i += 2 {
-		if k := top.Content[i]; k.Value != "jobs" {
-			return nil, nil, nil, withFix(fmt.Errorf("line %d: unknown key %q: the file has one key, jobs", k.Line, k.Value),
+		switch k, v := top.Content[i], top.Content[i+1]; k.Value {
+		case "jobs":
+			list = v
+		case "builtins":
+			var on bool
+			if v.Kind != yaml.ScalarNode || v.Decode(&on) != nil {
+				return nil, nil, 0, nil, withFix(fmt.Errorf("line %d: builtins: %s is not true or false", v.Line, written(v)),
+					"builtins: true, builtins: false, or no builtins (on where the database has their tables)")
+			}
+			builtins = BuiltinsOff
+			if on {
+				builtins = BuiltinsOn
+			}
+		default:
+			return nil, nil, 0, nil, withFix(fmt.Errorf("line %d: unknown key %q: the file has jobs, and builtins", k.Line, k.Value),
 				"write jobs:")
 		}
-		list = top.Content[i+1]
 	}
 	if list == nil || list.Kind == yaml.ScalarNode && list.Tag == "!!null" {
-		return nil, nil, nil, nil
+		return nil, nil, builtins, nil, nil
 	}
 	if list.Kind != yaml.MappingNode {
-		return nil, nil, nil, fmt.Errorf("line %d: jobs must be a mapping of job names to jobs", list.Line)
+		return nil, nil, 0, nil, fmt.Errorf("line %d: jobs must be a mapping of job names to jobs", list.Line)
 	}
 	decls = map[string]fileJob{}
 	for i := 0; i+1 < len(list.Content); i += 2 {
@@ -254,7 +278,7 @@ func decode(raw []byte) (decls map[string]fileJob, order []string, jobErrs []err
 		decls[name] = decl
 		order = append(order, name)
 	}
-	return decls, order, jobErrs, nil
+	return decls, order, builtins, jobErrs, nil
 }
 
 // decodeJob reads one job's settings, each from its own node, so that an error can say where.

@@ -3,10 +3,12 @@ package jobs
 import (
 	"os"
 	"path/filepath"
-	"slices"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/warmcache/warmcache/query"
 )
 
 var (
@@ -33,7 +35,7 @@ func byName(list []Job) map[string]Job {
 
 func TestLoadWithoutFile(t *testing.T) {
 	t.Parallel()
-	list, err := Load("", testDefaults, testNow)
+	list, _, err := Load("", testDefaults, testNow)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +66,7 @@ func TestShortDefaultTTLShortensBuiltinSchedules(t *testing.T) {
 	t.Parallel()
 	d := testDefaults
 	d.TTL = 30 * time.Second
-	list, err := Load("", d, testNow)
+	list, _, err := Load("", d, testNow)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +101,7 @@ jobs:
     sql: SELECT count(*) AS products FROM products
     ttl: 25h
 `)
-	list, err := Load(path, testDefaults, testNow)
+	list, _, err := Load(path, testDefaults, testNow)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +189,7 @@ func TestLoadRefuses(t *testing.T) {
 			[]string{"line 4: job x: incremental: cnt is not a setting"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Load(writeJobs(t, tc.yaml), testDefaults, testNow)
+			_, _, err := Load(writeJobs(t, tc.yaml), testDefaults, testNow)
 			if err == nil {
 				t.Fatal("accepted")
 			}
@@ -198,7 +200,7 @@ func TestLoadRefuses(t *testing.T) {
 			}
 		})
 	}
-	if _, err := Load(filepath.Join(t.TempDir(), "missing.yaml"), testDefaults, testNow); err == nil {
+	if _, _, err := Load(filepath.Join(t.TempDir(), "missing.yaml"), testDefaults, testNow); err == nil {
 		t.Error("a missing jobs file was accepted")
 	}
 }
@@ -211,7 +213,7 @@ func FuzzLoad(f *testing.F) {
 		if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		list, err := Load(path, testDefaults, testNow)
+		list, _, err := Load(path, testDefaults, testNow)
 		if err != nil {
 			return
 		}
@@ -234,18 +236,18 @@ func TestREADMEJobsFile(t *testing.T) {
 	_, jobsSection, _ := strings.Cut(string(readme), "\n## Jobs\n")
 	_, block, _ := strings.Cut(jobsSection, "```yaml\n")
 	block, _, _ = strings.Cut(block, "```")
-	list, err := Load(writeJobs(t, block), testDefaults, testNow)
+	list, _, err := Load(writeJobs(t, block), testDefaults, testNow)
 	if err != nil {
 		t.Fatalf("the README's jobs file: %v", err)
 	}
 	jobs := byName(list)
 	for name, want := range map[string][]Dependency{
-		"orders_by_date":        {{Table: "orders", Column: "orderdate"}},
+		"orders_by_date":        {{Table: "orders", Keys: []*query.KeySource{{Column: "orderdate"}}}},
 		"high_income_customers": {{Table: "customers"}},
-		"revenue_by_date":       {{Table: "orders", Column: "orderdate"}},
+		"revenue_by_date":       {{Table: "orders", Keys: []*query.KeySource{{Column: "orderdate"}}}},
 		"top_products":          nil,
 	} {
-		if got := jobs[name].DependsOn; !slices.Equal(got, want) {
+		if got := jobs[name].DependsOn; !reflect.DeepEqual(got, want) {
 			t.Errorf("%s depends on %v, want %v", name, got, want)
 		}
 	}
@@ -258,7 +260,7 @@ func TestREADMEJobsFile(t *testing.T) {
 // its line and what to write instead, not only the first.
 func TestLoadReportsEveryError(t *testing.T) {
 	t.Parallel()
-	_, err := Load(writeJobs(t, `jobs:
+	_, _, err := Load(writeJobs(t, `jobs:
   nightly:
     schedule: "0 25 * * *"
     sql: SELECT 1 AS a
@@ -297,7 +299,7 @@ func TestLoadReportsEveryError(t *testing.T) {
 // a valid job; a ttl in days is read.
 func TestTTLFromSchedule(t *testing.T) {
 	t.Parallel()
-	list, err := Load(writeJobs(t, `jobs:
+	list, _, err := Load(writeJobs(t, `jobs:
   hourly:
     schedule: "@hourly"
     sql: SELECT 1 AS a

@@ -7,6 +7,7 @@ package jobs
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,6 +35,9 @@ type Job struct {
 	KeyKind KeyKind
 	// DependsOn are the tables the job reads, and how a changed row names the keys it touches.
 	DependsOn []Dependency
+	// DependsOnSet says that the jobs file wrote depends_on: what it names adds to what
+	// PostgreSQL finds, and written empty it leaves the job to its schedule alone.
+	DependsOnSet bool
 	// Incremental, when set, is a user's incremental declaration: the job's figures are
 	// maintained by triggers, installed by Install.
 	Incremental *query.IncrementalSpec
@@ -85,51 +89,179 @@ func (j Job) InvalidKeyMessage(key string) string {
 	return fmt.Sprintf("%q is not a key of job %s (%s, at most %d bytes)", key, j.Name, j.KeyTemplate, query.MaxKeyLength)
 }
 
-// Dependency is a table a job reads. Column, when set, is the column of the table whose value in
-// a changed row is the key of the job that row touches; without it, any change to the table
-// touches every key of the job, or its one value.
-type Dependency struct {
-	Table  string
-	Column string
+// Dependency is a table a job reads, and how its changed rows name the keys they touch: a job of
+// the user's own SQL gets them from PostgreSQL (warm.Resolve), with what its depends_on adds; the
+// built-in and incremental jobs declare theirs.
+type Dependency = query.Dependency
+
+// Joined holds the values the joins of a batch of changes looked up (query.DB.JoinedKeys): by
+// join, for each value of the joined column, the key column's values.
+type Joined map[query.Join]map[string][]string
+
+// Joins returns, by join, the values of the joined column that changes carry to the jobs of
+// list whose keys they find through a join: what Joined is looked up from.
+func Joins(list []Job, changes []query.Change) map[query.Join][]string {
+	values := map[query.Join][]string{}
+	for _, c := range changes {
+		for _, job := range list {
+			for _, d := range job.DependsOn {
+				if d.Table != c.Table || c.Truncated || d.Strategy(job.KeyColumns()) != query.JoinedKeys {
+					continue
+				}
+				for _, k := range d.Keys {
+					if k.Via == nil {
+						continue
+					}
+					if v, ok := c.Columns[k.Via.From]; ok && !slices.Contains(values[*k.Via], v) {
+						values[*k.Via] = append(values[*k.Via], v)
+					}
+				}
+			}
+		}
+	}
+	return values
 }
 
-// AffectedBy returns which of the job's values a change to table touches, given the text of the
-// columns the change recorded (a NULL left out): the keys the change names, or all when it
-// touches every key, a single-value job's one value among them. A change to a table the job
-// does not read touches nothing.
-func (j Job) AffectedBy(table string, columns map[string]string) (keys []string, all bool) {
+// KeyColumns is the number of columns of the job's key template; 0 for a single value.
+func (j Job) KeyColumns() int {
+	if !j.Keyed() {
+		return 0
+	}
+	return max(strings.Count(j.KeyTemplate, "{"), 1)
+}
+
+// AffectedBy returns which of the job's values change c touches, given what the joins of its
+// batch looked up (nil when they could not be: such a change then touches every key): the keys
+// it names, or all when it touches every key, a single-value job's one value among them. A
+// change to a table the job does not read touches nothing. An UPDATE's change comes as the
+// values of its rows before and after, so that a row moved from one group to another touches
+// both.
+func (j Job) AffectedBy(c query.Change, joined Joined) (keys []string, all bool) {
 	for _, d := range j.DependsOn {
-		if d.Table != table {
+		if d.Table != c.Table {
 			continue
 		}
-		if d.Column == "" || !j.Keyed() {
+		strategy := d.Strategy(j.KeyColumns())
+		if c.Truncated || strategy == query.WholeJob || strategy == query.JoinedKeys && joined == nil {
 			return nil, true
 		}
-		value, ok := columns[d.Column]
-		if !ok {
-			continue // NULL names no key
-		}
-		if key, err := j.Aggregate.CanonicalKey(value); err == nil {
-			keys = append(keys, key)
-		}
+		keys = append(keys, j.keysOf(d, c.Columns, joined)...)
 	}
 	return keys, false
 }
 
+// keysOf returns the keys the row of columns names through d: each key column's values, from the
+// row or through a join, combined in every way. A NULL, or a join without a match, names none.
+func (j Job) keysOf(d Dependency, columns map[string]string, joined Joined) []string {
+	combos := [][]string{{}}
+	for _, k := range d.Keys {
+		var values []string
+		if k.Via == nil {
+			if v, ok := columns[k.Column]; ok {
+				values = []string{v}
+			}
+		} else if v, ok := columns[k.Via.From]; ok {
+			values = joined[*k.Via][v]
+		}
+		var next [][]string
+		for _, combo := range combos {
+			for _, v := range values {
+				next = append(next, append(slices.Clip(combo), v))
+			}
+		}
+		combos = next
+	}
+	var keys []string
+	for _, parts := range combos {
+		if key, err := j.Aggregate.Key(parts); err == nil {
+			keys = append(keys, key)
+		}
+	}
+	return keys
+}
+
+// TableNames returns the tables the jobs depend on, as their definitions name them.
+func TableNames(list []Job) []string {
+	var names []string
+	for _, job := range list {
+		for _, d := range job.DependsOn {
+			if !slices.Contains(names, d.Table) {
+				names = append(names, d.Table)
+			}
+		}
+	}
+	return names
+}
+
+// Resolve returns the jobs of list with the tables they depend on named as qualified gives them
+// (query.Schema.Resolve: schema.table, as changes name them). A name qualified lacks stays.
+func Resolve(list []Job, qualified map[string]string) []Job {
+	out := make([]Job, len(list))
+	for i, job := range list {
+		deps := make([]Dependency, len(job.DependsOn))
+		for j, d := range job.DependsOn {
+			if q, ok := qualified[d.Table]; ok {
+				d.Table = q
+			}
+			deps[j] = d
+		}
+		job.DependsOn = deps
+		out[i] = job
+	}
+	return out
+}
+
 // Tables returns every table some job depends on, with the columns whose values name the keys a
-// change touches: what the outbox must record of each table's changes.
+// change touches, directly or through a join: what the outbox must record of each table's
+// changes.
 func Tables(list []Job) map[string][]string {
 	tables := map[string][]string{}
 	for _, job := range list {
 		for _, d := range job.DependsOn {
-			cols := tables[d.Table]
-			if d.Column != "" {
-				cols = append(cols, d.Column)
-			}
-			tables[d.Table] = cols
+			cols := append(tables[d.Table], d.Columns()...)
+			slices.Sort(cols)
+			tables[d.Table] = slices.Compact(cols)
 		}
 	}
 	return tables
+}
+
+// Builtins is the jobs file's builtins: whether the built-in jobs (the dellstore2 demo) and the
+// order write endpoint are on.
+type Builtins int
+
+const (
+	// BuiltinsAuto, without builtins in the file: on where the database has the tables they
+	// read (query.BuiltinTables), off elsewhere.
+	BuiltinsAuto Builtins = iota
+	// BuiltinsOn, builtins: true: on, and a database without their tables is an error.
+	BuiltinsOn
+	// BuiltinsOff, builtins: false: off.
+	BuiltinsOff
+)
+
+// Decide says whether the built-in jobs are on, given the tables of theirs the database lacks.
+// builtins: true on a database without them is an error naming the first missing table.
+func (b Builtins) Decide(missing []string) (bool, error) {
+	switch {
+	case b == BuiltinsOff:
+		return false, nil
+	case b == BuiltinsOn && len(missing) > 0:
+		return false, withFix(fmt.Errorf("builtins: true, and the database has no table %s, which the built-in jobs read", missing[0]),
+			"builtins: false, or no builtins (then they are on where the database has their tables)")
+	}
+	return len(missing) == 0, nil
+}
+
+// WithoutBuiltins returns the jobs of list that are not built-in.
+func WithoutBuiltins(list []Job) []Job {
+	var mine []Job
+	for _, job := range list {
+		if !job.Builtin {
+			mine = append(mine, job)
+		}
+	}
+	return mine
 }
 
 var jobName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
@@ -147,7 +279,10 @@ var (
 	customer = KeyKind{Noun: "customer", Form: "a positive integer"}
 	// perCustomer is what a job keyed by customer depends on: a changed order or customer
 	// touches the key of its customer.
-	perCustomer = []Dependency{{Table: "orders", Column: "customerid"}, {Table: "customers", Column: "customerid"}}
+	perCustomer = []Dependency{
+		{Table: "orders", Keys: []*query.KeySource{{Column: "customerid"}}},
+		{Table: "customers", Keys: []*query.KeySource{{Column: "customerid"}}},
+	}
 )
 
 var builtins = []builtin{

@@ -75,6 +75,9 @@ type keys interface {
 	lookup(ctx context.Context, tx pgx.Tx, keys []string) (sql string, args []any, err error)
 }
 
+// User reports whether the aggregate is a user's own SQL, whose dependencies PostgreSQL finds.
+func (a Aggregate) User() bool { return a.user }
+
 // Incremental reports whether the aggregate's lookups read figures maintained by triggers.
 func (a Aggregate) Incremental() bool { return a.checkSQL != "" }
 
@@ -90,6 +93,22 @@ func (a Aggregate) CanonicalKey(key string) (string, error) {
 		return "", ErrInvalidKey
 	}
 	return a.keys.canonical(key)
+}
+
+// Key returns the key of a keyed aggregate's row whose key columns, in the key template's order,
+// have the text of parts, in the spelling it is stored under: what a change that names those
+// values touches. A key that cannot name a row is ErrInvalidKey.
+func (a Aggregate) Key(parts []string) (string, error) {
+	if k, ok := a.keys.(*templateKeys); ok {
+		if len(parts) != len(k.tmpl.columns) {
+			return "", ErrInvalidKey
+		}
+		return a.CanonicalKey(k.tmpl.render(parts))
+	}
+	if len(parts) != 1 {
+		return "", ErrInvalidKey
+	}
+	return a.CanonicalKey(parts[0])
 }
 
 // MaxKeyLength bounds a key, in bytes. Keys name rows (a customer id, a date, a product): they
@@ -109,9 +128,10 @@ type Drift struct {
 // rows. An error from fn stops the query and is returned unchanged. For an incremental
 // aggregate it then reads the maintained figures in the same snapshot and returns how they
 // differ from the rows computed in full.
-func (db *DB) Stream(ctx context.Context, agg Aggregate, p Params, fn func(Row) error) (Drift, error) {
-	var drift Drift
+func (db *DB) Stream(ctx context.Context, agg Aggregate, p Params, fn func(Row) error) (Streamed, error) {
+	var streamed Streamed
 	err := db.snapshot(ctx, func(tx pgx.Tx, version int64) error {
+		streamed.Version = version
 		for _, set := range agg.streamSettings {
 			if _, err := tx.Exec(ctx, set); err != nil {
 				return translate(err)
@@ -135,10 +155,18 @@ func (db *DB) Stream(ctx context.Context, agg Aggregate, p Params, fn func(Row) 
 		if err != nil || full == nil {
 			return err
 		}
-		drift, err = check(ctx, tx, agg, p, full)
+		streamed.Drift, err = check(ctx, tx, agg, p, full)
 		return err
 	})
-	return drift, err
+	return streamed, err
+}
+
+// Streamed is what Stream says of the rows it streamed: the version of the snapshot they were
+// read in (Row.Version, also when there was none), and what the check of an incremental
+// aggregate's maintained figures found.
+type Streamed struct {
+	Version int64
+	Drift   Drift
 }
 
 // check compares the maintained figures of agg with the full rows' hashes.

@@ -12,7 +12,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -34,6 +36,11 @@ var ErrUnavailable = errors.New("postgresql unavailable")
 // DB runs warmcache's SQL on a pool of PostgreSQL connections.
 type DB struct {
 	pool    *pgxpool.Pool
+	schema  string          // Options.Schema
+	// useBuiltins is set by UseBuiltins; builtins are then the tables Maintain keeps the
+	// built-in totals from, once found.
+	useBuiltins atomic.Bool
+	builtins    atomic.Pointer[builtinTables]
 	conn    *pgx.ConnConfig // a copy of the pool's, for Probe's connections of its own
 	locks   *locks          // the jobs' advisory locks, on a connection of their own
 	timeout time.Duration   // Options.Timeout
@@ -55,6 +62,26 @@ type Options struct {
 	// its user wakes them itself (the api, through Redis), and a notification at every commit
 	// costs a share of the write throughput. The outbox records the changes all the same.
 	QuietWrites bool
+	// Schema is the schema of warmcache's own objects (DATABASE_SCHEMA); empty means
+	// DefaultSchema. It comes first in the search path of every connection of the pool, before
+	// the user's own, so that warmcache's statements find its objects and users' jobs find their
+	// tables as they would themselves.
+	Schema string
+}
+
+// DefaultSchema is the schema of warmcache's own objects when none is set.
+const DefaultSchema = "warmcache"
+
+// schemaName is what a schema of warmcache's may be called: a plain lower-case name, which needs
+// no quoting wherever it is written.
+var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
+// CheckSchema reports whether name can be the schema of warmcache's objects.
+func CheckSchema(name string) error {
+	if !schemaName.MatchString(name) || strings.HasPrefix(name, "pg_") {
+		return fmt.Errorf("%q is not a schema warmcache can use: a lower-case name of letters, digits and _, not starting with pg_", name)
+	}
+	return nil
 }
 
 // Open parses url (a postgres:// URL or key=value DSN; sslmode, passwords and the like are
@@ -78,12 +105,20 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	if opts.QuietWrites {
 		cfg.ConnConfig.RuntimeParams["warmcache.notify"] = "off"
 	}
+	schema := cmp.Or(opts.Schema, DefaultSchema)
+	if err := CheckSchema(schema); err != nil {
+		return nil, err
+	}
+	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+		_, err := conn.Exec(ctx, "SELECT set_config('search_path', $1 || ', ' || current_setting('search_path'), false)", schema)
+		return err
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open database pool: %w", err)
 	}
 	timeout := cmp.Or(opts.Timeout, defaultTimeout)
-	return &DB{pool: pool, conn: cfg.ConnConfig.Copy(), locks: newLocks(cfg.ConnConfig.Copy(), timeout), timeout: timeout}, nil
+	return &DB{pool: pool, schema: schema, conn: cfg.ConnConfig.Copy(), locks: newLocks(cfg.ConnConfig.Copy(), timeout), timeout: timeout}, nil
 }
 
 // defaultTimeout is Options.ConnectTimeout's and Options.Timeout's default.

@@ -40,7 +40,45 @@ func (v Schema) Columns(ctx context.Context, table string) (map[string]Column, e
 	return columns, nil
 }
 
-// InstallDependencies makes the changes of each table of tables recorded in the outbox with the
+// Resolve finds the tables of names, each written as SQL would name it (orders, public.orders,
+// metering."Usage"), with the search path: it returns their qualified names as the outbox
+// records them (schema.table, unquoted), by the name as written. A name no table has is an
+// error naming it.
+func (v Schema) Resolve(ctx context.Context, names []string) (map[string]string, error) {
+	db := v.db
+	rows, _ := db.pool.Query(ctx, `SELECT n, warmcache_table_name(to_regclass(n)) FROM unnest($1::text[]) AS n`, names)
+	found := make(map[string]string, len(names))
+	var missing []string
+	var name string
+	var qualified *string
+	if _, err := pgx.ForEachRow(rows, []any{&name, &qualified}, func() error {
+		if qualified == nil {
+			missing = append(missing, name)
+		} else {
+			found[name] = *qualified
+		}
+		return nil
+	}); err != nil {
+		return nil, translate(err)
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("no table %s", strings.Join(missing, ", "))
+	}
+	return found, nil
+}
+
+// QuoteTable quotes a table's qualified name, as the outbox records it (schema.table, unquoted),
+// for SQL: "schema"."table". The schema is what comes before the first dot.
+func QuoteTable(qualified string) string {
+	schema, table, ok := strings.Cut(qualified, ".")
+	if !ok {
+		return pgx.Identifier{qualified}.Sanitize()
+	}
+	return pgx.Identifier{schema, table}.Sanitize()
+}
+
+// InstallDependencies makes the changes of each table of tables (by qualified name, schema.table)
+// recorded in the outbox with the
 // values of its columns (the keys of the jobs depending on it), and removes what warmcache
 // installed on tables that are no longer among them. It touches nothing else: the tables, their
 // data and other triggers stay as they are. Tables whose recording is already as wanted are left
@@ -61,13 +99,13 @@ func (v Schema) InstallDependencies(ctx context.Context, tables map[string][]str
 			if have, ok := installed[table]; ok && have == strings.Join(cols, ",") {
 				continue
 			}
-			if _, err := tx.Exec(ctx, "SELECT warmcache_install_changes($1::regclass, $2)", table, cols); err != nil {
+			if _, err := tx.Exec(ctx, "SELECT warmcache_install_changes($1::regclass, $2)", QuoteTable(table), cols); err != nil {
 				return fmt.Errorf("record the changes of %s: %w", table, err)
 			}
 		}
 		for table := range installed {
 			if _, wanted := tables[table]; !wanted {
-				if _, err := tx.Exec(ctx, "SELECT warmcache_uninstall_changes($1::regclass)", table); err != nil {
+				if _, err := tx.Exec(ctx, "SELECT warmcache_uninstall_changes($1::regclass)", QuoteTable(table)); err != nil {
 					return fmt.Errorf("stop recording the changes of %s: %w", table, err)
 				}
 			}
@@ -101,13 +139,13 @@ func (v Schema) InstalledDependencies(ctx context.Context) (map[string][]string,
 
 // changesVersion marks the functions of the current warmcache_install_changes: one installed by
 // another version is installed again.
-const changesVersion = "v1:"
+const changesVersion = "v2:"
 
 // installedDependencies reads what warmcache_install_changes left: the tables carrying its
 // triggers, with the columns their function records (its comment, after the version).
 func installedDependencies(ctx context.Context, tx pgx.Tx) (map[string]string, error) {
 	rows, _ := tx.Query(ctx, `
-		SELECT t.tgrelid::regclass::text, COALESCE(obj_description(t.tgfoid, 'pg_proc'), '')
+		SELECT warmcache_table_name(t.tgrelid), COALESCE(obj_description(t.tgfoid, 'pg_proc'), '')
 		FROM pg_trigger t WHERE t.tgname = 'warmcache_changes_insert'`)
 	installed := map[string]string{}
 	var table, comment string

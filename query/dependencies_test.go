@@ -25,7 +25,7 @@ func TestInstallDependencies(t *testing.T) {
 		"CREATE FUNCTION audit_lines() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO audit VALUES (1); RETURN NULL; END $$",
 		"CREATE TRIGGER audit_lines AFTER INSERT ON orderlines FOR EACH STATEMENT EXECUTE FUNCTION audit_lines()",
 	)
-	want := map[string][]string{"orders": {"customerid", "orderdate"}, "customers": {"customerid"}, "orderlines": {}}
+	want := map[string][]string{"public.orders": {"customerid", "orderdate"}, "public.customers": {"customerid"}, "public.orderlines": {}}
 	if err := db.Schema().InstallDependencies(ctx, want); err != nil {
 		t.Fatal(err)
 	}
@@ -48,8 +48,8 @@ func TestInstallDependencies(t *testing.T) {
 	)
 	got := changes()
 	wantChanges := []query.Change{
-		{Table: "orders", Columns: map[string]string{"customerid": "7", "orderdate": "2004-05-06"}},
-		{Table: "orderlines", Columns: map[string]string{}},
+		{Table: "public.orders", Columns: map[string]string{"customerid": "7", "orderdate": "2004-05-06"}},
+		{Table: "public.orderlines", Columns: map[string]string{}},
 	}
 	for i := range got {
 		got[i].ID = 0
@@ -58,7 +58,7 @@ func TestInstallDependencies(t *testing.T) {
 		t.Errorf("changes recorded: %+v, want %+v", got, wantChanges)
 	}
 	// orderlines is no longer declared: warmcache stops recording it, the audit goes on.
-	delete(want, "orderlines")
+	delete(want, "public.orderlines")
 	if err := db.Schema().InstallDependencies(ctx, want); err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func TestInstallDependencies(t *testing.T) {
 	if n := w.Int("SELECT count(*) FROM audit"); n != 2 {
 		t.Errorf("the other application's trigger ran %d times, want 2", n)
 	}
-	if got, _ := db.Schema().InstalledDependencies(ctx); !slices.Equal(slices.Sorted(maps.Keys(got)), []string{"customers", "orders"}) {
+	if got, _ := db.Schema().InstalledDependencies(ctx); !slices.Equal(slices.Sorted(maps.Keys(got)), []string{"public.customers", "public.orders"}) {
 		t.Errorf("installed after the removal: %v", got)
 	}
 }

@@ -188,7 +188,8 @@ func (v Schema) InstallIncremental(ctx context.Context, job string, spec Increme
 		return err
 	}
 	t := summaryTable(job)
-	signature := fmt.Sprintf("%s %+v", groupType, spec)
+	// The schema and truncation are in it since 0.3: older installations are installed afresh.
+	signature := fmt.Sprintf("%s %s %+v truncate", db.schema, groupType, spec)
 	return translate(pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", migrationLockID); err != nil {
 			return err
@@ -198,7 +199,7 @@ func (v Schema) InstallIncremental(ctx context.Context, job string, spec Increme
 		if err != nil || have == signature {
 			return err
 		}
-		stmts, err := incrementalDDL(t, groupType, spec)
+		stmts, err := incrementalDDL(db.schema, t, groupType, spec)
 		if err != nil {
 			return err
 		}
@@ -219,18 +220,18 @@ var incrementalSQL string
 var (
 	incrementalTemplates = template.Must(template.New("").Parse(incrementalSQL))
 	incrementalSteps     = []string{"drop function", "drop table", "table", "trigger function", "insert trigger", "update trigger",
-		"delete trigger", "reseed function", "seed"}
+		"delete trigger", "truncate trigger", "reseed function", "seed"}
 )
 
 // incrementalDDL is the installation of the summary table t: the table, its trigger function and
 // triggers on the declared table, its reseed function, and the seeding.
-func incrementalDDL(t, groupType string, spec IncrementalSpec) ([]string, error) {
+func incrementalDDL(schema, t, groupType string, spec IncrementalSpec) ([]string, error) {
 	type sum struct{ Col, Column string }
 	data := struct {
-		T, Table, Grp, GroupType string
-		Grouped                  bool
-		Sums                     []sum
-	}{T: t, Table: spec.Table, Grp: "0", GroupType: groupType, Grouped: spec.GroupBy != ""}
+		S, T, Table, Grp, GroupType string
+		Grouped                     bool
+		Sums                        []sum
+	}{S: schema, T: t, Table: spec.Table, Grp: "0", GroupType: groupType, Grouped: spec.GroupBy != ""}
 	if data.Grouped {
 		data.Grp = spec.GroupBy
 	}
@@ -261,7 +262,8 @@ func (v Schema) UninstallIncrementalExcept(ctx context.Context, keep []string) e
 			return err
 		}
 		rows, _ := tx.Query(ctx, `SELECT relname FROM pg_class
-			WHERE relname LIKE 'warmcache\_sum\_%' AND relkind = 'r' AND NOT relname = ANY($1)`, kept)
+			WHERE relname LIKE 'warmcache\_sum\_%' AND relkind = 'r' AND NOT relname = ANY($1)
+			  AND relnamespace = $2::regnamespace`, kept, db.schema)
 		stale, err := pgx.CollectRows(rows, pgx.RowTo[string])
 		if err != nil {
 			return err

@@ -61,9 +61,9 @@ func TestMaintainedTotalsUnderRacingWrites(t *testing.T) {
 		}
 	}
 	for _, agg := range []query.Aggregate{query.OrdersTotalAggregate, query.CreditOverviewAggregate} {
-		drift, err := db.Stream(ctx, agg, today, func(query.Row) error { return nil })
-		if err != nil || drift.Values != 0 {
-			t.Errorf("maintained figures drifted: %+v, %v", drift, err)
+		s, err := db.Stream(ctx, agg, today, func(query.Row) error { return nil })
+		if err != nil || s.Drift.Values != 0 {
+			t.Errorf("maintained figures drifted: %+v, %v", s.Drift, err)
 		}
 	}
 }
@@ -81,17 +81,17 @@ func TestTotalsDriftIsConfirmedAndMended(t *testing.T) {
 		"INSERT INTO orders (orderdate, customerid, netamount, tax, totalamount) VALUES ('2004-02-02', NULL, 1, 0, 1)",
 		"ALTER TABLE orders ENABLE TRIGGER USER",
 	)
-	found, err := db.Stream(ctx, query.OrdersTotalAggregate, today, func(query.Row) error { return nil })
-	if err != nil || found.Values == 0 {
-		t.Fatalf("the check found %+v, %v; want a drift", found, err)
+	s, err := db.Stream(ctx, query.OrdersTotalAggregate, today, func(query.Row) error { return nil })
+	if err != nil || s.Drift.Values == 0 {
+		t.Fatalf("the check found %+v, %v; want a drift", s.Drift, err)
 	}
-	confirmed, err := db.Repair(ctx, query.OrdersTotalAggregate, found)
+	confirmed, err := db.Repair(ctx, query.OrdersTotalAggregate, s.Drift)
 	if err != nil || confirmed.Values != 2 || !strings.Contains(confirmed.Example, "customer") {
 		t.Errorf("repair confirmed %+v, %v; want customer 11 and the orders without a customer", confirmed, err)
 	}
 	for _, agg := range []query.Aggregate{query.OrdersTotalAggregate, query.CreditOverviewAggregate} {
-		if drift, err := db.Stream(ctx, agg, today, func(query.Row) error { return nil }); err != nil || drift.Values != 0 {
-			t.Errorf("after the repair: %+v, %v", drift, err)
+		if s, err := db.Stream(ctx, agg, today, func(query.Row) error { return nil }); err != nil || s.Drift.Values != 0 {
+			t.Errorf("after the repair: %+v, %v", s.Drift, err)
 		}
 	}
 }
@@ -116,9 +116,9 @@ func TestUserIncremental(t *testing.T) {
 		}
 		check := func(when string, drifted bool) {
 			t.Helper()
-			drift, err := db.Stream(ctx, agg, today, func(query.Row) error { return nil })
-			if err != nil || (drift.Values > 0) != drifted {
-				t.Errorf("%s: %s: drift %+v, %v; want drifted %v", spec.Table, when, drift, err, drifted)
+			s, err := db.Stream(ctx, agg, today, func(query.Row) error { return nil })
+			if err != nil || (s.Drift.Values > 0) != drifted {
+				t.Errorf("%s: %s: drift %+v, %v; want drifted %v", spec.Table, when, s.Drift, err, drifted)
 			}
 		}
 		w.MustExec(

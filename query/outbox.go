@@ -8,13 +8,14 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Change is one row of the outbox: rows of Table changed, and Columns holds the text of the
-// columns the trigger recorded of them, by name (a NULL left out), which name the keys the change
-// touches.
+// Change is one row of the outbox: rows of Table (by qualified name, schema.table) changed, and
+// Columns holds the text of the columns the trigger recorded of them, by name (a NULL left out),
+// which name the keys the change touches. Truncated is a TRUNCATE: every row went.
 type Change struct {
-	ID      int64
-	Table   string
-	Columns map[string]string
+	ID        int64
+	Table     string
+	Columns   map[string]string
+	Truncated bool
 }
 
 // Drain takes up to limit of the oldest outbox rows no other relay holds, hands them to
@@ -27,7 +28,7 @@ func (v Outbox) Drain(ctx context.Context, limit int, publish func([]Change) err
 	return db.takeOutbox(ctx, `
 		DELETE FROM warmcache_outbox
 		WHERE id IN (SELECT id FROM warmcache_outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
-		RETURNING id, tablename, columns`, limit, func(_ pgx.Tx, changes []Change) error { return publish(changes) })
+		RETURNING id, tablename, columns, truncated`, limit, func(_ pgx.Tx, changes []Change) error { return publish(changes) })
 }
 
 // takeOutbox runs take, a statement that takes up to limit ($1) outbox rows and returns them,
@@ -66,7 +67,7 @@ func (db *DB) takeOutbox(ctx context.Context, take string, limit int, handle fun
 func scanChange(r pgx.CollectableRow) (Change, error) {
 	var c Change
 	var columns map[string]*string
-	err := r.Scan(&c.ID, &c.Table, &columns)
+	err := r.Scan(&c.ID, &c.Table, &columns, &c.Truncated)
 	c.Columns = make(map[string]string, len(columns))
 	for name, v := range columns {
 		if v != nil {
@@ -88,8 +89,8 @@ func (v Outbox) Drop(ctx context.Context, limit int, drop func([]Change) error) 
 	return db.takeOutbox(ctx, `
 		UPDATE warmcache_outbox SET dropped = true
 		WHERE id IN (SELECT id FROM warmcache_outbox WHERE NOT dropped ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
-		RETURNING id, tablename, columns`, limit, func(tx pgx.Tx, changes []Change) error {
-		if err := maintain(ctx, tx, changes); err != nil {
+		RETURNING id, tablename, columns, truncated`, limit, func(tx pgx.Tx, changes []Change) error {
+		if err := db.maintain(ctx, tx, changes); err != nil {
 			return err
 		}
 		return drop(changes)

@@ -21,8 +21,8 @@ func TestOutboxBacklog(t *testing.T) {
 		t.Fatalf("empty outbox: backlog %+v, %v; want none", b, err)
 	}
 	w.MustExec(
-		"INSERT INTO warmcache_outbox (tablename, created_at) VALUES ('orders', now() - interval '90 seconds')",
-		"INSERT INTO warmcache_outbox (tablename) VALUES ('customers')",
+		"INSERT INTO warmcache.warmcache_outbox (tablename, created_at) VALUES ('public.orders', now() - interval '90 seconds')",
+		"INSERT INTO warmcache.warmcache_outbox (tablename) VALUES ('public.customers')",
 	)
 	b, err := db.Outbox().Backlog(ctx)
 	if err != nil || b.Rows != 2 || b.Oldest < 90*time.Second || b.Oldest > 10*time.Minute {

@@ -3,6 +3,7 @@ package query
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -34,29 +35,21 @@ var dellstore2TableNames = []string{
 // replicas starting at once). It is "warmcach" in ASCII.
 const migrationLockID = 0x7761726d63616368
 
-// Migrate applies the product's own schema additions (indexes, the outbox and its triggers) to
-// the dellstore2 schema. Every migration is idempotent and recorded in
-// warmcache_migrations; concurrent calls wait for each other on an advisory lock.
+// Migrate applies the product's own schema additions: its schema (Options.Schema), and in it
+// the outbox, claims, run requests and the change-capture functions. Nothing is created on users'
+// tables here: Schema.InstallDependencies installs the triggers the jobs need, and the indexes
+// they need are advised (warmer check), never created. An installation of an older version, whose
+// objects are in the user's schema, is moved into warmcache's first, with its data. Every
+// migration is idempotent and recorded in warmcache_migrations; concurrent calls wait for each
+// other on an advisory lock.
 func (v Schema) Migrate(ctx context.Context, logger *slog.Logger) error {
 	db := v.db
-	fsys, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		return fmt.Errorf("migrations: %w", err)
+	if err := v.adopt(ctx, logger); err != nil {
+		return err
 	}
-	store, err := database.NewStore(database.DialectPostgres, "warmcache_migrations")
+	provider, err := db.migrations()
 	if err != nil {
-		return fmt.Errorf("migrations: %w", err)
-	}
-	locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(migrationLockID))
-	if err != nil {
-		return fmt.Errorf("migrations: %w", err)
-	}
-	sqlDB := stdlib.OpenDBFromPool(db.pool)
-	defer sqlDB.Close()
-	provider, err := goose.NewProvider("", sqlDB, fsys,
-		goose.WithStore(store), goose.WithSessionLocker(locker), goose.WithDisableGlobalRegistry(true))
-	if err != nil {
-		return fmt.Errorf("migrations: %w", err)
+		return err
 	}
 	results, err := provider.Up(ctx)
 	if err != nil {
@@ -69,20 +62,103 @@ func (v Schema) Migrate(ctx context.Context, logger *slog.Logger) error {
 	return nil
 }
 
-// CreateDellstore2 creates the empty dellstore2 tables, without keys and indexes. With drop set
-// it first drops the tables that exist; otherwise it fails if any exists, so that nothing is
-// lost by accident.
+// migrations returns goose's provider of the migrations, recorded in warmcache's schema.
+func (db *DB) migrations() (*goose.Provider, error) {
+	fsys, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return nil, fmt.Errorf("migrations: %w", err)
+	}
+	store, err := database.NewStore(database.DialectPostgres, db.schema+".warmcache_migrations")
+	if err != nil {
+		return nil, fmt.Errorf("migrations: %w", err)
+	}
+	locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(migrationLockID))
+	if err != nil {
+		return nil, fmt.Errorf("migrations: %w", err)
+	}
+	provider, err := goose.NewProvider("", stdlib.OpenDBFromPool(db.pool), fsys,
+		goose.WithStore(store), goose.WithSessionLocker(locker), goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return nil, fmt.Errorf("migrations: %w", err)
+	}
+	return provider, nil
+}
+
+// adopt creates warmcache's schema and moves into it an installation of an older version, found
+// in another schema by its warmcache_migrations table: every table and function named
+// warmcache_*, with their data (sequences and indexes follow their tables). The moved trigger
+// functions keep working meanwhile, told to look in warmcache's schema first; migration 9
+// installs them afresh.
+func (v Schema) adopt(ctx context.Context, logger *slog.Logger) error {
+	db := v.db
+	return translate(pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", migrationLockID); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+db.schema); err != nil {
+			return fmt.Errorf("create schema %s: %w", db.schema, err)
+		}
+		var old string
+		err := tx.QueryRow(ctx, `
+			SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+			WHERE c.relname = 'warmcache_migrations' AND c.relkind = 'r' AND n.nspname <> $1
+			  AND to_regclass(quote_ident($1) || '.warmcache_migrations') IS NULL
+			ORDER BY n.nspname = 'public' DESC, n.nspname LIMIT 1`, db.schema).Scan(&old)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		// The search paths first, while the functions are still where the statements name them.
+		rows, _ := tx.Query(ctx, `
+			SELECT stmt FROM (
+				SELECT 1 AS step, format('ALTER FUNCTION %s SET search_path = %I, %I', p.oid::regprocedure, $2::text, $1::text) AS stmt
+				FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+				WHERE n.nspname = $1 AND p.proname LIKE 'warmcache\_%' AND p.prorettype = 'trigger'::regtype
+				UNION ALL
+				SELECT 2, format('ALTER TABLE %I.%I SET SCHEMA %I', n.nspname, c.relname, $2::text)
+				FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+				WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND c.relname LIKE 'warmcache\_%'
+				UNION ALL
+				SELECT 3, format('ALTER FUNCTION %s SET SCHEMA %I', p.oid::regprocedure, $2::text)
+				FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+				WHERE n.nspname = $1 AND p.proname LIKE 'warmcache\_%'
+			) moves ORDER BY step, stmt`, old, db.schema)
+		stmts, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		for _, stmt := range stmts {
+			if _, err := tx.Exec(ctx, stmt); err != nil {
+				return fmt.Errorf("move warmcache's objects from schema %s: %w", old, err)
+			}
+		}
+		logger.Info("schema_moved", "from", old, "to", db.schema, "objects", len(stmts))
+		return nil
+	}))
+}
+
+// CreateDellstore2 creates the empty dellstore2 tables, without keys and indexes, in the user's
+// schema: the first of the search path that is not warmcache's. With drop set it first drops the
+// tables that exist, and warmcache's objects; otherwise it fails if any exists, so that nothing
+// is lost by accident.
 func (v Schema) CreateDellstore2(ctx context.Context, drop bool) error {
 	db := v.db
 	// translate also what beginning the transaction met: a server that cannot be reached.
 	return translate(pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT set_config('search_path',
+			(SELECT string_agg(quote_ident(s), ', ') FROM unnest(current_schemas(false)) s WHERE s <> $1), true)`, db.schema); err != nil {
+			return err
+		}
 		if drop {
 			for _, table := range dellstore2TableNames {
 				if _, err := tx.Exec(ctx, "DROP TABLE IF EXISTS "+table+" CASCADE"); err != nil {
 					return translate(err)
 				}
 			}
-			if _, err := tx.Exec(ctx, "DROP TABLE IF EXISTS warmcache_migrations"); err != nil {
+			// warmcache's objects go too, those of an older version in this schema included.
+			if _, err := tx.Exec(ctx, "DROP SCHEMA IF EXISTS "+db.schema+" CASCADE; DROP TABLE IF EXISTS warmcache_migrations"); err != nil {
 				return translate(err)
 			}
 		}
@@ -104,7 +180,7 @@ func (v Schema) CreateDellstore2(ctx context.Context, drop bool) error {
 // the serial sequences past the loaded ids, and analyzes the tables.
 func (v Schema) FinishDellstore2(ctx context.Context) error {
 	db := v.db
-	if _, err := db.pool.Exec(ctx, dellstore2Finish); err != nil {
+	if _, err := db.pool.Exec(ctx, dellstore2Finish+";"+demoIndex); err != nil {
 		return translate(err)
 	}
 	// VACUUM sets the visibility map, which index-only scans of the aggregates depend on.
@@ -112,6 +188,19 @@ func (v Schema) FinishDellstore2(ctx context.Context) error {
 		return translate(err)
 	}
 	return nil
+}
+
+// demoIndex is the demo's own index for the built-in per-customer jobs (warmcache itself creates
+// no index on users' tables; warmer check advises them): it lets them read orders in customerid
+// order from the index alone, so their GROUP BY streams rows instead of sorting or hashing every
+// order, and a single customer's lookup touches only its entries.
+const demoIndex = "CREATE INDEX IF NOT EXISTS ix_orders_customer_totals ON orders (customerid) INCLUDE (totalamount, orderdate)"
+
+// CreateDemoIndex creates the demo's index on dellstore2's orders (FinishDellstore2 does too),
+// for a database loaded otherwise, from the real dump.
+func (v Schema) CreateDemoIndex(ctx context.Context) error {
+	_, err := v.db.pool.Exec(ctx, demoIndex)
+	return translate(err)
 }
 
 // RowSource yields the rows Copy writes. It has the method set of pgx.CopyFromSource.
@@ -170,11 +259,43 @@ func EnsureDatabase(ctx context.Context, url string) error {
 	return translate(err)
 }
 
-// HasDellstore2 reports whether the orders and customers tables exist.
-func (v Schema) HasDellstore2(ctx context.Context) (bool, error) {
+// BuiltinTables are the tables the built-in jobs read and the order write endpoint writes.
+var BuiltinTables = []string{"orders", "customers"}
+
+// Missing returns those of tables that the search path (warmcache's schema, then the user's)
+// does not find, in their order.
+func (v Schema) Missing(ctx context.Context, tables []string) ([]string, error) {
 	db := v.db
-	var n int
-	err := db.pool.QueryRow(ctx, `SELECT count(*) FROM pg_tables
-		WHERE schemaname = current_schema() AND tablename IN ('orders', 'customers')`).Scan(&n)
-	return n == 2, translate(err)
+	rows, _ := db.pool.Query(ctx, `SELECT t FROM unnest($1::text[]) WITH ORDINALITY AS u(t, i)
+		WHERE to_regclass(quote_ident(t)) IS NULL ORDER BY i`, tables)
+	missing, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	return missing, translate(err)
+}
+
+//go:embed builtins.sql
+var builtinsSQL string
+
+// InstallBuiltins installs what the built-in jobs need beyond the migrations: the functions that
+// maintain their totals from orders and customers, with every customer booked once if nothing
+// is booked yet, and makes Maintain keep them (DB.UseBuiltins). It is idempotent.
+func (v Schema) InstallBuiltins(ctx context.Context) error {
+	db := v.db
+	if err := translate(pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", migrationLockID); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, builtinsSQL); err != nil {
+			return fmt.Errorf("install the built-in totals: %w", err)
+		}
+		var booked bool
+		if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT FROM warmcache_orders_total)").Scan(&booked); err != nil || booked {
+			return err
+		}
+		_, err := tx.Exec(ctx, "SELECT warmcache_reseed_totals()")
+		return err
+	})); err != nil {
+		return err
+	}
+	db.UseBuiltins()
+	return nil
 }

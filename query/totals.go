@@ -20,24 +20,57 @@ import (
 // a change of orders or customers names, and recount the orders without a customer when one had
 // none. It is idempotent: a change maintained twice, or late, leaves the same figures.
 func (db *DB) Maintain(ctx context.Context, changes []Change) error {
-	return maintain(ctx, db.pool, changes)
+	return db.maintain(ctx, db.pool, changes)
+}
+
+// builtinTables are the qualified names of the tables the built-in totals are maintained from.
+type builtinTables struct{ orders, customers string }
+
+// UseBuiltins makes Maintain keep the built-in totals, from the orders and customers tables the
+// search path finds: the warmer calls it where the built-in jobs are on. Without it, Maintain
+// leaves every change alone.
+func (db *DB) UseBuiltins() { db.useBuiltins.Store(true) }
+
+// builtinTables returns the built-in jobs' tables once UseBuiltins was called, nil before: found
+// at the first call that reaches PostgreSQL, and kept.
+func (db *DB) builtinTables(ctx context.Context, ex execer) (*builtinTables, error) {
+	if t := db.builtins.Load(); t != nil || !db.useBuiltins.Load() {
+		return t, nil
+	}
+	var t builtinTables
+	// A database without them leaves the names empty, which no change names.
+	err := ex.QueryRow(ctx, `SELECT COALESCE(warmcache_table_name(to_regclass('orders')), ''),
+		COALESCE(warmcache_table_name(to_regclass('customers')), '')`).Scan(&t.orders, &t.customers)
+	if err != nil {
+		return nil, fmt.Errorf("find the built-in jobs' tables: %w", translate(err))
+	}
+	db.builtins.Store(&t)
+	return &t, nil
 }
 
 // execer runs a statement: a pool, or a transaction.
 type execer interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-func maintain(ctx context.Context, db execer, changes []Change) error {
+func (db *DB) maintain(ctx context.Context, ex execer, changes []Change) error {
+	t, err := db.builtinTables(ctx, ex)
+	if t == nil {
+		return err
+	}
 	var ids []int32
 	nulls := false
 	for _, c := range changes {
-		if c.Table != "orders" && c.Table != "customers" {
+		if c.Table != t.orders && c.Table != t.customers {
 			continue
+		}
+		if c.Truncated {
+			return db.reseedTotals(ctx, ex)
 		}
 		v, ok := c.Columns["customerid"]
 		if !ok {
-			nulls = nulls || c.Table == "orders"
+			nulls = nulls || c.Table == t.orders
 			continue
 		}
 		if id, err := strconv.ParseInt(v, 10, 32); err == nil {
@@ -48,9 +81,17 @@ func maintain(ctx context.Context, db execer, changes []Change) error {
 		return nil
 	}
 	slices.Sort(ids)
-	_, err := db.Exec(ctx, "SELECT warmcache_reconcile_totals($1, $2)", slices.Compact(ids), nulls)
+	_, err = ex.Exec(ctx, "SELECT warmcache_reconcile_totals($1, $2)", slices.Compact(ids), nulls)
 	if err != nil {
 		return fmt.Errorf("maintain the totals: %w", translate(err))
+	}
+	return nil
+}
+
+// reseedTotals books every customer afresh: after a TRUNCATE, which names no customer.
+func (db *DB) reseedTotals(ctx context.Context, ex execer) error {
+	if _, err := ex.Exec(ctx, "SELECT warmcache_reseed_totals()"); err != nil {
+		return fmt.Errorf("reseed the totals: %w", translate(err))
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/warmcache/warmcache/jobs"
 	"github.com/warmcache/warmcache/query"
@@ -37,18 +38,6 @@ func checkJob(ctx context.Context, db *query.DB, job jobs.Job) error {
 	if err := db.Check(ctx, job.Aggregate); err != nil {
 		return checkError(job, "sql", err)
 	}
-	for _, d := range job.DependsOn {
-		cols, err := db.Schema().Columns(ctx, d.Table)
-		switch {
-		case errors.Is(err, query.ErrNotFound):
-			return fmt.Errorf("job %s: depends_on: no table %s", job.Name, d.Table)
-		case err != nil:
-			return checkError(job, "depends_on", err)
-		}
-		if _, ok := cols[d.Column]; d.Column != "" && !ok {
-			return fmt.Errorf("job %s: depends_on: table %s has no column %s", job.Name, d.Table, d.Column)
-		}
-	}
 	return nil
 }
 
@@ -59,6 +48,70 @@ func checkError(job jobs.Job, setting string, err error) error {
 	return fmt.Errorf("job %s: %s: %w", job.Name, setting, err)
 }
 
+// Resolve returns the jobs with what they depend on found (Dependencies), every table by its
+// qualified name (schema.table), as changes name them. A table that does not exist, or a column
+// depends_on names that it lacks, is an error naming the job; PostgreSQL down is
+// query.ErrUnavailable.
+func Resolve(ctx context.Context, db *query.DB, list []jobs.Job) ([]jobs.Job, error) {
+	var errs []error
+	out := make([]jobs.Job, 0, len(list))
+	for _, job := range list {
+		deps, _, err := Dependencies(ctx, db, job)
+		switch {
+		case errors.Is(err, query.ErrUnavailable):
+			return nil, err
+		case err != nil:
+			errs = append(errs, err)
+			continue
+		}
+		job.DependsOn = deps
+		out = append(out, job)
+	}
+	return out, errors.Join(errs...)
+}
+
+// Dependencies returns what job depends on: for a job of the user's own SQL, every table its
+// statement reads as PostgreSQL plans it (query.DB.Dependencies), with what depends_on adds —
+// unless depends_on is written empty, which leaves the job to its schedule; for the others, what
+// they declare. Tables come by qualified name. It returns too the indexes the job's key lookups
+// would need.
+func Dependencies(ctx context.Context, db *query.DB, job jobs.Job) ([]jobs.Dependency, []string, error) {
+	var deps []jobs.Dependency
+	for _, d := range job.DependsOn {
+		qualified, err := db.Schema().Resolve(ctx, []string{d.Table})
+		if err != nil {
+			return nil, nil, checkError(job, "depends_on", err)
+		}
+		d.Table = qualified[d.Table]
+		for _, k := range d.Keys {
+			if err := hasColumn(ctx, db, d.Table, k.Column); err != nil {
+				return nil, nil, checkError(job, "depends_on", err)
+			}
+		}
+		deps = append(deps, d)
+	}
+	if job.Incremental != nil || job.DependsOnSet && len(job.DependsOn) == 0 {
+		return deps, nil, nil
+	}
+	found, err := db.Dependencies(ctx, job.Aggregate)
+	if err != nil {
+		return nil, nil, checkError(job, "sql", err)
+	}
+	return append(found.Dependencies, deps...), found.Indexes, nil
+}
+
+// hasColumn checks that table, by qualified name, has column.
+func hasColumn(ctx context.Context, db *query.DB, table, column string) error {
+	cols, err := db.Schema().Columns(ctx, query.QuoteTable(table))
+	if err != nil {
+		return err
+	}
+	if _, ok := cols[column]; !ok {
+		return fmt.Errorf("table %s has no column %s", table, column)
+	}
+	return nil
+}
+
 // Install readies the database for the jobs (warmer migrate, or the warmer at start): the changes
 // of every table they depend on are recorded in the outbox with the columns that name their keys,
 // and the figures of incremental jobs are maintained. What warmcache installed for tables and
@@ -66,6 +119,11 @@ func checkError(job jobs.Job, setting string, err error) error {
 func Install(ctx context.Context, db *query.DB, list []jobs.Job) error {
 	if err := db.Schema().InstallDependencies(ctx, jobs.Tables(list)); err != nil {
 		return fmt.Errorf("record the changes of the jobs' tables: %w", err)
+	}
+	if slices.ContainsFunc(list, func(j jobs.Job) bool { return j.Builtin }) {
+		if err := db.Schema().InstallBuiltins(ctx); err != nil {
+			return err
+		}
 	}
 	var incremental []string
 	for _, job := range list {

@@ -21,6 +21,7 @@ import (
 // server's counters (to tell evictions during a run), and a probe for the retries.
 type Store interface {
 	PutRun(ctx context.Context, job string, items []cache.Item) (int, error)
+	Sweep(ctx context.Context, job string, version int64) (int, error)
 	RecordRun(ctx context.Context, run cache.Run) error
 	Info(ctx context.Context) (cache.ServerInfo, error)
 	Probe(ctx context.Context) error
@@ -158,12 +159,14 @@ func (r *Runner) evictions(ctx context.Context, before cache.ServerInfo, written
 const writers = 2
 
 // warm streams job's rows into batches that other goroutines write to Redis, so that the Redis
-// writes overlap the reading. The channel holds a few batches: memory stays flat whatever the
-// number of keys.
+// writes overlap the reading, then removes the keys of a keyed job its result no longer holds
+// (cache.Store.Sweep). The channel holds a few batches: memory stays flat whatever the number of
+// keys.
 func (r *Runner) warm(ctx context.Context, job jobs.Job, started time.Time, progress Progress) (int64, error) {
 	params := params(job, started)
 	batches := make(chan []cache.Item, 4)
 	var written atomic.Int64
+	var version int64 // of the snapshot the rows were read in
 	g, gctx := errgroup.WithContext(ctx)
 	write := recovered(func() error {
 		for batch := range batches {
@@ -198,7 +201,7 @@ func (r *Runner) warm(ctx context.Context, job jobs.Job, started time.Time, prog
 		}
 		batch := make([]cache.Item, 0, r.batchSize)
 		rows := 0
-		drift, err := r.db.Stream(gctx, job.Aggregate, params, func(row query.Row) error {
+		streamed, err := r.db.Stream(gctx, job.Aggregate, params, func(row query.Row) error {
 			if !job.Keyed() && rows > 0 {
 				return nil // a single-value job is its first row
 			}
@@ -227,12 +230,23 @@ func (r *Runner) warm(ctx context.Context, job jobs.Job, started time.Time, prog
 			}
 		}
 		if job.Aggregate.Incremental() {
-			r.reportDrift(gctx, job, drift)
+			r.reportDrift(gctx, job, streamed.Drift)
 		}
+		version = streamed.Version
 		return nil
 	}))
 	if err := g.Wait(); err != nil {
 		return written.Load(), err
+	}
+	if job.Keyed() {
+		// The keys of groups whose rows are gone are the run's to remove: it alone knows them.
+		swept, err := r.store.Sweep(ctx, job.Name, version)
+		if err != nil {
+			return written.Load(), fmt.Errorf("remove the keys the result no longer holds: %w", err)
+		}
+		if swept > 0 {
+			r.Logger.Info("keys_swept", "job", job.Name, "keys", swept)
+		}
 	}
 	return written.Load(), nil
 }

@@ -139,7 +139,7 @@ func (r *runTracker) Handle(_ context.Context, rec slog.Record) error {
 // TestSlowJobNeverOverlaps runs a job that takes longer than its interval on three replicas.
 func TestSlowJobNeverOverlaps(t *testing.T) {
 	t.Parallel()
-	list := testenv.LoadJobs(t, testenv.BuiltinsOff+`
+	list := testenv.LoadJobs(t, testenv.BuiltinsNotWarmed+`
   slow:
     schedule: "@every 1s"
     sql: SELECT pg_sleep(1.5)::text AS slept

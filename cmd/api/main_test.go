@@ -25,6 +25,7 @@ import (
 	"github.com/warmcache/warmcache/internal/testenv"
 	"github.com/warmcache/warmcache/invalidate"
 	"github.com/warmcache/warmcache/query"
+	"github.com/warmcache/warmcache/warm"
 )
 
 // TestMain lets the test binary run as the api itself, for the tests that signal a process.
@@ -247,7 +248,10 @@ func startWarmerParts(t *testing.T, ctx context.Context, dbURL, ns string) *cach
 	t.Helper()
 	db := testenv.OpenDB(t, dbURL, query.Options{MaxConns: 8})
 	store := testenv.NamespaceStore(t, ns)
-	list := testenv.LoadJobs(t, "", time.Now()) // the built-in jobs
+	list, err := warm.Resolve(context.Background(), db, testenv.LoadJobs(t, "", time.Now())) // the built-in jobs
+	if err != nil {
+		t.Fatal(err)
+	}
 	arch := baseservice.NewArchetype(slog.New(slog.DiscardHandler))
 	relay := invalidate.NewRelay(arch, db, store, list, prometheus.NewRegistry())
 	refresher := invalidate.NewRefresher(arch, db, store, list, ns, prometheus.NewRegistry())

@@ -31,7 +31,7 @@ func run(ctx context.Context, cfg cli.APIConfig, logger *slog.Logger) error {
 	}
 	// Neither Open connects: every setting is checked before anything is.
 	db, err := query.Open(ctx, cfg.DatabaseURL, query.Options{MaxConns: int32(cfg.MaxQueries) + 4,
-		ConnectTimeout: 2 * time.Second, QuietWrites: true})
+		ConnectTimeout: 2 * time.Second, QuietWrites: true, Schema: cfg.Schema})
 	if err != nil {
 		return cli.Errorf("DATABASE_URL", "%w", err)
 	}
@@ -46,7 +46,10 @@ func run(ctx context.Context, cfg cli.APIConfig, logger *slog.Logger) error {
 	if err := cli.LogConnect(ctx, logger, "redis", cfg.RedisURL, store.Ping); errors.Is(err, cache.ErrNoDatabase) {
 		return cli.Errorf("REDIS_URL", "%w", err)
 	}
-	list := cfg.Jobs()
+	list, err := cfg.OpenJobs(ctx, db, logger)
+	if err != nil {
+		return err
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

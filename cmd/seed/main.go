@@ -94,11 +94,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer db.Close()
 	if *ifEmpty {
-		has, err := db.Schema().HasDellstore2(ctx)
+		missing, err := db.Schema().Missing(ctx, query.BuiltinTables)
 		if err != nil {
 			return err
 		}
-		if has {
+		if len(missing) == 0 {
 			fmt.Fprintln(stdout, "the database already has the dellstore2 tables; nothing loaded")
 			return nil
 		}

@@ -64,7 +64,7 @@ func open(ctx context.Context, cfg cli.WarmerConfig, arch *baseservice.Archetype
 		}
 	}()
 	// No Open connects: the configuration was checked whole before anything connects.
-	if d.primary, err = query.Open(ctx, cfg.DatabaseURL, query.Options{MaxConns: 8}); err != nil {
+	if d.primary, err = query.Open(ctx, cfg.DatabaseURL, query.Options{MaxConns: 8, Schema: cfg.Schema}); err != nil {
 		return d, cli.Errorf("DATABASE_URL", "%w", err)
 	}
 	// The runs read on a pool of their own, even from the primary: however many run at once,
@@ -73,7 +73,7 @@ func open(ctx context.Context, cfg cli.WarmerConfig, arch *baseservice.Archetype
 	if readerURL == "" {
 		readerURL, setting = cfg.DatabaseURL, "DATABASE_URL"
 	}
-	if d.reader, err = query.Open(ctx, readerURL, query.Options{MaxConns: 8}); err != nil {
+	if d.reader, err = query.Open(ctx, readerURL, query.Options{MaxConns: 8, Schema: cfg.Schema}); err != nil {
 		return d, cli.Errorf(setting, "%w", err)
 	}
 	keys, err := cache.NewKeys(cfg.Namespace)
@@ -88,43 +88,59 @@ func open(ctx context.Context, cfg cli.WarmerConfig, arch *baseservice.Archetype
 	if d.store, err = cache.Open(cfg.RedisURL, keys, opts); err != nil {
 		return d, cli.Errorf("REDIS_URL", "%w", err)
 	}
-	d.jobs = cfg.Jobs()
 	_ = cli.LogConnect(ctx, logger, "postgresql", cfg.DatabaseURL, d.primary.Ping) // down is not fatal: runs retry
 	if err := cli.LogConnect(ctx, logger, "redis", cfg.RedisURL, d.store.Ping); errors.Is(err, cache.ErrNoDatabase) {
 		return d, cli.Errorf("REDIS_URL", "%w", err)
 	}
-	return d, prepare(ctx, d.primary, d.reader, cfg, logger)
+	d.jobs, err = prepare(ctx, d.primary, d.reader, cfg, logger)
+	return d, err
 }
 
-// prepare readies the database for the jobs. A user's SQL with a syntax error, or a table or
-// column a job depends on that does not exist, stops the warmer now (a configuration error)
-// rather than failing at every run; with PostgreSQL down the runs will report it. With migrate
-// set it applies the migrations and installs what the jobs need (warm.Install); without, it
-// warns when what is installed does not record every change the jobs depend on.
-func prepare(ctx context.Context, primary, reader *query.DB, cfg cli.WarmerConfig, logger *slog.Logger) error {
-	migrate, list := cfg.Migrate, cfg.Jobs()
+// prepare readies the database for the jobs and returns them: without the built-in jobs where
+// they are off (cli.Cache.OpenJobs). A user's SQL with a syntax error, or a table or column a job
+// depends on that does not exist, stops the warmer now (a configuration error) rather than
+// failing at every run; with PostgreSQL down the runs will report it. With migrate set it applies
+// the migrations and installs what the jobs need (warm.Install); without, it warns when what is
+// installed does not record every change the jobs depend on. PostgreSQL down is an error
+// wrapping query.ErrUnavailable (exit status 3): the tables of the jobs are its to find.
+func prepare(ctx context.Context, primary, reader *query.DB, cfg cli.WarmerConfig, logger *slog.Logger) ([]jobs.Job, error) {
+	migrate := cfg.Migrate
 	if migrate {
 		if err := primary.Schema().Migrate(ctx, logger); err != nil {
-			return fmt.Errorf("migrate: %w", err)
+			return nil, fmt.Errorf("migrate: %w", err)
 		}
 	}
-	err := warm.Check(ctx, reader, list)
+	list, err := cfg.OpenJobs(ctx, primary, logger)
+	if err != nil {
+		return nil, err
+	}
+	if slices.ContainsFunc(list, func(j jobs.Job) bool { return j.Builtin }) {
+		primary.UseBuiltins() // the changes of orders and customers keep their totals
+	}
+	err = warm.Check(ctx, reader, list)
 	switch {
 	case errors.Is(err, query.ErrUnavailable):
 		logger.Warn("jobs_not_checked", "error", err)
-		return nil
 	case err != nil:
-		return cli.Errorf(cfg.JobsSetting(), "%w", err)
+		return nil, cli.Errorf(cfg.JobsSetting(), "%w", err)
+	}
+	// Which changes refresh what only the database can say: without it the warmer cannot start.
+	list, err = warm.Resolve(ctx, primary, list)
+	switch {
+	case errors.Is(err, query.ErrUnavailable):
+		return nil, fmt.Errorf("find the tables the jobs depend on: %w", err)
+	case err != nil:
+		return nil, cli.Errorf(cfg.JobsSetting(), "%w", err)
 	}
 	warnUnpushedLookups(ctx, reader, list, logger)
 	if migrate {
 		if err := warm.Install(ctx, primary, list); err != nil {
-			return fmt.Errorf("install: %w", err)
+			return nil, fmt.Errorf("install: %w", err)
 		}
-		return nil
+		return list, nil
 	}
 	warnUninstalled(ctx, primary, list, logger)
-	return nil
+	return list, nil
 }
 
 // warnUnpushedLookups warns of the users' keyed jobs whose lookups PostgreSQL cannot restrict
@@ -332,12 +348,13 @@ func progressLine(w io.Writer) func(jobs.Job) warm.Progress {
 // migrate applies the migrations and installs what the jobs file's jobs need, alone, for a
 // Kubernetes Job or init container.
 func migrate(ctx context.Context, cfg cli.WarmerConfig, logger *slog.Logger) error {
-	db, err := query.Open(ctx, cfg.DatabaseURL, query.Options{MaxConns: 2})
+	db, err := query.Open(ctx, cfg.DatabaseURL, query.Options{MaxConns: 2, Schema: cfg.Schema})
 	if err != nil {
 		return cli.Errorf("DATABASE_URL", "%w", err)
 	}
 	defer db.Close()
 	logger.Info("migrate_started", "database", cli.MaskURL(cfg.DatabaseURL))
 	cfg.Migrate = true
-	return prepare(ctx, db, db, cfg, logger)
+	_, err = prepare(ctx, db, db, cfg, logger)
+	return err
 }

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"context"
+	"log/slog"
 	"net/url"
 	"strings"
 	"time"
@@ -15,6 +17,7 @@ import (
 // help ending in "(required)" marks a variable that must be set.
 type Cache struct {
 	DatabaseURL string        `env:"DATABASE_URL" secret:"file" help:"PostgreSQL, as a URL or key=value string (required)" doc:"sslmode, passwords and the like work from the URL"`
+	Schema      string        `env:"DATABASE_SCHEMA" envDefault:"warmcache" help:"the PostgreSQL schema of warmcache's own objects" doc:"its outbox, claims, migrations and change-capture functions; created by warmer migrate, which moves an older installation's objects there. On users' tables warmcache creates only its triggers"`
 	RedisURL    string        `env:"REDIS_URL" secret:"file" help:"Redis: redis:// or rediss://, Sentinel with ?master_name=, Cluster with ?cluster=true (required)" doc:"rediss:// is TLS; user and password go in the URL; with ?master_name=NAME the host and addr= parameters are the sentinels; several addr= parameters make a Cluster too"`
 	Namespace   string        `env:"CACHE_NAMESPACE" envDefault:"warmcache" help:"the prefix of every Redis key" doc:"values live at namespace:job and namespace:job:key"`
 	TTL         time.Duration `env:"CACHE_TTL" envDefault:"10m" help:"how long values stay fresh, for jobs without a ttl"`
@@ -31,7 +34,8 @@ type Cache struct {
 	jobsFlag bool
 	// jobs are the jobs of the configuration, loaded and checked at start.
 	jobs       []jobs.Job
-	jobsDigest string // of the jobs file: JobsDigest
+	builtins   jobs.Builtins // the jobs file's builtins
+	jobsDigest string        // of the jobs file: JobsDigest
 }
 
 // setJobsFlag makes path, given as --jobs, the jobs file.
@@ -58,6 +62,9 @@ func (c Cache) validateMigrate() error {
 	if c.DatabaseURL == "" {
 		return Errorf("DATABASE_URL", "is not set (alias PG_SERVICE_URI)")
 	}
+	if err := query.CheckSchema(c.Schema); err != nil {
+		return Errorf("DATABASE_SCHEMA", "%w", err)
+	}
 	if err := c.validateLifetimes(); err != nil {
 		return err
 	}
@@ -72,6 +79,9 @@ func (c Cache) validateMigrate() error {
 func (c Cache) validateCheck() error {
 	if err := c.validateLifetimes(); err != nil {
 		return err
+	}
+	if err := query.CheckSchema(c.Schema); err != nil {
+		return Errorf("DATABASE_SCHEMA", "%w", err)
 	}
 	if err := query.CheckURL(c.DatabaseURL); c.DatabaseURL != "" && err != nil {
 		return Errorf("DATABASE_URL", "%w", err)
@@ -102,6 +112,9 @@ func (c Cache) validate() error {
 func (c Cache) checkServers() error {
 	if err := query.CheckURL(c.DatabaseURL); err != nil {
 		return Errorf("DATABASE_URL", "%w", err)
+	}
+	if err := query.CheckSchema(c.Schema); err != nil {
+		return Errorf("DATABASE_SCHEMA", "%w", err)
 	}
 	if err := cache.CheckURL(c.RedisURL); err != nil {
 		return Errorf("REDIS_URL", "%w", err)
@@ -152,11 +165,11 @@ func (c Cache) location() *time.Location {
 // the user gave it (--jobs FILE or JOBS_FILE=FILE), then the line and the setting.
 func (c *Cache) loadJobs(now time.Time) error {
 	defaults := jobs.Defaults{TTL: c.TTL, Grace: c.Grace, NegativeTTL: c.NegativeTTL, Location: c.location()}
-	list, err := jobs.Load(c.JobsFile, defaults, now)
+	list, builtins, err := jobs.Load(c.JobsFile, defaults, now)
 	if err != nil {
 		return Errorf(c.JobsSetting(), "%w", err)
 	}
-	c.jobs = list
+	c.jobs, c.builtins = list, builtins
 	c.jobsDigest, err = jobs.FileDigest(c.JobsFile)
 	return err
 }
@@ -165,6 +178,39 @@ func (c *Cache) loadJobs(now time.Time) error {
 // binaries announce to each other (WatchJobsFiles).
 func (c Cache) JobsDigest() string { return c.jobsDigest }
 
-// Jobs are the jobs of the configuration, loaded and checked at start: the built-in jobs, and
-// the jobs file's overrides and jobs.
+// Jobs are the jobs of the configuration, loaded and checked at start: the built-in jobs (unless
+// the jobs file's builtins is false), and the jobs file's overrides and jobs. OpenJobs decides
+// whether the built-in ones stay.
 func (c Cache) Jobs() []jobs.Job { return c.jobs }
+
+// OpenJobs returns the jobs on db's database: without the built-in jobs where they are off
+// (jobs.Builtins.Decide), and says which are on in the log. builtins: true on a database without
+// their tables is a configuration error. With PostgreSQL down the database cannot say: the
+// built-in jobs stay unless the file turned them off, and a warning says so.
+func (c Cache) OpenJobs(ctx context.Context, db *query.DB, logger *slog.Logger) ([]jobs.Job, error) {
+	if c.builtins == jobs.BuiltinsOff {
+		logger.Info("builtins", "on", false, "reason", "builtins: false in the jobs file")
+		return c.jobs, nil
+	}
+	missing, err := db.Schema().Missing(ctx, query.BuiltinTables)
+	if err != nil {
+		logger.Warn("builtins_not_checked", "on", true, "error", err)
+		return c.jobs, nil
+	}
+	on, err := c.builtins.Decide(missing)
+	if err != nil {
+		return nil, Errorf(c.JobsSetting(), "%w", err)
+	}
+	if !on {
+		logger.Info("builtins", "on", false, "reason", "the database has no table "+missing[0])
+		return jobs.WithoutBuiltins(c.jobs), nil
+	}
+	var names []string
+	for _, job := range c.jobs {
+		if job.Builtin {
+			names = append(names, job.Name)
+		}
+	}
+	logger.Info("builtins", "on", true, "jobs", names)
+	return c.jobs, nil
+}

@@ -16,9 +16,9 @@ func JobDefaults() jobs.Defaults {
 		Timeout: time.Minute, Location: time.UTC}
 }
 
-// BuiltinsOff is the head of a jobs file that turns the built-in jobs off, for a test that runs
+// BuiltinsNotWarmed is the head of a jobs file that stops warming the built-in jobs, for a test that runs
 // jobs of its own alone: the jobs it adds follow, indented as they.
-const BuiltinsOff = `jobs:
+const BuiltinsNotWarmed = `jobs:
   orders_total: {enabled: false}
   orders_by_customer: {enabled: false}
   credit_by_customer: {enabled: false}
@@ -36,7 +36,7 @@ func LoadJobs(t testing.TB, yaml string, now time.Time) []jobs.Job {
 // built-in jobs alone when path is empty.
 func LoadJobsFile(t testing.TB, path string, now time.Time) []jobs.Job {
 	t.Helper()
-	list, err := jobs.Load(path, JobDefaults(), now)
+	list, _, err := jobs.Load(path, JobDefaults(), now)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,13 +8,16 @@ import (
 	"github.com/warmcache/warmcache/query"
 )
 
-// OpenDB opens a pool on the database of dbURL with opts, closed when the test ends.
+// OpenDB opens a pool on the database of dbURL with opts, closed when the test ends. Its changes
+// of orders and customers keep the built-in totals (query.DB.UseBuiltins), as the warmer's do
+// where the built-in jobs are on; on a database without them, nothing.
 func OpenDB(t testing.TB, dbURL string, opts query.Options) *query.DB {
 	t.Helper()
 	db, err := query.Open(context.Background(), dbURL, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	db.UseBuiltins()
 	t.Cleanup(db.Close)
 	return db
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/warmcache/warmcache/jobs"
 	"github.com/warmcache/warmcache/query"
 	"github.com/warmcache/warmcache/seed"
 )
@@ -123,8 +124,26 @@ func fill(ctx context.Context, dbURL string) error {
 		if _, err := seed.Load(ctx, db, seed.Dellstore2, false, func(string, int64) {}); err != nil {
 			return fmt.Errorf("generate data: %w", err)
 		}
+	} else if err := db.Schema().CreateDemoIndex(ctx); err != nil {
+		return err
 	}
-	return db.Schema().Migrate(ctx, slog.New(slog.DiscardHandler))
+	if err := db.Schema().Migrate(ctx, slog.New(slog.DiscardHandler)); err != nil {
+		return err
+	}
+	// What the warmer installs at start for the built-in jobs (warm.Install), which warm's own
+	// tests cannot call here.
+	builtins, _, err := jobs.Load("", JobDefaults(), time.Now())
+	if err != nil {
+		return err
+	}
+	qualified, err := db.Schema().Resolve(ctx, jobs.TableNames(builtins))
+	if err != nil {
+		return err
+	}
+	if err := db.Schema().InstallDependencies(ctx, jobs.Tables(jobs.Resolve(builtins, qualified))); err != nil {
+		return err
+	}
+	return db.Schema().InstallBuiltins(ctx)
 }
 
 // loadDump feeds the gzipped SQL dump to psql, which understands its COPY blocks.
@@ -165,8 +184,8 @@ func psqlPath() string {
 	return "psql"
 }
 
-// sourceHash hashes the dump's size and the sources the template is made from: the SQL of the
-// schema and migrations, and the generator.
+// sourceHash hashes the dump's size and the sources the template is made from: the package query
+// (the schema, migrations and what installs the built-in jobs), the generator, and this file.
 func sourceHash() (string, error) {
 	h := sha256.New()
 	if path, ok := Dellstore2Dump(); ok {
@@ -176,13 +195,13 @@ func sourceHash() (string, error) {
 		}
 		fmt.Fprintf(h, "dump %d\n", info.Size())
 	}
-	for _, dir := range []string{"query", "seed"} {
+	for _, dir := range []string{"query", "seed", "internal/testenv"} {
 		root := filepath.Join(RepoRoot(), dir)
 		err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 			if err != nil || d.IsDir() || strings.HasSuffix(path, "_test.go") {
 				return err
 			}
-			if dir == "query" && !strings.HasSuffix(path, ".sql") {
+			if dir == "internal/testenv" && filepath.Base(path) != "template.go" {
 				return nil
 			}
 			b, err := os.ReadFile(path)

@@ -69,3 +69,13 @@ func (w *Writer) Int(sql string, args ...any) int64 {
 	}
 	return n
 }
+
+// Text returns the text a query yields, failing the test on an error.
+func (w *Writer) Text(sql string, args ...any) string {
+	w.t.Helper()
+	var s string
+	if err := w.pool.QueryRow(context.Background(), sql, args...).Scan(&s); err != nil {
+		w.t.Fatalf("testenv: %s: %v", sql, err)
+	}
+	return s
+}

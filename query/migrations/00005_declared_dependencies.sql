@@ -4,18 +4,10 @@
 -- trigger function per table, recording exactly its declared columns; the warmer calls it for
 -- every table of its jobs file (query.InstallDependencies), and warmcache_uninstall_changes
 -- removes what warmcache installed on a table no job depends on any more. Nothing else is ever
--- dropped. The built-in jobs' tables are installed here, so that no write goes unrecorded between
--- this migration and the warmer's start.
+-- dropped. (Until 0.3 it also replaced migration 3's triggers on dellstore2's orders and
+-- customers; migration 9 replaces these functions.)
 
 -- +goose Up
-DROP TRIGGER IF EXISTS warmcache_orders_inserted ON orders;
-DROP TRIGGER IF EXISTS warmcache_orders_updated ON orders;
-DROP TRIGGER IF EXISTS warmcache_orders_deleted ON orders;
-DROP TRIGGER IF EXISTS warmcache_customers_inserted ON customers;
-DROP TRIGGER IF EXISTS warmcache_customers_updated ON customers;
-DROP TRIGGER IF EXISTS warmcache_customers_deleted ON customers;
-DROP FUNCTION IF EXISTS warmcache_record_change();
-
 ALTER TABLE warmcache_outbox ADD COLUMN IF NOT EXISTS columns jsonb NOT NULL DEFAULT '{}';
 -- +goose StatementBegin
 DO $$
@@ -92,9 +84,6 @@ BEGIN
 END
 $uninstall$;
 -- +goose StatementEnd
-
-SELECT warmcache_install_changes('orders', ARRAY['customerid']);
-SELECT warmcache_install_changes('customers', ARRAY['customerid']);
 
 -- +goose Down
 SELECT warmcache_uninstall_changes(tgrelid::regclass)
