@@ -46,7 +46,8 @@ func (v Schema) Columns(ctx context.Context, table string) (map[string]Column, e
 // error naming it.
 func (v Schema) Resolve(ctx context.Context, names []string) (map[string]string, error) {
 	db := v.db
-	rows, _ := db.pool.Query(ctx, `SELECT n, warmcache_table_name(to_regclass(n)) FROM unnest($1::text[]) AS n`, names)
+	rows, _ := db.pool.Query(ctx, `SELECT n, (SELECT `+qualifiedName+` FROM pg_class c WHERE c.oid = to_regclass(n))
+		FROM unnest($1::text[]) AS n`, names)
 	found := make(map[string]string, len(names))
 	var missing []string
 	var name string
@@ -66,6 +67,11 @@ func (v Schema) Resolve(ctx context.Context, names []string) (map[string]string,
 	}
 	return found, nil
 }
+
+// qualifiedName is the qualified name of the table c (pg_class) as the outbox records it, as
+// migration 9's warmcache_table_name writes it: schema.table, unquoted. The statements that need
+// it before the migrations ran (warmer check, migrate --dry-run) write it themselves.
+const qualifiedName = `(SELECT n.nspname || '.' || c.relname FROM pg_namespace n WHERE n.oid = c.relnamespace)`
 
 // QuoteTable quotes a table's qualified name, as the outbox records it (schema.table, unquoted),
 // for SQL: "schema"."table". The schema is what comes before the first dot.
@@ -145,8 +151,8 @@ const changesVersion = "v2:"
 // triggers, with the columns their function records (its comment, after the version).
 func installedDependencies(ctx context.Context, tx pgx.Tx) (map[string]string, error) {
 	rows, _ := tx.Query(ctx, `
-		SELECT warmcache_table_name(t.tgrelid), COALESCE(obj_description(t.tgfoid, 'pg_proc'), '')
-		FROM pg_trigger t WHERE t.tgname = 'warmcache_changes_insert'`)
+		SELECT `+qualifiedName+`, COALESCE(obj_description(t.tgfoid, 'pg_proc'), '')
+		FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE t.tgname = 'warmcache_changes_insert'`)
 	installed := map[string]string{}
 	var table, comment string
 	_, err := pgx.ForEachRow(rows, []any{&table, &comment}, func() error {

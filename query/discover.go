@@ -34,13 +34,15 @@ type KeySource struct {
 
 // Join is how a changed row of a table finds the key column of another: the rows of Table whose
 // Column equals the changed row's From hold it in KeyColumn. Type is Column's SQL type, for the
-// lookup (Lookup).
+// lookup (DB.JoinedKeys); Unique says that a unique index makes Column name one row at most (a
+// lookup of a dimension, not a fan-out).
 type Join struct {
 	From      string
 	Table     string
 	Column    string
 	Type      string
 	KeyColumn string
+	Unique    bool
 }
 
 // Strategy is how the changes of a table a job reads refresh the job.
@@ -125,6 +127,9 @@ func (db *DB) Dependencies(ctx context.Context, agg Aggregate) (Found, error) {
 			}
 			found.Dependencies = append(found.Dependencies, r)
 		}
+		if err := describeJoins(ctx, tx, found.Dependencies); err != nil {
+			return err
+		}
 		wholeWhereJoinedFrom(found.Dependencies, len(keyColumns))
 		found.Indexes, err = advise(ctx, tx, found.Dependencies, origins)
 		return err
@@ -139,8 +144,24 @@ func (db *DB) Dependencies(ctx context.Context, agg Aggregate) (Found, error) {
 // change of R between T's change and its refresh refreshes what T's lookup misses. It is not if
 // R's changes are themselves looked up through a join (a key of columns of T and R both): each
 // side's lookup may miss what the other side moved meanwhile.
+//
+// Of two tables whose changes would each look the other up, the one whose lookups fan out (its
+// joined column is not unique in the other table: accounts finding the days of their usage
+// events) is run whole, and the other (usage events finding their account's region) keeps its
+// lookups: the tables a row finds one row of change less often than those it finds many of.
 func wholeWhereJoinedFrom(deps []Dependency, keyColumns int) {
-	for _, d := range deps {
+	fansOut := func(d Dependency) bool {
+		return slices.ContainsFunc(d.Keys, func(k *KeySource) bool { return k != nil && k.Via != nil && !k.Via.Unique })
+	}
+	order := slices.Clone(deps)
+	slices.SortStableFunc(order, func(a, b Dependency) int {
+		return cmp.Compare(boolInt(fansOut(a)), boolInt(fansOut(b)))
+	})
+	for _, d := range order {
+		i := slices.IndexFunc(deps, func(x Dependency) bool { return x.Table == d.Table })
+		if deps[i].Keys == nil {
+			continue // run whole meanwhile
+		}
 		for _, k := range d.Keys {
 			if k == nil || k.Via == nil {
 				continue
@@ -152,6 +173,35 @@ func wholeWhereJoinedFrom(deps []Dependency, keyColumns int) {
 			}
 		}
 	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// describeJoins completes the joins of deps with their column's type and whether a unique index
+// makes it name one row.
+func describeJoins(ctx context.Context, tx pgx.Tx, deps []Dependency) error {
+	for _, d := range deps {
+		for _, k := range d.Keys {
+			if k == nil || k.Via == nil {
+				continue
+			}
+			err := tx.QueryRow(ctx, `
+				SELECT format_type(a.atttypid, a.atttypmod),
+				       EXISTS (SELECT FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisunique
+				               AND i.indnkeyatts = 1 AND i.indkey[0] = a.attnum AND i.indpred IS NULL)
+				FROM pg_attribute a WHERE a.attrelid = $1::regclass AND a.attname = $2`,
+				QuoteTable(k.Via.Table), k.Via.Column).Scan(&k.Via.Type, &k.Via.Unique)
+			if err != nil {
+				return translate(err)
+			}
+		}
+	}
+	return nil
 }
 
 // statement returns a user's statement and its key columns, or "" for another aggregate.
@@ -347,10 +397,10 @@ func origin(ctx context.Context, tx pgx.Tx, oid uint32, attnum uint16, depth int
 		def  *string
 	)
 	err := tx.QueryRow(ctx, `
-		SELECT warmcache_table_name(r.oid), a.attname, r.relkind::text,
-		       CASE WHEN r.relkind IN ('v', 'm') THEN pg_get_viewdef(r.oid) END
-		FROM pg_class r JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum = $2
-		WHERE r.oid = $1`, oid, int16(attnum)).Scan(&c.table, &c.name, &kind, &def)
+		SELECT `+qualifiedName+`, a.attname, c.relkind::text,
+		       CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END
+		FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = $2
+		WHERE c.oid = $1`, oid, int16(attnum)).Scan(&c.table, &c.name, &kind, &def)
 	if err != nil {
 		return nil, translate(err)
 	}
@@ -368,9 +418,9 @@ func origin(ctx context.Context, tx pgx.Tx, oid uint32, attnum uint16, depth int
 	return origin(ctx, tx, f.TableOID, f.TableAttributeNumber, depth+1)
 }
 
-// advise completes the joins of reads with their columns' types, and returns the indexes the
-// lookups would need: of a key (read-through and refreshes look keys up by their columns) and of
-// each join, on tables where no index starts with the column looked up.
+// advise returns the indexes the lookups would need: of a key (read-through and refreshes look
+// keys up by their columns) and of each join, on tables where no index starts with the column
+// looked up.
 func advise(ctx context.Context, tx pgx.Tx, reads []Dependency, origins []*column) ([]string, error) {
 	want := map[column]bool{}
 	for _, o := range origins {
@@ -380,14 +430,9 @@ func advise(ctx context.Context, tx pgx.Tx, reads []Dependency, origins []*colum
 	}
 	for _, r := range reads {
 		for _, k := range r.Keys {
-			if k == nil || k.Via == nil {
-				continue
+			if k != nil && k.Via != nil {
+				want[column{k.Via.Table, k.Via.Column}] = true
 			}
-			if err := tx.QueryRow(ctx, `SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
-				WHERE a.attrelid = $1::regclass AND a.attname = $2`, QuoteTable(k.Via.Table), k.Via.Column).Scan(&k.Via.Type); err != nil {
-				return nil, translate(err)
-			}
-			want[column{k.Via.Table, k.Via.Column}] = true
 		}
 	}
 	var advice []string

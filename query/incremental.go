@@ -187,9 +187,7 @@ func (v Schema) InstallIncremental(ctx context.Context, job string, spec Increme
 	if err != nil {
 		return err
 	}
-	t := summaryTable(job)
-	// The schema and truncation are in it since 0.3: older installations are installed afresh.
-	signature := fmt.Sprintf("%s %s %+v truncate", db.schema, groupType, spec)
+	t, signature := summaryTable(job), db.incrementalSignature(groupType, spec)
 	return translate(pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", migrationLockID); err != nil {
 			return err
@@ -211,6 +209,26 @@ func (v Schema) InstallIncremental(ctx context.Context, job string, spec Increme
 		_, err = tx.Exec(ctx, fmt.Sprintf("COMMENT ON TABLE %s IS %s", t, quoteLiteral(signature)))
 		return err
 	}))
+}
+
+// incrementalSignature is what the comment of an installed summary table says of the declaration
+// it was installed for. The schema and truncation are in it since 0.3: older installations are
+// installed afresh.
+func (db *DB) incrementalSignature(groupType string, spec IncrementalSpec) string {
+	return fmt.Sprintf("%s %s %+v truncate", db.schema, groupType, spec)
+}
+
+// IncrementalInstalled reports whether the figures of job are installed for spec as it is.
+func (v Schema) IncrementalInstalled(ctx context.Context, job string, spec IncrementalSpec) (bool, error) {
+	db := v.db
+	groupType, err := db.incrementalColumns(ctx, spec)
+	if err != nil {
+		return false, err
+	}
+	var have string
+	err = db.pool.QueryRow(ctx, "SELECT COALESCE(obj_description(to_regclass($1), 'pg_class'), '')",
+		db.schema+"."+summaryTable(job)).Scan(&have)
+	return have == db.incrementalSignature(groupType, spec), translate(err)
 }
 
 //go:embed templates/incremental.sql.tmpl
@@ -283,6 +301,20 @@ func (v Schema) UninstallIncrementalExcept(ctx context.Context, keep []string) e
 		return nil
 	}))
 }
+
+// SummaryTables returns the tables of the incremental jobs' figures installed in warmcache's
+// schema: what UninstallIncrementalExcept would look at.
+func (v Schema) SummaryTables(ctx context.Context) ([]string, error) {
+	db := v.db
+	rows, _ := db.pool.Query(ctx, `SELECT relname FROM pg_class
+		WHERE relname LIKE 'warmcache\_sum\_%' AND relkind = 'r' AND relnamespace = to_regnamespace($1)
+		ORDER BY 1`, db.schema)
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	return tables, translate(err)
+}
+
+// SummaryTable names the table of job's maintained figures, in warmcache's schema.
+func SummaryTable(job string) string { return summaryTable(job) }
 
 // quoteLiteral quotes s as an SQL string literal.
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

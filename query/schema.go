@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -60,6 +61,48 @@ func (v Schema) Migrate(ctx context.Context, logger *slog.Logger) error {
 			"duration", r.Duration)
 	}
 	return nil
+}
+
+// Pending is what Migrate would do: the schema of an older installation it would move into
+// warmcache's ("" for none), and the migrations it would apply, by file, in order. It changes
+// nothing (warmer migrate --dry-run).
+func (v Schema) Pending(ctx context.Context) (adopt string, files []string, err error) {
+	db := v.db
+	var applied []int64
+	err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		// warmcache's own record, or else an older installation's, which Migrate would move.
+		var schema string
+		err := tx.QueryRow(ctx, `SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+			WHERE c.relname = 'warmcache_migrations' AND c.relkind = 'r'
+			ORDER BY n.nspname = $1 DESC, n.nspname = 'public' DESC, n.nspname LIMIT 1`, db.schema).Scan(&schema)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if schema != db.schema {
+			adopt = schema
+		}
+		rows, _ := tx.Query(ctx, "SELECT version_id FROM "+pgx.Identifier{schema, "warmcache_migrations"}.Sanitize()+
+			" WHERE is_applied AND version_id > 0")
+		applied, err = pgx.CollectRows(rows, pgx.RowTo[int64])
+		return err
+	})
+	if err != nil {
+		return "", nil, translate(err)
+	}
+	entries, err := fs.ReadDir(migrations, "migrations")
+	if err != nil {
+		return "", nil, err
+	}
+	for _, e := range entries {
+		var version int64
+		if _, err := fmt.Sscanf(e.Name(), "%d_", &version); err == nil && !slices.Contains(applied, version) {
+			files = append(files, e.Name())
+		}
+	}
+	return adopt, files, nil
 }
 
 // migrations returns goose's provider of the migrations, recorded in warmcache's schema.

@@ -39,8 +39,8 @@ func (db *DB) builtinTables(ctx context.Context, ex execer) (*builtinTables, err
 	}
 	var t builtinTables
 	// A database without them leaves the names empty, which no change names.
-	err := ex.QueryRow(ctx, `SELECT COALESCE(warmcache_table_name(to_regclass('orders')), ''),
-		COALESCE(warmcache_table_name(to_regclass('customers')), '')`).Scan(&t.orders, &t.customers)
+	err := ex.QueryRow(ctx, `SELECT COALESCE((SELECT `+qualifiedName+` FROM pg_class c WHERE c.oid = to_regclass('orders')), ''),
+		COALESCE((SELECT `+qualifiedName+` FROM pg_class c WHERE c.oid = to_regclass('customers')), '')`).Scan(&t.orders, &t.customers)
 	if err != nil {
 		return nil, fmt.Errorf("find the built-in jobs' tables: %w", translate(err))
 	}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
+	"strings"
 
 	"github.com/warmcache/warmcache/jobs"
 	"github.com/warmcache/warmcache/query"
@@ -136,4 +138,66 @@ func Install(ctx context.Context, db *query.DB, list []jobs.Job) error {
 		incremental = append(incremental, job.Name)
 	}
 	return db.Schema().UninstallIncrementalExcept(ctx, incremental)
+}
+
+// Plan says, a line each, what Install would create or drop for list, without changing anything
+// (warmer migrate --dry-run): the change capture of each table (created, replaced for other
+// columns, or dropped), the built-in jobs' functions, the figures of incremental jobs.
+func Plan(ctx context.Context, db *query.DB, list []jobs.Job) ([]string, error) {
+	var plan []string
+	installed, err := db.Schema().InstalledDependencies(ctx)
+	if err != nil {
+		return nil, err
+	}
+	wanted := jobs.Tables(list)
+	for _, table := range slices.Sorted(maps.Keys(wanted)) {
+		cols, verb := wanted[table], "create"
+		if have, ok := installed[table]; ok {
+			if slices.Equal(have, cols) {
+				continue
+			}
+			verb = "replace"
+		}
+		plan = append(plan, fmt.Sprintf("%s the change-capture triggers on %s, recording %s", verb, table, columnsText(cols)))
+	}
+	for _, table := range slices.Sorted(maps.Keys(installed)) {
+		if _, ok := wanted[table]; !ok {
+			plan = append(plan, fmt.Sprintf("drop warmcache's triggers on %s: no job depends on it", table))
+		}
+	}
+	if slices.ContainsFunc(list, func(j jobs.Job) bool { return j.Builtin }) {
+		plan = append(plan, "create or replace the built-in totals' functions (warmcache_reconcile_totals and others)")
+	}
+	summaries, err := db.Schema().SummaryTables(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var kept []string
+	for _, job := range list {
+		if job.Incremental == nil {
+			continue
+		}
+		t := query.SummaryTable(job.Name)
+		kept = append(kept, t)
+		ok, err := db.Schema().IncrementalInstalled(ctx, job.Name, *job.Incremental)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			plan = append(plan, fmt.Sprintf("create the table %s of job %s's figures, and its triggers on %s", t, job.Name, job.Incremental.Table))
+		}
+	}
+	for _, t := range summaries {
+		if !slices.Contains(kept, t) {
+			plan = append(plan, fmt.Sprintf("drop the table %s of an incremental job no longer declared, and its triggers", t))
+		}
+	}
+	return plan, nil
+}
+
+func columnsText(cols []string) string {
+	if len(cols) == 0 {
+		return "no column (every change touches whole jobs)"
+	}
+	return strings.Join(cols, ", ")
 }

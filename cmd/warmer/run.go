@@ -353,8 +353,51 @@ func migrate(ctx context.Context, cfg cli.WarmerConfig, logger *slog.Logger) err
 		return cli.Errorf("DATABASE_URL", "%w", err)
 	}
 	defer db.Close()
+	if cfg.Command.DryRun {
+		return dryRun(ctx, db, cfg, logger)
+	}
 	logger.Info("migrate_started", "database", cli.MaskURL(cfg.DatabaseURL))
 	cfg.Migrate = true
 	_, err = prepare(ctx, db, db, cfg, logger)
 	return err
+}
+
+// dryRun is warmer migrate --dry-run: it prints what warmer migrate would create or drop, the
+// migrations it would apply and what the jobs need installed, and changes nothing.
+func dryRun(ctx context.Context, db *query.DB, cfg cli.WarmerConfig, logger *slog.Logger) error {
+	cfg.Migrate = false
+	list, err := cfg.OpenJobs(ctx, db, logger)
+	if err != nil {
+		return err
+	}
+	switch list, err = warm.Resolve(ctx, db, list); {
+	case errors.Is(err, query.ErrUnavailable):
+		return err
+	case err != nil:
+		return cli.Errorf(cfg.JobsSetting(), "%w", err)
+	}
+	adopt, files, err := db.Schema().Pending(ctx)
+	if err != nil {
+		return err
+	}
+	plan, err := warm.Plan(ctx, db, list)
+	if err != nil {
+		return err
+	}
+	out := cfg.Command.Out
+	fmt.Fprintf(out, "warmer migrate would, in schema %s (nothing is changed now):\n", cfg.Schema)
+	if adopt != "" {
+		fmt.Fprintf(out, "- move warmcache's tables and functions from schema %s, with their data\n", adopt)
+	}
+	for _, f := range files {
+		fmt.Fprintf(out, "- apply migration %s\n", f)
+	}
+	for _, line := range plan {
+		fmt.Fprintf(out, "- %s\n", line)
+	}
+	if adopt == "" && len(files) == 0 && len(plan) == 0 {
+		fmt.Fprintln(out, "- nothing: the database is up to date for these jobs")
+	}
+	fmt.Fprintf(out, "Outside schema %s it creates nothing but the triggers named above.\n", cfg.Schema)
+	return nil
 }

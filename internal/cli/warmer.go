@@ -16,7 +16,7 @@ import (
 
 const warmerSynopsis = `usage: warmer [--jobs FILE] [--no-migrate]                    run the jobs on their schedules
        warmer --once [--job NAME] [--jobs FILE] [--no-migrate]  run the jobs (or one) once and exit
-       warmer migrate [--jobs FILE]                           apply the schema additions and exit
+       warmer migrate [--dry-run] [--jobs FILE]               apply the schema additions and exit
        warmer check [--jobs FILE]                             check the jobs file, and exit
        warmer --help | --version
 
@@ -41,12 +41,15 @@ func Warmer(ctx context.Context, args, environ []string, stdout, stderr io.Write
 	job := cmd.flags.String("job", "", "with --once, run only the job called `NAME`")
 	jobsFile := cmd.flags.String("jobs", "", "the jobs `FILE` (overrides JOBS_FILE)")
 	noMigrate := cmd.flags.Bool("no-migrate", false, "do not apply migrations at start (MIGRATE=false)")
+	dryRun := cmd.flags.Bool("dry-run", false, "with migrate, print what it would create or drop, and change nothing")
 	status, done := cmd.parse(args, stdout, stderr, func() error {
 		switch {
 		case *job != "" && !*once:
 			return errors.New("--job goes with --once")
 		case migrateOnly && (*once || *noMigrate):
-			return errors.New("migrate takes no flags but --jobs")
+			return errors.New("migrate takes no flags but --jobs and --dry-run")
+		case *dryRun && !migrateOnly:
+			return errors.New("--dry-run goes with migrate")
 		case checkOnly && (*once || *noMigrate):
 			return errors.New("check takes no flags but --jobs")
 		}
@@ -59,7 +62,7 @@ func Warmer(ctx context.Context, args, environ []string, stdout, stderr io.Write
 	err := Load(&cfg, environ)
 	cfg.setJobsFlag(*jobsFile)
 	cfg.Migrate = cfg.Migrate && !*noMigrate
-	cfg.Command = WarmerCommand{MigrateOnly: migrateOnly, CheckOnly: checkOnly, Once: *once, Job: *job,
+	cfg.Command = WarmerCommand{MigrateOnly: migrateOnly, DryRun: *dryRun, CheckOnly: checkOnly, Once: *once, Job: *job,
 		Progress: stderr, Out: stdout}
 	return cmd.start(&cfg, err, stderr, func(logger *slog.Logger) error { return run(ctx, cfg, logger) })
 }
@@ -90,6 +93,9 @@ type WarmerConfig struct {
 type WarmerCommand struct {
 	// MigrateOnly is warmer migrate: apply the migrations, install what the jobs need, and exit.
 	MigrateOnly bool
+	// DryRun is warmer migrate --dry-run: say what migrate would create or drop, and change
+	// nothing.
+	DryRun bool
 	// CheckOnly is warmer check: the jobs file is valid (start-up checked it, every error at
 	// once), so say what each job is, check it against the database when one answers, and exit.
 	CheckOnly bool
