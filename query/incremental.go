@@ -212,7 +212,7 @@ func (v Schema) InstallIncremental(ctx context.Context, job string, spec Increme
 }
 
 // incrementalSignature is what the comment of an installed summary table says of the declaration
-// it was installed for. The schema and truncation are in it since 0.3: older installations are
+// it was installed for. The schema and truncation are in it since 0.2: older installations are
 // installed afresh.
 func (db *DB) incrementalSignature(groupType string, spec IncrementalSpec) string {
 	return fmt.Sprintf("%s %s %+v truncate", db.schema, groupType, spec)

@@ -15,9 +15,9 @@ import (
 	"github.com/warmcache/warmcache/query"
 )
 
-// TestMigrateMovesAnOlderInstallation: a database migrated by warmcache 0.2 has its objects in
-// the user's schema (public), its triggers on orders and customers, a change waiting in its
-// outbox and a claim. Migrate moves everything into warmcache's schema with its data: the waiting
+// TestMigrateMovesAnOlderInstallation: a database migrated by an older warmcache (migrations 1
+// to 8 as they were, testdata/migrations-before-own-schema) has its objects in the user's schema
+// (public), its triggers on orders and customers, a change waiting in its outbox and a claim. Migrate moves everything into warmcache's schema with its data: the waiting
 // change is still there, named as changes now are; the claim is kept; the triggers record in the
 // moved outbox; nothing of warmcache's is left in public, and the built-in totals still agree.
 func TestMigrateMovesAnOlderInstallation(t *testing.T) {
@@ -25,7 +25,7 @@ func TestMigrateMovesAnOlderInstallation(t *testing.T) {
 	dbURL := testenv.NewDatabase(t)
 	w := testenv.NewWriter(t, dbURL, 2)
 	ctx := context.Background()
-	// The dellstore2 tables as 0.2 left them: its migrations, from its own files, in public.
+	// The dellstore2 tables as the older version left them: its migrations, from its own files.
 	w.MustExec("DROP SCHEMA warmcache CASCADE", "DROP INDEX ix_orders_customer_totals")
 	cfg, err := pgx.ParseConfig(dbURL)
 	if err != nil {
@@ -33,7 +33,7 @@ func TestMigrateMovesAnOlderInstallation(t *testing.T) {
 	}
 	sqlDB := stdlib.OpenDB(*cfg)
 	t.Cleanup(func() { sqlDB.Close() })
-	provider, err := goose.NewProvider(goose.DialectPostgres, sqlDB, os.DirFS("testdata/migrations-0.2"),
+	provider, err := goose.NewProvider(goose.DialectPostgres, sqlDB, os.DirFS("testdata/migrations-before-own-schema"),
 		goose.WithTableName("warmcache_migrations"), goose.WithDisableGlobalRegistry(true))
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +46,7 @@ func TestMigrateMovesAnOlderInstallation(t *testing.T) {
 		"INSERT INTO warmcache_job_claims VALUES ('ns', 'orders_total', now(), 3, 'old', now())",
 	)
 	if n := w.Int("SELECT count(*) FROM public.warmcache_outbox WHERE tablename = 'orders'"); n != 1 {
-		t.Fatalf("0.2's trigger recorded %d changes, want 1", n)
+		t.Fatalf("the older trigger recorded %d changes, want 1", n)
 	}
 
 	db := testenv.OpenDB(t, dbURL, query.Options{MaxConns: 4})

@@ -102,7 +102,7 @@ func TestAnyDatabase(t *testing.T) {
 		`(?m)^Built-in jobs: off`,
 		`(?m)^usage_by_plan \(\{plan_id\}\):\n(  .*\n)*  metering\.UsageEvents +account_id +joined keys: plan_id of metering\.Accounts where account_id = the row's account_id$`,
 		`(?m)^usage_by_plan \(\{plan_id\}\):\n(  .*\n)*  metering\.Plans +plan_id +exact keys`,
-		`(?m)^usage_by_region_day \(\{region\}/\{day\}\):\n(  .*\n)*  metering\.Accounts +whole job: a change refreshes every key`,
+		`(?m)^usage_by_region_day \(\{region\}/\{day\}\):\n(  .*\n)*  metering\.Accounts +whole job: a change runs the job`,
 		`(?m)^usage_by_region_day \(\{region\}/\{day\}\):\n(  .*\n)*  metering\.UsageEvents +Day, account_id +joined keys: Region of metering\.Accounts`,
 		`(?m)^usage_by_region_day \(\{region\}/\{day\}\):\n(  .*\n)*  advice: CREATE INDEX ON "metering"\."UsageEvents" \("Day"\);`,
 		`(?m)^total_units \(one value\):\n  metering\.UsageEvents +its one value`,

@@ -127,7 +127,7 @@ func strategyOf(j jobs.Job, d jobs.Dependency) string {
 	if !j.Keyed() {
 		return "its one value"
 	}
-	return "whole job: a change refreshes every key (no column of it gives " + j.KeyTemplate + ")"
+	return "whole job: a change runs the job, refreshing every key"
 }
 
 func scheduleOf(j jobs.Job) string {

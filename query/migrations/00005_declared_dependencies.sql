@@ -4,7 +4,7 @@
 -- trigger function per table, recording exactly its declared columns; the warmer calls it for
 -- every table of its jobs file (query.InstallDependencies), and warmcache_uninstall_changes
 -- removes what warmcache installed on a table no job depends on any more. Nothing else is ever
--- dropped. (Until 0.3 it also replaced migration 3's triggers on dellstore2's orders and
+-- dropped. (Until 0.2 it also replaced migration 3's triggers on dellstore2's orders and
 -- customers; migration 9 replaces these functions.)
 
 -- +goose Up

@@ -14,7 +14,7 @@
 -- computation checks the figures and reconciles any customer that drifted.
 --
 -- The functions that read orders and customers are the built-in jobs' own: warmer migrate and the
--- warmer install them where the built-ins are on (query/builtins.sql), since 0.3; this migration
+-- warmer install them where the built-ins are on (query/builtins.sql), since 0.2; this migration
 -- creates the tables alone, which work on any database.
 
 -- +goose Up

@@ -1,4 +1,4 @@
--- Change capture for any table of any schema, from warmcache's own schema (0.3). Migration 5's
+-- Change capture for any table of any schema, from warmcache's own schema (0.2). Migration 5's
 -- functions wrote trigger functions named by the bare table name, in the user's schema, and
 -- recorded the bare name: two tables of one name in two schemas collided. Now:
 --
