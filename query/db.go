@@ -35,15 +35,15 @@ var ErrUnavailable = errors.New("postgresql unavailable")
 
 // DB runs warmcache's SQL on a pool of PostgreSQL connections.
 type DB struct {
-	pool    *pgxpool.Pool
-	schema  string          // Options.Schema
+	pool   *pgxpool.Pool
+	schema string // Options.Schema
 	// useBuiltins is set by UseBuiltins; builtins are then the tables Maintain keeps the
 	// built-in totals from, once found.
 	useBuiltins atomic.Bool
 	builtins    atomic.Pointer[builtinTables]
-	conn    *pgx.ConnConfig // a copy of the pool's, for Probe's connections of its own
-	locks   *locks          // the jobs' advisory locks, on a connection of their own
-	timeout time.Duration   // Options.Timeout
+	conn        *pgx.ConnConfig // a copy of the pool's, for Probe's connections of its own
+	locks       *locks          // the jobs' advisory locks, on a connection of their own
+	timeout     time.Duration   // Options.Timeout
 }
 
 // Options tunes the connection pool. Zero values keep pgx's defaults or the URL's settings.
