@@ -25,6 +25,7 @@ import (
 //     customer's key), with its wall time, keys/s and peak RSS;
 //   - query_alone: the same aggregate statement, rows read and thrown away;
 //   - redis_alone: writing as many keys, already encoded, through the same versioned writes;
+//   - sweep_alone: the sweep that ends a run (cache.Store.Sweep), over those keys, none to delete;
 //   - per_customer: the tutorials' way, one query and one SET per customer, on a sample.
 //
 // The summary line of each scale gives the ratios: warmer ÷ query_alone (bar: ≤ 1.2) and
@@ -33,14 +34,16 @@ func BenchmarkWarm(b *testing.B) {
 	for _, scale := range []struct{ customers, orders int }{{20000, 12000}, {1000000, 10000000}} {
 		b.Run(fmt.Sprintf("customers=%d", scale.customers), func(b *testing.B) {
 			dbURL := dataset(b, scale.customers, scale.orders)
-			var warm, alone, perCustomer, write result
+			var warm, alone, perCustomer, write, sweep result
+			var written string // redis_alone's namespace
 			b.Run("warmer", func(b *testing.B) { warm = benchWarmer(b, dbURL) })
 			b.Run("query_alone", func(b *testing.B) { alone = benchQueryAlone(b, dbURL) })
-			b.Run("redis_alone", func(b *testing.B) { write = benchRedisAlone(b, scale.customers) })
+			b.Run("redis_alone", func(b *testing.B) { write, written = benchRedisAlone(b, scale.customers) })
+			b.Run("sweep_alone", func(b *testing.B) { sweep = benchSweepAlone(b, written, scale.customers) })
 			b.Run("per_customer", func(b *testing.B) { perCustomer = benchPerCustomer(b, dbURL, 2000) })
 			b.Logf("summary at %d customers: warmer %.2fs (%.0f keys/s, peak RSS %.0f MiB); query alone %.2fs; "+
-				"redis writes alone %.2fs; warmer/query %.2f (bar ≤ 1.2); warmer/per-customer speed %.0f× (bar ≥ 30)",
-				scale.customers, warm.seconds, warm.keysPerSec, warm.rssMiB, alone.seconds, write.seconds,
+				"redis writes alone %.2fs; sweep alone %.2fs; warmer/query %.2f (bar ≤ 1.2); warmer/per-customer speed %.0f× (bar ≥ 30)",
+				scale.customers, warm.seconds, warm.keysPerSec, warm.rssMiB, alone.seconds, write.seconds, sweep.seconds,
 				warm.seconds/alone.seconds, warm.keysPerSec/perCustomer.keysPerSec)
 		})
 	}
@@ -98,7 +101,7 @@ func benchQueryAlone(b *testing.B, dbURL string) result {
 	return r
 }
 
-func benchRedisAlone(b *testing.B, keys int) result {
+func benchRedisAlone(b *testing.B, keys int) (result, string) {
 	ns := testenv.Namespace(b)
 	k, _ := cache.NewKeys(ns)
 	store := testenv.OpenStore(b, testenv.Get(b).RedisURL, k, cache.Options{})
@@ -122,6 +125,24 @@ func benchRedisAlone(b *testing.B, keys int) result {
 				}
 				batch = batch[:0]
 			}
+		}
+		r.seconds = time.Since(started).Seconds()
+		r.keysPerSec = float64(keys) / r.seconds
+	}
+	b.ReportMetric(r.keysPerSec, "keys/s")
+	return r, ns
+}
+
+// benchSweepAlone sweeps the keys namespace ns holds of orders_by_customer, as a run ends: every
+// one is looked at, none deleted (version 0 is older than all).
+func benchSweepAlone(b *testing.B, ns string, keys int) result {
+	k, _ := cache.NewKeys(ns)
+	store := testenv.OpenStore(b, testenv.Get(b).RedisURL, k, cache.Options{})
+	var r result
+	for range b.N {
+		started := time.Now()
+		if n, err := store.Sweep(context.Background(), "orders_by_customer", 0); err != nil || n != 0 {
+			b.Fatalf("sweep: %d, %v; want none deleted", n, err)
 		}
 		r.seconds = time.Since(started).Seconds()
 		r.keysPerSec = float64(keys) / r.seconds

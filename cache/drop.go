@@ -101,41 +101,54 @@ func (s *Store) InvalidateAll(ctx context.Context, jobs ...string) error {
 	return nil
 }
 
-// olderThan deletes KEYS[1] if it holds an entry read from a snapshot older than ARGV[1] (a
-// version, 8 bytes big-endian, compared byte by byte as putIfNotOlder does), and returns 1 if
-// it did.
+// olderThan deletes each of KEYS that holds an entry read from a snapshot older than ARGV[1] (a
+// version, 8 bytes big-endian, compared byte by byte as putIfNotOlder does), and returns the
+// positions (from 1) of those it deleted.
 var olderThan = redis.NewScript(`
-local cur = redis.call('GETRANGE', KEYS[1], 0, 9)
-if #cur < 10 then
-  return 0
-end
-for j = 1, 8 do
-  local a, b = string.byte(cur, j + 2), string.byte(ARGV[1], j)
-  if a ~= b then
-    if a < b then
-      redis.call('UNLINK', KEYS[1])
-      return 1
+local deleted = {}
+for i, key in ipairs(KEYS) do
+  local cur = redis.call('GETRANGE', key, 0, 9)
+  if #cur == 10 then
+    for j = 1, 8 do
+      local a, b = string.byte(cur, j + 2), string.byte(ARGV[1], j)
+      if a ~= b then
+        if a < b then
+          redis.call('UNLINK', key)
+          deleted[#deleted + 1] = i
+        end
+        break
+      end
     end
-    return 0
   end
 end
-return 0
+return deleted
 `)
 
 // Sweep deletes the values of keyed job read from snapshots older than version, and tells of
 // them as Drop does. After a full run from the snapshot of version, they are the keys its
 // result no longer holds (a group whose rows are gone): the run wrote every key it holds at
 // version, and refreshes since wrote theirs at newer ones. Readers then compute them from
-// PostgreSQL, which says they do not exist. It walks every key of the job, as DropAll does, and
-// returns how many it deleted.
+// PostgreSQL, which says they do not exist. It walks every key of the job, as DropAll does: a
+// batch of SCAN's keys is looked at by one script, server-side (in a Cluster, whose scripts take
+// keys of one slot, one script a key). It returns how many it deleted.
 func (s *Store) Sweep(ctx context.Context, job string, version int64) (int, error) {
 	arg := string(binary.BigEndian.AppendUint64(nil, uint64(version)))
 	var swept []string
-	prefix := s.keys.Value(job, "")
+	prefix := s.keys.Value(job, "") + ":"
 	check := func(ctx context.Context, c redis.UniversalClient, batch []string) error {
+		if len(batch) == 0 {
+			return nil
+		}
+		groups := [][]string{batch}
+		if s.cluster {
+			groups = groups[:0]
+			for i := range batch {
+				groups = append(groups, batch[i:i+1])
+			}
+		}
 		cmds, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, k := range batch {
-				olderThan.EvalSha(ctx, p, []string{k}, arg)
+			for _, keys := range groups {
+				olderThan.EvalSha(ctx, p, keys, arg)
 			}
 			return nil
 		})
@@ -143,8 +156,9 @@ func (s *Store) Sweep(ctx context.Context, job string, version int64) (int, erro
 			return err
 		}
 		for i, cmd := range cmds {
-			if n, _ := cmd.(*redis.Cmd).Int(); n == 1 {
-				swept = append(swept, strings.TrimPrefix(batch[i], prefix+":"))
+			deleted, _ := cmd.(*redis.Cmd).Int64Slice()
+			for _, j := range deleted {
+				swept = append(swept, strings.TrimPrefix(groups[i][j-1], prefix))
 			}
 		}
 		return nil

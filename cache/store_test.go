@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -552,5 +553,47 @@ func TestAnnounceJobsFile(t *testing.T) {
 	}
 	if got, _ := s.AnnounceJobsFile(ctx, "api/a", "aaaa", t0.Add(2*time.Minute), time.Minute); len(got) != 2 {
 		t.Errorf("api/a back: %v, want both", got)
+	}
+}
+
+// TestSweep: after a run from snapshot 20, the keys of the job read from older snapshots are the
+// groups the run's result no longer holds: Sweep deletes them, in batches of any size, and tells
+// of them; the keys the run wrote, those written since from newer snapshots, and the other jobs'
+// values stay.
+func TestSweep(t *testing.T) {
+	t.Parallel()
+	keys := newKeys(t)
+	s := openStore(t, keys)
+	ctx := context.Background()
+	told := make(chan cache.Invalidation, 10)
+	s2 := testenv.OpenStore(t, testenv.Get(t).RedisURL, keys, cache.Options{Invalidated: func(c cache.Invalidation) { told <- c }})
+	var old []cache.Item
+	for i := range 2500 { // more than a batch of SCAN's
+		old = append(old, item(t, fmt.Sprintf("gone%d", i), 10, `{"n":0}`))
+	}
+	if _, err := s.Put(ctx, "j", old...); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutRun(ctx, "j", []cache.Item{item(t, "kept", 20, `{"n":1}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, "j", item(t, "newer", 30, `{"n":2}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, "other", item(t, "gone1", 10, `{"n":3}`)); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s2.Sweep(ctx, "j", 20)
+	if err != nil || n != 2500 {
+		t.Fatalf("Sweep: %d, %v; want 2500 keys swept", n, err)
+	}
+	if got := listAll(t, s, "j", 100); !reflect.DeepEqual(got, map[string]bool{"kept": true, "newer": true}) {
+		t.Errorf("keys of j after the sweep: %v, want kept and newer", got)
+	}
+	if got := body(t, s, "other", "gone1"); got != `{"n":3}` {
+		t.Errorf("another job's value: %q", got)
+	}
+	if c := <-told; c.Job != "j" || !c.All {
+		t.Errorf("told %+v, want every key of j (too many to name)", c)
 	}
 }
