@@ -13,7 +13,8 @@ import (
 )
 
 // Check checks the jobs against the database before anything runs: every user's SQL parses and
-// plans, and every table and column a job depends on, counts or sums exists. Every problem is
+// plans, and every table and column an incremental job counts or sums exists (Resolve checks
+// those depends_on names). Every problem is
 // an error naming the job and the setting, joined, one a job; PostgreSQL being down is
 // query.ErrUnavailable, and then nothing was checked.
 func Check(ctx context.Context, db *query.DB, list []jobs.Job) error {

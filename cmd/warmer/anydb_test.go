@@ -98,6 +98,9 @@ func TestAnyDatabase(t *testing.T) {
 	if status != 0 {
 		t.Fatalf("check: status %d:\n%s", status, stderr)
 	}
+	if strings.Contains(stdout, "orders_total") {
+		t.Errorf("check lists the built-in jobs, which are off here:\n%s", stdout)
+	}
 	for _, want := range []string{
 		`(?m)^Built-in jobs: off`,
 		`(?m)^usage_by_plan \(\{plan_id\}\):\n(  .*\n)*  metering\.UsageEvents +account_id +joined keys: plan_id of metering\.Accounts where account_id = the row's account_id$`,

@@ -26,15 +26,10 @@ import (
 // the plan's warnings and the indexes its key lookups would need. It writes nothing anywhere.
 func check(ctx context.Context, cfg cli.WarmerConfig, _ *slog.Logger) error {
 	out, list := cfg.Command.Out, cfg.Jobs()
-	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "job\tschedule\tttl\tkeys\tdepends on")
-	for _, j := range list {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", j.Name, scheduleOf(j), ttlOf(j), keysOf(j), dependenciesOf(j))
-	}
-	if err := w.Flush(); err != nil {
-		return err
-	}
 	if cfg.DatabaseURL == "" {
+		if err := describeFile(out, list); err != nil {
+			return err
+		}
 		fmt.Fprintln(out, "\nDATABASE_URL is not set: the jobs file is valid; its SQL was not checked against a database.")
 		return nil
 	}
@@ -45,6 +40,9 @@ func check(ctx context.Context, cfg cli.WarmerConfig, _ *slog.Logger) error {
 	}
 	defer db.Close()
 	unavailable := func(err error) error {
+		if err := describeFile(out, list); err != nil {
+			return err
+		}
 		fmt.Fprintf(out, "\nPostgreSQL could not be used (%v): the jobs file is valid; its SQL was not checked against the database.\n",
 			cli.Redact(err.Error()))
 		return nil
@@ -52,6 +50,7 @@ func check(ctx context.Context, cfg cli.WarmerConfig, _ *slog.Logger) error {
 	if err := db.Ping(ctx); err != nil {
 		return unavailable(err)
 	}
+	// The database says whether the built-in jobs are on: the file is described as it runs there.
 	if list, err = cfg.OpenJobs(ctx, db, slog.New(slog.DiscardHandler)); err != nil {
 		return err
 	}
@@ -60,6 +59,9 @@ func check(ctx context.Context, cfg cli.WarmerConfig, _ *slog.Logger) error {
 		return unavailable(err)
 	case err != nil:
 		return cli.Errorf(cfg.JobsSetting(), "%w", err)
+	}
+	if err := describeFile(out, list); err != nil {
+		return err
 	}
 	fmt.Fprintln(out, "\nChecked against the database: every job's SQL plans, and the tables and columns it depends on exist.")
 	fmt.Fprintf(out, "Built-in jobs: %s.\n", builtinsOf(list))
@@ -73,6 +75,17 @@ func check(ctx context.Context, cfg cli.WarmerConfig, _ *slog.Logger) error {
 		return cli.Errorf(cfg.JobsSetting(), "%w", err)
 	}
 	return nil
+}
+
+// describeFile writes the table of the jobs as the file declares them: schedule, ttl (and where
+// it comes from), keys and declared dependencies.
+func describeFile(out io.Writer, list []jobs.Job) error {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "job\tschedule\tttl\tkeys\tdepends on")
+	for _, j := range list {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", j.Name, scheduleOf(j), ttlOf(j), keysOf(j), dependenciesOf(j))
+	}
+	return w.Flush()
 }
 
 // builtinsOf says whether the built-in jobs are among list.

@@ -88,7 +88,7 @@ func open(ctx context.Context, cfg cli.WarmerConfig, arch *baseservice.Archetype
 	if d.store, err = cache.Open(cfg.RedisURL, keys, opts); err != nil {
 		return d, cli.Errorf("REDIS_URL", "%w", err)
 	}
-	_ = cli.LogConnect(ctx, logger, "postgresql", cfg.DatabaseURL, d.primary.Ping) // down is not fatal: runs retry
+	_ = cli.LogConnect(ctx, logger, "postgresql", cfg.DatabaseURL, d.primary.Ping) // down: prepare says so
 	if err := cli.LogConnect(ctx, logger, "redis", cfg.RedisURL, d.store.Ping); errors.Is(err, cache.ErrNoDatabase) {
 		return d, cli.Errorf("REDIS_URL", "%w", err)
 	}
@@ -97,9 +97,9 @@ func open(ctx context.Context, cfg cli.WarmerConfig, arch *baseservice.Archetype
 }
 
 // prepare readies the database for the jobs and returns them: without the built-in jobs where
-// they are off (cli.Cache.OpenJobs). A user's SQL with a syntax error, or a table or column a job
-// depends on that does not exist, stops the warmer now (a configuration error) rather than
-// failing at every run; with PostgreSQL down the runs will report it. With migrate set it applies
+// they are off (cli.Cache.OpenJobs), with what they depend on found (warm.Resolve). A user's SQL
+// with a syntax error, or a table or column a job depends on that does not exist, stops the
+// warmer now (a configuration error) rather than failing at every run. With migrate set it applies
 // the migrations and installs what the jobs need (warm.Install); without, it warns when what is
 // installed does not record every change the jobs depend on. PostgreSQL down is an error
 // wrapping query.ErrUnavailable (exit status 3): the tables of the jobs are its to find.
