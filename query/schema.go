@@ -318,6 +318,15 @@ func (v Schema) Missing(ctx context.Context, tables []string) ([]string, error) 
 //go:embed builtins.sql
 var builtinsSQL string
 
+// BuiltinsInstalled reports whether InstallBuiltins has run: the functions of the built-in totals
+// exist in warmcache's schema.
+func (v Schema) BuiltinsInstalled(ctx context.Context) (bool, error) {
+	var installed bool
+	err := v.db.pool.QueryRow(ctx, "SELECT to_regprocedure($1) IS NOT NULL",
+		v.db.schema+".warmcache_reconcile_totals(integer[], boolean)").Scan(&installed)
+	return installed, translate(err)
+}
+
 // InstallBuiltins installs what the built-in jobs need beyond the migrations: the functions that
 // maintain their totals from orders and customers, with every customer booked once if nothing
 // is booked yet, and makes Maintain keep them (DB.UseBuiltins). It is idempotent.

@@ -145,3 +145,22 @@ func TestCheckREADMEJobs(t *testing.T) {
 		}
 	}
 }
+
+// TestWarnsWhatIsNotInstalled: a warmer started with --no-migrate on a database where warmer
+// migrate has not run with its jobs says so at start, naming the table whose changes are not
+// recorded and the built-in jobs' missing functions.
+func TestWarnsWhatIsNotInstalled(t *testing.T) {
+	t.Parallel()
+	dbURL := testenv.NewDatabase(t)
+	w := testenv.NewWriter(t, dbURL, 1)
+	w.MustExec("SELECT warmcache.warmcache_uninstall_changes('customers')",
+		"DROP FUNCTION warmcache.warmcache_reconcile_totals(integer[], boolean)")
+	var stderr bytes.Buffer
+	status := cli.Warmer(context.Background(), []string{"--once", "--no-migrate", "--job", "orders_by_customer"},
+		testenv.Environ(t, dbURL), &stderr, &stderr, run)
+	for _, want := range []string{`"msg":"builtins_not_installed"`, `"msg":"dependencies_not_installed","table":"public.customers"`} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("the warmer does not warn %s (status %d):\n%s", want, status, stderr.String())
+		}
+	}
+}

@@ -158,12 +158,19 @@ func warnUnpushedLookups(ctx context.Context, db *query.DB, list []jobs.Job, log
 }
 
 // warnUninstalled warns of the tables whose changes the jobs depend on but warmcache does not
-// record: warmer migrate has not run with this jobs file.
+// record, and of the built-in jobs' functions missing: warmer migrate has not run with this jobs
+// file.
 func warnUninstalled(ctx context.Context, db *query.DB, list []jobs.Job, logger *slog.Logger) {
 	installed, err := db.Schema().InstalledDependencies(ctx)
 	if err != nil {
 		logger.Warn("dependencies_not_checked", "error", err)
 		return
+	}
+	if slices.ContainsFunc(list, func(j jobs.Job) bool { return j.Builtin }) {
+		if ok, err := db.Schema().BuiltinsInstalled(ctx); err == nil && !ok {
+			logger.Warn("builtins_not_installed",
+				"hint", "run warmer migrate: the built-in totals cannot be kept without their functions")
+		}
 	}
 	for table, cols := range jobs.Tables(list) {
 		have, ok := installed[table]
