@@ -45,6 +45,11 @@ func dataset(b *testing.B, customers, orders int) string {
 	if err := db.Schema().Migrate(ctx, slog.New(slog.DiscardHandler)); err != nil {
 		b.Fatal(err)
 	}
+	// What warmer migrate installs for the built-in jobs, which warmers started with --no-migrate
+	// find.
+	if err := db.Schema().InstallBuiltins(ctx); err != nil {
+		b.Fatal(err)
+	}
 	return dbURL
 }
 
