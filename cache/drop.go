@@ -167,7 +167,9 @@ func (s *Store) Sweep(ctx context.Context, job string, version int64) (int, erro
 		if err := olderThan.Load(ctx, c).Err(); err != nil {
 			return err
 		}
-		iter := c.Scan(ctx, 0, s.keys.ValuePattern(job), 1000).Iterator()
+		// SCAN walks the whole keyspace, the other jobs' and namespaces' keys too: 10,000 keys
+		// a call, so that a small job's sweep in a large Redis takes few round trips.
+		iter := c.Scan(ctx, 0, s.keys.ValuePattern(job), 10000).Iterator()
 		var batch []string
 		for iter.Next(ctx) {
 			if batch = append(batch, iter.Val()); len(batch) == 1000 {
