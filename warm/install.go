@@ -80,18 +80,20 @@ func Resolve(ctx context.Context, db *query.DB, list []jobs.Job) ([]jobs.Job, er
 // would need.
 func Dependencies(ctx context.Context, db *query.DB, job jobs.Job) ([]jobs.Dependency, []string, error) {
 	var deps []jobs.Dependency
-	for _, d := range job.DependsOn {
-		qualified, err := db.Schema().Resolve(ctx, []string{d.Table})
+	if len(job.DependsOn) > 0 {
+		// The tables it declares, found in one query.
+		qualified, err := db.Schema().Resolve(ctx, jobs.TableNames([]jobs.Job{job}))
 		if err != nil {
 			return nil, nil, checkError(job, "depends_on", err)
 		}
-		d.Table = qualified[d.Table]
-		for _, k := range d.Keys {
-			if err := hasColumn(ctx, db, d.Table, k.Column); err != nil {
-				return nil, nil, checkError(job, "depends_on", err)
+		deps = jobs.Resolve([]jobs.Job{job}, qualified)[0].DependsOn
+		for _, d := range deps {
+			for _, k := range d.Keys {
+				if err := hasColumn(ctx, db, d.Table, k.Column); err != nil {
+					return nil, nil, checkError(job, "depends_on", err)
+				}
 			}
 		}
-		deps = append(deps, d)
 	}
 	if job.Incremental != nil || job.DependsOnSet && len(job.DependsOn) == 0 {
 		return deps, nil, nil
