@@ -103,7 +103,11 @@ func (s *Server) serve(c echo.Context, rm routeMetrics, job jobs.Job, key string
 		}
 		key = canon
 	}
-	a, result, err := s.reads.Read(c.Request().Context(), job, key)
+	at, err := requestPosition(c.Request().Header)
+	if err != nil {
+		return err
+	}
+	a, result, err := s.reads.Read(c.Request().Context(), job, key, at)
 	switch {
 	case errors.Is(err, query.ErrInvalidKey):
 		return public(err, "%s", job.InvalidKeyMessage(key))
@@ -111,6 +115,24 @@ func (s *Server) serve(c echo.Context, rm routeMetrics, job jobs.Job, key string
 		return err
 	}
 	return s.write(c, rm, a, result)
+}
+
+// HeaderPosition carries a WAL position: every write's answer says where its commit is, and a
+// read that sends one gets a value read at or past it (read-your-writes).
+const HeaderPosition = "Warmcache-Position"
+
+// requestPosition returns the position a read asks for with HeaderPosition, zero when it sends
+// none.
+func requestPosition(h http.Header) (int64, error) {
+	v := h.Get(HeaderPosition)
+	if v == "" {
+		return 0, nil
+	}
+	at, err := query.ParsePosition(v)
+	if err != nil {
+		return 0, public(errInvalid, "%s %q is %s", HeaderPosition, v, err)
+	}
+	return at, nil
 }
 
 // write answers with a: caching headers, then 304 if the request's preconditions say the client

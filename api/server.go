@@ -152,12 +152,13 @@ func (s *Server) Watch(ctx context.Context) { s.reads.Watch(ctx) }
 // cors lets the pages of the configured origins read the api, and write with the token, from a
 // browser. Preflights are cached for ten minutes.
 func (s *Server) cors() echo.MiddlewareFunc {
-	expose := []string{"ETag", echo.HeaderLastModified, echo.HeaderLocation, echo.HeaderRetryAfter, s.cacheHeader}
+	expose := []string{"ETag", echo.HeaderLastModified, echo.HeaderLocation, echo.HeaderRetryAfter, s.cacheHeader,
+		HeaderPosition}
 	return middleware.CORSWithConfig(middleware.CORSConfig{
 		AllowOrigins: s.cfg.CORSOrigins,
 		AllowMethods: []string{http.MethodGet, http.MethodHead, http.MethodPost},
 		AllowHeaders: []string{echo.HeaderAuthorization, echo.HeaderContentType, "If-None-Match",
-			echo.HeaderIfModifiedSince},
+			echo.HeaderIfModifiedSince, HeaderPosition},
 		ExposeHeaders: expose,
 		MaxAge:        600,
 	})

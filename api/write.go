@@ -103,6 +103,8 @@ func (s *Server) insertOrder(c echo.Context) (query.Order, error) {
 	if err := s.store.Wake(c.Request().Context()); err != nil {
 		s.Logger.Debug("wake_failed", "error", err)
 	}
+	// Where the commit is: a read sending it back gets a value that holds the write.
+	c.Response().Header().Set(HeaderPosition, query.FormatPosition(stored.Position))
 	return stored, nil
 }
 

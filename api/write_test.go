@@ -21,7 +21,7 @@ func (f *fixture) orders() string {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	row, err := f.db.Lookup(context.Background(), count, query.Params{}, "")
+	row, err := f.db.Lookup(context.Background(), count, query.Params{}, "", query.Latest)
 	if err != nil {
 		f.t.Fatal(err)
 	}

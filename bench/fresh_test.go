@@ -303,7 +303,7 @@ func writtenKeys(customer int) []writtenKey {
 func expected(b *testing.B, db *query.DB, list []jobs.Job, job, key string) string {
 	b.Helper()
 	i := slices.IndexFunc(list, func(j jobs.Job) bool { return j.Name == job })
-	e, err := warm.Compute(context.Background(), db, list[i], key, time.Now())
+	e, err := warm.Compute(context.Background(), db, list[i], key, query.Latest, time.Now())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -92,8 +92,8 @@ func exercise(t *testing.T, url string) {
 		t.Error(err)
 	}
 	published := []query.Change{
-		{ID: 1, Table: "orders", Columns: map[string]string{"customerid": "42"}},
-		{ID: 2, Table: "products", Columns: map[string]string{}},
+		{ID: 1, Table: "orders", Columns: map[string]string{"customerid": "42"}, Position: 0x16B374D848},
+		{ID: 2, Table: "products", Columns: map[string]string{}, Position: 7},
 	}
 	if err := s.Publish(ctx, published); err != nil {
 		t.Fatal(err)

@@ -102,13 +102,16 @@ func (s *Store) InvalidateAll(ctx context.Context, jobs ...string) error {
 }
 
 // olderThan deletes each of KEYS that holds an entry read from a snapshot older than ARGV[1] (a
-// version, 8 bytes big-endian, compared byte by byte as putIfNotOlder does), and returns the
-// positions (from 1) of those it deleted.
+// WAL position, 8 bytes big-endian, compared byte by byte as putIfNotOlder does), or an entry of
+// an older format than ARGV[2] (the byte), and returns the indexes (from 1) of those it deleted.
 var olderThan = redis.NewScript(`
 local deleted = {}
 for i, key in ipairs(KEYS) do
   local cur = redis.call('GETRANGE', key, 0, 9)
-  if #cur == 10 then
+  if #cur == 10 and string.byte(cur, 1) < string.byte(ARGV[2], 1) then
+    redis.call('UNLINK', key)
+    deleted[#deleted + 1] = i
+  elseif #cur == 10 then
     for j = 1, 8 do
       local a, b = string.byte(cur, j + 2), string.byte(ARGV[1], j)
       if a ~= b then
@@ -124,15 +127,15 @@ end
 return deleted
 `)
 
-// Sweep deletes the values of keyed job read from snapshots older than version, and tells of
-// them as Drop does. After a full run from the snapshot of version, they are the keys its
+// Sweep deletes the values of keyed job read from snapshots older than position, and tells of
+// them as Drop does. After a full run from the snapshot at position, they are the keys its
 // result no longer holds (a group whose rows are gone): the run wrote every key it holds at
-// version, and refreshes since wrote theirs at newer ones. Readers then compute them from
+// position, and refreshes since wrote theirs at newer ones. Readers then compute them from
 // PostgreSQL, which says they do not exist. It walks every key of the job, as DropAll does: a
 // batch of SCAN's keys is looked at by one script, server-side (in a Cluster, whose scripts take
 // keys of one slot, one script a key). It returns how many it deleted.
-func (s *Store) Sweep(ctx context.Context, job string, version int64) (int, error) {
-	arg := string(binary.BigEndian.AppendUint64(nil, uint64(version)))
+func (s *Store) Sweep(ctx context.Context, job string, position int64) (int, error) {
+	arg := string(binary.BigEndian.AppendUint64(nil, uint64(position)))
 	var swept []string
 	prefix := s.keys.Value(job, "") + ":"
 	check := func(ctx context.Context, c redis.UniversalClient, batch []string) error {
@@ -148,7 +151,7 @@ func (s *Store) Sweep(ctx context.Context, job string, version int64) (int, erro
 		}
 		cmds, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, keys := range groups {
-				olderThan.EvalSha(ctx, p, keys, arg)
+				olderThan.EvalSha(ctx, p, keys, arg, string(rune(formatVersion)))
 			}
 			return nil
 		})

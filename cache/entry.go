@@ -10,26 +10,28 @@ import (
 	"github.com/cespare/xxhash/v2"
 )
 
-// The entry format, version 2. All integers are big-endian; times are Unix microseconds.
+// The entry format, version 3. All integers are big-endian; times are Unix microseconds.
 //
 //	offset  size  field
-//	0       1     format version (2)
+//	0       1     format version (3)
 //	1       1     flags: bit 0 set for a negative entry (the key has no row)
-//	2       8     data version: the snapshot version the value was computed from
+//	2       8     position: the WAL position (LSN) of the snapshot the value was read in
 //	10      8     computed at
 //	18      8     fresh until
 //	26      8     stale until: the end of the grace past freshness; Redis drops the key then
 //	34      18    strong ETag, quoted: "0123456789abcdef"
 //	52      ...   the response body, exactly as served
 //
-// The data version sits at a fixed offset so that the versioned-write script can compare it with
-// a byte-string comparison, without decoding anything. Version 1 lacked the stale-until field;
-// its entries are still read, as values that may not be served past their freshness.
+// The position sits at a fixed offset so that the versioned-write script can compare it with a
+// byte-string comparison, without decoding anything. Entries of older formats are still read:
+// version 2 has the same layout with a time (the snapshot's start) where the position is, and
+// the scripts never compare it with a position, the formats differing; version 1 lacked the
+// stale-until field, and its entries are values that may not be served past their freshness.
 const (
-	formatVersion  = 2
+	formatVersion  = 3
 	flagNotFound   = 1 << 0
 	offsetFlags    = 1
-	offsetVersion  = 2
+	offsetPosition = 2
 	offsetComputed = 10
 	offsetFresh    = 18
 	offsetStale    = 26
@@ -37,6 +39,7 @@ const (
 	etagLen        = 18
 	headerLen      = offsetETag + etagLen
 
+	formatVersion2     = 2
 	formatVersion1     = 1
 	offsetETagVersion1 = 26
 )
@@ -49,9 +52,11 @@ var errCorrupt = errors.New("cache: corrupt or unknown entry")
 // Redis needs to know how long to keep it. NewEntry and NewNegativeEntry make entries;
 // Store.Get returns them.
 type Entry struct {
-	// Version is the snapshot version of the data the value was computed from; a write never
-	// replaces an entry of a higher version.
-	Version int64
+	// Position is the WAL position (LSN) of the snapshot the value was read in: every commit
+	// acknowledged before it is reflected in the value (query.Row.Position). A write never
+	// replaces an entry of a higher position, and a reader that wrote at a position takes only
+	// entries at or past it.
+	Position int64
 	// ComputedAt is when the value was computed (Last-Modified).
 	ComputedAt time.Time
 	// FreshUntil is when the value is due for refresh. Past it, the API recomputes the value,
@@ -68,28 +73,28 @@ type Entry struct {
 	Body []byte
 }
 
-// NewEntry returns the entry of value, computed at computedAt from the snapshot of version: its
+// NewEntry returns the entry of value, computed at computedAt from the snapshot at position: its
 // JSON as the body, fresh and kept until the job's lifetime says (jobs.Lifetime.Fresh).
-func NewEntry(value any, version int64, computedAt, freshUntil, staleUntil time.Time) (Entry, error) {
+func NewEntry(value any, position int64, computedAt, freshUntil, staleUntil time.Time) (Entry, error) {
 	body, err := json.Marshal(value)
 	if err != nil {
 		return Entry{}, err
 	}
-	return newEntry(body, version, computedAt, freshUntil, staleUntil, false), nil
+	return newEntry(body, position, computedAt, freshUntil, staleUntil, false), nil
 }
 
 // NewNegativeEntry returns the entry of a key without a row, computed at computedAt from the
-// snapshot of version: the error msg as its body (served as a 404), fresh and kept until the
+// snapshot at position: the error msg as its body (served as a 404), fresh and kept until the
 // job's lifetime says of unknown keys (jobs.Lifetime.Unknown).
-func NewNegativeEntry(msg string, version int64, computedAt, freshUntil, staleUntil time.Time) Entry {
+func NewNegativeEntry(msg string, position int64, computedAt, freshUntil, staleUntil time.Time) Entry {
 	body, _ := json.Marshal(map[string]string{"error": msg}) // a map of strings always encodes
-	return newEntry(body, version, computedAt, freshUntil, staleUntil, true)
+	return newEntry(body, position, computedAt, freshUntil, staleUntil, true)
 }
 
 // newEntry returns the entry for body, with an ETag computed from its content.
-func newEntry(body []byte, version int64, computedAt, freshUntil, staleUntil time.Time, notFound bool) Entry {
+func newEntry(body []byte, position int64, computedAt, freshUntil, staleUntil time.Time, notFound bool) Entry {
 	return Entry{
-		Version:    version,
+		Position:   position,
 		ComputedAt: computedAt,
 		FreshUntil: freshUntil,
 		StaleUntil: staleUntil,
@@ -118,7 +123,7 @@ func (e Entry) appendBinary(b []byte) []byte {
 		flags |= flagNotFound
 	}
 	b = append(b, formatVersion, flags)
-	b = binary.BigEndian.AppendUint64(b, uint64(e.Version))
+	b = binary.BigEndian.AppendUint64(b, uint64(e.Position))
 	b = binary.BigEndian.AppendUint64(b, uint64(e.ComputedAt.UnixMicro()))
 	b = binary.BigEndian.AppendUint64(b, uint64(e.FreshUntil.UnixMicro()))
 	b = binary.BigEndian.AppendUint64(b, uint64(e.StaleUntil.UnixMicro()))
@@ -135,14 +140,14 @@ func (e Entry) marshal() []byte {
 func decodeEntry(b []byte) (Entry, error) {
 	etagAt := offsetETag
 	switch {
-	case len(b) >= headerLen && b[0] == formatVersion:
+	case len(b) >= headerLen && (b[0] == formatVersion || b[0] == formatVersion2):
 	case len(b) >= offsetETagVersion1+etagLen && b[0] == formatVersion1:
 		etagAt = offsetETagVersion1
 	default:
 		return Entry{}, errCorrupt
 	}
 	e := Entry{
-		Version:    int64(binary.BigEndian.Uint64(b[offsetVersion:])),
+		Position:   int64(binary.BigEndian.Uint64(b[offsetPosition:])),
 		ComputedAt: time.UnixMicro(int64(binary.BigEndian.Uint64(b[offsetComputed:]))),
 		FreshUntil: time.UnixMicro(int64(binary.BigEndian.Uint64(b[offsetFresh:]))),
 		NotFound:   b[offsetFlags]&flagNotFound != 0,
@@ -150,8 +155,11 @@ func decodeEntry(b []byte) (Entry, error) {
 		Body:       b[etagAt+etagLen:],
 	}
 	e.StaleUntil = e.FreshUntil
-	if b[0] == formatVersion {
+	if b[0] != formatVersion1 {
 		e.StaleUntil = time.UnixMicro(int64(binary.BigEndian.Uint64(b[offsetStale:])))
+	}
+	if b[0] != formatVersion {
+		e.Position = 0 // a time, not a position: as old as can be
 	}
 	return e, nil
 }

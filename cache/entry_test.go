@@ -18,7 +18,7 @@ func TestEntryFormatIsStable(t *testing.T) {
 	t.Parallel()
 	e := newEntry([]byte(`{"customerid":42,"count":3}`), 1700000000123456,
 		time.UnixMicro(1700000000200000), time.UnixMicro(1700000300200000), time.UnixMicro(1700003900200000), false)
-	golden := filepath.Join("testdata", "entry-v2.hex")
+	golden := filepath.Join("testdata", "entry-v3.hex")
 	got := []byte(hex.Dump(e.marshal()))
 	if *update {
 		if err := os.WriteFile(golden, got, 0o644); err != nil {
@@ -32,15 +32,25 @@ func TestEntryFormatIsStable(t *testing.T) {
 	if !bytes.Equal(got, want) {
 		t.Errorf("entry bytes changed (run with -update only for a new format version):\n%s\nwant:\n%s", got, want)
 	}
-	// Version 1, written before entries knew their grace, still reads: as a value without one.
-	v1 := readHexDump(t, filepath.Join("testdata", "entry-v1.hex"))
-	old, err := decodeEntry(v1)
+	// Version 2, whose versions were times, still reads: as a value read at no position, which
+	// any write replaces and no read at a position takes.
+	v2 := readHexDump(t, filepath.Join("testdata", "entry-v2.hex"))
+	old, err := decodeEntry(v2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if old.Version != e.Version || !old.ComputedAt.Equal(e.ComputedAt) || !old.FreshUntil.Equal(e.FreshUntil) ||
+	if old.Position != 0 || !old.ComputedAt.Equal(e.ComputedAt) || !old.FreshUntil.Equal(e.FreshUntil) ||
+		!old.StaleUntil.Equal(e.StaleUntil) || old.ETag != e.ETag || !bytes.Equal(old.Body, e.Body) {
+		t.Errorf("a version 2 entry read as %+v, want %+v at position 0", old, e)
+	}
+	// Version 1, written before entries knew their grace, still reads: as a value without one.
+	v1 := readHexDump(t, filepath.Join("testdata", "entry-v1.hex"))
+	if old, err = decodeEntry(v1); err != nil {
+		t.Fatal(err)
+	}
+	if old.Position != 0 || !old.ComputedAt.Equal(e.ComputedAt) || !old.FreshUntil.Equal(e.FreshUntil) ||
 		!old.StaleUntil.Equal(e.FreshUntil) || old.ETag != e.ETag || !bytes.Equal(old.Body, e.Body) {
-		t.Errorf("a version 1 entry read as %+v, want %+v without grace", old, e)
+		t.Errorf("a version 1 entry read as %+v, want %+v without grace, at position 0", old, e)
 	}
 }
 
@@ -77,7 +87,7 @@ func TestEntryRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.Version != e.Version || !got.ComputedAt.Equal(e.ComputedAt) || !got.FreshUntil.Equal(e.FreshUntil) ||
+		if got.Position != e.Position || !got.ComputedAt.Equal(e.ComputedAt) || !got.FreshUntil.Equal(e.FreshUntil) ||
 			!got.StaleUntil.Equal(e.StaleUntil) || got.NotFound != e.NotFound || got.ETag != e.ETag || !bytes.Equal(got.Body, e.Body) {
 			t.Errorf("round trip of %+v gave %+v", e, got)
 		}
@@ -97,7 +107,8 @@ func TestETag(t *testing.T) {
 
 func TestDecodeRefusesGarbage(t *testing.T) {
 	t.Parallel()
-	for _, b := range [][]byte{nil, []byte("{}"), append([]byte{3}, make([]byte, 60)...), append([]byte{2}, make([]byte, 40)...)} {
+	for _, b := range [][]byte{nil, []byte("{}"), append([]byte{4}, make([]byte, 60)...), append([]byte{3}, make([]byte, 40)...),
+		append([]byte{2}, make([]byte, 40)...)} {
 		if _, err := decodeEntry(b); err == nil {
 			t.Errorf("decodeEntry(%q) accepted it", b)
 		}
@@ -124,7 +135,7 @@ func TestNewNegativeEntry(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
 	e := NewNegativeEntry(`customer 9 "x" not found`, 7, now, now.Add(30*time.Second), now.Add(time.Minute))
-	if !e.NotFound || string(e.Body) != `{"error":"customer 9 \"x\" not found"}` || e.Version != 7 || !e.ComputedAt.Equal(now) {
+	if !e.NotFound || string(e.Body) != `{"error":"customer 9 \"x\" not found"}` || e.Position != 7 || !e.ComputedAt.Equal(now) {
 		t.Errorf("negative entry %+v", e)
 	}
 }

@@ -36,7 +36,7 @@ func (s *Store) Publish(ctx context.Context, changes []query.Change) error {
 	defer cancel()
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, c := range changes {
-			values := []any{"change", c.ID, "table", c.Table}
+			values := []any{"change", c.ID, "table", c.Table, "position", c.Position}
 			if c.Truncated {
 				values = append(values, "truncated", "1")
 			}
@@ -141,6 +141,10 @@ func decodeDeliveries(msgs []redis.XMessage) []Delivery {
 		c := query.Change{Table: str(m.Values["table"]), Columns: map[string]string{},
 			Truncated: str(m.Values["truncated"]) == "1"}
 		c.ID, _ = strconv.ParseInt(str(m.Values["change"]), 10, 64)
+		var err error
+		if c.Position, err = strconv.ParseInt(str(m.Values["position"]), 10, 64); err != nil {
+			c.Position = query.Latest // an older warmer's event: the primary has the change
+		}
 		for field, v := range m.Values {
 			if col, ok := strings.CutPrefix(field, columnField); ok {
 				c.Columns[col] = str(v)

@@ -82,11 +82,12 @@ func (k Keys) Runs(job string) string { return k.ns + ":_runs:" + job }
 // Lag is the list of the invalidation lag windows the warmers record (LagWindow).
 func (k Keys) Lag() string { return k.ns + ":_lag" }
 
-// Fence is the key holding the snapshot version of a job's newest bulk run.
-func (k Keys) Fence(job string) string { return k.ns + ":_fence:" + job }
+// Fence is the key holding the snapshot position of a job's newest bulk run. (Before positions,
+// versions were times, under _fence: and _touched:, which are left to expire.)
+func (k Keys) Fence(job string) string { return k.ns + ":_fence_lsn:" + job }
 
-// Touched is the sorted set of a job's keys written one at a time lately, scored by version.
-func (k Keys) Touched(job string) string { return k.ns + ":_touched:" + job }
+// Touched is the sorted set of a job's keys written one at a time lately, scored by position.
+func (k Keys) Touched(job string) string { return k.ns + ":_touched_lsn:" + job }
 
 // DataSet is the key of the data set's mark (Store.MarkDataSet): gone, Redis lost the data set
 // the warmers wrote (restarted empty, flushed); naming other servers, Redis came back with older

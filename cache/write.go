@@ -15,8 +15,9 @@ import (
 // are older than ones already stored, so it must stop writing.
 var ErrFenced = errors.New("cache: a newer run of this job has started")
 
-// TouchedWindow is how long single-key writes are remembered for bulk runs to step around. A
-// bulk run lasts less (jobs.Load refuses longer timeouts).
+// TouchedWindow is how long single-key writes are remembered at most for bulk runs to step
+// around: a job's touched set expires when no key was touched for that long. A bulk run lasts
+// less (jobs.Load refuses longer timeouts).
 const TouchedWindow = time.Hour
 
 // Item is an entry and the key of its job it is stored under (empty for a single-value job).
@@ -31,23 +32,28 @@ type Item struct {
 //   - Bulk runs (the warmer's scheduled jobs) write every key of a job from one snapshot. They
 //     use plain SETs (with GET, to learn which values changed) in MULTI/EXEC transactions, at
 //     half the Redis CPU of a script that compares every key, guarded by two records WATCHed
-//     for the length of each batch: the job's fence, the version of the newest bulk run, which
-//     fences off older runs (a replica that lost its lock); and the job's touched set, the keys
-//     written one at a time lately with their versions, which a bulk run of an older snapshot
-//     leaves alone.
+//     for the length of each batch: the job's fence, the position of the newest bulk run, which
+//     fences off older runs (a warmer that lost its lock, a replica further behind); and the
+//     job's touched set, the keys written one at a time lately with their positions, which a
+//     bulk run of an older snapshot leaves alone.
 //   - Single-key writers (the API's read-through, the warmer's recomputation after a write) use
-//     putIfNotOlder, which compares the key's stored version, and record the key as touched.
+//     putIfNotOlder, which compares the key's stored position, and record the key as touched.
+//
+// Positions are WAL positions (Entry.Position), whichever server of the primary and its
+// replicas each value was read from.
 //
 // A Redis Cluster cannot run a transaction over keys of many slots, so there every write goes
 // through putIfNotOlder alone: slower, and just as safe.
 
 // putIfNotOlder writes KEYS[1] = ARGV[1] with a TTL of ARGV[2] milliseconds unless the key holds
-// an entry of the same format with a higher data version, and then, when KEYS[2] is given,
-// records the key (ARGV[5]) in that touched set with score ARGV[6] and forgets touches older
-// than ARGV[7]. When the value it replaced had another ETag (or there was none), it publishes
-// ARGV[4] on the channel ARGV[3], if one is given. It returns 0 if it did not write, 1 if it wrote the same
-// value again, 2 if it wrote a changed one. Versions are compared byte by byte (they are
-// big-endian), not with Lua's string comparison, which follows the server's locale.
+// an entry of the same format read at a higher position, and then, when KEYS[2] is given,
+// records the key (ARGV[5]) in that touched set with score ARGV[6] (its position), keeps the set
+// for ARGV[7] milliseconds, and forgets the touches older than the job's fence KEYS[3]: a bulk
+// run older than the fence writes nothing, and a newer one would not step around them. When the
+// value it replaced had another ETag (or there was none), it publishes ARGV[4] on the channel
+// ARGV[3], if one is given. It returns 0 if it did not write, 1 if it wrote the same value
+// again, 2 if it wrote a changed one. Positions are compared byte by byte (they are big-endian),
+// not with Lua's string comparison, which follows the server's locale.
 var putIfNotOlder = redis.NewScript(`
 local new = ARGV[1]
 local cur = redis.call('GETRANGE', KEYS[1], 0, 51)
@@ -68,8 +74,11 @@ end
 redis.call('SET', KEYS[1], new, 'PX', ARGV[2])
 if KEYS[2] then
   redis.call('ZADD', KEYS[2], ARGV[6], ARGV[5])
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[7])
-  redis.call('PEXPIRE', KEYS[2], ARGV[8])
+  local fence = redis.call('GET', KEYS[3])
+  if fence then
+    redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. fence)
+  end
+  redis.call('PEXPIRE', KEYS[2], ARGV[7])
 end
 if same and #cur == 52 and string.sub(cur, 35, 52) == string.sub(new, 35, 52) then
   return 1
@@ -137,10 +146,8 @@ func (s *Store) putEach(ctx context.Context, job string, items []Item, touch tou
 			}
 			args := []any{it.Entry.marshal(), it.Entry.retention().Milliseconds(), channel, invalidationMessage(job, it.Key)}
 			if touch == touchAll || touch == touchFound && !it.Entry.NotFound {
-				version := it.Entry.Version
-				keys = append(keys, s.keys.Touched(job))
-				args = append(args, it.Key, version, version-TouchedWindow.Microseconds(),
-					TouchedWindow.Milliseconds())
+				keys = append(keys, s.keys.Touched(job), s.keys.Fence(job))
+				args = append(args, it.Key, it.Entry.Position, TouchedWindow.Milliseconds())
 			}
 			cmds[i] = putIfNotOlder.EvalSha(ctx, p, keys, args...)
 		}
@@ -166,7 +173,7 @@ func (s *Store) putEach(ctx context.Context, job string, items []Item, touch tou
 	return written, nil
 }
 
-// PutRun writes a batch of a bulk run: entries of job, all computed from one snapshot. It skips
+// PutRun writes a batch of a bulk run: entries of job, all read in one snapshot. It skips
 // the keys written one at a time from a newer snapshot and returns how many it wrote, or
 // ErrFenced when a run from a newer snapshot has started. When single-key writes keep changing
 // the touched set under it, the batch falls back to comparing key by key. The keys whose value
@@ -178,10 +185,10 @@ func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, erro
 	if len(items) == 0 {
 		return 0, nil
 	}
-	version := items[0].Entry.Version
+	position := items[0].Entry.Position
 	for _, it := range items {
-		if it.Entry.Version != version {
-			return 0, fmt.Errorf("cache: a batch of job %s mixes snapshots %d and %d", job, version, it.Entry.Version)
+		if it.Entry.Position != position {
+			return 0, fmt.Errorf("cache: a batch of job %s mixes snapshots %d and %d", job, position, it.Entry.Position)
 		}
 	}
 	if s.cluster {
@@ -195,13 +202,13 @@ func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, erro
 			var newer *redis.StringSliceCmd
 			if _, err := tx.Pipelined(ctx, func(p redis.Pipeliner) error {
 				newest = p.Get(ctx, fence)
-				newer = p.ZRangeByScore(ctx, touched, &redis.ZRangeBy{Min: "(" + strconv.FormatInt(version, 10), Max: "+inf"})
+				newer = p.ZRangeByScore(ctx, touched, &redis.ZRangeBy{Min: "(" + strconv.FormatInt(position, 10), Max: "+inf"})
 				return nil
 			}); err != nil && !errors.Is(err, redis.Nil) {
 				return err
 			}
 			current, err := newest.Int64()
-			if err == nil && current > version {
+			if err == nil && current > position {
 				return ErrFenced
 			}
 			skip := make(map[string]bool, len(newer.Val()))
@@ -212,8 +219,8 @@ func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, erro
 			cmds, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 				// Raise the fence once per run, not in every batch: the writers of one run
 				// would otherwise keep aborting each other's transactions.
-				if current < version {
-					p.Set(ctx, fence, version, 0)
+				if current < position {
+					p.Set(ctx, fence, position, 0)
 				}
 				for _, it := range items {
 					if !skip[it.Key] {

@@ -61,6 +61,25 @@ func TestVarnishIsPurgedOfWrites(t *testing.T) {
 	}
 }
 
+// TestVarnishPassesReadsAtAPosition: Varnish holding a value, a read sending the position of a
+// write made since goes through to the api, which answers with the write at once.
+func TestVarnishPassesReadsAtAPosition(t *testing.T) {
+	t.Parallel()
+	s := newSystem(t, systemOptions{relays: 1, refreshers: 1, varnish: true})
+	const path = "/v1/orders/count?customerid=5151"
+	before := testenv.HTTPGet(t, "http://"+s.varnish+path)
+	if res := testenv.HTTPGet(t, "http://"+s.varnish+path); res.Header.Get("X-Varnish-Hits") == "0" {
+		t.Fatalf("%s: not cached by Varnish", path)
+	}
+	_, position := s.postAt(5151)
+	req := testenv.NewRequest(t, http.MethodGet, "http://"+s.varnish+path, "", "")
+	req.Header.Set("Warmcache-Position", position)
+	res := testenv.Fetch(t, http.DefaultClient, req)
+	if want := s.sql("orders_by_customer", "5151"); res.Body != want || res.Body == before.Body {
+		t.Errorf("read at %s through Varnish: %s (hits %s), want %s", position, res.Body, res.Header.Get("X-Varnish-Hits"), want)
+	}
+}
+
 // TestVarnishGetsWritesPastReplicasHearingLate: the api replica behind Varnish hears of changes
 // 300 ms late, so that Varnish, purged at once, fetches the old value from the replica's memory
 // again. The purge sent again a second later still brings the new value through Varnish.

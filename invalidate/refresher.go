@@ -161,9 +161,15 @@ func (r *Refresher) handle(ctx context.Context, events []cache.Delivery) error {
 	for i, e := range events {
 		changes[i] = e.Change
 	}
-	// The figures the incremental jobs read are brought up to date before they are read.
-	if err := r.db.Maintain(ctx, changes); err != nil {
+	// The figures the incremental jobs read are brought up to date before they are read, and
+	// every value is read at a position past the changes and the figures' update: on a replica
+	// once it has replayed that far, else on the primary.
+	at, err := r.db.Maintain(ctx, changes)
+	if err != nil {
 		return err
+	}
+	for _, c := range changes {
+		at = max(at, c.Position)
 	}
 	joined, err := lookUp(ctx, r.db, r.jobs, changes)
 	if err != nil {
@@ -185,7 +191,7 @@ func (r *Refresher) handle(ctx context.Context, events []cache.Delivery) error {
 	for _, job := range r.jobs {
 		for chunk := range slices.Chunk(slices.Sorted(maps.Keys(keys[job.Name])), refreshChunk) {
 			g.Go(func() error {
-				n, err := r.refresh(gctx, job, chunk, now)
+				n, err := r.refresh(gctx, job, chunk, at, now)
 				written.Add(int64(n))
 				if errors.Is(err, cache.ErrFull) {
 					// No room for the new values: readers compute them from PostgreSQL rather
@@ -238,15 +244,15 @@ func (r *Refresher) recordLag(ctx context.Context) {
 	r.windowStart, r.windowFrom = now, state
 }
 
-// refresh recomputes and writes keys of job, and returns how many it wrote. A key the job's key
-// column cannot hold (a changed row's value that no key of the job can be) names no value, and
-// is left out.
-func (r *Refresher) refresh(ctx context.Context, job jobs.Job, keys []string, now time.Time) (int, error) {
-	items, err := warm.ComputeMany(ctx, r.db, job, keys, now)
+// refresh recomputes keys of job at position at or past it, writes them, and returns how many
+// it wrote. A key the job's key column cannot hold (a changed row's value that no key of the job
+// can be) names no value, and is left out.
+func (r *Refresher) refresh(ctx context.Context, job jobs.Job, keys []string, at int64, now time.Time) (int, error) {
+	items, err := warm.ComputeMany(ctx, r.db, job, keys, at, now)
 	if errors.Is(err, query.ErrInvalidKey) && len(keys) > 1 {
 		written := 0
 		for _, key := range keys {
-			n, err := r.refresh(ctx, job, []string{key}, now)
+			n, err := r.refresh(ctx, job, []string{key}, at, now)
 			if err != nil {
 				return written, err
 			}

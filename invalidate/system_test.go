@@ -42,6 +42,10 @@ type system struct {
 	varnish string // Varnish's address in front of the api, with purging on
 	rdProxy *testenv.Proxy
 	pgProxy *testenv.Proxy
+	// replica is the test database on the streaming replica, which every component reads
+	// (DATABASE_REPLICA_URL) waiting up to replicaWait, when systemOptions.replicaWait is set.
+	replica     string
+	replicaWait time.Duration
 }
 
 // replica is an api replica, with its in-process tier on (LOCAL_CACHE_SIZE of 64 MiB).
@@ -67,6 +71,9 @@ type systemOptions struct {
 	database string
 	// scheduler runs a warmer's scheduler, which takes the runs changes of every key request.
 	scheduler bool
+	// replicaWait, when set, has every component read the tests' streaming replica (a second
+	// behind), waiting up to as much for it to replay past a position.
+	replicaWait time.Duration
 }
 
 func newSystem(t *testing.T, opts systemOptions) *system {
@@ -74,7 +81,10 @@ func newSystem(t *testing.T, opts systemOptions) *system {
 	if opts.database == "" {
 		opts.database = testenv.NewDatabase(t)
 	}
-	s := &system{t: t, dbURL: opts.database, ns: testenv.Namespace(t)}
+	s := &system{t: t, dbURL: opts.database, ns: testenv.Namespace(t), replicaWait: opts.replicaWait}
+	if opts.replicaWait > 0 {
+		s.replica = testenv.ReplicaOf(t, s.dbURL)
+	}
 	redisURL := testenv.Get(t).RedisURL
 	dbURL := s.dbURL
 	if opts.proxies {
@@ -102,6 +112,9 @@ func newSystem(t *testing.T, opts systemOptions) *system {
 	}
 	if err := warm.Install(context.Background(), s.db, s.jobs); err != nil {
 		t.Fatal(err)
+	}
+	if s.replica != "" {
+		testenv.ReplicaOf(t, s.dbURL) // the replica has what was installed
 	}
 	arch := baseservice.NewArchetype(discard())
 	runner := warm.NewRunner(arch, s.db, s.db, s.store, warm.NewMetrics(prometheus.NewRegistry()))
@@ -170,6 +183,9 @@ func (s *system) open(dbURL, redisURL string) (*query.DB, *cache.Store) {
 
 func (s *system) openWith(opts query.Options, storeOpts cache.Options, dbURL, redisURL string) (*query.DB, *cache.Store) {
 	s.t.Helper()
+	if s.replica != "" {
+		opts.ReplicaURL, opts.ReplicaWait = s.replica, s.replicaWait
+	}
 	db := testenv.OpenDB(s.t, dbURL, opts)
 	keys, _ := cache.NewKeys(s.ns)
 	storeOpts.Timeout = 2 * time.Second
@@ -200,13 +216,21 @@ func (s *system) start(run func(context.Context)) func() {
 // post creates an order through the api.
 func (s *system) post(customer int) int64 {
 	s.t.Helper()
+	id, _ := s.postAt(customer)
+	return id
+}
+
+// postAt creates an order through the api, and returns its id and the Warmcache-Position of its
+// commit.
+func (s *system) postAt(customer int) (int64, string) {
+	s.t.Helper()
 	body := `{"orderdate":"2026-11-21","customerid":` + strconv.Itoa(customer) + `,"netamount":12.34,"tax":1.02}`
 	res := testenv.Post(s.t, s.api.URL+"/v1/orders", token, body)
 	var created struct{ OrderID int64 }
 	if err := json.Unmarshal([]byte(res.Body), &created); err != nil || res.Status != http.StatusCreated {
 		s.t.Fatalf("POST /v1/orders: %d %v", res.Status, err)
 	}
-	return created.OrderID
+	return created.OrderID, res.Header.Get("Warmcache-Position")
 }
 
 // get reads a path from the api (its first replica).
@@ -242,7 +266,7 @@ func (s *system) sql(job, key string) string {
 			return s.full(job)[key]
 		}
 		if j.Name == job {
-			e, err := warm.Compute(context.Background(), s.db, j, key, time.Now())
+			e, err := warm.Compute(context.Background(), s.db, j, key, query.Latest, time.Now())
 			if err != nil {
 				s.t.Fatal(err)
 			}
@@ -295,7 +319,7 @@ func (s *system) outboxEmpty(within time.Duration) {
 	count, _ := query.UserSQL("SELECT count(*) AS n FROM warmcache_outbox", "")
 	deadline := time.Now().Add(within)
 	for {
-		row, err := s.db.Lookup(context.Background(), count, query.Params{}, "")
+		row, err := s.db.Lookup(context.Background(), count, query.Params{}, "", query.Latest)
 		if err != nil {
 			s.t.Fatal(err)
 		}
@@ -324,7 +348,7 @@ func (s *system) outboxLocked(within time.Duration) {
 		 WHERE a.datname = current_database() AND a.state = 'idle in transaction') AS holders`, "")
 	deadline := time.Now().Add(within)
 	for {
-		row, err := s.db.Lookup(context.Background(), free, query.Params{}, "")
+		row, err := s.db.Lookup(context.Background(), free, query.Params{}, "", query.Latest)
 		if err != nil {
 			s.t.Fatal(err)
 		}

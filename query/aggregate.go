@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -15,15 +14,16 @@ import (
 )
 
 // Row is one result of an aggregate: the key it is stored under (empty for a single-value
-// aggregate), its value, which marshals to the JSON body the API serves, and the version of the
+// aggregate), its value, which marshals to the JSON body the API serves, and the position of the
 // snapshot it was computed from.
 type Row struct {
 	Key   string
 	Value any
-	// Version is PostgreSQL's transaction start time in microseconds since the Unix epoch. Every
-	// commit acknowledged before it is reflected in the row, so a row with a higher version never
-	// lost a write that one with a lower version saw.
-	Version int64
+	// Position is the WAL position (LSN) of the snapshot the row was read in (Position): every
+	// commit acknowledged at or before it is reflected in the row, so a row read at a higher
+	// position never lost a write that one read at a lower position saw, whichever server of
+	// the primary and its replicas each was read from.
+	Position int64
 }
 
 // Params are the inputs an aggregate may depend on besides the data.
@@ -130,8 +130,8 @@ type Drift struct {
 // differ from the rows computed in full.
 func (db *DB) Stream(ctx context.Context, agg Aggregate, p Params, fn func(Row) error) (Streamed, error) {
 	var streamed Streamed
-	err := db.snapshot(ctx, func(tx pgx.Tx, version int64) error {
-		streamed.Version = version
+	err := db.snapshot(ctx, 0, func(tx pgx.Tx, position int64) error {
+		streamed.Position = position
 		for _, set := range agg.streamSettings {
 			if _, err := tx.Exec(ctx, set); err != nil {
 				return translate(err)
@@ -142,7 +142,7 @@ func (db *DB) Stream(ctx context.Context, agg Aggregate, p Params, fn func(Row) 
 			full = map[string]uint64{}
 		}
 		err := scanRows(ctx, tx, agg, agg.streamSQL, agg.args(p), func(row Row) error {
-			row.Version = version
+			row.Position = position
 			if full != nil && (agg.Keyed || len(full) == 0) {
 				b, err := json.Marshal(row.Value)
 				if err != nil {
@@ -161,12 +161,12 @@ func (db *DB) Stream(ctx context.Context, agg Aggregate, p Params, fn func(Row) 
 	return streamed, err
 }
 
-// Streamed is what Stream says of the rows it streamed: the version of the snapshot they were
-// read in (Row.Version, also when there was none), and what the check of an incremental
+// Streamed is what Stream says of the rows it streamed: the position of the snapshot they were
+// read in (Row.Position, also when there was none), and what the check of an incremental
 // aggregate's maintained figures found.
 type Streamed struct {
-	Version int64
-	Drift   Drift
+	Position int64
+	Drift    Drift
 }
 
 // check compares the maintained figures of agg with the full rows' hashes.
@@ -233,34 +233,37 @@ func scanRows(ctx context.Context, tx pgx.Tx, agg Aggregate, sql string, args []
 	return translate(rows.Err())
 }
 
-// Lookup computes the row of one key (ignored for a single-value aggregate). It returns
-// ErrInvalidKey for a malformed key, and ErrNotFound when the key has no row, with the returned
-// row's Version still telling which snapshot found nothing.
-func (db *DB) Lookup(ctx context.Context, agg Aggregate, p Params, key string) (Row, error) {
+// Lookup computes the row of one key (ignored for a single-value aggregate) in a snapshot at
+// position at or past it (LookupMany). It returns ErrInvalidKey for a malformed key, and
+// ErrNotFound when the key has no row, with the returned row's Position still telling which
+// snapshot found nothing.
+func (db *DB) Lookup(ctx context.Context, agg Aggregate, p Params, key string, at int64) (Row, error) {
 	canon, err := agg.CanonicalKey(key)
 	if err != nil {
 		return Row{}, err
 	}
-	rows, version, err := db.LookupMany(ctx, agg, p, []string{canon})
+	rows, position, err := db.LookupMany(ctx, agg, p, []string{canon}, at)
 	if err != nil {
 		return Row{}, err
 	}
 	row, ok := rows[canon]
 	if !ok {
-		return Row{Version: version}, ErrNotFound
+		return Row{Position: position}, ErrNotFound
 	}
 	return row, nil
 }
 
 // LookupMany computes the rows of keys, canonical all (CanonicalKey), in one snapshot and with
-// one statement, and returns those that exist by key, with the snapshot's version. For a
-// single-value aggregate, keys are ignored and its one row is under the empty key. A key that
-// cannot name a row is ErrInvalidKey.
-func (db *DB) LookupMany(ctx context.Context, agg Aggregate, p Params, keys []string) (map[string]Row, int64, error) {
+// one statement, and returns those that exist by key, with the snapshot's position. The
+// snapshot reaches position at at least: a replica's once it has replayed past it, else the
+// primary's (0 takes the replica as it is, Latest the primary). For a single-value aggregate,
+// keys are ignored and its one row is under the empty key. A key that cannot name a row is
+// ErrInvalidKey.
+func (db *DB) LookupMany(ctx context.Context, agg Aggregate, p Params, keys []string, at int64) (map[string]Row, int64, error) {
 	found := map[string]Row{}
-	var version int64
-	err := db.snapshot(ctx, func(tx pgx.Tx, v int64) error {
-		version = v
+	var position int64
+	err := db.snapshot(ctx, at, func(tx pgx.Tx, v int64) error {
+		position = v
 		sql, args := agg.lookupSQL, agg.args(p)
 		wanted := map[string]bool{"": true}
 		if agg.Keyed {
@@ -277,28 +280,36 @@ func (db *DB) LookupMany(ctx context.Context, agg Aggregate, p Params, keys []st
 		return scanRows(ctx, tx, agg, sql, args, func(row Row) error {
 			// A template's lookup may yield rows of other keys; a single value is its first row.
 			if _, seen := found[row.Key]; wanted[row.Key] && !seen {
-				row.Version = v
+				row.Position = v
 				found[row.Key] = row
 			}
 			return nil
 		})
 	})
-	return found, version, err
+	return found, position, err
 }
 
 // snapshot runs fn in a read-only repeatable-read transaction, so every statement of fn sees one
-// database state, and tells fn the version of that state. fn translates its own driver errors:
-// its callbacks' errors must reach the caller unchanged.
+// database state, and tells fn the position of that state: at least at, on a replica that has
+// replayed past it, or else on the primary (acquire). fn translates its own driver errors: its
+// callbacks' errors must reach the caller unchanged.
 //
-// Getting a connection and starting the transaction take at most the DB's timeout: a server
-// that stops answering fails the caller then, not at the end of a run's timeout.
-func (db *DB) snapshot(ctx context.Context, fn func(tx pgx.Tx, version int64) error) error {
-	start, cancel := context.WithTimeoutCause(ctx, db.timeout, errTimedOut)
+// Getting a connection and starting the transaction take at most the DB's timeout (and the
+// replica's wait): a server that stops answering fails the caller then, not at the end of a
+// run's timeout.
+func (db *DB) snapshot(ctx context.Context, at int64, fn func(tx pgx.Tx, position int64) error) error {
+	start, cancel := context.WithTimeoutCause(ctx, db.timeout+db.replicaWait(), errTimedOut)
 	defer cancel()
-	tx, err := db.pool.BeginTx(start, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	conn, position, err := db.acquire(start, at)
 	if err != nil {
 		return db.failure(start, err)
 	}
+	defer conn.Release()
+	tx, err := conn.BeginTx(start, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return db.failure(start, err)
+	}
+	cancel()
 	// The rollback of a transaction that failed is bounded too: the connection may be the
 	// reason it failed.
 	defer func() {
@@ -306,12 +317,7 @@ func (db *DB) snapshot(ctx context.Context, fn func(tx pgx.Tx, version int64) er
 		defer cancel()
 		tx.Rollback(end) //nolint:errcheck // after Commit it is a no-op
 	}()
-	var started time.Time
-	if err := tx.QueryRow(start, "SELECT now()").Scan(&started); err != nil {
-		return db.failure(start, err)
-	}
-	cancel()
-	if err := fn(tx, started.UnixMicro()); err != nil {
+	if err := fn(tx, position); err != nil {
 		return err
 	}
 	return translate(tx.Commit(ctx))
@@ -322,7 +328,7 @@ func (db *DB) snapshot(ctx context.Context, fn func(tx pgx.Tx, version int64) er
 // at start-up rather than at its first run. Of an incremental aggregate, whose other statements
 // read the figures warmcache maintains (and may not have installed yet), it checks the stream.
 func (db *DB) Check(ctx context.Context, agg Aggregate) error {
-	return db.snapshot(ctx, func(tx pgx.Tx, _ int64) error {
+	return db.snapshot(ctx, Latest, func(tx pgx.Tx, _ int64) error {
 		statements := []string{agg.streamSQL, agg.lookupSQL}
 		switch {
 		case agg.Incremental():

@@ -35,7 +35,7 @@ func userSQL(t *testing.T, sql, key string) query.Aggregate {
 // lookup is the row of key in agg, today, which the test knows to be there.
 func lookup(t *testing.T, db *query.DB, agg query.Aggregate, key string) query.Row {
 	t.Helper()
-	row, err := db.Lookup(context.Background(), agg, today, key)
+	row, err := db.Lookup(context.Background(), agg, today, key, query.Latest)
 	if err != nil {
 		t.Fatalf("lookup %q: %v", key, err)
 	}
@@ -76,7 +76,7 @@ func TestOrdersTotalOnDellstore2(t *testing.T) {
 	if got, want := marshal(t, row.Value), `{"count":12000,"revenue":2567386.79}`; got != want {
 		t.Errorf("orders_total = %s, want %s", got, want)
 	}
-	if row.Version == 0 {
+	if row.Position == 0 {
 		t.Error("lookup returned no snapshot version")
 	}
 }
@@ -204,7 +204,7 @@ func TestLookupErrors(t *testing.T) {
 		{"empty", "", query.ErrInvalidKey},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := db.Lookup(context.Background(), query.CreditByCustomerAggregate, today, tc.key)
+			_, err := db.Lookup(context.Background(), query.CreditByCustomerAggregate, today, tc.key, query.Latest)
 			if !errors.Is(err, tc.want) {
 				t.Errorf("lookup %q: error %v, want %v", tc.key, err, tc.want)
 			}

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -44,6 +45,7 @@ type DB struct {
 	conn        *pgx.ConnConfig // a copy of the pool's, for Probe's connections of its own
 	locks       *locks          // the jobs' advisory locks, on a connection of their own
 	timeout     time.Duration   // Options.Timeout
+	replica     *replica        // Options.ReplicaURL's, or nil
 }
 
 // Options tunes the connection pool. Zero values keep pgx's defaults or the URL's settings.
@@ -62,12 +64,26 @@ type Options struct {
 	// its user wakes them itself (the api, through Redis), and a notification at every commit
 	// costs a share of the write throughput. The outbox records the changes all the same.
 	QuietWrites bool
+	// ReplicaURL, when set, is a streaming replica of the primary (DATABASE_REPLICA_URL): the
+	// snapshots of the aggregates (Stream, LookupMany) read there once it has replayed past
+	// the position they need, within ReplicaWait, else on the primary; writes, the outbox,
+	// claims and locks stay on the primary. A replica that stops answering is left for the
+	// primary until it answers again. It has a pool of MaxConns of its own.
+	ReplicaURL string
+	// ReplicaWait bounds how long a snapshot waits for the replica to replay past its position
+	// before it reads the primary; zero means DefaultReplicaWait.
+	ReplicaWait time.Duration
+	// Logger receives the replica's coming and going; nil discards it.
+	Logger *slog.Logger
 	// Schema is the schema of warmcache's own objects (DATABASE_SCHEMA); empty means
 	// DefaultSchema. It comes first in the search path of every connection of the pool, before
 	// the user's own, so that warmcache's statements find its objects and users' jobs find their
 	// tables as they would themselves.
 	Schema string
 }
+
+// DefaultReplicaWait is Options.ReplicaWait's default.
+const DefaultReplicaWait = time.Second
 
 // DefaultSchema is the schema of warmcache's own objects when none is set.
 const DefaultSchema = "warmcache"
@@ -88,9 +104,47 @@ func CheckSchema(name string) error {
 // honoured) and opens a pool. It does not wait for the server: connections are made on demand,
 // so a process can start while PostgreSQL is still down.
 func Open(ctx context.Context, url string, opts Options) (*DB, error) {
-	cfg, err := pgxpool.ParseConfig(url)
+	schema := cmp.Or(opts.Schema, DefaultSchema)
+	if err := CheckSchema(schema); err != nil {
+		return nil, err
+	}
+	cfg, err := poolConfig(url, schema, opts)
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open database pool: %w", err)
+	}
+	timeout := cmp.Or(opts.Timeout, defaultTimeout)
+	db := &DB{pool: pool, schema: schema, conn: cfg.ConnConfig.Copy(), locks: newLocks(cfg.ConnConfig.Copy(), timeout), timeout: timeout}
+	if opts.ReplicaURL != "" {
+		rcfg, err := poolConfig(opts.ReplicaURL, schema, opts)
+		if err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("parse replica url: %w", err)
+		}
+		rpool, err := pgxpool.NewWithConfig(ctx, rcfg)
+		if err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("open replica pool: %w", err)
+		}
+		logger := opts.Logger
+		if logger == nil {
+			logger = slog.New(slog.DiscardHandler)
+		}
+		db.replica = &replica{pool: rpool, conn: rcfg.ConnConfig.Copy(), wait: cmp.Or(opts.ReplicaWait, DefaultReplicaWait),
+			logger: logger}
+	}
+	return db, nil
+}
+
+// poolConfig is the configuration of a pool on url: opts's settings, and warmcache's schema
+// first in the search path.
+func poolConfig(url, schema string, opts Options) (*pgxpool.Config, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, err
 	}
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = opts.MaxConns
@@ -105,20 +159,19 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	if opts.QuietWrites {
 		cfg.ConnConfig.RuntimeParams["warmcache.notify"] = "off"
 	}
-	schema := cmp.Or(opts.Schema, DefaultSchema)
-	if err := CheckSchema(schema); err != nil {
-		return nil, err
-	}
 	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
 		_, err := conn.Exec(ctx, "SELECT set_config('search_path', $1 || ', ' || current_setting('search_path'), false)", schema)
 		return err
 	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("open database pool: %w", err)
+	return cfg, nil
+}
+
+// replicaWait is how long a snapshot may wait for the replica.
+func (db *DB) replicaWait() time.Duration {
+	if db.replica == nil {
+		return 0
 	}
-	timeout := cmp.Or(opts.Timeout, defaultTimeout)
-	return &DB{pool: pool, schema: schema, conn: cfg.ConnConfig.Copy(), locks: newLocks(cfg.ConnConfig.Copy(), timeout), timeout: timeout}, nil
+	return db.replica.wait
 }
 
 // defaultTimeout is Options.ConnectTimeout's and Options.Timeout's default.
@@ -140,10 +193,13 @@ func CheckURL(url string) error {
 	return fmt.Errorf("%s: not a PostgreSQL URL (postgres://user@host:5432/db?sslmode=require) or key=value string", reason)
 }
 
-// Close closes every connection of the pool, and the locks' connection.
+// Close closes every connection of the pools, and the locks' connection.
 func (db *DB) Close() {
 	db.locks.close()
 	db.pool.Close()
+	if db.replica != nil {
+		db.replica.pool.Close()
+	}
 }
 
 // Ping checks that PostgreSQL answers a query.

@@ -109,7 +109,7 @@ func (db *DB) Dependencies(ctx context.Context, agg Aggregate) (Found, error) {
 		return Found{}, nil
 	}
 	var found Found
-	err := db.snapshot(ctx, func(tx pgx.Tx, _ int64) error {
+	err := db.snapshot(ctx, Latest, func(tx pgx.Tx, _ int64) error {
 		p, err := explain(ctx, tx, stmt)
 		if err != nil {
 			return err

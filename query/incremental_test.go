@@ -22,7 +22,7 @@ func TestMaintainedTotalsUnderRacingWrites(t *testing.T) {
 	db, w := testenv.NewDB(t, 8, 8)
 	ctx := context.Background()
 	maintain := func() error {
-		_, err := db.Outbox().Drain(ctx, 50, func(changes []query.Change) error { return db.Maintain(ctx, changes) })
+		_, err := db.Outbox().Drain(ctx, 50, func(changes []query.Change) error { _, err := db.Maintain(ctx, changes); return err })
 		return err
 	}
 	var g errgroup.Group
@@ -56,7 +56,7 @@ func TestMaintainedTotalsUnderRacingWrites(t *testing.T) {
 	}
 	for n := 1; n > 0; {
 		var err error
-		if n, err = db.Outbox().Drain(ctx, 500, func(changes []query.Change) error { return db.Maintain(ctx, changes) }); err != nil {
+		if n, err = db.Outbox().Drain(ctx, 500, func(changes []query.Change) error { _, err := db.Maintain(ctx, changes); return err }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -128,7 +128,7 @@ func TestUserIncremental(t *testing.T) {
 			"UPDATE orderlines SET quantity = quantity + 1 WHERE orderlineid = 1",
 		)
 		check("after writes", false)
-		row, err := db.Lookup(ctx, agg, today, map[bool]string{true: "2004-05-06", false: ""}[spec.GroupBy != ""])
+		row, err := db.Lookup(ctx, agg, today, map[bool]string{true: "2004-05-06", false: ""}[spec.GroupBy != ""], query.Latest)
 		if err != nil || row.Value == nil {
 			t.Fatalf("lookup: %+v, %v", row, err)
 		}

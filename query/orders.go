@@ -89,9 +89,9 @@ func (o NewOrder) Total() Decimal {
 	return Decimal{text: sum.FloatString(2)}
 }
 
-// InsertOrder validates and inserts o and returns it as stored, with its id. The outbox trigger
-// records the change in the same transaction. An order for a customer that does not exist is
-// ErrUnknownCustomer.
+// InsertOrder validates and inserts o and returns it as stored, with its id and the position of
+// its commit. The outbox trigger records the change in the same transaction. An order for a
+// customer that does not exist is ErrUnknownCustomer.
 func (db *DB) InsertOrder(ctx context.Context, o NewOrder) (Order, error) {
 	if err := o.Validate(); err != nil {
 		return Order{}, err
@@ -105,7 +105,11 @@ func (db *DB) InsertOrder(ctx context.Context, o NewOrder) (Order, error) {
 	if errors.As(err, &pgErr) && pgErr.Code == "23503" { // foreign_key_violation
 		return Order{}, fmt.Errorf("customer %d: %w", o.CustomerID, ErrUnknownCustomer)
 	}
-	return stored, translate(err)
+	if err != nil {
+		return Order{}, translate(err)
+	}
+	stored.Position, err = db.Position(ctx)
+	return stored, err
 }
 
 // Order is a stored order.
@@ -116,6 +120,8 @@ type Order struct {
 	NetAmount   Decimal `json:"netamount"`
 	Tax         Decimal `json:"tax"`
 	TotalAmount Decimal `json:"totalamount"`
+	// Position is where the insert's commit is in the WAL, or past it (DB.Position).
+	Position int64 `json:"-"`
 }
 
 // orderColumns are the columns of an Order, in the order of Order.fields.

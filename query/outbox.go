@@ -16,6 +16,9 @@ type Change struct {
 	Table     string
 	Columns   map[string]string
 	Truncated bool
+	// Position is a WAL position at or past the change's commit: a snapshot reaching it
+	// reflects the change. Latest when unknown (an event of an older warmer).
+	Position int64
 }
 
 // Drain takes up to limit of the oldest outbox rows no other relay holds, hands them to
@@ -28,7 +31,7 @@ func (v Outbox) Drain(ctx context.Context, limit int, publish func([]Change) err
 	return db.takeOutbox(ctx, `
 		DELETE FROM warmcache_outbox
 		WHERE id IN (SELECT id FROM warmcache_outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
-		RETURNING id, tablename, columns, truncated`, limit, func(_ pgx.Tx, changes []Change) error { return publish(changes) })
+		RETURNING id, tablename, columns, truncated, `+drainedPosition, limit, func(_ pgx.Tx, changes []Change) error { return publish(changes) })
 }
 
 // takeOutbox runs take, a statement that takes up to limit ($1) outbox rows and returns them,
@@ -63,11 +66,15 @@ func (db *DB) takeOutbox(ctx context.Context, take string, limit int, handle fun
 	return n, translate(err)
 }
 
+// drainedPosition is the position of the rows a relay takes from the outbox: the primary's WAL
+// as written when the statement runs, past the commit of every row it can see.
+const drainedPosition = "(pg_current_wal_insert_lsn() - '0/0')::bigint"
+
 // scanChange reads an outbox row.
 func scanChange(r pgx.CollectableRow) (Change, error) {
 	var c Change
 	var columns map[string]*string
-	err := r.Scan(&c.ID, &c.Table, &columns, &c.Truncated)
+	err := r.Scan(&c.ID, &c.Table, &columns, &c.Truncated, &c.Position)
 	c.Columns = make(map[string]string, len(columns))
 	for name, v := range columns {
 		if v != nil {
@@ -89,8 +96,8 @@ func (v Outbox) Drop(ctx context.Context, limit int, drop func([]Change) error) 
 	return db.takeOutbox(ctx, `
 		UPDATE warmcache_outbox SET dropped = true
 		WHERE id IN (SELECT id FROM warmcache_outbox WHERE NOT dropped ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
-		RETURNING id, tablename, columns, truncated`, limit, func(tx pgx.Tx, changes []Change) error {
-		if err := db.maintain(ctx, tx, changes); err != nil {
+		RETURNING id, tablename, columns, truncated, `+drainedPosition, limit, func(tx pgx.Tx, changes []Change) error {
+		if _, err := db.maintain(ctx, tx, changes); err != nil {
 			return err
 		}
 		return drop(changes)

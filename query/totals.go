@@ -18,9 +18,15 @@ import (
 // Maintain brings the maintained figures up to date with a batch of changes, before the values
 // that read them are recomputed: the built-in totals book the current figures of every customer
 // a change of orders or customers names, and recount the orders without a customer when one had
-// none. It is idempotent: a change maintained twice, or late, leaves the same figures.
-func (db *DB) Maintain(ctx context.Context, changes []Change) error {
-	return db.maintain(ctx, db.pool, changes)
+// none. It is idempotent: a change maintained twice, or late, leaves the same figures. It
+// returns the primary's position after its writes (zero when it wrote nothing): the values that
+// read the figures are read at it or past it.
+func (db *DB) Maintain(ctx context.Context, changes []Change) (int64, error) {
+	wrote, err := db.maintain(ctx, db.pool, changes)
+	if err != nil || !wrote {
+		return 0, err
+	}
+	return db.Position(ctx)
 }
 
 // builtinTables are the qualified names of the tables the built-in totals are maintained from.
@@ -54,10 +60,11 @@ type execer interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-func (db *DB) maintain(ctx context.Context, ex execer, changes []Change) error {
+// maintain books the changes in the figures through ex, and reports whether it wrote.
+func (db *DB) maintain(ctx context.Context, ex execer, changes []Change) (bool, error) {
 	t, err := db.builtinTables(ctx, ex)
 	if t == nil {
-		return err
+		return false, err
 	}
 	var ids []int32
 	nulls := false
@@ -66,7 +73,7 @@ func (db *DB) maintain(ctx context.Context, ex execer, changes []Change) error {
 			continue
 		}
 		if c.Truncated {
-			return db.reseedTotals(ctx, ex)
+			return true, db.reseedTotals(ctx, ex)
 		}
 		v, ok := c.Columns["customerid"]
 		if !ok {
@@ -78,14 +85,14 @@ func (db *DB) maintain(ctx context.Context, ex execer, changes []Change) error {
 		}
 	}
 	if len(ids) == 0 && !nulls {
-		return nil
+		return false, nil
 	}
 	slices.Sort(ids)
 	_, err = ex.Exec(ctx, "SELECT warmcache_reconcile_totals($1, $2)", slices.Compact(ids), nulls)
 	if err != nil {
-		return fmt.Errorf("maintain the totals: %w", translate(err))
+		return true, fmt.Errorf("maintain the totals: %w", translate(err))
 	}
-	return nil
+	return true, nil
 }
 
 // reseedTotals books every customer afresh: after a TRUNCATE, which names no customer.

@@ -319,7 +319,7 @@ func (db *DB) LookupPushedDown(ctx context.Context, agg Aggregate) (bool, string
 		return true, "", nil // the built-in lookups are written for their indexes
 	}
 	var plan strings.Builder
-	err := db.snapshot(ctx, func(tx pgx.Tx, _ int64) error {
+	err := db.snapshot(ctx, Latest, func(tx pgx.Tx, _ int64) error {
 		sql, _, err := k.resolve(ctx, tx)
 		if err != nil {
 			return err

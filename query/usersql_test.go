@@ -43,10 +43,10 @@ func TestUserSQLKeyedByTemplate(t *testing.T) {
 			t.Fatalf("key %q, body %s", key, body)
 		}
 	}
-	if _, err := db.Lookup(context.Background(), agg, today, "c1:p999999"); !errors.Is(err, query.ErrNotFound) {
+	if _, err := db.Lookup(context.Background(), agg, today, "c1:p999999", query.Latest); !errors.Is(err, query.ErrNotFound) {
 		t.Errorf("lookup of a missing key: %v, want ErrNotFound", err)
 	}
-	if _, err := db.Lookup(context.Background(), agg, today, "nonsense"); !errors.Is(err, query.ErrInvalidKey) {
+	if _, err := db.Lookup(context.Background(), agg, today, "nonsense", query.Latest); !errors.Is(err, query.ErrInvalidKey) {
 		t.Errorf("lookup of a key the template cannot make: %v, want ErrInvalidKey", err)
 	}
 }

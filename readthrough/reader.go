@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -82,10 +83,11 @@ type Reader[A any] struct {
 	metrics *metrics
 }
 
-// tiered is an answer in the in-process tier, with the freshness of its entry.
+// tiered is an answer in the in-process tier, with the freshness and position of its entry.
 type tiered[A any] struct {
 	answer     A
 	freshUntil time.Time
+	position   int64
 }
 
 // New returns a Reader of the jobs in list over store and db. queries bounds the values
@@ -130,12 +132,15 @@ func New[A any](arch *baseservice.Archetype, cfg Config, store Store, db warm.So
 // is computed from PostgreSQL and stored (Miss); when PostgreSQL cannot answer, a value past
 // freshness is answered as it is (Stale); when Redis cannot answer, the value is computed from
 // PostgreSQL and not stored (Bypass). A key that can never name a row is query.ErrInvalidKey.
-func (r *Reader[A]) Read(ctx context.Context, job jobs.Job, key string) (A, string, error) {
+//
+// A read at a WAL position (at above zero: a client's own write's, Warmcache-Position) takes a
+// value read at that position or past it, never an older one (readAt).
+func (r *Reader[A]) Read(ctx context.Context, job jobs.Job, key string, at int64) (A, string, error) {
 	now := r.Time.Now()
 	var token uint64
 	if r.local != nil {
 		// Values past freshness are never answered from memory: Redis decides about them.
-		if t, ok := r.local.Get(job.Name, key); ok && now.Before(t.freshUntil) {
+		if t, ok := r.local.Get(job.Name, key); ok && now.Before(t.freshUntil) && t.position >= at {
 			r.metrics.memoryHits.Inc()
 			return t.answer, Hit, nil
 		}
@@ -143,11 +148,14 @@ func (r *Reader[A]) Read(ctx context.Context, job jobs.Job, key string) (A, stri
 	}
 	// The store bounds this read by REDIS_TIMEOUT, whatever the fault (cache.Options.Timeout).
 	entry, err := r.redis.Execute(func() (cache.Entry, error) { return r.store.Get(ctx, job.Name, key) })
+	if at > 0 && (err == nil || errors.Is(err, cache.ErrMiss)) && entry.Position < at {
+		return r.readAt(ctx, job, key, at, !errors.Is(err, cache.ErrMiss))
+	}
 	switch {
 	case err == nil && now.Before(entry.FreshUntil):
 		a := r.prepare(entry, job.Name, key)
 		if r.local != nil {
-			r.local.Set(job.Name, key, token, tiered[A]{a, entry.FreshUntil}, r.weigh(a), entry.FreshUntil)
+			r.local.Set(job.Name, key, token, tiered[A]{a, entry.FreshUntil, entry.Position}, r.weigh(a), entry.FreshUntil)
 		}
 		r.metrics.redisHits.Inc()
 		return a, Hit, nil
@@ -175,9 +183,37 @@ func (r *Reader[A]) Read(ctx context.Context, job jobs.Job, key string) (A, stri
 	// Redis is down, hung, slow, or its breaker open. Concurrent reads of a key share one
 	// computation here too: with Redis down, every read would otherwise be a query.
 	r.Logger.Debug("cache_bypass", "job", job.Name, "key", key, "error", err)
-	fresh, err := r.coalesce(ctx, job, key, func(ctx context.Context) (computed, error) {
-		e, err := r.compute(ctx, job, key, "bypass")
+	fresh, err := r.coalesce(ctx, job, key, at, func(ctx context.Context) (computed, error) {
+		e, err := r.compute(ctx, job, key, at, "bypass")
 		return computed{entry: e}, err
+	})
+	if err != nil {
+		var zero A
+		return zero, "", err
+	}
+	return r.prepare(fresh.entry, job.Name, key), fresh.result(), nil
+}
+
+// readAt answers a read at position at that Redis had no value for, or one read before at: the
+// value is computed in a snapshot at or past at (a replica that has replayed past it, or the
+// primary) and stored, unless Redis holds a newer one by then. The reads of one key at one
+// position share the computation. Stored values older than at are never answered: with
+// PostgreSQL unable to answer, the read fails.
+func (r *Reader[A]) readAt(ctx context.Context, job jobs.Job, key string, at int64, found bool) (A, string, error) {
+	reason := "miss"
+	if found {
+		reason = "position"
+	}
+	fresh, err := r.coalesce(ctx, job, key, at, func(ctx context.Context) (computed, error) {
+		e, err := r.compute(ctx, job, key, at, reason)
+		if err != nil {
+			return computed{}, err
+		}
+		if _, err := r.store.Fill(ctx, job.Name, cache.Item{Key: key, Entry: e}); err != nil {
+			r.Logger.Warn("cache_store_failed", "job", job.Name, "key", key, "error", err)
+			return computed{entry: e}, nil
+		}
+		return computed{e, true}, nil
 	})
 	if err != nil {
 		var zero A
@@ -208,7 +244,7 @@ func (r *Reader[A]) Breakers() map[string]string {
 // steps: once a step finds Redis unavailable, the others leave it alone, and the value is
 // answered without being stored (Bypass).
 func (r *Reader[A]) readThrough(ctx context.Context, job jobs.Job, key, reason string) (computed, error) {
-	return r.coalesce(ctx, job, key, func(ctx context.Context) (computed, error) {
+	return r.coalesce(ctx, job, key, 0, func(ctx context.Context) (computed, error) {
 		// The request looked in Redis before it got here: a computation that ended in between
 		// has stored the value since.
 		e, redisAnswers, ok := r.fresh(ctx, job, key)
@@ -237,7 +273,7 @@ func (r *Reader[A]) readThrough(ctx context.Context, job jobs.Job, key, reason s
 				return computed{e, true}, nil
 			}
 		}
-		e, err := r.compute(ctx, job, key, reason)
+		e, err := r.compute(ctx, job, key, 0, reason)
 		switch {
 		case err != nil:
 			return computed{}, err
@@ -268,14 +304,19 @@ func (c computed) result() string {
 	return Bypass
 }
 
-// coalesce runs compute once for the concurrent reads of job's value at key, within
-// QUERY_TIMEOUT. Reads that missed in Redis and reads that could not reach it share one
+// coalesce runs compute once for the concurrent reads of job's value at key at position at,
+// within QUERY_TIMEOUT. Reads that missed in Redis and reads that could not reach it share one
 // computation, whichever started it: a burst of reads that Redis answers too slowly for some
 // of them still costs one query. The computation serves every waiting read, so it does not end
-// with the first read's client going away.
-func (r *Reader[A]) coalesce(ctx context.Context, job jobs.Job, key string,
+// with the first read's client going away. Reads at a position share only with reads at the
+// same position: one started before a write cannot answer for it.
+func (r *Reader[A]) coalesce(ctx context.Context, job jobs.Job, key string, at int64,
 	compute func(context.Context) (computed, error)) (computed, error) {
-	v, err, _ := r.flight.Do(job.Name+"\x00"+key, func() (any, error) {
+	flight := job.Name + "\x00" + key
+	if at > 0 {
+		flight += "\x00" + strconv.FormatInt(at, 10)
+	}
+	v, err, _ := r.flight.Do(flight, func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.QueryTimeout)
 		defer cancel()
 		return compute(ctx)
@@ -324,7 +365,7 @@ func (r *Reader[A]) freshWhileAnswering(ctx context.Context, job jobs.Job, key s
 // negative entry. A key that can never name a row is query.ErrInvalidKey; PostgreSQL not
 // answering, or its breaker open, query.ErrUnavailable or gobreaker's errors; a failing statement
 // (a user's SQL dividing by zero) its own error.
-func (r *Reader[A]) compute(ctx context.Context, job jobs.Job, key, reason string) (cache.Entry, error) {
+func (r *Reader[A]) compute(ctx context.Context, job jobs.Job, key string, at int64, reason string) (cache.Entry, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.QueryTimeout)
 	defer cancel()
 	if err := r.queries.Acquire(ctx, 1); err != nil {
@@ -332,7 +373,7 @@ func (r *Reader[A]) compute(ctx context.Context, job jobs.Job, key, reason strin
 	}
 	defer r.queries.Release(1)
 	e, err := r.pg.Execute(func() (cache.Entry, error) {
-		return warm.Compute(ctx, r.db, job, key, r.Time.Now())
+		return warm.Compute(ctx, r.db, job, key, at, r.Time.Now())
 	})
 	r.metrics.fallbacks.WithLabelValues(job.Name, reason).Inc()
 	if err != nil && expected(err) && !errors.Is(err, query.ErrInvalidKey) {

@@ -35,7 +35,7 @@ func scalar(t *testing.T, db *query.DB, sql string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	row, err := db.Lookup(context.Background(), agg, query.Params{}, "")
+	row, err := db.Lookup(context.Background(), agg, query.Params{}, "", query.Latest)
 	if err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}

@@ -21,7 +21,7 @@ import (
 // server's counters (to tell evictions during a run), and a probe for the retries.
 type Store interface {
 	PutRun(ctx context.Context, job string, items []cache.Item) (int, error)
-	Sweep(ctx context.Context, job string, version int64) (int, error)
+	Sweep(ctx context.Context, job string, position int64) (int, error)
 	RecordRun(ctx context.Context, run cache.Run) error
 	Info(ctx context.Context) (cache.ServerInfo, error)
 	Probe(ctx context.Context) error
@@ -166,7 +166,7 @@ func (r *Runner) warm(ctx context.Context, job jobs.Job, started time.Time, prog
 	params := params(job, started)
 	batches := make(chan []cache.Item, 4)
 	var written atomic.Int64
-	var version int64 // of the snapshot the rows were read in
+	var position int64 // of the snapshot the rows were read in
 	g, gctx := errgroup.WithContext(ctx)
 	write := recovered(func() error {
 		for batch := range batches {
@@ -206,7 +206,7 @@ func (r *Runner) warm(ctx context.Context, job jobs.Job, started time.Time, prog
 				return nil // a single-value job is its first row
 			}
 			rows++
-			e, err := Entry(job, row.Key, row.Value, row.Version, started)
+			e, err := Entry(job, row.Key, row.Value, row.Position, started)
 			if err != nil {
 				return fmt.Errorf("job %s: %w", job.Name, err)
 			}
@@ -232,7 +232,7 @@ func (r *Runner) warm(ctx context.Context, job jobs.Job, started time.Time, prog
 		if job.Aggregate.Incremental() {
 			r.reportDrift(gctx, job, streamed.Drift)
 		}
-		version = streamed.Version
+		position = streamed.Position
 		return nil
 	}))
 	if err := g.Wait(); err != nil {
@@ -240,7 +240,7 @@ func (r *Runner) warm(ctx context.Context, job jobs.Job, started time.Time, prog
 	}
 	if job.Keyed() {
 		// The keys of groups whose rows are gone are the run's to remove: it alone knows them.
-		swept, err := r.store.Sweep(ctx, job.Name, version)
+		swept, err := r.store.Sweep(ctx, job.Name, position)
 		if err != nil {
 			return written.Load(), fmt.Errorf("remove the keys the result no longer holds: %w", err)
 		}

@@ -80,14 +80,14 @@ func TestWarmWritesWhatSQLSays(t *testing.T) {
 	_, err := h.db.Stream(ctx, mustUserSQL(t, "SELECT customerid FROM customers", "{customerid}"), params, func(r query.Row) error {
 		customers++
 		for _, job := range []string{"orders_by_customer", "credit_by_customer"} {
-			want, err := h.db.Lookup(ctx, h.jobs[job].Aggregate, params, r.Key)
+			want, err := h.db.Lookup(ctx, h.jobs[job].Aggregate, params, r.Key, query.Latest)
 			if err != nil {
 				return err
 			}
 			wantBody, _ := json.Marshal(want.Value)
 			e := h.entry(t, job, r.Key)
-			if !bytes.Equal(e.Body, wantBody) || e.NotFound || e.Version <= 0 || !e.ComputedAt.Equal(now) {
-				t.Fatalf("%s %s: stored %s (version %d, computed %s), SQL says %s", job, r.Key, e.Body, e.Version, e.ComputedAt, wantBody)
+			if !bytes.Equal(e.Body, wantBody) || e.NotFound || e.Position <= 0 || !e.ComputedAt.Equal(now) {
+				t.Fatalf("%s %s: stored %s (version %d, computed %s), SQL says %s", job, r.Key, e.Body, e.Position, e.ComputedAt, wantBody)
 			}
 			// Fresh for the TTL less at most the jitter; kept in Redis for the grace beyond.
 			if e.FreshUntil.After(now.Add(10*time.Minute)) || e.FreshUntil.Before(now.Add(9*time.Minute)) ||
@@ -166,7 +166,7 @@ func TestPostgresDownMidRun(t *testing.T) {
 			t.Fatalf("customer %d holds %s after the failed run", i, e.Body)
 		}
 	}
-	if after := h.entry(t, "orders_total", ""); !bytes.Equal(after.Body, before.Body) || after.Version != before.Version {
+	if after := h.entry(t, "orders_total", ""); !bytes.Equal(after.Body, before.Body) || after.Position != before.Position {
 		t.Errorf("orders_total changed by a failed run: %s", after.Body)
 	}
 	runs, err := h.store.Runs(ctx, job.Name)

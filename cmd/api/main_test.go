@@ -194,7 +194,7 @@ func waitForQuery(t *testing.T, dbURL, text string) {
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		row, err := db.Lookup(ctx, active, query.Params{}, "")
+		row, err := db.Lookup(ctx, active, query.Params{}, "", query.Latest)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -266,7 +266,7 @@ func startWarmerParts(t *testing.T, ctx context.Context, dbURL, ns string) *cach
 func ordersOf(t *testing.T, dbURL string, customer int) string {
 	t.Helper()
 	db := testenv.OpenDB(t, dbURL, query.Options{MaxConns: 1})
-	row, err := db.Lookup(context.Background(), query.OrdersByCustomerAggregate, query.Params{}, strconv.Itoa(customer))
+	row, err := db.Lookup(context.Background(), query.OrdersByCustomerAggregate, query.Params{}, strconv.Itoa(customer), query.Latest)
 	if err != nil {
 		t.Fatal(err)
 	}

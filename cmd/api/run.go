@@ -30,8 +30,8 @@ func run(ctx context.Context, cfg cli.APIConfig, logger *slog.Logger) error {
 		return cli.Errorf("CACHE_NAMESPACE", "%w", err)
 	}
 	// Neither Open connects: every setting is checked before anything is.
-	db, err := query.Open(ctx, cfg.DatabaseURL, query.Options{MaxConns: int32(cfg.MaxQueries) + 4,
-		ConnectTimeout: 2 * time.Second, QuietWrites: true, Schema: cfg.Schema})
+	db, err := query.Open(ctx, cfg.DatabaseURL, cfg.WithReplica(query.Options{MaxConns: int32(cfg.MaxQueries) + 4,
+		ConnectTimeout: 2 * time.Second, QuietWrites: true, Schema: cfg.Schema}, logger))
 	if err != nil {
 		return cli.Errorf("DATABASE_URL", "%w", err)
 	}

@@ -36,7 +36,7 @@ func TestConfigurationErrors(t *testing.T) {
 		{"migrate with a bad url", []string{"migrate"}, []string{"DATABASE_URL=host=db port=x"},
 			"configuration: DATABASE_URL: invalid port: not a PostgreSQL URL (postgres://user@host:5432/db?sslmode=require) or key=value string"},
 		{"bad replica url", nil, env("WARMER_DATABASE_URL=postgres://r@db:port/x"),
-			"configuration: WARMER_DATABASE_URL: invalid port: not a PostgreSQL URL (postgres://user@host:5432/db?sslmode=require) or key=value string"},
+			"configuration: DATABASE_REPLICA_URL: invalid port: not a PostgreSQL URL (postgres://user@host:5432/db?sslmode=require) or key=value string"},
 		{"migrate not a boolean", nil, env("MIGRATE=maybe"), `configuration: MIGRATE: "maybe" is not true or false`},
 		{"bad admin address", nil, env("ADMIN_ADDR=9091"), `configuration: ADMIN_ADDR: "9091" is not an address to listen on (host:port, :port)`},
 		{"bad purge headers", nil, env("PURGE_URLS=http://127.0.0.1:1/", "PURGE_HEADERS=Fastly-Key"),

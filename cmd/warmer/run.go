@@ -35,7 +35,7 @@ import (
 // deps are the warmer's connections and jobs.
 type deps struct {
 	primary *query.DB // claims, locks, migrations, invalidations
-	reader  *query.DB // the runs' aggregates: WARMER_DATABASE_URL, or the primary on a pool of their own
+	reader  *query.DB // the runs' aggregates, on pools of their own
 	store   *cache.Store
 	purger  *invalidate.Purger // nil without PURGE_URLS
 	jobs    []jobs.Job
@@ -64,17 +64,15 @@ func open(ctx context.Context, cfg cli.WarmerConfig, arch *baseservice.Archetype
 		}
 	}()
 	// No Open connects: the configuration was checked whole before anything connects.
-	if d.primary, err = query.Open(ctx, cfg.DatabaseURL, query.Options{MaxConns: 8, Schema: cfg.Schema}); err != nil {
+	// Refreshes after changes read the replica, when one is set, once it has replayed past them.
+	pg := cfg.WithReplica(query.Options{MaxConns: 8, Schema: cfg.Schema}, logger)
+	if d.primary, err = query.Open(ctx, cfg.DatabaseURL, pg); err != nil {
 		return d, cli.Errorf("DATABASE_URL", "%w", err)
 	}
-	// The runs read on a pool of their own, even from the primary: however many run at once,
-	// and however long, the invalidations and claims never wait for a connection behind them.
-	readerURL, setting := cfg.WarmerDatabaseURL, "WARMER_DATABASE_URL"
-	if readerURL == "" {
-		readerURL, setting = cfg.DatabaseURL, "DATABASE_URL"
-	}
-	if d.reader, err = query.Open(ctx, readerURL, query.Options{MaxConns: 8, Schema: cfg.Schema}); err != nil {
-		return d, cli.Errorf(setting, "%w", err)
+	// The runs read on pools of their own: however many run at once, and however long, the
+	// invalidations and claims never wait for a connection behind them.
+	if d.reader, err = query.Open(ctx, cfg.DatabaseURL, pg); err != nil {
+		return d, cli.Errorf("DATABASE_URL", "%w", err)
 	}
 	keys, err := cache.NewKeys(cfg.Namespace)
 	if err != nil {

@@ -40,6 +40,11 @@ sub vcl_recv {
     if (req.http.Authorization) {
         return (pass);
     }
+    # A read at a write's position (read-your-writes) is the api's to answer: an object cached
+    # before the write would not hold it.
+    if (req.http.Warmcache-Position) {
+        return (pass);
+    }
 }
 
 sub vcl_backend_response {

@@ -16,7 +16,10 @@ import (
 // and how cached values age. A doc tag says more than help, for docs/configuration.md only; a
 // help ending in "(required)" marks a variable that must be set.
 type Cache struct {
-	DatabaseURL string        `env:"DATABASE_URL" secret:"file" help:"PostgreSQL, as a URL or key=value string (required)" doc:"sslmode, passwords and the like work from the URL"`
+	DatabaseURL string `env:"DATABASE_URL" secret:"file" help:"PostgreSQL, as a URL or key=value string (required)" doc:"sslmode, passwords and the like work from the URL"`
+	// ReplicaURL is a streaming replica of DatabaseURL's server, read by both processes.
+	ReplicaURL  string        `env:"DATABASE_REPLICA_URL" secret:"file" help:"a streaming replica of DATABASE_URL's server, where warm runs and read-through queries read" doc:"a refresh after a change reads it once it has replayed past the change, else the primary; writes, the outbox, claims and locks stay on DATABASE_URL. A replica that stops answering is left for the primary until it answers again"`
+	ReplicaWait time.Duration `env:"REPLICA_WAIT" envDefault:"1s" help:"how long a read waits for the replica to replay past the position it needs before it reads the primary"`
 	Schema      string        `env:"DATABASE_SCHEMA" envDefault:"warmcache" help:"the PostgreSQL schema of warmcache's own objects" doc:"its outbox, claims, migrations and change-capture functions; created by warmer migrate, which moves an older installation's objects there. On users' tables warmcache creates only its triggers"`
 	RedisURL    string        `env:"REDIS_URL" secret:"file" help:"Redis: redis:// or rediss://, Sentinel with ?master_name=, Cluster with ?cluster=true (required)" doc:"rediss:// is TLS; user and password go in the URL; with ?master_name=NAME the host and addr= parameters are the sentinels; several addr= parameters make a Cluster too"`
 	Namespace   string        `env:"CACHE_NAMESPACE" envDefault:"warmcache" help:"the prefix of every Redis key" doc:"values live at namespace:job and namespace:job:key"`
@@ -36,6 +39,13 @@ type Cache struct {
 	jobs       []jobs.Job
 	builtins   jobs.Builtins // the jobs file's builtins
 	jobsDigest string        // of the jobs file: JobsDigest
+}
+
+// WithReplica returns o reading from the replica, when one is set (DATABASE_REPLICA_URL), and
+// logging its coming and going to logger.
+func (c Cache) WithReplica(o query.Options, logger *slog.Logger) query.Options {
+	o.ReplicaURL, o.ReplicaWait, o.Logger = c.ReplicaURL, c.ReplicaWait, logger
+	return o
 }
 
 // setJobsFlag makes path, given as --jobs, the jobs file.
@@ -115,6 +125,12 @@ func (c Cache) checkServers() error {
 	}
 	if err := query.CheckSchema(c.Schema); err != nil {
 		return Errorf("DATABASE_SCHEMA", "%w", err)
+	}
+	if err := query.CheckURL(c.ReplicaURL); c.ReplicaURL != "" && err != nil {
+		return Errorf("DATABASE_REPLICA_URL", "%w", err)
+	}
+	if c.ReplicaWait <= 0 || c.ReplicaWait > 30*time.Second {
+		return Errorf("REPLICA_WAIT", "%s is not between 0 and 30s", c.ReplicaWait)
 	}
 	if err := cache.CheckURL(c.RedisURL); err != nil {
 		return Errorf("REDIS_URL", "%w", err)

@@ -21,7 +21,8 @@ var aliases = map[string]string{
 	"PG_SERVICE_URI":        "DATABASE_URL",
 	"VALKEY_SERVICE_URI":    "REDIS_URL",
 	"CACHE_TIMEOUT_SECONDS": "CACHE_TTL",
-	"METRICS_ADDR":          "ADMIN_ADDR", // the warmer's name before the admin listener
+	"METRICS_ADDR":          "ADMIN_ADDR",           // the warmer's name before the admin listener
+	"WARMER_DATABASE_URL":   "DATABASE_REPLICA_URL", // the warmer's name before the api read replicas too
 }
 
 // Error is a configuration error: the setting and what is wrong with it. Binaries exit with
@@ -52,9 +53,11 @@ func Load(cfg any, environ []string) error {
 		}
 	}
 	for alias, name := range aliases {
-		if v, ok := vars[alias]; ok {
-			if _, set := vars[name]; !set {
-				vars[name] = v
+		for _, suffix := range []string{"", "_FILE"} { // a secret's file too: WARMER_DATABASE_URL_FILE
+			if v, ok := vars[alias+suffix]; ok {
+				if _, set := vars[name+suffix]; !set {
+					vars[name+suffix] = v
+				}
 			}
 		}
 	}

@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
-
-	"github.com/warmcache/warmcache/query"
 )
 
 const warmerSynopsis = `usage: warmer [--jobs FILE] [--no-migrate]                    run the jobs on their schedules
@@ -71,12 +69,9 @@ func Warmer(ctx context.Context, args, environ []string, stdout, stderr io.Write
 // tag says more than help, for docs/configuration.md only.
 type WarmerConfig struct {
 	Cache
-	// WarmerDatabaseURL, when set, is where the aggregates are read: a replica, say. Claims,
-	// locks and migrations stay on DATABASE_URL.
-	WarmerDatabaseURL string        `env:"WARMER_DATABASE_URL" secret:"file" help:"where the aggregates are read (a replica); default DATABASE_URL" doc:"claims, locks and migrations stay on DATABASE_URL"`
-	AdminAddr         string        `env:"ADMIN_ADDR" envDefault:":9091" help:"the address of the admin listener: /metrics, /healthz, /readyz and /debug/pprof/"`
-	Migrate           bool          `env:"MIGRATE" envDefault:"true" help:"apply the migrations at start (--no-migrate: false)"`
-	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" help:"on SIGTERM, how long runs in flight may take to finish" doc:"then they are cancelled"`
+	AdminAddr       string        `env:"ADMIN_ADDR" envDefault:":9091" help:"the address of the admin listener: /metrics, /healthz, /readyz and /debug/pprof/"`
+	Migrate         bool          `env:"MIGRATE" envDefault:"true" help:"apply the migrations at start (--no-migrate: false)"`
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" help:"on SIGTERM, how long runs in flight may take to finish" doc:"then they are cancelled"`
 	// RunHistory is how many runs of each job Redis keeps, for GET /v1/jobs/{job}/runs.
 	RunHistory int `env:"RUN_HISTORY" envDefault:"50" help:"how many runs of each job are kept for /v1/jobs/{job}/runs (1 to 1000)" doc:"the status page shows them too"`
 	// How downstream caches are purged (PURGE_URLS, in Cache, says which).
@@ -122,9 +117,6 @@ func (c WarmerConfig) validate() error {
 	if err := c.Cache.validate(); err != nil {
 		return err
 	}
-	if err := query.CheckURL(c.WarmerDatabaseURL); c.WarmerDatabaseURL != "" && err != nil {
-		return Errorf("WARMER_DATABASE_URL", "%w", err)
-	}
 	if _, port, err := net.SplitHostPort(c.AdminAddr); err != nil || port == "" {
 		return Errorf("ADMIN_ADDR", "%q is not an address to listen on (host:port, :port)", c.AdminAddr)
 	}
@@ -149,7 +141,7 @@ func (c WarmerConfig) validate() error {
 // Log writes the effective configuration, secrets masked.
 func (c WarmerConfig) Log(logger *slog.Logger) {
 	logger.Info("config",
-		"database_url", MaskURL(c.DatabaseURL), "warmer_database_url", MaskURL(c.WarmerDatabaseURL),
+		"database_url", MaskURL(c.DatabaseURL), "database_replica_url", MaskURL(c.ReplicaURL),
 		"redis_url", MaskURL(c.RedisURL), "namespace", c.Namespace, "ttl", c.TTL.String(),
 		"grace", c.Grace.String(), "negative_ttl", c.NegativeTTL.String(), "timezone", c.TimeZone, "jobs_file", c.JobsFile,
 		"admin_addr", c.AdminAddr, "migrate", c.Migrate, "shutdown_timeout", c.ShutdownTimeout.String(),
