@@ -74,6 +74,10 @@ type systemOptions struct {
 	// replicaWait, when set, has every component read the tests' streaming replica (a second
 	// behind), waiting up to as much for it to replay past a position.
 	replicaWait time.Duration
+	// capture is CHANGE_CAPTURE: triggers by default; with logical, captures stream the slot
+	// beside the relays.
+	capture  string
+	captures int
 }
 
 func newSystem(t *testing.T, opts systemOptions) *system {
@@ -110,7 +114,7 @@ func newSystem(t *testing.T, opts systemOptions) *system {
 	if s.jobs, err = warm.Resolve(ctx, s.db, list); err != nil {
 		t.Fatal(err)
 	}
-	if err := warm.Install(context.Background(), s.db, s.jobs); err != nil {
+	if err := warm.Install(context.Background(), s.db, s.jobs, cmp.Or(opts.capture, query.CaptureTriggers)); err != nil {
 		t.Fatal(err)
 	}
 	if s.replica != "" {
@@ -164,6 +168,10 @@ func newSystem(t *testing.T, opts systemOptions) *system {
 	for range opts.relays {
 		db, store := s.open(dbURL, redisURL)
 		s.start(NewRelay(arch, db, store, s.jobs, prometheus.NewRegistry()).Run)
+	}
+	for range opts.captures {
+		db, store := s.open(dbURL, redisURL)
+		s.start(NewCapture(arch, db, store, s.jobs, prometheus.NewRegistry()).Run)
 	}
 	for range opts.refreshers {
 		var storeOpts cache.Options

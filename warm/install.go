@@ -118,12 +118,31 @@ func hasColumn(ctx context.Context, db *query.DB, table, column string) error {
 }
 
 // Install readies the database for the jobs (warmer migrate, or the warmer at start): the changes
-// of every table they depend on are recorded in the outbox with the columns that name their keys,
-// and the figures of incremental jobs are maintained. What warmcache installed for tables and
-// jobs no longer declared is removed; nothing else is touched. It is idempotent.
-func Install(ctx context.Context, db *query.DB, list []jobs.Job) error {
-	if err := db.Schema().InstallDependencies(ctx, jobs.Tables(list)); err != nil {
+// of every table they depend on are captured with the columns that name their keys, as capture
+// says (query.CaptureTriggers: triggers record them in the outbox; query.CaptureLogical: a
+// publication and a replication slot), and the figures of incremental jobs are maintained. What
+// warmcache installed for tables and jobs no longer declared is removed, and so is the other way
+// of capturing, without losing a change: the slot is created before the triggers go, and the
+// changes the slot holds move to the outbox once the triggers are back. Nothing else is
+// touched. It is idempotent.
+func Install(ctx context.Context, db *query.DB, list []jobs.Job, capture string) error {
+	tables := jobs.Tables(list)
+	if capture == query.CaptureLogical {
+		if _, err := db.Schema().InstallLogical(ctx, tables); err != nil {
+			return fmt.Errorf("capture the changes of the jobs' tables: %w", err)
+		}
+		tables = nil // no trigger
+	}
+	if err := db.Schema().InstallDependencies(ctx, tables); err != nil {
 		return fmt.Errorf("record the changes of the jobs' tables: %w", err)
+	}
+	if capture != query.CaptureLogical {
+		if _, err := db.Schema().MoveSlotToOutbox(ctx, tables); err != nil {
+			return fmt.Errorf("move the changes of the replication slot to the outbox: %w", err)
+		}
+		if _, err := db.Schema().UninstallLogical(ctx); err != nil {
+			return fmt.Errorf("remove logical decoding: %w", err)
+		}
 	}
 	if slices.ContainsFunc(list, func(j jobs.Job) bool { return j.Builtin }) {
 		if err := db.Schema().InstallBuiltins(ctx); err != nil {
@@ -146,13 +165,34 @@ func Install(ctx context.Context, db *query.DB, list []jobs.Job) error {
 // Plan says, a line each, what Install would create or drop for list, without changing anything
 // (warmer migrate --dry-run): the change capture of each table (created, replaced for other
 // columns, or dropped), the built-in jobs' functions, the figures of incremental jobs.
-func Plan(ctx context.Context, db *query.DB, list []jobs.Job) ([]string, error) {
+func Plan(ctx context.Context, db *query.DB, list []jobs.Job, capture string) ([]string, error) {
 	var plan []string
 	installed, err := db.Schema().InstalledDependencies(ctx)
 	if err != nil {
 		return nil, err
 	}
 	wanted := jobs.Tables(list)
+	logical, err := db.Schema().PlanLogical(ctx, wanted)
+	if err != nil {
+		return nil, err
+	}
+	if capture == query.CaptureLogical {
+		if logical.CreateSlot {
+			plan = append(plan, "create the logical replication slot "+logical.Logical.Slot+" (pgoutput)")
+		}
+		verb := "set"
+		if logical.CreatePublication {
+			verb = "create"
+		}
+		plan = append(plan, fmt.Sprintf("%s the publication %s of %s", verb, logical.Logical.Publication,
+			strings.Join(slices.Sorted(maps.Keys(wanted)), ", ")))
+		for _, t := range logical.IdentityFull {
+			plan = append(plan, "set the replica identity of "+t+" to FULL: its changes must carry old values its identity lacks")
+		}
+		wanted = nil
+	} else if !logical.CreateSlot {
+		plan = append(plan, "move the changes the replication slot "+logical.Logical.Slot+" holds to the outbox, then drop it and the publication "+logical.Logical.Publication)
+	}
 	for _, table := range slices.Sorted(maps.Keys(wanted)) {
 		cols, verb := wanted[table], "create"
 		if have, ok := installed[table]; ok {

@@ -27,14 +27,17 @@ func main() {
 	os.Exit(code)
 }
 
-// run does what the command line asks: apply the migrations (warmer migrate), run the jobs once
-// (--once), or run them on their schedules.
+// run does what the command line asks: apply the migrations (warmer migrate), check the jobs
+// (warmer check), remove what warmcache added (warmer uninstall), run the jobs once (--once), or
+// run them on their schedules.
 func run(ctx context.Context, cfg cli.WarmerConfig, logger *slog.Logger) error {
 	switch {
 	case cfg.Command.MigrateOnly:
 		return migrate(ctx, cfg, logger)
 	case cfg.Command.CheckOnly:
 		return check(ctx, cfg, logger)
+	case cfg.Command.Uninstall:
+		return uninstall(ctx, cfg, logger)
 	case cfg.Command.Once:
 		return once(ctx, cfg, logger)
 	}

@@ -115,6 +115,14 @@ func prepare(ctx context.Context, primary, reader *query.DB, cfg cli.WarmerConfi
 	if slices.ContainsFunc(list, func(j jobs.Job) bool { return j.Builtin }) {
 		primary.UseBuiltins() // the changes of orders and customers keep their totals
 	}
+	if cfg.ChangeCapture == query.CaptureLogical {
+		for _, j := range list {
+			if j.Incremental != nil {
+				return nil, cli.Errorf("CHANGE_CAPTURE", "job %s is incremental: its figures are kept by triggers in the "+
+					"writing transactions; use CHANGE_CAPTURE=triggers, or drop its incremental", j.Name)
+			}
+		}
+	}
 	err = warm.Check(ctx, reader, list)
 	switch {
 	case errors.Is(err, query.ErrUnavailable):
@@ -132,7 +140,7 @@ func prepare(ctx context.Context, primary, reader *query.DB, cfg cli.WarmerConfi
 	}
 	warnUnpushedLookups(ctx, reader, list, logger)
 	if migrate {
-		if err := warm.Install(ctx, primary, list); err != nil {
+		if err := warm.Install(ctx, primary, list, cfg.ChangeCapture); err != nil {
 			return nil, fmt.Errorf("install: %w", err)
 		}
 		return list, nil
@@ -200,8 +208,13 @@ func daemon(ctx context.Context, cfg cli.WarmerConfig, logger *slog.Logger) erro
 	metrics.Declare(d.jobs, time.Now())
 	runner := warm.NewRunner(arch, d.reader, d.primary, d.store, metrics)
 	sched := warm.NewScheduler(arch, d.jobs, runner, d.primary.Runs(), cfg.Namespace)
-	// Invalidations read the primary: a replica may not have the write yet.
+	// The relay drains the outbox in both modes: with logical decoding, what the triggers
+	// recorded before the switch.
 	relay := invalidate.NewRelay(arch, d.primary, d.store, d.jobs, reg)
+	var capture *invalidate.Capture
+	if cfg.ChangeCapture == query.CaptureLogical {
+		capture = invalidate.NewCapture(arch, d.primary, d.store, d.jobs, reg)
+	}
 	refresher := invalidate.NewRefresher(arch, d.primary, d.store, d.jobs, cfg.Namespace, reg)
 
 	ln, err := new(net.ListenConfig).Listen(ctx, "tcp", cfg.AdminAddr)
@@ -222,6 +235,9 @@ func daemon(ctx context.Context, cfg cli.WarmerConfig, logger *slog.Logger) erro
 	var events sync.WaitGroup
 	events.Go(func() { recovery.Run(eventsCtx) })
 	events.Go(func() { relay.Run(eventsCtx) })
+	if capture != nil {
+		events.Go(func() { capture.Run(eventsCtx) })
+	}
 	events.Go(func() { refresher.Run(eventsCtx) })
 	jobsFiles := cli.NewJobsFiles(d.store, logger, reg, "warmer", cfg.JobsDigest())
 	jobsFiles.Check(ctx)
@@ -367,6 +383,30 @@ func migrate(ctx context.Context, cfg cli.WarmerConfig, logger *slog.Logger) err
 	return err
 }
 
+// uninstall is warmer uninstall: it removes what warmcache added outside its schema (the triggers
+// on users' tables, the replication slot and publication, the replica identities it set) and
+// says what it removed. warmcache's schema stays, with the changes recorded: DROP SCHEMA removes
+// it (docs/operations.md).
+func uninstall(ctx context.Context, cfg cli.WarmerConfig, logger *slog.Logger) error {
+	db, err := query.Open(ctx, cfg.DatabaseURL, query.Options{MaxConns: 2, Schema: cfg.Schema})
+	if err != nil {
+		return cli.Errorf("DATABASE_URL", "%w", err)
+	}
+	defer db.Close()
+	removed, err := db.Schema().Uninstall(ctx)
+	for _, r := range removed {
+		fmt.Fprintf(cfg.Command.Out, "removed %s\n", r)
+	}
+	if err != nil {
+		return err
+	}
+	if len(removed) == 0 {
+		fmt.Fprintln(cfg.Command.Out, "nothing to remove: warmcache has nothing outside its schema")
+	}
+	logger.Info("uninstalled", "removed", len(removed))
+	return nil
+}
+
 // dryRun is warmer migrate --dry-run: it prints what warmer migrate would create or drop, the
 // migrations it would apply and what the jobs need installed, and changes nothing.
 func dryRun(ctx context.Context, db *query.DB, cfg cli.WarmerConfig, logger *slog.Logger) error {
@@ -385,7 +425,7 @@ func dryRun(ctx context.Context, db *query.DB, cfg cli.WarmerConfig, logger *slo
 	if err != nil {
 		return err
 	}
-	plan, err := warm.Plan(ctx, db, list)
+	plan, err := warm.Plan(ctx, db, list, cfg.ChangeCapture)
 	if err != nil {
 		return err
 	}

@@ -174,7 +174,7 @@ func (c APIConfig) SharedMaxAge() time.Duration {
 // Log writes the effective configuration, secrets masked.
 func (c APIConfig) Log(logger *slog.Logger) {
 	logger.Info("config",
-		"database_url", MaskURL(c.DatabaseURL), "redis_url", MaskURL(c.RedisURL),
+		"database_url", MaskURL(c.DatabaseURL), "database_replica_url", MaskURL(c.ReplicaURL), "redis_url", MaskURL(c.RedisURL),
 		"namespace", c.Namespace, "ttl", c.TTL.String(), "grace", c.Grace.String(), "timezone", c.TimeZone,
 		"jobs_file", c.JobsFile, "listen_addr", c.ListenAddr, "admin_addr", c.AdminAddr, "access_log", c.AccessLog,
 		"cache_header", c.CacheHeader,

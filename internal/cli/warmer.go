@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/warmcache/warmcache/query"
 	"golang.org/x/net/http/httpguts"
 )
 
@@ -16,6 +17,7 @@ const warmerSynopsis = `usage: warmer [--jobs FILE] [--no-migrate]              
        warmer --once [--job NAME] [--jobs FILE] [--no-migrate]  run the jobs (or one) once and exit
        warmer migrate [--dry-run] [--jobs FILE]               apply the schema additions and exit
        warmer check [--jobs FILE]                             check the jobs file, and exit
+       warmer uninstall                                       remove what warmcache added to users' tables, and exit
        warmer --help | --version
 
 Keeps warmcache's aggregates in Redis. Configuration comes from the environment. Exit status: 0
@@ -31,7 +33,8 @@ func Warmer(ctx context.Context, args, environ []string, stdout, stderr io.Write
 	run func(context.Context, WarmerConfig, *slog.Logger) error) int {
 	migrateOnly := len(args) > 0 && args[0] == "migrate"
 	checkOnly := len(args) > 0 && args[0] == "check"
-	if migrateOnly || checkOnly {
+	uninstall := len(args) > 0 && args[0] == "uninstall"
+	if migrateOnly || checkOnly || uninstall {
 		args = args[1:]
 	}
 	cmd := newCommand("warmer", warmerSynopsis, &WarmerConfig{}, stdout)
@@ -50,6 +53,8 @@ func Warmer(ctx context.Context, args, environ []string, stdout, stderr io.Write
 			return errors.New("--dry-run goes with migrate")
 		case checkOnly && (*once || *noMigrate):
 			return errors.New("check takes no flags but --jobs")
+		case uninstall && (*once || *noMigrate || *jobsFile != ""):
+			return errors.New("uninstall takes no flags")
 		}
 		return nil
 	})
@@ -60,8 +65,8 @@ func Warmer(ctx context.Context, args, environ []string, stdout, stderr io.Write
 	err := Load(&cfg, environ)
 	cfg.setJobsFlag(*jobsFile)
 	cfg.Migrate = cfg.Migrate && !*noMigrate
-	cfg.Command = WarmerCommand{MigrateOnly: migrateOnly, DryRun: *dryRun, CheckOnly: checkOnly, Once: *once, Job: *job,
-		Progress: stderr, Out: stdout}
+	cfg.Command = WarmerCommand{MigrateOnly: migrateOnly, DryRun: *dryRun, CheckOnly: checkOnly, Uninstall: uninstall,
+		Once: *once, Job: *job, Progress: stderr, Out: stdout}
 	return cmd.start(&cfg, err, stderr, func(logger *slog.Logger) error { return run(ctx, cfg, logger) })
 }
 
@@ -69,6 +74,9 @@ func Warmer(ctx context.Context, args, environ []string, stdout, stderr io.Write
 // tag says more than help, for docs/configuration.md only.
 type WarmerConfig struct {
 	Cache
+	// ChangeCapture is how changes of the jobs' tables are captured: query.CaptureTriggers or
+	// query.CaptureLogical.
+	ChangeCapture   string        `env:"CHANGE_CAPTURE" envDefault:"triggers" help:"how changes are captured: triggers (an outbox written in the writing transaction) or logical (logical decoding of the WAL, no trigger on users' tables)" doc:"logical needs wal_level = logical and a role with REPLICATION; switching either way loses no change (docs/freshness.md)"`
 	AdminAddr       string        `env:"ADMIN_ADDR" envDefault:":9091" help:"the address of the admin listener: /metrics, /healthz, /readyz and /debug/pprof/"`
 	Migrate         bool          `env:"MIGRATE" envDefault:"true" help:"apply the migrations at start (--no-migrate: false)"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" help:"on SIGTERM, how long runs in flight may take to finish" doc:"then they are cancelled"`
@@ -94,6 +102,9 @@ type WarmerCommand struct {
 	// CheckOnly is warmer check: the jobs file is valid (start-up checked it, every error at
 	// once), so say what each job is, check it against the database when one answers, and exit.
 	CheckOnly bool
+	// Uninstall is warmer uninstall: remove what warmcache added outside its schema (triggers,
+	// the replication slot and publication, replica identities), and exit.
+	Uninstall bool
 	// Once is --once: run every enabled job, or the one Job names, once and exit.
 	Once bool
 	Job  string
@@ -108,7 +119,10 @@ func (c *WarmerConfig) common() (*Cache, Logging) { return &c.Cache, c.Logging }
 // validate checks the settings that need no connection; for warmer migrate, those of
 // PostgreSQL alone.
 func (c WarmerConfig) validate() error {
-	if c.Command.MigrateOnly {
+	if c.ChangeCapture != query.CaptureTriggers && c.ChangeCapture != query.CaptureLogical {
+		return Errorf("CHANGE_CAPTURE", "%q is not triggers or logical", c.ChangeCapture)
+	}
+	if c.Command.MigrateOnly || c.Command.Uninstall {
 		return c.Cache.validateMigrate()
 	}
 	if c.Command.CheckOnly {
@@ -141,7 +155,7 @@ func (c WarmerConfig) validate() error {
 // Log writes the effective configuration, secrets masked.
 func (c WarmerConfig) Log(logger *slog.Logger) {
 	logger.Info("config",
-		"database_url", MaskURL(c.DatabaseURL), "database_replica_url", MaskURL(c.ReplicaURL),
+		"database_url", MaskURL(c.DatabaseURL), "database_replica_url", MaskURL(c.ReplicaURL), "change_capture", c.ChangeCapture,
 		"redis_url", MaskURL(c.RedisURL), "namespace", c.Namespace, "ttl", c.TTL.String(),
 		"grace", c.Grace.String(), "negative_ttl", c.NegativeTTL.String(), "timezone", c.TimeZone, "jobs_file", c.JobsFile,
 		"admin_addr", c.AdminAddr, "migrate", c.Migrate, "shutdown_timeout", c.ShutdownTimeout.String(),
