@@ -149,7 +149,7 @@ func (v Schema) InstallLogical(ctx context.Context, tables map[string][]string) 
 				return fmt.Errorf("set the replica identity of %s: %w", table, err)
 			}
 		}
-		list := "FOR TABLE " + strings.Join(quoted(slices.Sorted(maps.Keys(tables))), ", ")
+		list := "TABLE " + strings.Join(quoted(slices.Sorted(maps.Keys(tables))), ", ")
 		var exists bool
 		if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_publication WHERE pubname = $1)", plan.Logical.Publication).Scan(&exists); err != nil {
 			return err
@@ -165,7 +165,7 @@ func (v Schema) InstallLogical(ctx context.Context, tables map[string][]string) 
 		case exists:
 			_, err = tx.Exec(ctx, "ALTER PUBLICATION "+pub+" SET "+list)
 		default:
-			_, err = tx.Exec(ctx, "CREATE PUBLICATION "+pub+" "+list)
+			_, err = tx.Exec(ctx, "CREATE PUBLICATION "+pub+" FOR "+list)
 		}
 		if err != nil {
 			return fmt.Errorf("publish the changes of the jobs' tables: %w", err)
