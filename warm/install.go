@@ -177,17 +177,17 @@ func Plan(ctx context.Context, db *query.DB, list []jobs.Job, capture string) ([
 		return nil, err
 	}
 	if capture == query.CaptureLogical {
-		if logical.CreateSlot {
-			plan = append(plan, "create the logical replication slot "+logical.Logical.Slot+" (pgoutput)")
-		}
 		verb := "set"
 		if logical.CreatePublication {
 			verb = "create"
 		}
-		plan = append(plan, fmt.Sprintf("%s the publication %s of %s", verb, logical.Logical.Publication,
-			strings.Join(slices.Sorted(maps.Keys(wanted)), ", ")))
 		for _, t := range logical.IdentityFull {
 			plan = append(plan, "set the replica identity of "+t+" to FULL: its changes must carry old values its identity lacks")
+		}
+		plan = append(plan, fmt.Sprintf("%s the publication %s of %s", verb, logical.Logical.Publication,
+			strings.Join(slices.Sorted(maps.Keys(wanted)), ", ")))
+		if logical.CreateSlot {
+			plan = append(plan, "create the logical replication slot "+logical.Logical.Slot+" (pgoutput)")
 		}
 		wanted = nil
 	} else if !logical.CreateSlot {

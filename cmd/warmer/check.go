@@ -65,6 +65,9 @@ func check(ctx context.Context, cfg cli.WarmerConfig, _ *slog.Logger) error {
 	}
 	fmt.Fprintln(out, "\nChecked against the database: every job's SQL plans, and the tables and columns it depends on exist.")
 	fmt.Fprintf(out, "Built-in jobs: %s.\n", builtinsOf(list))
+	if err := describeCapture(ctx, out, db, cfg.ChangeCapture, list); err != nil {
+		return err
+	}
 	var errs []error
 	for _, j := range list {
 		if err := describe(ctx, out, db, j); err != nil {
@@ -86,6 +89,29 @@ func describeFile(out io.Writer, list []jobs.Job) error {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", j.Name, scheduleOf(j), ttlOf(j), keysOf(j), dependenciesOf(j))
 	}
 	return w.Flush()
+}
+
+// describeCapture says how changes are captured, and with logical decoding what warmer migrate
+// sets up for it: the publication, the slot, and the tables whose replica identity becomes FULL.
+func describeCapture(ctx context.Context, out io.Writer, db *query.DB, capture string, list []jobs.Job) error {
+	if capture != query.CaptureLogical {
+		fmt.Fprintln(out, "Change capture: triggers (CHANGE_CAPTURE=triggers): each table below carries warmcache's triggers, which record its changes in the outbox.")
+		return nil
+	}
+	resolved, err := warm.Resolve(ctx, db, list)
+	if err != nil {
+		return err
+	}
+	plan, err := db.Schema().PlanLogical(ctx, jobs.Tables(resolved))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "Change capture: logical decoding (CHANGE_CAPTURE=logical): the publication %s of the tables below, read through the replication slot %s; no trigger.\n",
+		plan.Logical.Publication, plan.Logical.Slot)
+	for _, t := range plan.IdentityFull {
+		fmt.Fprintf(out, "  REPLICA IDENTITY FULL on %s: its updates and deletes must carry the old values of columns its identity lacks (warmer migrate sets it; warmer uninstall puts it back)\n", t)
+	}
+	return nil
 }
 
 // builtinsOf says whether the built-in jobs are among list.

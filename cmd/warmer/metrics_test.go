@@ -17,9 +17,10 @@ import (
 )
 
 // TestMetricsExported runs the warmer through what it reports on (scheduled runs that succeed
-// and fail, the totals' drift checks, a write relayed and refreshed, a purge) and checks its /metrics
-// against the list the dashboard and the alerting rules of deploy/k8s are held to
-// (testenv.CheckMetrics), with the outbox's backlog among them.
+// and fail, the totals' drift checks, a write captured and refreshed, a purge) and checks its
+// /metrics against the list the dashboard and the alerting rules of deploy/k8s are held to
+// (testenv.CheckMetrics), with the outbox's backlog among them. It captures changes by logical
+// decoding, whose metrics come beside the relay's (which drains the outbox in both modes).
 func TestMetricsExported(t *testing.T) {
 	t.Parallel()
 	dbURL := testenv.NewDatabase(t)
@@ -32,7 +33,7 @@ jobs:
     schedule: "@every 1s"
     sql: SELECT 1 / (count(*) - count(*)) AS never FROM categories
 `)
-	env := testenv.Environ(t, dbURL, "PURGE_URLS="+purges.URL)
+	env := testenv.Environ(t, dbURL, "PURGE_URLS="+purges.URL, "CHANGE_CAPTURE=logical")
 	m, log := testenv.RunInProcess(t, regexp.MustCompile(`"msg":"warmer_started".*"admin_addr":"([^"]+)"`), 30*time.Second,
 		func(ctx context.Context, log io.Writer) int {
 			return cli.Warmer(ctx, []string{"--jobs", jobsFile}, env, log, log, run)
@@ -53,7 +54,8 @@ jobs:
 		time.Sleep(100 * time.Millisecond) // polling the metrics, with a deadline
 	}
 	families := testenv.CheckMetrics(t, "http://"+addr+"/metrics", "warmer")
-	for _, name := range []string{"warmcache_outbox_rows", "warmcache_outbox_oldest_age_seconds", "warmcache_relay_failures_total"} {
+	for _, name := range []string{"warmcache_outbox_rows", "warmcache_outbox_oldest_age_seconds", "warmcache_relay_failures_total",
+		"warmcache_capture_changes_total", "warmcache_capture_streaming", "warmcache_replication_slot_lag_bytes"} {
 		if _, ok := families[name]; !ok {
 			t.Errorf("no %s", name)
 		}

@@ -443,6 +443,10 @@ func dryRun(ctx context.Context, db *query.DB, cfg cli.WarmerConfig, logger *slo
 	if adopt == "" && len(files) == 0 && len(plan) == 0 {
 		fmt.Fprintln(out, "- nothing: the database is up to date for these jobs")
 	}
+	if cfg.ChangeCapture == query.CaptureLogical {
+		fmt.Fprintf(out, "Outside schema %s it creates nothing but the publication, the slot and the replica identities named above.\n", cfg.Schema)
+		return nil
+	}
 	fmt.Fprintf(out, "Outside schema %s it creates nothing but the triggers named above.\n", cfg.Schema)
 	return nil
 }
