@@ -2,7 +2,9 @@ package cache
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,8 +23,9 @@ type Delivery struct {
 	Change   query.Change
 }
 
-// columnField prefixes a recorded column's name in a stream entry, keeping it apart from the
-// event's own fields whatever the column is called.
+// columnField prefixes a recorded column's name in a stream entry of a change alone (as warmers
+// before ChangesPerEvent wrote them), keeping it apart from the event's own fields whatever the
+// column is called.
 const columnField = "col:"
 
 // streamLength bounds the stream. Entries are acknowledged within milliseconds; a longer backlog
@@ -30,27 +33,41 @@ const columnField = "col:"
 // everything anyway.
 const streamLength = 1_000_000
 
-// Publish appends changes to the stream, in one round trip.
+// ChangesPerEvent is the most changes one entry of the stream carries: a burst of writes costs
+// Redis and the warmers an entry per hundred changes, not one per change.
+const ChangesPerEvent = 100
+
+// event is how a change is written in an entry's changes field, as JSON.
+type event struct {
+	ID        int64             `json:"i,omitempty"`
+	Table     string            `json:"t"`
+	Columns   map[string]string `json:"c,omitempty"`
+	Truncated bool              `json:"x,omitempty"`
+	Position  int64             `json:"p"`
+}
+
+// Publish appends changes to the stream, up to ChangesPerEvent an entry, in one round trip.
 func (s *Store) Publish(ctx context.Context, changes []query.Change) error {
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, c := range changes {
-			values := []any{"change", c.ID, "table", c.Table, "position", c.Position}
-			if c.Truncated {
-				values = append(values, "truncated", "1")
+		for chunk := range slices.Chunk(changes, ChangesPerEvent) {
+			events := make([]event, len(chunk))
+			for i, c := range chunk {
+				events[i] = event{ID: c.ID, Table: c.Table, Columns: c.Columns, Truncated: c.Truncated, Position: c.Position}
 			}
-			for col, v := range c.Columns {
-				values = append(values, columnField+col, v)
+			b, err := json.Marshal(events)
+			if err != nil {
+				return err
 			}
-			p.XAdd(ctx, &redis.XAddArgs{Stream: s.keys.Events(), MaxLen: streamLength, Approx: true, Values: values})
+			p.XAdd(ctx, &redis.XAddArgs{Stream: s.keys.Events(), MaxLen: streamLength, Approx: true, Values: []any{"changes", b}})
 		}
 		return nil
 	})
 	return s.failure(ctx, err)
 }
 
-// Consume reads up to count changes for consumer of group, waiting up to block for some (not at
+// Consume reads up to count entries (of up to ChangesPerEvent changes each) for consumer of group, waiting up to block for some (not at
 // all when block is 0: unlike Redis's BLOCK 0, never forever). It first takes over events another
 // consumer read but has not acknowledged for idle (a consumer that died), then reads new ones.
 // The group is created, at the stream's start, if missing.
@@ -91,16 +108,18 @@ func (s *Store) Consume(ctx context.Context, group, consumer string, count int, 
 	return deliveries, nil
 }
 
-// Ack acknowledges the deliveries group has handled.
+// Ack acknowledges the deliveries group has handled: their entries, whole.
 func (s *Store) Ack(ctx context.Context, group string, deliveries []Delivery) error {
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
 	if len(deliveries) == 0 {
 		return nil
 	}
-	ids := make([]string, len(deliveries))
-	for i, d := range deliveries {
-		ids[i] = d.StreamID
+	ids := make([]string, 0, len(deliveries))
+	for _, d := range deliveries {
+		if len(ids) == 0 || ids[len(ids)-1] != d.StreamID { // an entry's changes come together
+			ids = append(ids, d.StreamID)
+		}
 	}
 	return s.failure(ctx, s.rdb.XAck(ctx, s.keys.Events(), group, ids...).Err())
 }
@@ -135,22 +154,33 @@ func (s *Store) RemoveIdleConsumers(ctx context.Context, group string, idle time
 	return removed, s.failure(ctx, err)
 }
 
+// decodeDeliveries reads the changes of entries: a changes field (ChangesPerEvent at most), or,
+// from warmers before it, a change an entry, whose position is unknown (the primary has it).
 func decodeDeliveries(msgs []redis.XMessage) []Delivery {
-	deliveries := make([]Delivery, len(msgs))
-	for i, m := range msgs {
-		c := query.Change{Table: str(m.Values["table"]), Columns: map[string]string{},
-			Truncated: str(m.Values["truncated"]) == "1"}
-		c.ID, _ = strconv.ParseInt(str(m.Values["change"]), 10, 64)
-		var err error
-		if c.Position, err = strconv.ParseInt(str(m.Values["position"]), 10, 64); err != nil {
-			c.Position = query.Latest // an older warmer's event: the primary has the change
+	deliveries := make([]Delivery, 0, len(msgs))
+	for _, m := range msgs {
+		if b, ok := m.Values["changes"].(string); ok {
+			var events []event
+			if err := json.Unmarshal([]byte(b), &events); err == nil {
+				for _, e := range events {
+					c := query.Change{ID: e.ID, Table: e.Table, Columns: e.Columns, Truncated: e.Truncated, Position: e.Position}
+					if c.Columns == nil {
+						c.Columns = map[string]string{}
+					}
+					deliveries = append(deliveries, Delivery{StreamID: m.ID, Change: c})
+				}
+			}
+			continue
 		}
+		c := query.Change{Table: str(m.Values["table"]), Columns: map[string]string{},
+			Truncated: str(m.Values["truncated"]) == "1", Position: query.Latest}
+		c.ID, _ = strconv.ParseInt(str(m.Values["change"]), 10, 64)
 		for field, v := range m.Values {
 			if col, ok := strings.CutPrefix(field, columnField); ok {
 				c.Columns[col] = str(v)
 			}
 		}
-		deliveries[i] = Delivery{StreamID: m.ID, Change: c}
+		deliveries = append(deliveries, Delivery{StreamID: m.ID, Change: c})
 	}
 	return deliveries
 }

@@ -96,8 +96,9 @@ func NewRefresher(arch *baseservice.Archetype, db *query.DB, store Events, list 
 	return r
 }
 
-// batchEvents is the most events one batch takes: the events that arrive while a batch is
-// handled wait in the stream and are handled together in the next.
+// batchEvents is the most events (changes) one batch takes, in entries of up to
+// cache.ChangesPerEvent: the events that arrive while a batch is handled wait in the stream and
+// are handled together in the next.
 const batchEvents = 2000
 
 // Run handles events until ctx ends. About every ten seconds (Consume waits a second at most for
@@ -108,7 +109,7 @@ func (r *Refresher) Run(ctx context.Context) {
 	for ctx.Err() == nil {
 		r.recordLag(ctx)
 		r.sweepConsumers(ctx)
-		events, err := r.store.Consume(ctx, group, r.consumer, batchEvents, time.Second, r.idle)
+		events, err := r.store.Consume(ctx, group, r.consumer, batchEvents/cache.ChangesPerEvent, time.Second, r.idle)
 		if err == nil && len(events) > 0 {
 			err = r.handle(ctx, events)
 		}

@@ -76,7 +76,7 @@ type WarmerConfig struct {
 	Cache
 	// ChangeCapture is how changes of the jobs' tables are captured: query.CaptureTriggers or
 	// query.CaptureLogical.
-	ChangeCapture   string        `env:"CHANGE_CAPTURE" envDefault:"triggers" help:"how changes are captured: triggers (an outbox written in the writing transaction) or logical (logical decoding of the WAL, no trigger on users' tables)" doc:"logical needs wal_level = logical and a role with REPLICATION; switching either way loses no change (docs/freshness.md)"`
+	ChangeCapture   string        `env:"CHANGE_CAPTURE" envDefault:"triggers" help:"how changes are captured: triggers (an outbox written in the writing transaction) or logical (logical decoding of the WAL, no trigger on users' tables)" doc:"logical needs the server's wal_level set to logical, and a role with REPLICATION; switching either way loses no change (docs/freshness.md)"`
 	AdminAddr       string        `env:"ADMIN_ADDR" envDefault:":9091" help:"the address of the admin listener: /metrics, /healthz, /readyz and /debug/pprof/"`
 	Migrate         bool          `env:"MIGRATE" envDefault:"true" help:"apply the migrations at start (--no-migrate: false)"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" help:"on SIGTERM, how long runs in flight may take to finish" doc:"then they are cancelled"`
