@@ -243,7 +243,10 @@ func (v Schema) UninstallLogical(ctx context.Context) ([]string, error) {
 				continue // an index's identity: FULL stays, as good for every purpose
 			}
 			var exists bool
-			if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", QuoteTable(i.table)).Scan(&exists); err != nil || !exists {
+			if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", QuoteTable(i.table)).Scan(&exists); err != nil {
+				return err
+			}
+			if !exists {
 				continue // the table went meanwhile
 			}
 			if _, err := tx.Exec(ctx, "ALTER TABLE "+QuoteTable(i.table)+" REPLICA IDENTITY "+clause); err != nil {
