@@ -101,9 +101,11 @@ func (s *Store) InvalidateAll(ctx context.Context, jobs ...string) error {
 	return nil
 }
 
-// olderThan deletes each of KEYS that holds an entry read from a snapshot older than ARGV[1] (a
-// WAL position, 8 bytes big-endian, compared byte by byte as putIfNotOlder does), or an entry of
-// an older format than ARGV[2] (the byte), and returns the indexes (from 1) of those it deleted.
+// olderThan deletes each of KEYS that holds a value (not a negative entry) read from a snapshot
+// older than ARGV[1] (a WAL position, 8 bytes big-endian, compared byte by byte as putIfNotOlder
+// does), or an entry of an older format than ARGV[2] (the byte), and returns the indexes (from 1)
+// of those it deleted. A negative entry stays: its key has no row, which a run without the key
+// confirms.
 var olderThan = redis.NewScript(`
 local deleted = {}
 for i, key in ipairs(KEYS) do
@@ -111,7 +113,7 @@ for i, key in ipairs(KEYS) do
   if #cur == 10 and string.byte(cur, 1) < string.byte(ARGV[2], 1) then
     redis.call('UNLINK', key)
     deleted[#deleted + 1] = i
-  elseif #cur == 10 then
+  elseif #cur == 10 and string.byte(cur, 2) % 2 == 0 then
     for j = 1, 8 do
       local a, b = string.byte(cur, j + 2), string.byte(ARGV[1], j)
       if a ~= b then
@@ -130,7 +132,8 @@ return deleted
 // Sweep deletes the values of keyed job read from snapshots older than position, and tells of
 // them as Drop does. After a full run from the snapshot at position, they are the keys its
 // result no longer holds (a group whose rows are gone): the run wrote every key it holds at
-// position, and refreshes since wrote theirs at newer ones. Readers then compute them from
+// position, and refreshes since wrote theirs at newer ones. Negative entries stay: the run
+// confirms their keys have no row, and deleting them would only make their next reads misses. Readers then compute them from
 // PostgreSQL, which says they do not exist. It walks every key of the job, as DropAll does: a
 // batch of SCAN's keys is looked at by one script, server-side (in a Cluster, whose scripts take
 // keys of one slot, one script a key). It returns how many it deleted.

@@ -583,12 +583,21 @@ func TestSweep(t *testing.T) {
 	if _, err := s.Put(ctx, "other", item(t, "gone1", 10, `{"n":3}`)); err != nil {
 		t.Fatal(err)
 	}
+	now := time.Now()
+	unknown := cache.Item{Key: "unknown", Entry: cache.NewNegativeEntry("no such key", 10, now, now.Add(time.Minute), now.Add(time.Hour))}
+	if _, err := s.Put(ctx, "j", unknown); err != nil {
+		t.Fatal(err)
+	}
 	n, err := s2.Sweep(ctx, "j", 20)
 	if err != nil || n != 2500 {
 		t.Fatalf("Sweep: %d, %v; want 2500 keys swept", n, err)
 	}
 	if got := listAll(t, s, "j", 100); !reflect.DeepEqual(got, map[string]bool{"kept": true, "newer": true}) {
 		t.Errorf("keys of j after the sweep: %v, want kept and newer", got)
+	}
+	// A key known to have no row stays so: the run, without it, confirms it.
+	if e, err := s.Get(ctx, "j", "unknown"); err != nil || !e.NotFound {
+		t.Errorf("the negative entry of j after the sweep: %+v, %v; want it kept", e, err)
 	}
 	if got := body(t, s, "other", "gone1"); got != `{"n":3}` {
 		t.Errorf("another job's value: %q", got)
