@@ -178,7 +178,7 @@ func (v Schema) InstallLogical(ctx context.Context, tables map[string][]string) 
 	if plan.CreateSlot {
 		_, err := v.db.pool.Exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", plan.Logical.Slot)
 		var pgErr *pgconn.PgError
-		if err != nil && !(errors.As(err, &pgErr) && pgErr.Code == "42710") { // made meanwhile by another warmer
+		if err != nil && (!errors.As(err, &pgErr) || pgErr.Code != "42710") { // 42710: made meanwhile by another warmer
 			return plan, fmt.Errorf("create the replication slot %s: %w", plan.Logical.Slot, translate(err))
 		}
 	}
@@ -312,7 +312,7 @@ func (v Schema) dropSlot(ctx context.Context, slot string) error {
 		if err == nil || errors.As(err, &pgErr) && pgErr.Code == "42704" { // gone already
 			return nil
 		}
-		if !(errors.As(err, &pgErr) && pgErr.Code == "55006") || time.Now().After(deadline) { // object in use
+		if !errors.As(err, &pgErr) || pgErr.Code != "55006" || time.Now().After(deadline) { // 55006: in use
 			return fmt.Errorf("drop the replication slot %s: %w", slot, translate(err))
 		}
 		time.Sleep(100 * time.Millisecond)

@@ -9,8 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/warmcache/warmcache/query"
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/warmcache/warmcache/query"
 )
 
 const warmerSynopsis = `usage: warmer [--jobs FILE] [--no-migrate]                    run the jobs on their schedules
