@@ -19,6 +19,7 @@ func TestLogicalCapture(t *testing.T) {
 	if n := s.triggersOnUsersTables(); n != 0 {
 		t.Fatalf("%d warmcache triggers on users' tables with logical decoding, want none", n)
 	}
+	s.awaitStreaming(30 * time.Second) // a write before would wait in the slot meanwhile
 	s.post(3)
 	s.waitVisible(3, time.Second)
 	s.exec("INSERT INTO orders (orderdate, customerid, netamount, tax, totalamount) VALUES ('2004-02-02', 4, 1, 0, 1)")
@@ -32,6 +33,26 @@ func TestLogicalCapture(t *testing.T) {
 	s.waitVisible(6, time.Second)
 	s.exec("TRUNCATE orders CASCADE")
 	s.waitVisible(3, 3*time.Second) // through a run of each keyed job (20,000 keys each), as with triggers
+}
+
+// awaitStreaming waits until a capture streams the database's slot.
+func (s *system) awaitStreaming(within time.Duration) {
+	s.t.Helper()
+	active, _ := query.UserSQL(`SELECT count(*) AS n FROM pg_replication_slots WHERE database = current_database() AND active`, "")
+	deadline := time.Now().Add(within)
+	for {
+		row, err := s.db.Lookup(context.Background(), active, query.Params{}, "", query.Latest)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		if b, _ := json.Marshal(row.Value); string(b) == `{"n":1}` {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("no capture streams the slot after %s", within)
+		}
+		time.Sleep(10 * time.Millisecond) // polling the slot, with a deadline
+	}
 }
 
 // triggersOnUsersTables counts warmcache's triggers on tables outside its schema.

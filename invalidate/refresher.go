@@ -162,13 +162,14 @@ func (r *Refresher) handle(ctx context.Context, events []cache.Delivery) error {
 	for i, e := range events {
 		changes[i] = e.Change
 	}
-	// The figures the incremental jobs read are brought up to date before they are read, and
-	// every value is read at a position past the changes and the figures' update: on a replica
-	// once it has replayed that far, else on the primary.
-	at, err := r.db.Maintain(ctx, changes)
+	// The figures the incremental jobs read are brought up to date before they are read. Every
+	// value is read at a position past the changes, and an incremental job's past the figures'
+	// update too: on a replica once it has replayed that far, else on the primary.
+	booked, err := r.db.Maintain(ctx, changes)
 	if err != nil {
 		return err
 	}
+	var at int64
 	for _, c := range changes {
 		at = max(at, c.Position)
 	}
@@ -192,6 +193,10 @@ func (r *Refresher) handle(ctx context.Context, events []cache.Delivery) error {
 	for _, job := range r.jobs {
 		for chunk := range slices.Chunk(slices.Sorted(maps.Keys(keys[job.Name])), refreshChunk) {
 			g.Go(func() error {
+				at := at
+				if job.Aggregate.Incremental() {
+					at = max(at, booked)
+				}
 				n, err := r.refresh(gctx, job, chunk, at, now)
 				written.Add(int64(n))
 				if errors.Is(err, cache.ErrFull) {

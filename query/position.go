@@ -43,9 +43,12 @@ func ParsePosition(s string) (int64, error) {
 
 // positionSQL is the position a snapshot taken next on the server reaches: the end of the
 // primary's WAL as inserted, or what a replica has replayed. Read before the snapshot is taken,
-// it is a position the snapshot reflects at least: a replica makes a commit visible as it
-// replays its record, before its replay position moves past it. (The WAL as written,
-// pg_current_wal_lsn(), may lag behind a commit acknowledged with synchronous_commit off.)
+// it bounds what the snapshot reflects. A replica makes a commit visible as it replays its
+// record, before its replay position moves past it: its position is exact. The primary's is
+// not quite: a commit's record is in the WAL a moment before the commit is visible, so a
+// snapshot taken in that moment misses it though the position read just before is past its
+// record; acquire takes one less (see there). (The WAL as written, pg_current_wal_lsn(), may lag
+// behind a commit acknowledged with synchronous_commit off.)
 const positionSQL = `SELECT COALESCE(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()
 	ELSE pg_current_wal_insert_lsn() END - '0/0', 0)::bigint`
 
@@ -119,7 +122,12 @@ func (db *DB) acquire(ctx context.Context, at int64) (*pgxpool.Conn, int64, erro
 		conn.Release()
 		return nil, 0, err
 	}
-	return conn, position, nil
+	// A write's position (Position) is read once it is acknowledged, so visible. A snapshot
+	// whose position read before it is past a write's was read after the write's position,
+	// and sees the write; one whose position equals it may have been read while the commit was
+	// not yet visible. So a primary's snapshot claims one less than it read: equal to a write's
+	// position, it is not taken for having the write (read-your-writes computes it afresh).
+	return conn, max(position-1, 0), nil
 }
 
 // acquire returns a connection to the replica and its replay position, looking again until the

@@ -63,8 +63,9 @@ func TestSnapshotsAtAPosition(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := decodeWhere(t, row); got.OnReplica || got.Orders != before+1 || row.Position < at {
-		t.Errorf("a lookup at %d waiting 10ms read %+v at %d, want the primary's %d orders at or past it", at, got, row.Position, before+1)
+	// The primary's snapshots claim one less than the position read before them (query.DB.acquire).
+	if got := decodeWhere(t, row); got.OnReplica || got.Orders != before+1 || row.Position < at-1 {
+		t.Errorf("a lookup at %d waiting 10ms read %+v at %d, want the primary's %d orders at or past it, less one", at, got, row.Position, before+1)
 	}
 	replicaReads, _ := patient.ReplicaReads()
 	row, err = patient.Lookup(ctx, agg, today, "", at)
