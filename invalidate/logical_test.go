@@ -1,8 +1,6 @@
 package invalidate
 
 import (
-	"context"
-	"encoding/json"
 	"testing"
 	"time"
 
@@ -38,34 +36,13 @@ func TestLogicalCapture(t *testing.T) {
 // awaitStreaming waits until a capture streams the database's slot.
 func (s *system) awaitStreaming(within time.Duration) {
 	s.t.Helper()
-	active, _ := query.UserSQL(`SELECT count(*) AS n FROM pg_replication_slots WHERE database = current_database() AND active`, "")
-	deadline := time.Now().Add(within)
-	for {
-		row, err := s.db.Lookup(context.Background(), active, query.Params{}, "", query.Latest)
-		if err != nil {
-			s.t.Fatal(err)
-		}
-		if b, _ := json.Marshal(row.Value); string(b) == `{"n":1}` {
-			return
-		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("no capture streams the slot after %s", within)
-		}
-		time.Sleep(10 * time.Millisecond) // polling the slot, with a deadline
-	}
+	s.awaitCount("captures streaming the slot",
+		"SELECT count(*) AS n FROM pg_replication_slots WHERE database = current_database() AND active", 1, within)
 }
 
 // triggersOnUsersTables counts warmcache's triggers on tables outside its schema.
-func (s *system) triggersOnUsersTables() int {
+func (s *system) triggersOnUsersTables() int64 {
 	s.t.Helper()
-	count, _ := query.UserSQL(`SELECT count(*) AS n FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
-		WHERE t.tgname LIKE 'warmcache%' AND c.relnamespace <> 'warmcache'::regnamespace`, "")
-	row, err := s.db.Lookup(context.Background(), count, query.Params{}, "", query.Latest)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	b, _ := json.Marshal(row.Value)
-	var v struct{ N int }
-	json.Unmarshal(b, &v) //nolint:errcheck // a count
-	return v.N
+	return s.count(`SELECT count(*) AS n FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+		WHERE t.tgname LIKE 'warmcache%' AND c.relnamespace <> 'warmcache'::regnamespace`)
 }

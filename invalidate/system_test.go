@@ -324,20 +324,41 @@ func (s *system) exec(sql string) {
 // outboxEmpty waits until the outbox holds nothing.
 func (s *system) outboxEmpty(within time.Duration) {
 	s.t.Helper()
-	count, _ := query.UserSQL("SELECT count(*) AS n FROM warmcache_outbox", "")
+	s.awaitCount("the outbox's rows", "SELECT count(*) AS n FROM warmcache_outbox", 0, within)
+}
+
+// count runs sql, a statement yielding one count called n, on the primary.
+func (s *system) count(sql string) int64 {
+	s.t.Helper()
+	agg, err := query.UserSQL(sql, "")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	row, err := s.db.Lookup(context.Background(), agg, query.Params{}, "", query.Latest)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	b, _ := json.Marshal(row.Value)
+	var v struct{ N int64 }
+	if err := json.Unmarshal(b, &v); err != nil {
+		s.t.Fatal(err)
+	}
+	return v.N
+}
+
+// awaitCount waits until sql's count (count) is want.
+func (s *system) awaitCount(what, sql string, want int64, within time.Duration) {
+	s.t.Helper()
 	deadline := time.Now().Add(within)
 	for {
-		row, err := s.db.Lookup(context.Background(), count, query.Params{}, "", query.Latest)
-		if err != nil {
-			s.t.Fatal(err)
-		}
-		if b, _ := json.Marshal(row.Value); string(b) == `{"n":0}` {
+		n := s.count(sql)
+		if n == want {
 			return
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("the outbox still holds %v after %s", row.Value, within)
+			s.t.Fatalf("%s: %d after %s, want %d", what, n, within, want)
 		}
-		time.Sleep(10 * time.Millisecond) // polling the outbox, with a deadline
+		time.Sleep(10 * time.Millisecond) // polling, with a deadline
 	}
 }
 

@@ -320,15 +320,13 @@ func (v Schema) dropSlot(ctx context.Context, slot string) error {
 }
 
 // SlotLag returns how many bytes of WAL the database's slot keeps that it has not confirmed (the
-// primary keeps them on disk for it), and whether the slot exists.
+// primary keeps them on disk for it), and whether the slot exists. One query a scrape: the slot's
+// name is made in SQL as logical makes it.
 func (v Schema) SlotLag(ctx context.Context) (int64, bool, error) {
-	names, err := v.logical(ctx)
-	if err != nil {
-		return 0, false, err
-	}
 	var lag int64
-	err = v.db.pool.QueryRow(ctx, `SELECT COALESCE(pg_current_wal_insert_lsn() - confirmed_flush_lsn, 0)::bigint
-		FROM pg_replication_slots WHERE slot_name = $1`, names.Slot).Scan(&lag)
+	err := v.db.pool.QueryRow(ctx, `SELECT COALESCE(pg_current_wal_insert_lsn() - confirmed_flush_lsn, 0)::bigint
+		FROM pg_replication_slots
+		WHERE slot_name = left($1, 50) || '_' || (SELECT oid FROM pg_database WHERE datname = current_database())`, v.db.schema).Scan(&lag)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, false, nil
 	}
@@ -411,7 +409,7 @@ func (c *Capture) Next(ctx context.Context, wait time.Duration) ([]Change, int64
 	deadline := time.Now().Add(wait)
 	for {
 		if time.Since(c.status) >= statusEvery {
-			if err := c.sendStatus(ctx, false); err != nil {
+			if err := c.sendStatus(ctx); err != nil {
 				return nil, 0, err
 			}
 		}
@@ -464,7 +462,7 @@ func (c *Capture) handle(ctx context.Context, data []byte, out *[]Change) (pglog
 			c.received = max(c.received, k.ServerWALEnd)
 		}
 		if k.ReplyRequested {
-			return 0, c.sendStatus(ctx, false)
+			return 0, c.sendStatus(ctx)
 		}
 		return 0, nil
 	case pglogrepl.XLogDataByteID:
@@ -567,14 +565,14 @@ func (c *Capture) Confirm(ctx context.Context, position int64) error {
 		return nil
 	}
 	c.confirmed = pglogrepl.LSN(position)
-	return c.sendStatus(ctx, false)
+	return c.sendStatus(ctx)
 }
 
 // sendStatus tells PostgreSQL how far the capture has handled the stream.
-func (c *Capture) sendStatus(ctx context.Context, reply bool) error {
+func (c *Capture) sendStatus(ctx context.Context) error {
 	c.status = time.Now()
 	err := pglogrepl.SendStandbyStatusUpdate(ctx, c.conn, pglogrepl.StandbyStatusUpdate{
-		WALWritePosition: c.confirmed, WALFlushPosition: c.confirmed, WALApplyPosition: c.confirmed, ReplyRequested: reply})
+		WALWritePosition: c.confirmed, WALFlushPosition: c.confirmed, WALApplyPosition: c.confirmed})
 	if err != nil {
 		return fmt.Errorf("confirm the replication slot %s: %w", c.names.Slot, translate(err))
 	}

@@ -74,7 +74,7 @@ type replica struct {
 	down    atomic.Bool
 	probing sync.Mutex
 	probed  atomic.Int64 // when the last probe started, Unix nanoseconds
-	reads   atomic.Int64 // snapshots read on the replica, for tests and the status page
+	reads   atomic.Int64 // snapshots read on the replica (ReplicaReads)
 }
 
 // probeEvery is how often a replica that stopped answering is probed.
@@ -83,7 +83,8 @@ const probeEvery = time.Second
 // replicaPoll is how often a snapshot waiting for the replica to replay looks again.
 const replicaPoll = 5 * time.Millisecond
 
-// ReplicaReads reports how many snapshots were read on the replica, and whether one is set.
+// ReplicaReads reports how many snapshots were read on the replica, and whether one is set: what
+// the tests of the replica's use look at.
 func (db *DB) ReplicaReads() (int64, bool) {
 	if db.replica == nil {
 		return 0, false

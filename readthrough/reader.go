@@ -209,11 +209,7 @@ func (r *Reader[A]) readAt(ctx context.Context, job jobs.Job, key string, at int
 		if err != nil {
 			return computed{}, err
 		}
-		if _, err := r.store.Fill(ctx, job.Name, cache.Item{Key: key, Entry: e}); err != nil {
-			r.Logger.Warn("cache_store_failed", "job", job.Name, "key", key, "error", err)
-			return computed{entry: e}, nil
-		}
-		return computed{e, true}, nil
+		return r.fill(ctx, job, key, e), nil
 	})
 	if err != nil {
 		var zero A
@@ -280,12 +276,18 @@ func (r *Reader[A]) readThrough(ctx context.Context, job jobs.Job, key, reason s
 		case !redisAnswers:
 			return computed{entry: e}, nil
 		}
-		if _, err := r.store.Fill(ctx, job.Name, cache.Item{Key: key, Entry: e}); err != nil {
-			r.Logger.Warn("cache_store_failed", "job", job.Name, "key", key, "error", err)
-			return computed{entry: e}, nil
-		}
-		return computed{e, true}, nil
+		return r.fill(ctx, job, key, e), nil
 	})
+}
+
+// fill stores e, computed from PostgreSQL, as job's value at key: unless Redis holds a newer one
+// by then. A store that fails is logged, and the value answered as not stored (Bypass).
+func (r *Reader[A]) fill(ctx context.Context, job jobs.Job, key string, e cache.Entry) computed {
+	if _, err := r.store.Fill(ctx, job.Name, cache.Item{Key: key, Entry: e}); err != nil {
+		r.Logger.Warn("cache_store_failed", "job", job.Name, "key", key, "error", err)
+		return computed{entry: e}
+	}
+	return computed{e, true}
 }
 
 // computed is a value computed for the reads that shared its computation, and whether it is
