@@ -2,11 +2,14 @@ package api
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestAccessLog: every answer carries a request id, the client's when it sent a usable one; with
@@ -15,7 +18,7 @@ import (
 func TestAccessLog(t *testing.T) {
 	t.Parallel()
 	var log logBuffer
-	f := newFixture(t, fixtureOptions{accessLog: true, logger: slog.New(slog.NewJSONHandler(&log, nil))})
+	f := newFixture(t, fixtureOptions{accessLog: &log})
 	for _, tc := range []struct {
 		name, path, sent string
 		status           int
@@ -24,6 +27,7 @@ func TestAccessLog(t *testing.T) {
 		{"a read with the client's id", "/v1/credit", "abc", http.StatusOK, true},
 		{"a 404 with the client's id", "/v1/orders/count?customerid=999999", "req-404", http.StatusNotFound, true},
 		{"a 400 without an id", "/v1/orders/count?customerid=x", "", http.StatusBadRequest, false},
+		{"a path to escape", `/v1/results/"a%20b\%FF%E2%82%AC`, "", http.StatusNotFound, false},
 		{"an id with a space", "/healthz", "a b", http.StatusOK, false},
 		{"an id too long", "/healthz", strings.Repeat("x", maxRequestID+1), http.StatusOK, false},
 	} {
@@ -48,6 +52,8 @@ func TestAccessLog(t *testing.T) {
 		}
 		line := lines[0]
 		path, _, _ := strings.Cut(tc.path, "?")
+		path, _ = url.PathUnescape(path)
+		path = strings.ToValidUTF8(path, "\uFFFD")
 		cache := res.header.Get("X-Cache")
 		if line["request_id"] != id || line["method"] != "GET" || line["path"] != path ||
 			line["status"] != float64(tc.status) || line["cache"] != cache {
@@ -59,8 +65,8 @@ func TestAccessLog(t *testing.T) {
 		if bytes, _ := line["bytes"].(float64); int(bytes) != len(res.body) {
 			t.Errorf("%s: access-log line says %v bytes, the body has %d", tc.name, line["bytes"], len(res.body))
 		}
-		if _, ok := line["duration_ms"].(float64); !ok {
-			t.Errorf("%s: access-log line without duration_ms: %v", tc.name, line)
+		if _, ok := line["duration_us"].(float64); !ok {
+			t.Errorf("%s: access-log line without duration_us: %v", tc.name, line)
 		}
 	}
 
@@ -91,4 +97,49 @@ func accessLines(t *testing.T, log *logBuffer) []map[string]any {
 		}
 	}
 	return lines
+}
+
+// TestAccessLineLikeSlog: an access-log line, made by hand for speed, holds what log/slog's
+// handlers would write of the same fields, in either format, whatever the path holds.
+func TestAccessLineLikeSlog(t *testing.T) {
+	t.Parallel()
+	noTime := func(_ []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.TimeKey {
+			return slog.Attr{}
+		}
+		return a
+	}
+	for _, text := range []bool{false, true} {
+		for _, path := range []string{"/v1/credit", "/v1/results/a b", `/v1/results/"q"\x`, "/v1/results/\xff\x01", "/v1/results/€=",
+			"/" + strings.Repeat("x", 300)} {
+			var got, want bytes.Buffer
+			s := &Server{cfg: Config{AccessLog: &got, AccessLogText: text}}
+			s.accessLine(accessLine{method: "GET", path: path, status: 200, bytes: 27, duration: 1234 * time.Microsecond,
+				cache: "HIT", id: "abc"})
+			var h slog.Handler = slog.NewJSONHandler(&want, &slog.HandlerOptions{ReplaceAttr: noTime})
+			if text {
+				h = slog.NewTextHandler(&want, &slog.HandlerOptions{ReplaceAttr: noTime})
+			}
+			slog.New(h).Info("http_request", "method", "GET", "path", clip(path), "status", 200, "bytes", 27,
+				"duration_us", 1234, "cache", "HIT", "request_id", "abc")
+			line := got.String()
+			// The time comes first: compare it with now, and drop it, as noTime does from slog's
+			// line.
+			var at string
+			if text {
+				at, line, _ = strings.Cut(line, " ")
+				at = strings.TrimPrefix(at, "time=")
+			} else {
+				var rest string
+				at, rest, _ = strings.Cut(strings.TrimPrefix(line, `{"time":"`), `","`)
+				line = `{"` + rest
+			}
+			if when, err := time.Parse(time.RFC3339Nano, at); err != nil || time.Since(when).Abs() > time.Minute {
+				t.Errorf("text=%v: time %q is not now in RFC 3339 (%v)", text, at, err)
+			}
+			if line != want.String() {
+				t.Errorf("text=%v, path %q:\n got %s\nwant %s", text, path, line, want.String())
+			}
+		}
+	}
 }

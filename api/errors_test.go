@@ -131,11 +131,10 @@ func (r *recorder) String() string {
 func TestPanicIsA500(t *testing.T) {
 	t.Parallel()
 	logs := &recorder{}
-	reg := prometheus.NewRegistry()
-	m := newMetrics(reg)
+	s := &Server{metrics: newMetrics(prometheus.NewRegistry())}
 	e := echo.New()
 	e.HTTPErrorHandler = errorHandler(slog.New(logs))
-	e.Use(m.observe)
+	e.Use(s.instrument)
 	e.GET("/boom", func(echo.Context) error { panic("boom") })
 	e.GET("/fine", func(c echo.Context) error { return c.String(http.StatusOK, "fine") })
 	for _, tc := range []struct {
@@ -152,7 +151,7 @@ func TestPanicIsA500(t *testing.T) {
 	if !logs.has(slog.LevelError, "request_failed", "panic: boom") {
 		t.Errorf("the panic was not logged at error level; logs:\n%s", logs)
 	}
-	if n := testutil.CollectAndCount(m.duration, "warmcache_http_request_duration_seconds"); n != 2 {
+	if n := testutil.CollectAndCount(s.metrics.duration, "warmcache_http_request_duration_seconds"); n != 2 {
 		t.Errorf("%d latency series, want 2 (the 500 and the 200)", n)
 	}
 }

@@ -3,6 +3,7 @@ package api
 import (
 	"cmp"
 	"context"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -55,8 +56,8 @@ type fixtureOptions struct {
 	sharedMaxAge time.Duration
 	// noLocal turns the in-process tier off; it is on by default, as in the api binary.
 	noLocal bool
-	// accessLog logs a line per request (ACCESS_LOG), off by default.
-	accessLog bool
+	// accessLog receives a line per request (ACCESS_LOG), off by default.
+	accessLog io.Writer
 	// cors are the origins of CORS_ORIGINS; none by default.
 	cors []string
 	// redisTimeout is the api's REDIS_TIMEOUT (testRedisTimeout by default), queryTimeout its
@@ -120,10 +121,14 @@ func newFixture(t testing.TB, opts fixtureOptions) *fixture {
 		localSize = 0
 	}
 	f.reg = prometheus.NewRegistry()
+	var accessLog io.Writer
+	if opts.accessLog != nil {
+		accessLog = opts.accessLog
+	}
 	f.srv = New(f.arch, Config{CacheHeader: "X-Cache", QueryTimeout: cmp.Or(opts.queryTimeout, 5*time.Second),
 		MaxQueries: cmp.Or(opts.maxQueries, 8), LeaseWait: 2 * time.Second, Keys: keys, APIToken: opts.token,
 		MaxAge: testMaxAge, SharedMaxAge: opts.sharedMaxAge, SurrogateKeyHeader: "Surrogate-Key",
-		LocalCacheSize: localSize, LocalCacheTTL: time.Second, CORSOrigins: opts.cors, AccessLog: opts.accessLog},
+		LocalCacheSize: localSize, LocalCacheTTL: time.Second, CORSOrigins: opts.cors, AccessLog: accessLog},
 		apiStore, apiDBConn, f.jobs, f.reg)
 	watchCtx, stopWatching := context.WithCancel(context.Background())
 	watching := make(chan struct{})

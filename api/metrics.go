@@ -1,16 +1,12 @@
 package api
 
 import (
-	"fmt"
 	"maps"
 	"net/http"
-	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"time"
 
-	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/warmcache/warmcache/readthrough"
@@ -56,29 +52,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	reg.MustRegister(m.requests, m.age, m.duration)
 	m.observers.Store(&map[durationKey]prometheus.Observer{})
 	return m
-}
-
-// observe is the middleware that times every request. It also turns a handler's panic into an
-// error, which the error handler answers with a 500 and logs.
-func (m *metrics) observe(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) (err error) {
-		started := time.Now()
-		defer func() {
-			if r := recover(); r != nil {
-				if r == http.ErrAbortHandler { //nolint:errorlint // the sentinel net/http panics with
-					panic(r)
-				}
-				err = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
-			}
-			status := c.Response().Status
-			if err != nil {
-				// The error handler has not written yet: it will, with this status.
-				status = statusOf(err)
-			}
-			m.durationOf(c.Path(), methodLabel(c.Request().Method), status).Observe(time.Since(started).Seconds())
-		}()
-		return next(c)
-	}
 }
 
 // methodLabel is a request's method as a label: a method HTTP defines, or OTHER. A client can

@@ -6,6 +6,7 @@ package api
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/pprof"
 	"net/textproto"
@@ -53,8 +54,10 @@ type Config struct {
 	LocalCacheTTL time.Duration
 	// APIToken is the bearer token of writes and admin actions; empty refuses them all.
 	APIToken string
-	// AccessLog logs one line per request (ACCESS_LOG).
-	AccessLog bool
+	// AccessLog, when set, receives one line per request (ACCESS_LOG), in JSON, or in logfmt with
+	// AccessLogText (LOG_FORMAT).
+	AccessLog     io.Writer
+	AccessLogText bool
 	// CORSOrigins are the origins whose pages may call the api from a browser (CORS_ORIGINS):
 	// exact origins, "*" for any, or patterns with * ("https://*.example.com"). None by default:
 	// CORS is off.
@@ -103,6 +106,7 @@ type Server struct {
 	surrogateHeader    string // Config.SurrogateKeyHeader, canonicalized once
 	surrogateSeparator string // between surrogate keys: a comma in a Cache-Tag, a space elsewhere
 	dates              httpDates
+	logTimes           logTimes
 	controls           cacheControls
 
 	reads   *readthrough.Reader[*answer]
@@ -222,7 +226,7 @@ func (s *Server) newEcho() *echo.Echo {
 // Handler returns the API's routes.
 func (s *Server) Handler() http.Handler {
 	e := s.newEcho()
-	e.Use(s.accessLog, s.metrics.observe)
+	e.Use(s.instrument)
 	if len(s.cfg.CORSOrigins) > 0 {
 		e.Use(s.cors())
 	}

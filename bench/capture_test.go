@@ -198,6 +198,18 @@ func redisValue(b *testing.B, rdb *redis.Client, key string) string {
 // on CPU 1, and returns what puts them back on both. New backends inherit their postmaster's.
 func pinServers(b *testing.B) func() {
 	b.Helper()
+	s := findServers(b)
+	setAffinity("0", s.primary)
+	setAffinity("1", s.replica, s.redis, os.Getpid())
+	return func() { setAffinity("0,1", s.primary, s.replica, s.redis, os.Getpid()) }
+}
+
+// servers are the process ids of the servers the benchmarks use: PostgreSQL's primary and
+// replica (their postmasters) and Redis.
+type servers struct{ primary, replica, redis int }
+
+func findServers(b *testing.B) servers {
+	b.Helper()
 	dataDir := func(dbURL string) string {
 		out, err := testenv.Psql(dbURL, "-At", "-c", "SHOW data_directory").Output()
 		if err != nil {
@@ -213,29 +225,21 @@ func pinServers(b *testing.B) func() {
 		pid, _ := strconv.Atoi(strings.SplitN(string(pidFile), "\n", 2)[0])
 		return pid
 	}
-	rdb := testenv.Redis(b)
-	info, err := rdb.InfoMap(context.Background(), "server").Result()
+	info, err := testenv.Redis(b).InfoMap(context.Background(), "server").Result()
 	if err != nil {
 		b.Fatal(err)
 	}
 	redisPID, _ := strconv.Atoi(info["Server"]["process_id"])
-	primary, replica := postmaster(testenv.Get(b).AdminURL), postmaster(os.Getenv("TEST_REPLICA_URL"))
-	pin := func(cpus string) {
-		for _, p := range []struct {
-			pid  int
-			cpus string
-		}{{primary, cpus}, {replica, ""}, {redisPID, ""}, {os.Getpid(), ""}} {
-			set := p.cpus
-			if set == "" {
-				set = map[string]string{"0": "1", "0,1": "0,1"}[cpus]
-			}
-			for _, pid := range processTree(p.pid) {
-				exec.Command("taskset", "-a", "-p", "-c", set, strconv.Itoa(pid)).Run() //nolint:errcheck // a process gone meanwhile
-			}
+	return servers{postmaster(testenv.Get(b).AdminURL), postmaster(os.Getenv("TEST_REPLICA_URL")), redisPID}
+}
+
+// setAffinity keeps each of pids, and every process it started, on cpus (taskset's list).
+func setAffinity(cpus string, pids ...int) {
+	for _, p := range pids {
+		for _, pid := range processTree(p) {
+			exec.Command("taskset", "-a", "-p", "-c", cpus, strconv.Itoa(pid)).Run() //nolint:errcheck // a process gone meanwhile
 		}
 	}
-	pin("0")
-	return func() { pin("0,1") }
 }
 
 // processTree returns pid and its descendants.

@@ -73,12 +73,31 @@ type Watcher interface {
 	Invalidated(Invalidation)
 }
 
-// Watch tells w of every change made in the namespace until ctx ends, subscribing again, with a
-// pause, whenever the subscription is lost.
+// Watch tells w of the changes of the namespace's values until ctx ends, subscribing again,
+// with a pause, whenever the subscription is lost.
+//
+// Redis tells them itself (server-assisted client-side caching): one connection of Watch's own
+// turns on CLIENT TRACKING in broadcasting mode over the namespace's prefix, redirected to
+// itself, and subscribes to Redis's invalidation channel. Every write, deletion, expiry or
+// eviction of a value is told, whoever made it: a warmer killed between writing and telling, an
+// operator's DEL, a FLUSHALL (told as a lost subscription, which w reads as "anything may have
+// changed"). Tracking and subscription live and die with that connection, so a change is never
+// missed unnoticed: a lost connection is Lost, and the next one starts with Subscribed.
+//
+// On a Redis Cluster, whose nodes each track their own keys, Watch listens to the namespace's
+// channel instead, which tells of the changes warmcache's own writes make (TellsEveryChange).
 func (s *Store) Watch(ctx context.Context, w Watcher) {
+	subscribe := func() *redis.PubSub { return s.rdb.Subscribe(ctx, s.keys.Changes()) }
+	parse := func(m *redis.Message) []Invalidation { return []Invalidation{parseInvalidation(m.Payload)} }
+	if s.tracker != nil {
+		rdb := s.tracker(s.track)
+		defer rdb.Close()
+		subscribe = func() *redis.PubSub { return rdb.Subscribe(ctx, trackingChannel) }
+		parse = s.tracked
+	}
 	for ctx.Err() == nil {
-		sub := s.rdb.Subscribe(ctx, s.keys.Changes())
-		err := s.receive(ctx, sub, w)
+		sub := subscribe()
+		err := s.receive(ctx, sub, w, parse)
 		sub.Close()
 		if ctx.Err() != nil {
 			return
@@ -89,6 +108,45 @@ func (s *Store) Watch(ctx context.Context, w Watcher) {
 		case <-time.After(watchRetry):
 		}
 	}
+}
+
+// TellsEveryChange reports whether Watch tells of every change of a value, whoever made it
+// (CLIENT TRACKING), rather than of the changes warmcache's writes announce (a Cluster).
+func (s *Store) TellsEveryChange() bool { return s.tracker != nil }
+
+// trackingChannel is where Redis sends the invalidations of a connection whose tracking is
+// redirected to a subscribed connection (RESP2).
+const trackingChannel = "__redis__:invalidate"
+
+// track turns on the tracking of the namespace's keys on cn, told to cn itself, which then
+// subscribes to trackingChannel. It runs on every connection Watch makes, before it subscribes.
+func (s *Store) track(ctx context.Context, cn *redis.Conn) error {
+	id, err := cn.ClientID(ctx).Result()
+	if err != nil {
+		return err
+	}
+	return cn.Do(ctx, "CLIENT", "TRACKING", "ON", "REDIRECT", id, "BCAST", "PREFIX", s.keys.ns+":").Err()
+}
+
+// tracked reads the keys an invalidation message of Redis names as the invalidations of the
+// values among them, one per run of keys of a job.
+func (s *Store) tracked(m *redis.Message) []Invalidation {
+	keys := m.PayloadSlice
+	if keys == nil {
+		keys = []string{m.Payload}
+	}
+	var out []Invalidation
+	for _, k := range keys {
+		job, key, ok := s.keys.ParseValue(k)
+		switch {
+		case !ok:
+		case len(out) > 0 && out[len(out)-1].Job == job:
+			out[len(out)-1].Keys = append(out[len(out)-1].Keys, key)
+		default:
+			out = append(out, Invalidation{Job: job, Keys: []string{key}})
+		}
+	}
+	return out
 }
 
 const (
@@ -102,8 +160,8 @@ const (
 // errNoPong reports a subscription whose connection stopped answering.
 var errNoPong = errors.New("the subscription's connection does not answer")
 
-// receive hands w what one subscription receives, until it fails.
-func (s *Store) receive(ctx context.Context, sub *redis.PubSub, w Watcher) error {
+// receive hands w what one subscription receives, read by parse, until it fails.
+func (s *Store) receive(ctx context.Context, sub *redis.PubSub, w Watcher, parse func(*redis.Message) []Invalidation) error {
 	pinged := false
 	for {
 		msg, err := sub.ReceiveTimeout(ctx, watchPing)
@@ -128,7 +186,9 @@ func (s *Store) receive(ctx context.Context, sub *redis.PubSub, w Watcher) error
 				w.Subscribed()
 			}
 		case *redis.Message:
-			w.Invalidated(parseInvalidation(m.Payload))
+			for _, c := range parse(m) {
+				w.Invalidated(c)
+			}
 		}
 	}
 }

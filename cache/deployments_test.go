@@ -40,6 +40,38 @@ func exercise(t *testing.T, url string) {
 	if err := s.Ping(ctx); err != nil {
 		t.Fatalf("%s: ping: %v", url, err)
 	}
+	// Watch hears the changes: from Redis's tracking through Sentinel, from the namespace's
+	// channel on a Cluster.
+	if cluster := !strings.Contains(url, "master_name"); s.TellsEveryChange() == cluster {
+		t.Errorf("%s: TellsEveryChange %v on a Cluster %v", url, s.TellsEveryChange(), cluster)
+	}
+	w := recorder{subscribed: make(chan struct{}, 10), changes: make(chan cache.Invalidation, 10_000)}
+	watchCtx, stopWatching := context.WithCancel(ctx)
+	watching := make(chan struct{})
+	go func() {
+		defer close(watching)
+		s.Watch(watchCtx, w)
+	}()
+	t.Cleanup(func() {
+		stopWatching()
+		<-watching
+	})
+	select {
+	case <-w.subscribed:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: Watch did not subscribe within 10 s", url)
+	}
+	if _, err := s.Put(ctx, "watched", item(t, "1", 1, `{"n":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case c := <-w.changes:
+		if c.Job != "watched" || !slices.Equal(c.Keys, []string{"1"}) {
+			t.Errorf("%s: Watch told %+v, want key 1 of watched", url, c)
+		}
+	case <-time.After(5 * time.Second):
+		t.Errorf("%s: Watch told nothing of a write within 5 s", url)
+	}
 	// A bulk run over keys of many slots, then an older one, fenced off key by key.
 	var batch []cache.Item
 	for i := range 2500 {

@@ -37,6 +37,17 @@ func (k Keys) Value(job, key string) string {
 	return k.ns + ":" + job + ":" + key
 }
 
+// ParseValue returns the job and key of a value's Redis key, and false for a key that is not
+// a value of this namespace (the product's own records included).
+func (k Keys) ParseValue(redisKey string) (job, key string, ok bool) {
+	rest, ok := strings.CutPrefix(redisKey, k.ns+":")
+	if !ok || rest == "" || rest[0] == '_' {
+		return "", "", false
+	}
+	job, key, _ = strings.Cut(rest, ":")
+	return job, key, true
+}
+
 // ValuePattern matches the keys of every value of a keyed job (SCAN MATCH): namespaces and job
 // names hold no glob characters.
 func (k Keys) ValuePattern(job string) string { return k.ns + ":" + job + ":*" }

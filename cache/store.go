@@ -33,6 +33,9 @@ var ErrFull = errors.New("redis is full (used memory reached maxmemory and maxme
 type Store struct {
 	rdb         redis.UniversalClient
 	probe       func() redis.UniversalClient // a client of rdb's options for Probe, with one connection
+	// tracker returns a client of rdb's options with one connection, which onConnect prepares
+	// (Watch); nil on a Cluster.
+	tracker func(onConnect func(context.Context, *redis.Conn) error) *redis.Client
 	keys        Keys
 	cluster     bool
 	invalidated func(Invalidation)
@@ -87,6 +90,7 @@ func Open(rawURL string, keys Keys, opts Options) (*Store, error) {
 	var (
 		rdb     redis.UniversalClient
 		probe   func() redis.UniversalClient
+		tracker func(func(context.Context, *redis.Conn) error) *redis.Client
 		cluster bool
 	)
 	switch {
@@ -99,6 +103,11 @@ func Open(rawURL string, keys Keys, opts Options) (*Store, error) {
 			&o.DialerRetries, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout, &o.Dialer, o.TLSConfig})
 		rdb = redis.NewFailoverClient(o)
 		probe = func() redis.UniversalClient { one := *o; one.PoolSize = 1; return redis.NewFailoverClient(&one) }
+		tracker = func(onConnect func(context.Context, *redis.Conn) error) *redis.Client {
+			one := *o
+			one.PoolSize, one.OnConnect = 1, onConnect
+			return redis.NewFailoverClient(&one)
+		}
 	case q.Get("cluster") == "true" || len(q["addr"]) > 0:
 		q.Del("cluster")
 		u.RawQuery = q.Encode()
@@ -119,12 +128,17 @@ func Open(rawURL string, keys Keys, opts Options) (*Store, error) {
 			&o.DialerRetries, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout, &o.Dialer, o.TLSConfig})
 		rdb = redis.NewClient(o)
 		probe = func() redis.UniversalClient { one := *o; one.PoolSize = 1; return redis.NewClient(&one) }
+		tracker = func(onConnect func(context.Context, *redis.Conn) error) *redis.Client {
+			one := *o
+			one.PoolSize, one.OnConnect = 1, onConnect
+			return redis.NewClient(&one)
+		}
 	}
 	history := opts.RunHistory
 	if history <= 0 {
 		history = DefaultRunHistory
 	}
-	return &Store{rdb: rdb, probe: probe, keys: keys, cluster: cluster, invalidated: opts.Invalidated, runHistory: history,
+	return &Store{rdb: rdb, probe: probe, tracker: tracker, keys: keys, cluster: cluster, invalidated: opts.Invalidated, runHistory: history,
 		timeout: opts.Timeout}, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/warmcache/warmcache/cache"
 	"github.com/warmcache/warmcache/internal/testenv"
 	"github.com/warmcache/warmcache/query"
@@ -405,26 +406,37 @@ func pttl(t *testing.T, key string) time.Duration {
 	return d
 }
 
-// recorder is a Watcher that hands on what it is told.
+// recorder is a Watcher that hands on what it is told; its losses too, if lost is set.
 type recorder struct {
 	subscribed chan struct{}
 	changes    chan cache.Invalidation
+	lost       chan error
 }
 
 func (r recorder) Subscribed()                      { r.subscribed <- struct{}{} }
-func (r recorder) Lost(error)                       {}
 func (r recorder) Invalidated(c cache.Invalidation) { r.changes <- c }
+func (r recorder) Lost(err error) {
+	if r.lost != nil {
+		r.lost <- err
+	}
+}
 
-// TestWritesTellWhatChanged: single-key writes and bulk runs tell, on the namespace's channel
-// and to Options.Invalidated alike, of every key whose value they changed or which held nothing, and
-// of no other; a batch that changed more than a hundred keys tells of a change of its whole job.
-func TestWritesTellWhatChanged(t *testing.T) {
+// TestWatchHearsEveryChange: on a single server, Watch hears from Redis itself of every change
+// to the namespace's values, whoever makes it: warmcache's writes (the same bytes again
+// included), another client's SET and DEL, an expiry; not of the namespace's own records nor of
+// another namespace's values. A FLUSHDB, which names no key, is a lost subscription, after which
+// the next starts. (On a server of its own, which the FLUSHDB empties.)
+func TestWatchHearsEveryChange(t *testing.T) {
 	t.Parallel()
-	keys := newKeys(t)
-	hooked := make(chan cache.Invalidation, 100)
-	s := testenv.OpenStore(t, testenv.Get(t).RedisURL, keys, cache.Options{Invalidated: func(c cache.Invalidation) { hooked <- c }})
+	keys, other := newKeys(t), newKeys(t)
+	server := testenv.NewRedis(t)
+	s := testenv.OpenStore(t, server.URL(), keys, cache.Options{})
+	if !s.TellsEveryChange() {
+		t.Fatal("a single server does not tell of every change")
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	w := recorder{subscribed: make(chan struct{}, 1), changes: make(chan cache.Invalidation, 100)}
+	lost := make(chan error, 10)
+	w := recorder{subscribed: make(chan struct{}, 10), changes: make(chan cache.Invalidation, 100), lost: lost}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -435,21 +447,106 @@ func TestWritesTellWhatChanged(t *testing.T) {
 		<-done
 	})
 	<-w.subscribed
+	rdb := redis.NewClient(&redis.Options{Addr: server.Addr})
+	t.Cleanup(func() { rdb.Close() })
+	told := func(what string, want ...string) {
+		t.Helper()
+		var got []string
+		for len(got) < len(want) {
+			select {
+			case c := <-w.changes:
+				for _, k := range c.Keys {
+					got = append(got, c.Job+"/"+k)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("%s: told %q within 5 s, want %q", what, got, want)
+			}
+		}
+		if strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Errorf("%s: told %q, want %q", what, got, want)
+		}
+	}
+	if _, err := s.Put(ctx, "job", item(t, "1", 1, `{"v":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	told("a write", "job/1")
+	if _, err := s.Put(ctx, "job", item(t, "1", 2, `{"v":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	told("the same bytes again", "job/1")
+	// Changes that must not be told come first: a key told after them shows none was.
+	if err := s.RecordRun(ctx, cache.Run{Job: "job", Started: time.Now(), Keys: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.Set(ctx, other.Value("job", "1"), "x", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.Set(ctx, keys.Value("single", ""), "x", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	told("another client's SET of a single value, after a run record and another namespace's value", "single/")
+	if err := rdb.Del(ctx, keys.Value("job", "1")).Err(); err != nil {
+		t.Fatal(err)
+	}
+	told("a DEL", "job/1")
+	if err := rdb.Set(ctx, keys.Value("job", "2"), "x", time.Millisecond).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// A read past the key's TTL expires it, if Redis's own sampling has not yet.
+	for rdb.Exists(ctx, keys.Value("job", "2")).Val() == 1 {
+		time.Sleep(time.Millisecond) // until the TTL has passed
+	}
+	told("a SET, then its expiry", "job/2", "job/2")
+	if err := rdb.FlushDB(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-lost:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a FLUSHDB was not a lost subscription")
+	}
+	select {
+	case <-w.subscribed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no new subscription after a FLUSHDB")
+	}
+}
+
+// TestWritesTellWhatChanged: single-key writes and bulk runs tell, on the namespace's channel
+// (which Watch hears on a Cluster) and to Options.Invalidated alike, of every key whose value
+// they changed or which held nothing, and of no other; a batch that changed more than a hundred
+// keys tells of a change of its whole job.
+func TestWritesTellWhatChanged(t *testing.T) {
+	t.Parallel()
+	keys := newKeys(t)
+	hooked := make(chan cache.Invalidation, 100)
+	s := testenv.OpenStore(t, testenv.Get(t).RedisURL, keys, cache.Options{Invalidated: func(c cache.Invalidation) { hooked <- c }})
+	ctx := context.Background()
+	sub := testenv.Redis(t).Subscribe(ctx, keys.Changes())
+	t.Cleanup(func() { sub.Close() })
+	if _, err := sub.Receive(ctx); err != nil { // the subscription's confirmation
+		t.Fatal(err)
+	}
+	messages := sub.Channel()
 	told := func(what string, want ...string) {
 		t.Helper()
 		var fromHook, fromChannel []string
-		keys := func(c cache.Invalidation) []string {
-			if c.All {
-				return []string{"*"}
-			}
-			return c.Keys
-		}
 		for len(fromHook) < len(want) || len(fromChannel) < len(want) {
 			select {
 			case c := <-hooked:
-				fromHook = append(fromHook, keys(c)...)
-			case c := <-w.changes:
-				fromChannel = append(fromChannel, keys(c)...)
+				if c.All {
+					fromHook = append(fromHook, "*")
+				}
+				fromHook = append(fromHook, c.Keys...)
+			case m := <-messages:
+				job, key, one := strings.Cut(m.Payload, ":")
+				if job != "job" {
+					t.Fatalf("%s: told %q on the channel, of another job", what, m.Payload)
+				}
+				if !one {
+					key = "*"
+				}
+				fromChannel = append(fromChannel, key)
 			case <-time.After(5 * time.Second):
 				t.Fatalf("%s: told %q (hook) and %q (channel) within 5 s, want %q", what, fromHook, fromChannel, want)
 			}

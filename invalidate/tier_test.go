@@ -88,6 +88,60 @@ func TestReplicaThatLostChangesKeepsNothingOld(t *testing.T) {
 	t.Logf("the replica served the new value %s after Redis held it", lostFor[0].Round(time.Microsecond))
 }
 
+// TestReplicasHearChangesNobodyTells: with a LOCAL_CACHE_TTL of a minute, changes no warmcache
+// process announces reach every replica's tier all the same, within 100 ms: a value written by
+// a warmer killed between its write and its announcement (here the bytes of another key, copied
+// in Redis by hand), and an operator's DEL, after which the value is read through from
+// PostgreSQL, where a write nobody relayed changed it. Redis itself tells the tier of every
+// change to the namespace's values (CLIENT TRACKING), whoever makes it.
+func TestReplicasHearChangesNobodyTells(t *testing.T) {
+	t.Parallel()
+	s := newSystem(t, systemOptions{apis: 2, localTTL: time.Minute})
+	s.awaitWatching(5 * time.Second)
+	written, other := affected(4646)[1], affected(4747)[1]
+	s.inMemory(written, other)
+	old, _ := s.get(written.path)
+	rdb := testenv.Redis(t)
+	ctx := context.Background()
+	keys, err := cache.NewKeys(s.ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	copied, _ := s.get(other.path)
+	if copied == old {
+		t.Fatalf("customers 4646 and 4747 have the same value %s: the test cannot tell them apart", old)
+	}
+	if err := rdb.Copy(ctx, keys.Value(other.job, other.key), keys.Value(written.job, written.key), 0, true).Err(); err != nil {
+		t.Fatal(err)
+	}
+	s.servedEverywhere(100*time.Millisecond, written.path, copied)
+
+	s.exec("INSERT INTO orders (orderdate, customerid, netamount, tax, totalamount) VALUES ('2004-03-07', 4646, 10, 1, 11)")
+	if err := rdb.Del(ctx, keys.Value(written.job, written.key)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	s.servedEverywhere(100*time.Millisecond, written.path, s.sql(written.job, written.key))
+}
+
+// servedEverywhere waits until every replica serves want at path, failing past within.
+func (s *system) servedEverywhere(within time.Duration, path, want string) {
+	s.t.Helper()
+	started := time.Now()
+	for _, r := range s.apis {
+		for {
+			got, _ := s.getFrom(r.url, path)
+			if got == want {
+				break
+			}
+			if time.Since(started) > within {
+				s.t.Fatalf("replica %s serves %s at %s %s after the change, want %s", r.client, got, path, time.Since(started), want)
+			}
+			time.Sleep(2 * time.Millisecond) // polling the replica, with a deadline
+		}
+	}
+}
+
 // key is a path of the api, with the job and key it reads.
 type key = struct{ path, job, key string }
 

@@ -13,10 +13,11 @@ import (
 // Local is an api replica's in-process tier in front of Redis: values it read from Redis, kept
 // in memory so that a hit costs a map lookup. It holds at most a size in bytes (otter's
 // W-TinyLFU eviction: the keys read often stay), each value for at most its own freshness and a
-// short lifetime of its own, and it is exactly as fresh as Redis: it watches the namespace's
-// changes (cache.Store.Watch) and drops what they name within milliseconds of the write. It serves
-// nothing while it does not watch (before its subscription, and from the loss of one until the
-// next, after which it starts empty), since it could not know what changed meanwhile.
+// lifetime of its own (LOCAL_CACHE_TTL), and it is exactly as fresh as Redis: it watches the
+// namespace's changes, which Redis tells of whoever makes them (cache.Store.Watch), and drops
+// what they name within milliseconds of the write. It serves nothing while it does not watch
+// (before its subscription, and from the loss of one until the next, after which it starts
+// empty), since it could not know what changed meanwhile.
 //
 // A value read from Redis just before a change of its key, and kept just after the change was
 // told, would outlive it: the reader takes a Token before it reads, and Set keeps nothing that a

@@ -46,6 +46,7 @@ type Store interface {
 	Release(ctx context.Context, job, key, owner string) error
 	Fill(ctx context.Context, job string, items ...cache.Item) (int, error)
 	Watch(ctx context.Context, w cache.Watcher)
+	TellsEveryChange() bool
 }
 
 var _ Store = (*cache.Store)(nil)
@@ -58,10 +59,16 @@ type Config struct {
 	LeaseWait time.Duration
 	// LocalCacheSize bounds the in-process tier, in bytes (LOCAL_CACHE_SIZE); zero turns it off.
 	LocalCacheSize uint64
-	// LocalCacheTTL is the longest the in-process tier keeps a value (LOCAL_CACHE_TTL): the
-	// safety net, should a change never be told.
+	// LocalCacheTTL is the longest the in-process tier keeps a value (LOCAL_CACHE_TTL). Redis
+	// tells the tier of every change (cache.Store.Watch), so it can be long; where it tells only
+	// of warmcache's own writes (a Cluster), the tier keeps values untoldTTL at most.
 	LocalCacheTTL time.Duration
 }
+
+// untoldTTL is the longest the in-process tier keeps a value where Redis does not tell of every
+// change: a change warmcache's writes never announced (a warmer killed between writing and
+// telling) is served that long at most.
+const untoldTTL = time.Second
 
 // Reader reads the jobs' values. A is the answer its user prepares once per value read (the
 // api's headers and body), which the in-process tier keeps.
@@ -113,7 +120,13 @@ func New[A any](arch *baseservice.Archetype, cfg Config, store Store, db warm.So
 		for i, j := range list {
 			names[i] = j.Name
 		}
-		r.local = NewLocal[tiered[A]](cfg.LocalCacheSize, cfg.LocalCacheTTL, names, arch.Time.Now, reg)
+		ttl := cfg.LocalCacheTTL
+		if !store.TellsEveryChange() && ttl > untoldTTL {
+			ttl = untoldTTL
+			r.Logger.Warn("local_cache_ttl_shortened", "ttl", ttl.String(), "local_cache_ttl", cfg.LocalCacheTTL.String(),
+				"reason", "Redis Cluster tells only of warmcache's own writes")
+		}
+		r.local = NewLocal[tiered[A]](cfg.LocalCacheSize, ttl, names, arch.Time.Now, reg)
 	}
 	r.redis = gobreaker.NewCircuitBreaker[cache.Entry](r.breakerSettings("redis", cache.ErrUnavailable, cache.ErrMiss))
 	r.pg = gobreaker.NewCircuitBreaker[cache.Entry](r.breakerSettings("postgresql", query.ErrUnavailable,

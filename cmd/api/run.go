@@ -51,6 +51,8 @@ func run(ctx context.Context, cfg cli.APIConfig, logger *slog.Logger) error {
 		return err
 	}
 
+	accessLog, accessLogText, stopAccessLog := cfg.AccessLog()
+	defer stopAccessLog()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		build.Collector())
@@ -67,7 +69,8 @@ func run(ctx context.Context, cfg cli.APIConfig, logger *slog.Logger) error {
 		LocalCacheSize:     uint64(cfg.LocalCacheSize),
 		LocalCacheTTL:      cfg.LocalCacheTTL,
 		CORSOrigins:        cfg.Origins(),
-		AccessLog:          cfg.AccessLog,
+		AccessLog:          accessLog,
+		AccessLogText:      accessLogText,
 	}, store, db, list, reg)
 
 	ln, err := new(net.ListenConfig).Listen(ctx, "tcp", cfg.ListenAddr)
