@@ -11,8 +11,8 @@ import (
 
 // answer is a value ready to be written: its entry, and the values of the headers that do not
 // change with the clock, rendered once. The in-process tier keeps answers, so that a hit writes
-// what is prepared; Cache-Control, which changes with the clock, comes from a small cache of
-// rendered values the answers share, and net/http writes Date. An answer is shared by the requests it
+// what is prepared; Cache-Control and Date, which change with the clock, come from small caches
+// of rendered values the answers share. An answer is shared by the requests it
 // serves and never changed after newAnswer.
 type answer struct {
 	entry cache.Entry
@@ -63,15 +63,17 @@ func (a *answer) weight() int {
 }
 
 // setHeaders sets the answer's headers as result at now. No Expires: max-age says it, and every
-// cache since HTTP/1.1 reads max-age first; net/http writes Date. An answer's header then holds
-// eight fields at most (with X-Request-Id), which a Go map keeps without growing a table, and
-// net/http copies once more when it writes them.
+// cache since HTTP/1.1 reads max-age first. Date is now in whole seconds, made once a second
+// (net/http would format it for every answer). An answer's header then holds eight fields (with
+// X-Request-Id), which a Go map keeps without growing a table, and net/http copies once more
+// when it writes them.
 func (s *Server) setHeaders(h http.Header, a *answer, result string, now time.Time) {
 	l := s.freshness(a.entry, result, now)
 	h["Content-Type"] = jsonType
 	h["Etag"] = a.header(headerETag)
 	h["Last-Modified"] = a.header(headerLastModified)
 	h["Cache-Control"] = s.controls.header(l)
+	h["Date"] = s.dates.header(now)
 	h[s.surrogateHeader] = a.header(headerTags)
 	h[s.cacheHeader] = resultHeaders[result]
 }

@@ -40,7 +40,7 @@ func (s *Store) DropAll(ctx context.Context, job string) error {
 		iter := c.Scan(ctx, 0, s.keys.ValuePattern(job), 1000).Iterator()
 		var batch []string
 		for iter.Next(ctx) {
-			if batch = append(batch, iter.Val()); len(batch) == 1000 {
+			if batch = append(batch, iter.Val()); len(batch) == 500 {
 				if err := unlinkEach(ctx, c, batch); err != nil {
 					return err
 				}
@@ -102,27 +102,22 @@ func (s *Store) InvalidateAll(ctx context.Context, jobs ...string) error {
 }
 
 // olderThan deletes each of KEYS that holds a value (not a negative entry) read from a snapshot
-// older than ARGV[1] (a WAL position, 8 bytes big-endian, compared byte by byte as putIfNotOlder
-// does), or an entry of an older format than ARGV[2] (the byte), and returns the indexes (from 1)
-// of those it deleted. A negative entry stays: its key has no row, which a run without the key
-// confirms.
+// older than ARGV[1] (a WAL position, 8 bytes big-endian), or an entry of an older format than
+// ARGV[2] (the byte), and returns the indexes (from 1) of those it deleted. A negative entry
+// stays: its key has no row, which a run without the key confirms. Positions are compared as two
+// 32-bit halves (struct.unpack, one call a key: the sweep reads every key of a job), each exact
+// in Lua's numbers.
 var olderThan = redis.NewScript(`
+local hi, lo = struct.unpack('>I4I4', ARGV[1])
+local format = string.byte(ARGV[2], 1)
 local deleted = {}
 for i, key in ipairs(KEYS) do
   local cur = redis.call('GETRANGE', key, 0, 9)
-  if #cur == 10 and string.byte(cur, 1) < string.byte(ARGV[2], 1) then
-    redis.call('UNLINK', key)
-    deleted[#deleted + 1] = i
-  elseif #cur == 10 and string.byte(cur, 2) % 2 == 0 then
-    for j = 1, 8 do
-      local a, b = string.byte(cur, j + 2), string.byte(ARGV[1], j)
-      if a ~= b then
-        if a < b then
-          redis.call('UNLINK', key)
-          deleted[#deleted + 1] = i
-        end
-        break
-      end
+  if #cur == 10 then
+    local f, flags, h, l = struct.unpack('>BBI4I4', cur)
+    if f < format or flags % 2 == 0 and (h < hi or h == hi and l < lo) then
+      redis.call('UNLINK', key)
+      deleted[#deleted + 1] = i
     end
   end
 end
@@ -173,12 +168,13 @@ func (s *Store) Sweep(ctx context.Context, job string, position int64) (int, err
 		if err := olderThan.Load(ctx, c).Err(); err != nil {
 			return err
 		}
-		// SCAN walks the whole keyspace, the other jobs' and namespaces' keys too: 10,000 keys
-		// a call, so that a small job's sweep in a large Redis takes few round trips.
-		iter := c.Scan(ctx, 0, s.keys.ValuePattern(job), 10000).Iterator()
+		// SCAN walks the whole keyspace, the other jobs' and namespaces' keys too: 2,000 keys a
+		// call, a couple of milliseconds of Redis's time, so that the reads and writes of others
+		// (a write's refresh, the api's misses) wait that long at most behind a sweep.
+		iter := c.Scan(ctx, 0, s.keys.ValuePattern(job), 2000).Iterator()
 		var batch []string
 		for iter.Next(ctx) {
-			if batch = append(batch, iter.Val()); len(batch) == 1000 {
+			if batch = append(batch, iter.Val()); len(batch) == 500 {
 				if err := check(ctx, c, batch); err != nil {
 					return err
 				}

@@ -90,7 +90,10 @@ func (c APIConfig) AccessLog() (io.Writer, bool, func()) {
 	if !c.AccessLogOn || c.stderr == nil || level.UnmarshalText([]byte(c.Level)) != nil || level > slog.LevelInfo {
 		return nil, false, func() {}
 	}
-	w := &zapcore.BufferedWriteSyncer{WS: zapcore.AddSync(c.stderr), Size: accessLogBuffer, FlushInterval: accessLogFlush}
+	// Without the stream's Sync: the buffer syncs what it writes, and a log file would be
+	// fsynced ten times a second.
+	w := &zapcore.BufferedWriteSyncer{WS: zapcore.AddSync(struct{ io.Writer }{c.stderr}), Size: accessLogBuffer,
+		FlushInterval: accessLogFlush}
 	return w, c.Format == "text", func() { w.Stop() } //nolint:errcheck // the log's stream has nowhere to report to
 }
 
