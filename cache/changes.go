@@ -129,7 +129,9 @@ func (s *Store) track(ctx context.Context, cn *redis.Conn) error {
 }
 
 // tracked reads the keys an invalidation message of Redis names as the invalidations of the
-// values among them, one per run of keys of a job.
+// values among them, one per run of keys of a job. Redis tells of the keys a transaction
+// changed in one message: a run's batch of a thousand keys is told, as warmcache's own
+// announcements tell it, as a change of every key of its job (mostKeysTold).
 func (s *Store) tracked(m *redis.Message) []Invalidation {
 	keys := m.PayloadSlice
 	if keys == nil {
@@ -144,6 +146,11 @@ func (s *Store) tracked(m *redis.Message) []Invalidation {
 			out[len(out)-1].Keys = append(out[len(out)-1].Keys, key)
 		default:
 			out = append(out, Invalidation{Job: job, Keys: []string{key}})
+		}
+	}
+	for i, c := range out {
+		if len(c.Keys) > mostKeysTold {
+			out[i] = Invalidation{Job: c.Job, All: true}
 		}
 	}
 	return out
