@@ -31,11 +31,11 @@ var ErrFull = errors.New("redis is full (used memory reached maxmemory and maxme
 
 // Store reads and writes warmcache's entries and records in Redis.
 type Store struct {
-	rdb         redis.UniversalClient
-	probe       func() redis.UniversalClient // a client of rdb's options for Probe, with one connection
+	rdb   redis.UniversalClient
+	probe func() redis.UniversalClient // a client of rdb's options for Probe, with one connection
 	// tracker returns a client of rdb's options with one connection, which onConnect prepares
 	// (Watch); nil on a Cluster.
-	tracker func(onConnect func(context.Context, *redis.Conn) error) *redis.Client
+	tracker     func(onConnect func(context.Context, *redis.Conn) error) *redis.Client
 	keys        Keys
 	cluster     bool
 	invalidated func(Invalidation)

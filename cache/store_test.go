@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
 	"github.com/warmcache/warmcache/cache"
 	"github.com/warmcache/warmcache/internal/testenv"
 	"github.com/warmcache/warmcache/query"
@@ -501,7 +502,8 @@ func TestWatchHearsEveryChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case <-lost:
+	case err := <-lost:
+		t.Logf("after a FLUSHDB: %v", err)
 	case <-time.After(5 * time.Second):
 		t.Fatal("a FLUSHDB was not a lost subscription")
 	}
