@@ -285,6 +285,15 @@ func copyAs(b *testing.B, dbURL, name string) string {
 		"CREATE DATABASE " + name + " TEMPLATE " + source} {
 		psql(b, admin, sql)
 	}
+	// Dropped at the end, its replication slot first: a slot left behind keeps every WAL segment
+	// the server writes from then on (one filled this machine's disk).
+	b.Cleanup(func() {
+		for _, sql := range []string{
+			"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '" + name + "'",
+			"DROP DATABASE IF EXISTS " + name + " WITH (FORCE)"} {
+			testenv.Psql(admin, "-c", sql).Run() //nolint:errcheck // best effort, as the scratch copies'
+		}
+	})
 	u.Path = "/" + name
 	return u.String()
 }

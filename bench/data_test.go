@@ -34,6 +34,7 @@ func dataset(b *testing.B, customers, orders int) string {
 		b.Fatal(err)
 	}
 	db := testenv.OpenDB(b, dbURL, query.Options{MaxConns: 4})
+	defer db.Close() // a session left open would keep the database from being a template (scratchCopy)
 	counts, err := db.Schema().Counts(ctx)
 	if err != nil || counts["customers"] != int64(customers) || counts["orders"] != int64(orders) {
 		b.Logf("generating %d customers / %d orders (kept for later runs)", customers, orders)
