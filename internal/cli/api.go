@@ -55,7 +55,7 @@ type APIConfig struct {
 	HTTPSharedMaxAge   time.Duration `env:"HTTP_SHARED_MAX_AGE" envDefault:"10m" help:"the freshness shared caches get (s-maxage) when PURGE_URLS is set"`
 	SurrogateKeyHeader string        `env:"SURROGATE_KEY_HEADER" envDefault:"Surrogate-Key" help:"the header of the surrogate keys" doc:"Cache-Tag for Cloudflare-style caches"`
 	// LocalCacheSize bounds the in-process tier; 0 turns it off. LocalCacheTTL is the longest a
-	// value stays in it without being told of a change.
+	// value stays in it: Redis tells it of every change, so it can be long.
 	LocalCacheSize  Bytes         `env:"LOCAL_CACHE_SIZE" envDefault:"64MiB" help:"memory of the in-process tier (B, KiB, MiB, GiB, kB, MB, GB); 0 turns it off"`
 	LocalCacheTTL   time.Duration `env:"LOCAL_CACHE_TTL" envDefault:"5m" help:"longest a value stays in the in-process tier" doc:"Redis tells the tier of every change, so a value leaves it as soon as it changes; on a Redis Cluster it stays 1s at most"`
 	RedisTimeout    time.Duration `env:"REDIS_TIMEOUT" envDefault:"100ms" help:"longest a Redis read may take before the value comes from PostgreSQL" doc:"connecting and the pool's wait included; with TLS, leave room for a handshake"`
