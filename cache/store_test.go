@@ -494,8 +494,11 @@ func TestWatchHearsEveryChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A read past the key's TTL expires it, if Redis's own sampling has not yet.
-	for rdb.Exists(ctx, keys.Value("job", "2")).Val() == 1 {
-		time.Sleep(time.Millisecond) // until the TTL has passed
+	for deadline := time.Now().Add(5 * time.Second); rdb.Exists(ctx, keys.Value("job", "2")).Val() == 1; {
+		if time.Now().After(deadline) {
+			t.Fatal("a key of a millisecond still exists after 5 s")
+		}
+		time.Sleep(time.Millisecond) // until the TTL has passed, with a deadline
 	}
 	told("a SET, then its expiry", "job/2", "job/2")
 	if err := rdb.FlushDB(ctx).Err(); err != nil {
