@@ -167,10 +167,12 @@ const (
 // errNoPong reports a subscription whose connection stopped answering.
 var errNoPong = errors.New("the subscription's connection does not answer")
 
-// receive hands w what one subscription receives, read by parse, until it fails.
+// receive hands w what one subscription receives, read by parse, until it fails or ctx ends.
+// A read does not end with ctx (go-redis reads until its timeout): the loop checks ctx itself,
+// or a subscription told of changes more often than watchPing would never return.
 func (s *Store) receive(ctx context.Context, sub *redis.PubSub, w Watcher, parse func(*redis.Message) []Invalidation) error {
 	pinged := false
-	for {
+	for ctx.Err() == nil {
 		msg, err := sub.ReceiveTimeout(ctx, watchPing)
 		var netErr net.Error
 		if errors.As(err, &netErr) && netErr.Timeout() && ctx.Err() == nil {
@@ -198,4 +200,5 @@ func (s *Store) receive(ctx context.Context, sub *redis.PubSub, w Watcher, parse
 			}
 		}
 	}
+	return ctx.Err()
 }

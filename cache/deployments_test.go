@@ -45,22 +45,7 @@ func exercise(t *testing.T, url string) {
 	if cluster := !strings.Contains(url, "master_name"); s.TellsEveryChange() == cluster {
 		t.Errorf("%s: TellsEveryChange %v on a Cluster %v", url, s.TellsEveryChange(), cluster)
 	}
-	w := recorder{subscribed: make(chan struct{}, 10), changes: make(chan cache.Invalidation, 10_000)}
-	watchCtx, stopWatching := context.WithCancel(ctx)
-	watching := make(chan struct{})
-	go func() {
-		defer close(watching)
-		s.Watch(watchCtx, w)
-	}()
-	t.Cleanup(func() {
-		stopWatching()
-		<-watching
-	})
-	select {
-	case <-w.subscribed:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("%s: Watch did not subscribe within 10 s", url)
-	}
+	w := watch(t, s, 10_000)
 	if _, err := s.Put(ctx, "watched", item(t, "1", 1, `{"n":1}`)); err != nil {
 		t.Fatal(err)
 	}

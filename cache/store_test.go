@@ -407,19 +407,46 @@ func pttl(t *testing.T, key string) time.Duration {
 	return d
 }
 
-// recorder is a Watcher that hands on what it is told; its losses too, if lost is set.
+// recorder is a Watcher that hands on what it is told: the invalidations, and the last ten
+// subscriptions and losses (more are dropped rather than hold Watch up).
 type recorder struct {
 	subscribed chan struct{}
 	changes    chan cache.Invalidation
 	lost       chan error
 }
 
-func (r recorder) Subscribed()                      { r.subscribed <- struct{}{} }
+func (r recorder) Subscribed()                      { sendOrDrop(r.subscribed, struct{}{}) }
+func (r recorder) Lost(err error)                   { sendOrDrop(r.lost, err) }
 func (r recorder) Invalidated(c cache.Invalidation) { r.changes <- c }
-func (r recorder) Lost(err error) {
-	if r.lost != nil {
-		r.lost <- err
+
+func sendOrDrop[T any](c chan T, v T) {
+	select {
+	case c <- v:
+	default:
 	}
+}
+
+// watch runs s.Watch until the test ends, and returns what it tells once it has subscribed
+// (within 10 s); up to capacity invalidations wait to be read.
+func watch(t *testing.T, s *cache.Store, capacity int) recorder {
+	t.Helper()
+	w := recorder{subscribed: make(chan struct{}, 10), changes: make(chan cache.Invalidation, capacity), lost: make(chan error, 10)}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Watch(ctx, w)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	select {
+	case <-w.subscribed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Watch did not subscribe within 10 s")
+	}
+	return w
 }
 
 // TestWatchHearsEveryChange: on a single server, Watch hears from Redis itself of every change
@@ -435,19 +462,8 @@ func TestWatchHearsEveryChange(t *testing.T) {
 	if !s.TellsEveryChange() {
 		t.Fatal("a single server does not tell of every change")
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	lost := make(chan error, 10)
-	w := recorder{subscribed: make(chan struct{}, 10), changes: make(chan cache.Invalidation, 100), lost: lost}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		s.Watch(ctx, w)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	<-w.subscribed
+	w := watch(t, s, 100)
+	ctx := context.Background()
 	rdb := redis.NewClient(&redis.Options{Addr: server.Addr})
 	t.Cleanup(func() { rdb.Close() })
 	told := func(what string, want ...string) {
@@ -505,7 +521,7 @@ func TestWatchHearsEveryChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case err := <-lost:
+	case err := <-w.lost:
 		t.Logf("after a FLUSHDB: %v", err)
 	case <-time.After(5 * time.Second):
 		t.Fatal("a FLUSHDB was not a lost subscription")
@@ -514,6 +530,51 @@ func TestWatchHearsEveryChange(t *testing.T) {
 	case <-w.subscribed:
 	case <-time.After(5 * time.Second):
 		t.Fatal("no new subscription after a FLUSHDB")
+	}
+}
+
+// TestWatchEndsWithItsContext: Watch returns once its context ends, also while it is told of
+// changes more often than it pings (the api stops watching at shutdown while warmers write).
+func TestWatchEndsWithItsContext(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	w := recorder{subscribed: make(chan struct{}, 10), changes: make(chan cache.Invalidation, 1000), lost: make(chan error, 10)}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Watch(ctx, w)
+	}()
+	writing, stopWriting := context.WithCancel(context.Background())
+	wrote := make(chan struct{})
+	t.Cleanup(func() {
+		stopWriting()
+		<-wrote
+	})
+	go func() {
+		defer close(wrote)
+		for i := int64(1); writing.Err() == nil; i++ {
+			now := time.Now()
+			e, _ := cache.NewEntry(i, i, now, now.Add(time.Minute), now.Add(time.Hour)) // an int always encodes
+			_, _ = s.Put(writing, "busy", cache.Item{Key: "1", Entry: e})
+			time.Sleep(10 * time.Millisecond) // a write every 10 ms, well within Watch's ping
+		}
+	}()
+	select {
+	case <-w.subscribed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Watch did not subscribe within 10 s")
+	}
+	select {
+	case <-w.changes:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Watch was told of no write within 10 s")
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Watch did not return within 10 s of its context's end, writes going on")
 	}
 }
 
@@ -604,11 +665,7 @@ func TestFullRedisRefusesWritesNotDeletions(t *testing.T) {
 	if _, err := s.PutRun(ctx, "j", []cache.Item{item(t, "1", 100, `{"n":1}`), item(t, "2", 100, `{"n":2}`)}); err != nil {
 		t.Fatal(err)
 	}
-	changes := recorder{subscribed: make(chan struct{}, 1), changes: make(chan cache.Invalidation, 10)}
-	watchCtx, stop := context.WithCancel(ctx)
-	t.Cleanup(stop)
-	go s.Watch(watchCtx, changes)
-	<-changes.subscribed
+	changes := watch(t, s, 10)
 	if out := server.CLI("CONFIG", "SET", "maxmemory", "1"); out != "OK" {
 		t.Fatalf("CONFIG SET maxmemory: %s", out)
 	}
