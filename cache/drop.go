@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -124,15 +126,19 @@ end
 return deleted
 `)
 
-// Sweep deletes the values of keyed job read from snapshots older than position, and tells of
-// them as Drop does. After a full run from the snapshot at position, they are the keys its
-// result no longer holds (a group whose rows are gone): the run wrote every key it holds at
-// position, and refreshes since wrote theirs at newer ones. Negative entries stay: the run
-// confirms their keys have no row, and deleting them would only make their next reads misses. Readers then compute them from
-// PostgreSQL, which says they do not exist. It walks every key of the job, as DropAll does: a
-// batch of SCAN's keys is looked at by one script, server-side (in a Cluster, whose scripts take
-// keys of one slot, one script a key). It returns how many it deleted.
-func (s *Store) Sweep(ctx context.Context, job string, position int64) (int, error) {
+// Sweep deletes the values of keyed job that a run from the snapshot at position no longer
+// holds (a group whose rows are gone), and tells of them as Drop does: the keys of the job not
+// in held, the run's result, read from older snapshots. Refreshes since the run's snapshot wrote
+// theirs at newer positions, which stay. So do negative entries: the run confirms their keys have
+// no row, and deleting them would only make their next reads misses.
+//
+// It walks every key of the job, as DropAll does, with SCAN (which walks the whole keyspace,
+// the other jobs' and namespaces' keys too); the keys held are passed over in the warmer, and
+// only the others are looked at, a batch by one script in Redis (in a Cluster, whose scripts take
+// keys of one slot, one script a key), so that a run whose result holds every key it held before
+// costs Redis the SCAN alone. It returns how many it deleted.
+func (s *Store) Sweep(ctx context.Context, job string, position int64, held *RunKeys) (int, error) {
+	held.sort()
 	arg := string(binary.BigEndian.AppendUint64(nil, uint64(position)))
 	var swept []string
 	prefix := s.keys.Value(job, "") + ":"
@@ -174,6 +180,9 @@ func (s *Store) Sweep(ctx context.Context, job string, position int64) (int, err
 		iter := c.Scan(ctx, 0, s.keys.ValuePattern(job), 2000).Iterator()
 		var batch []string
 		for iter.Next(ctx) {
+			if held.has(strings.TrimPrefix(iter.Val(), prefix)) {
+				continue
+			}
 			if batch = append(batch, iter.Val()); len(batch) == 500 {
 				if err := check(ctx, c, batch); err != nil {
 					return err
@@ -204,4 +213,51 @@ func (s *Store) Sweep(ctx context.Context, job string, position int64) (int, err
 		return 0, nil
 	}
 	return len(swept), s.announce(ctx, job, swept)
+}
+
+// RunKeys are the keys of a run's result, for Sweep to pass over: 64-bit hashes of them, 8
+// bytes a key whatever its length, so that a run of a million keys keeps them in 8 MB. A key of
+// the job that is not in the result but shares the hash of one that is (about one chance in
+// 10^13 at a million keys) is not swept, and goes when Redis's TTL ends it. The zero RunKeys
+// holds none; it is not safe for use by several goroutines at once.
+type RunKeys struct {
+	hashes []uint64 // sorted by sort
+	// starts[b] is the index of the first hash whose top 16 bits are b or more, once sorted:
+	// a lookup searches the few hashes of its bucket (15 at a million keys), not all of them.
+	starts []int32
+}
+
+// Add adds key to the set.
+func (k *RunKeys) Add(key string) {
+	k.hashes = append(k.hashes, xxhash.Sum64String(key))
+	k.starts = nil
+}
+
+// Len returns how many keys were added.
+func (k *RunKeys) Len() int { return len(k.hashes) }
+
+// sort readies the set for has.
+func (k *RunKeys) sort() {
+	if k == nil || k.starts != nil {
+		return
+	}
+	slices.Sort(k.hashes)
+	k.starts = make([]int32, 1<<16+1)
+	i := 0
+	for b := range k.starts {
+		for i < len(k.hashes) && k.hashes[i]>>48 < uint64(b) {
+			i++
+		}
+		k.starts[b] = int32(i)
+	}
+}
+
+// has reports whether key was added; the set is sorted.
+func (k *RunKeys) has(key string) bool {
+	if k == nil {
+		return false
+	}
+	h := xxhash.Sum64String(key)
+	_, found := slices.BinarySearch(k.hashes[k.starts[h>>48]:k.starts[h>>48+1]], h)
+	return found
 }

@@ -715,10 +715,10 @@ func TestAnnounceJobsFile(t *testing.T) {
 	}
 }
 
-// TestSweep: after a run from snapshot 20, the keys of the job read from older snapshots are the
-// groups the run's result no longer holds: Sweep deletes them, in batches of any size, and tells
-// of them; the keys the run wrote, those written since from newer snapshots, and the other jobs'
-// values stay.
+// TestSweep: after a run from snapshot 20, the keys of the job its result does not hold, read
+// from older snapshots, are groups whose rows are gone: Sweep deletes them, in batches of any
+// size, and tells of them; the keys of the result (written by the run, or left at a newer
+// value), those written since from newer snapshots, and the other jobs' values stay.
 func TestSweep(t *testing.T) {
 	t.Parallel()
 	keys := newKeys(t)
@@ -747,12 +747,18 @@ func TestSweep(t *testing.T) {
 	if _, err := s.Put(ctx, "j", unknown); err != nil {
 		t.Fatal(err)
 	}
-	n, err := s2.Sweep(ctx, "j", 20)
+	if _, err := s.Put(ctx, "j", item(t, "held", 10, `{"n":4}`)); err != nil {
+		t.Fatal(err)
+	}
+	var held cache.RunKeys
+	held.Add("kept")
+	held.Add("held") // in the result, though its value is older (its run's write skipped it)
+	n, err := s2.Sweep(ctx, "j", 20, &held)
 	if err != nil || n != 2500 {
 		t.Fatalf("Sweep: %d, %v; want 2500 keys swept", n, err)
 	}
-	if got := listAll(t, s, "j", 100); !reflect.DeepEqual(got, map[string]bool{"kept": true, "newer": true}) {
-		t.Errorf("keys of j after the sweep: %v, want kept and newer", got)
+	if got := listAll(t, s, "j", 100); !reflect.DeepEqual(got, map[string]bool{"kept": true, "newer": true, "held": true}) {
+		t.Errorf("keys of j after the sweep: %v, want kept, newer and held", got)
 	}
 	// A key known to have no row stays so: the run, without it, confirms it.
 	if e, err := s.Get(ctx, "j", "unknown"); err != nil || !e.NotFound {

@@ -21,7 +21,7 @@ import (
 // server's counters (to tell evictions during a run), and a probe for the retries.
 type Store interface {
 	PutRun(ctx context.Context, job string, items []cache.Item) (int, error)
-	Sweep(ctx context.Context, job string, position int64) (int, error)
+	Sweep(ctx context.Context, job string, position int64, held *cache.RunKeys) (int, error)
 	RecordRun(ctx context.Context, run cache.Run) error
 	Info(ctx context.Context) (cache.ServerInfo, error)
 	Probe(ctx context.Context) error
@@ -166,7 +166,8 @@ func (r *Runner) warm(ctx context.Context, job jobs.Job, started time.Time, prog
 	params := params(job, started)
 	batches := make(chan []cache.Item, 4)
 	var written atomic.Int64
-	var position int64 // of the snapshot the rows were read in
+	var position int64     // of the snapshot the rows were read in
+	var held cache.RunKeys // the keys of the result, which the sweep passes over
 	g, gctx := errgroup.WithContext(ctx)
 	write := recovered(func() error {
 		for batch := range batches {
@@ -206,6 +207,9 @@ func (r *Runner) warm(ctx context.Context, job jobs.Job, started time.Time, prog
 				return nil // a single-value job is its first row
 			}
 			rows++
+			if job.Keyed() {
+				held.Add(row.Key)
+			}
 			e, err := Entry(job, row.Key, row.Value, row.Position, started)
 			if err != nil {
 				return fmt.Errorf("job %s: %w", job.Name, err)
@@ -240,7 +244,7 @@ func (r *Runner) warm(ctx context.Context, job jobs.Job, started time.Time, prog
 	}
 	if job.Keyed() {
 		// The keys of groups whose rows are gone are the run's to remove: it alone knows them.
-		swept, err := r.store.Sweep(ctx, job.Name, position)
+		swept, err := r.store.Sweep(ctx, job.Name, position, &held)
 		if err != nil {
 			return written.Load(), fmt.Errorf("remove the keys the result no longer holds: %w", err)
 		}
