@@ -43,11 +43,11 @@ func BenchmarkWarm(b *testing.B) {
 			dbURL := dataset(b, scale.customers, scale.orders)
 			var warm, alone, encode, write, sweep, perCustomer result
 			var encoded [][]cache.Item
-			var written string // redis_alone's namespace
+			written := testenv.Namespace(b) // redis_alone's, which sweep_alone walks
 			b.Run("warmer", func(b *testing.B) { warm = benchWarmer(b, dbURL) })
 			b.Run("query_alone", func(b *testing.B) { alone = benchQueryAlone(b, dbURL) })
 			b.Run("encode_alone", func(b *testing.B) { encode, encoded = benchEncodeAlone(b, scale.customers) })
-			b.Run("redis_alone", func(b *testing.B) { write, written = benchRedisAlone(b, encoded) })
+			b.Run("redis_alone", func(b *testing.B) { write = benchRedisAlone(b, written, encoded) })
 			b.Run("sweep_alone", func(b *testing.B) { sweep = benchSweepAlone(b, written, encoded) })
 			b.Run("per_customer", func(b *testing.B) { perCustomer = benchPerCustomer(b, dbURL, 2000) })
 			encoded = nil
@@ -191,19 +191,17 @@ func benchEncodeAlone(b *testing.B, keys int) (result, [][]cache.Item) {
 	return r, batches
 }
 
-// benchRedisAlone writes the encoded batches to Redis as a run does: cache.Store.PutRun, two
-// writers at once.
-func benchRedisAlone(b *testing.B, batches [][]cache.Item) (result, string) {
+// benchRedisAlone writes the encoded batches to Redis in namespace ns as a run does:
+// cache.Store.PutRun, two writers at once. (Each write of b.N after the first replaces values.)
+func benchRedisAlone(b *testing.B, ns string, batches [][]cache.Item) result {
 	var r result
-	var ns string
 	keys := 0
 	for _, batch := range batches {
 		keys += len(batch)
 	}
+	k, _ := cache.NewKeys(ns)
+	store := testenv.OpenStore(b, testenv.Get(b).RedisURL, k, cache.Options{})
 	for range b.N {
-		ns = testenv.Namespace(b)
-		k, _ := cache.NewKeys(ns)
-		store := testenv.OpenStore(b, testenv.Get(b).RedisURL, k, cache.Options{})
 		next := make(chan []cache.Item)
 		var g errgroup.Group
 		for range 2 {
@@ -228,7 +226,7 @@ func benchRedisAlone(b *testing.B, batches [][]cache.Item) (result, string) {
 		r.keysPerSec = float64(keys) / r.seconds
 	}
 	b.ReportMetric(r.keysPerSec, "keys/s")
-	return r, ns
+	return r
 }
 
 // benchSweepAlone sweeps the keys namespace ns holds of orders_by_customer, as a run ends whose

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
 )
 
 // Drop deletes the values of job at keys (the empty key for a single-value job), and tells of
@@ -39,20 +40,7 @@ func (s *Store) DropAll(ctx context.Context, job string) error {
 	// The keys of a keyed job, server by server: SCAN walks one server's keys (one master's of
 	// a Cluster), which that server deletes.
 	del := func(ctx context.Context, c redis.UniversalClient) error {
-		iter := c.Scan(ctx, 0, s.keys.ValuePattern(job), 1000).Iterator()
-		var batch []string
-		for iter.Next(ctx) {
-			if batch = append(batch, iter.Val()); len(batch) == 500 {
-				if err := unlinkEach(ctx, c, batch); err != nil {
-					return err
-				}
-				batch = batch[:0]
-			}
-		}
-		if err := iter.Err(); err != nil {
-			return err
-		}
-		return unlinkEach(ctx, c, batch)
+		return walk(ctx, c, s.keys.ValuePattern(job), func(keys []string) error { return unlinkEach(ctx, c, keys) })
 	}
 	err := s.rdb.Unlink(ctx, s.keys.Value(job, "")).Err() // a single-value job's
 	if err != nil {
@@ -67,6 +55,47 @@ func (s *Store) DropAll(ctx context.Context, job string) error {
 		return fmt.Errorf("drop every value of %s: %w", job, translate(err))
 	}
 	return s.InvalidateAll(ctx, job)
+}
+
+// walkCount is how many keys a call of walk's SCAN looks at: SCAN walks the whole keyspace, the
+// other jobs' and namespaces' keys too, and 2,000 keys take a couple of milliseconds of Redis's
+// time, so that the reads and writes of others (a write's refresh, the api's misses) wait that
+// long at most behind a walk.
+const walkCount = 2000
+
+// walk calls fn with the keys of c that match pattern, a page of SCAN's at a time, and asks for
+// the next page while fn handles one: a walk takes the SCANs' time in Redis, not that plus
+// the time of the pages' handling. A key that stays all along is handed on at least once.
+func walk(ctx context.Context, c redis.UniversalClient, pattern string, fn func(keys []string) error) error {
+	pages := make(chan []string, 1)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		defer close(pages)
+		var cursor uint64
+		for {
+			keys, next, err := c.Scan(gctx, cursor, pattern, walkCount).Result()
+			if err != nil {
+				return err
+			}
+			select {
+			case pages <- keys:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+			if cursor = next; cursor == 0 {
+				return nil
+			}
+		}
+	})
+	g.Go(func() error {
+		for keys := range pages {
+			if err := fn(keys); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return g.Wait()
 }
 
 // unlinkEach deletes keys, one command each: UNLINK of many keys needs them in one slot.
@@ -134,8 +163,8 @@ return deleted
 //
 // It walks every key of the job, as DropAll does, with SCAN (which walks the whole keyspace,
 // the other jobs' and namespaces' keys too); the keys held are passed over in the warmer, and
-// only the others are looked at, a batch by one script in Redis (in a Cluster, whose scripts take
-// keys of one slot, one script a key), so that a run whose result holds every key it held before
+// only the others are looked at, 500 at a time by one script in Redis (in a Cluster, whose
+// scripts take keys of one slot, one script a key), so that a run whose result holds every key it held before
 // costs Redis the SCAN alone. It returns how many it deleted.
 func (s *Store) Sweep(ctx context.Context, job string, position int64, held *RunKeys) (int, error) {
 	held.sort()
@@ -146,13 +175,11 @@ func (s *Store) Sweep(ctx context.Context, job string, position int64, held *Run
 		if len(batch) == 0 {
 			return nil
 		}
-		groups := [][]string{batch}
+		size := 500 // keys a script: a millisecond or so of Redis's time
 		if s.cluster {
-			groups = groups[:0]
-			for i := range batch {
-				groups = append(groups, batch[i:i+1])
-			}
+			size = 1
 		}
+		groups := slices.Collect(slices.Chunk(batch, size))
 		cmds, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, keys := range groups {
 				olderThan.EvalSha(ctx, p, keys, arg, string(rune(formatVersion)))
@@ -174,26 +201,15 @@ func (s *Store) Sweep(ctx context.Context, job string, position int64, held *Run
 		if err := olderThan.Load(ctx, c).Err(); err != nil {
 			return err
 		}
-		// SCAN walks the whole keyspace, the other jobs' and namespaces' keys too: 2,000 keys a
-		// call, a couple of milliseconds of Redis's time, so that the reads and writes of others
-		// (a write's refresh, the api's misses) wait that long at most behind a sweep.
-		iter := c.Scan(ctx, 0, s.keys.ValuePattern(job), 2000).Iterator()
-		var batch []string
-		for iter.Next(ctx) {
-			if held.has(strings.TrimPrefix(iter.Val(), prefix)) {
-				continue
-			}
-			if batch = append(batch, iter.Val()); len(batch) == 500 {
-				if err := check(ctx, c, batch); err != nil {
-					return err
+		return walk(ctx, c, s.keys.ValuePattern(job), func(keys []string) error {
+			var batch []string
+			for _, k := range keys {
+				if !held.has(strings.TrimPrefix(k, prefix)) {
+					batch = append(batch, k)
 				}
-				batch = batch[:0]
 			}
-		}
-		if err := iter.Err(); err != nil {
-			return err
-		}
-		return check(ctx, c, batch)
+			return check(ctx, c, batch)
+		})
 	}
 	var err error
 	if cc, ok := s.rdb.(*redis.ClusterClient); ok {
