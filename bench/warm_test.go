@@ -22,8 +22,8 @@ import (
 	"github.com/warmcache/warmcache/warm"
 )
 
-// BenchmarkWarm measures the warm bars of the README's Performance section, each scale in one
-// run, side by side:
+// BenchmarkWarm measures the warm bars (docs/performance.md, "Against the warm bars"), each
+// scale in one run, side by side:
 //
 //   - warmer: the real warmer binary, warmer --once --job orders_by_customer (every
 //     customer's key), with its wall time, keys/s, peak RSS and the CPU seconds it, PostgreSQL

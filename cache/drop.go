@@ -164,8 +164,8 @@ return deleted
 // It walks every key of the job, as DropAll does, with SCAN (which walks the whole keyspace,
 // the other jobs' and namespaces' keys too); the keys held are passed over in the warmer, and
 // only the others are looked at, 500 at a time by one script in Redis (in a Cluster, whose
-// scripts take keys of one slot, one script a key), so that a run whose result holds every key it held before
-// costs Redis the SCAN alone. It returns how many it deleted.
+// scripts take keys of one slot, one script a key), so that a run whose result holds every key
+// it held before costs Redis the SCAN alone. It returns how many it deleted.
 func (s *Store) Sweep(ctx context.Context, job string, position int64, held *RunKeys) (int, error) {
 	held.sort()
 	arg := string(binary.BigEndian.AppendUint64(nil, uint64(position)))
