@@ -108,7 +108,9 @@ func BenchmarkHitPath(b *testing.B) {
 			// before it is measured, as it would have been before.
 			for _, target := range targets {
 				if strings.HasPrefix(target.name, "api") {
-					runWrk(b, true, script, "http://"+target.addr, 3*time.Second)
+					b.Run(fmt.Sprintf("%s/%s/read_before", workload, target.name), func(b *testing.B) {
+						runWrk(b, true, script, "http://"+target.addr, 3*time.Second)
+					})
 				}
 			}
 			hitsBefore := tierHits(b, tiered)

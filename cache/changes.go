@@ -102,7 +102,10 @@ func (s *Store) Watch(ctx context.Context, w Watcher) {
 		if ctx.Err() != nil {
 			return
 		}
-		w.Lost(translate(err))
+		if !errors.Is(err, ErrFlushed) {
+			err = translate(err)
+		}
+		w.Lost(err)
 		select {
 		case <-ctx.Done():
 		case <-time.After(watchRetry):
@@ -167,6 +170,16 @@ const (
 // errNoPong reports a subscription whose connection stopped answering.
 var errNoPong = errors.New("the subscription's connection does not answer")
 
+// ErrFlushed reports a subscription to Redis's invalidations ended by a FLUSHDB or FLUSHALL,
+// which Redis tells as an invalidation naming no key: every value may have changed.
+var ErrFlushed = errors.New("redis was flushed (FLUSHDB or FLUSHALL): every value may have changed")
+
+// flushed reports whether err is go-redis's failure to read an invalidation naming no key (a
+// null where the keys are), the only such message Redis sends.
+func flushed(err error) bool {
+	return strings.HasSuffix(err.Error(), "unsupported pubsub message payload: <nil>")
+}
+
 // receive hands w what one subscription receives, read by parse, until it fails or ctx ends.
 // A read does not end with ctx (go-redis reads until its timeout): the loop checks ctx itself,
 // or a subscription told of changes more often than watchPing would never return.
@@ -186,6 +199,9 @@ func (s *Store) receive(ctx context.Context, sub *redis.PubSub, w Watcher, parse
 			continue
 		}
 		if err != nil {
+			if flushed(err) {
+				return ErrFlushed
+			}
 			return err
 		}
 		pinged = false

@@ -522,7 +522,9 @@ func TestWatchHearsEveryChange(t *testing.T) {
 	}
 	select {
 	case err := <-w.lost:
-		t.Logf("after a FLUSHDB: %v", err)
+		if !errors.Is(err, cache.ErrFlushed) {
+			t.Errorf("after a FLUSHDB, the subscription was lost with %v, want ErrFlushed", err)
+		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("a FLUSHDB was not a lost subscription")
 	}
