@@ -175,7 +175,12 @@ const maxHeaderBytes = 16 << 10
 // HTTPServer returns a server of the API's routes with the limits a server facing any client
 // needs: on the time to send a request and to read the answer, and on the size of a request's
 // head (a body's is the write routes' own).
-func (s *Server) HTTPServer() *http.Server { return httpServer(s.Handler(), 30*time.Second) }
+func (s *Server) HTTPServer() *http.Server { return NewHTTPServer(s.Handler()) }
+
+// NewHTTPServer returns a server of h with the limits of the api's public listener: its
+// timeouts and header size. The benchmarks serve reference handlers with it, to compare like
+// with like.
+func NewHTTPServer(h http.Handler) *http.Server { return httpServer(h, 30*time.Second) }
 
 // httpServer returns a server of h with the limits of HTTPServer, answers taking up to write.
 func httpServer(h http.Handler, write time.Duration) *http.Server {

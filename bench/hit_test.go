@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/warmcache/warmcache/api"
 	"github.com/warmcache/warmcache/cache"
 	"github.com/warmcache/warmcache/internal/baseservice"
 	"github.com/warmcache/warmcache/internal/testenv"
@@ -90,7 +91,8 @@ func BenchmarkHitPath(b *testing.B) {
 			}
 			if skewed {
 				targets = append(targets, struct{ name, addr string }{"api_ttl_1s", shortTTL},
-					struct{ name, addr string }{"constant_headers", constantHeaders(b, tiered)})
+					struct{ name, addr string }{"constant_headers", constantHeaders(b, tiered, &http.Server{})},
+					struct{ name, addr string }{"constant_headers_limits", constantHeaders(b, tiered, api.NewHTTPServer(nil))})
 			}
 			if workload == "20k/uniform" {
 				pool := pgPool(b, dbURL)
@@ -144,8 +146,10 @@ func BenchmarkHitPath(b *testing.B) {
 				"bare_redis/constant %.2f; the api's hits from memory %.0f%%", workload, ratio("api", "constant"),
 				ratio("api", "api_no_tier"), ratio("api_no_tier", "bare_redis"), ratio("bare_redis", "constant"), memory)
 			if rounds["api_ttl_1s"] != nil {
-				line += fmt.Sprintf(", api_ttl_1s/constant %.2f, constant_headers/constant %.2f, api/constant_headers %.2f",
-					ratio("api_ttl_1s", "constant"), ratio("constant_headers", "constant"), ratio("api", "constant_headers"))
+				line += fmt.Sprintf(", api_ttl_1s/constant %.2f, constant_headers/constant %.2f, api/constant_headers %.2f, "+
+					"constant_headers_limits/constant %.2f, api/constant_headers_limits %.2f",
+					ratio("api_ttl_1s", "constant"), ratio("constant_headers", "constant"), ratio("api", "constant_headers"),
+					ratio("constant_headers_limits", "constant"), ratio("api", "constant_headers_limits"))
 			}
 			if rounds["postgres"] != nil {
 				line += fmt.Sprintf(", api/postgres %.0f×", ratio("api", "postgres"))
@@ -163,9 +167,10 @@ func BenchmarkHitPath(b *testing.B) {
 	}
 }
 
-// constantHeaders serves constant bytes with the headers of one of the api's hits, copied once:
-// what writing the headers a cached read must carry costs, without anything else the api does.
-func constantHeaders(b *testing.B, api string) string {
+// constantHeaders serves constant bytes with the headers of one of the api's hits, copied once,
+// on srv: what writing the headers a cached read must carry costs, without anything else the api
+// does (and, on a server with the api's limits, what those cost too).
+func constantHeaders(b *testing.B, api string, srv *http.Server) string {
 	b.Helper()
 	res := testenv.HTTPGet(b, "http://"+api+"/v1/orders/count?customerid=42")
 	if res.Status != http.StatusOK {
@@ -174,7 +179,7 @@ func constantHeaders(b *testing.B, api string) string {
 	header := res.Header.Clone()
 	header.Del("Date") // net/http writes its own, as for the api
 	header.Del("Content-Length")
-	return serve(b, func(c echo.Context) error {
+	return serveOn(b, srv, func(c echo.Context) error {
 		h := c.Response().Header()
 		for name, values := range header {
 			h[name] = values
@@ -413,7 +418,10 @@ func startProcess(b *testing.B, name string, env []string, started *regexp.Regex
 }
 
 // serve runs a reference echo handler on a free port, for the route the benchmark asks for.
-func serve(b *testing.B, h echo.HandlerFunc) string {
+func serve(b *testing.B, h echo.HandlerFunc) string { return serveOn(b, &http.Server{}, h) }
+
+// serveOn is serve on srv, a server of the limits the benchmark asks for.
+func serveOn(b *testing.B, srv *http.Server, h echo.HandlerFunc) string {
 	b.Helper()
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
@@ -422,7 +430,7 @@ func serve(b *testing.B, h echo.HandlerFunc) string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := &http.Server{Handler: e}
+	srv.Handler = e
 	go srv.Serve(ln) //nolint:errcheck // ends with Close
 	b.Cleanup(func() { srv.Close() })
 	return ln.Addr().String()
