@@ -159,6 +159,65 @@ func TestSIGTERMFinishesRequestsInFlight(t *testing.T) {
 	}
 }
 
+// TestSIGTERMWhileValuesChange: the api exits on SIGTERM also while Redis tells it of changes
+// all along, as a warmer's writes make them: it waits for its subscription to changes to end,
+// which used to look at the stop only after a second without a change.
+func TestSIGTERMWhileValuesChange(t *testing.T) {
+	t.Parallel()
+	env := environ(t)
+	var ns string
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "CACHE_NAMESPACE="); ok {
+			ns = v
+		}
+	}
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(append(os.Environ(), env...), testenv.RunMainEnv)
+	lines := testenv.StartLogged(t, cmd)
+	t.Cleanup(func() { cmd.Process.Kill() }) //nolint:errcheck // already gone when the test passes
+	m := lines.Await(apiStarted)
+	if m == nil {
+		t.Fatal("the api did not start")
+	}
+	rdb := testenv.Redis(t)
+	writing, stop := context.WithCancel(context.Background())
+	wrote := make(chan struct{})
+	t.Cleanup(func() {
+		stop()
+		<-wrote
+	})
+	go func() {
+		defer close(wrote)
+		for i := 0; writing.Err() == nil; i++ {
+			rdb.Set(writing, ns+":orders_total", i, time.Minute) //nolint:errcheck // the api hears what arrives
+			time.Sleep(10 * time.Millisecond)                    // a change every 10 ms, as a busy warmer makes
+		}
+	}()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		res := testenv.HTTPGet(t, "http://"+m[2]+"/metrics")
+		if strings.Contains(res.Body, "\nwarmcache_local_cache_watching 1\n") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the api's tier did not listen to changes within 10 s")
+		}
+		time.Sleep(20 * time.Millisecond) // polling the api's metrics, with a deadline
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v, want status 0", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the api did not exit within 10 s of SIGTERM, values changing all along")
+	}
+}
+
 type statusError struct{ status int }
 
 func (e *statusError) Error() string { return "answered " + strconv.Itoa(e.status) }
