@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -251,12 +252,7 @@ func processTree(pid int) []int {
 		if err != nil {
 			continue
 		}
-		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...: comm may hold spaces, so read after its closing parenthesis.
-		fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		fields := statFields(child)
 		if len(fields) > 1 {
 			parent, _ := strconv.Atoi(fields[1])
 			children[parent] = append(children[parent], child)
@@ -267,6 +263,17 @@ func processTree(pid int) []int {
 		tree = append(tree, children[tree[i]]...)
 	}
 	return tree
+}
+
+// statFields returns the fields of /proc/pid/stat after the process's name (state, ppid, ...;
+// utime is the 12th), or none when the process is gone. The name may hold spaces and
+// parentheses: the fields start after its last closing parenthesis.
+func statFields(pid int) []string {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return nil
+	}
+	return strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
 }
 
 // copyAs makes a copy of the database of dbURL called name, dropped first if it exists (it is

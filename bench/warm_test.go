@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"regexp"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -126,13 +125,11 @@ func cpuOf(pid int) float64 {
 	const ticksPerSecond = 100
 	var ticks int64
 	for _, p := range processTree(pid) {
-		stat, err := os.ReadFile("/proc/" + strconv.Itoa(p) + "/stat")
-		if err != nil {
+		fields := statFields(p)
+		if len(fields) < 15 {
 			continue // gone meanwhile
 		}
-		// After "pid (comm)": state ppid ... utime stime cutime cstime, fields 14 to 17 of stat.
-		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-		for _, f := range fields[11:15] {
+		for _, f := range fields[11:15] { // utime stime cutime cstime
 			n, _ := strconv.ParseInt(f, 10, 64)
 			ticks += n
 		}

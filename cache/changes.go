@@ -102,10 +102,7 @@ func (s *Store) Watch(ctx context.Context, w Watcher) {
 		if ctx.Err() != nil {
 			return
 		}
-		if !errors.Is(err, ErrFlushed) {
-			err = translate(err)
-		}
-		w.Lost(err)
+		w.Lost(translate(err))
 		select {
 		case <-ctx.Done():
 		case <-time.After(watchRetry):
@@ -174,12 +171,6 @@ var errNoPong = errors.New("the subscription's connection does not answer")
 // which Redis tells as an invalidation naming no key: every value may have changed.
 var ErrFlushed = errors.New("redis was flushed (FLUSHDB or FLUSHALL): every value may have changed")
 
-// flushed reports whether err is go-redis's failure to read an invalidation naming no key (a
-// null where the keys are), the only such message Redis sends.
-func flushed(err error) bool {
-	return strings.HasSuffix(err.Error(), "unsupported pubsub message payload: <nil>")
-}
-
 // receive hands w what one subscription receives, read by parse, until it fails or ctx ends.
 // A read does not end with ctx (go-redis reads until its timeout): the loop checks ctx itself,
 // or a subscription told of changes more often than watchPing would never return.
@@ -199,9 +190,6 @@ func (s *Store) receive(ctx context.Context, sub *redis.PubSub, w Watcher, parse
 			continue
 		}
 		if err != nil {
-			if flushed(err) {
-				return ErrFlushed
-			}
 			return err
 		}
 		pinged = false

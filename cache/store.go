@@ -276,6 +276,8 @@ func translate(err error) error {
 	}
 	var redisErr redis.Error
 	switch {
+	case flushed(err):
+		return ErrFlushed
 	case errors.As(err, &redisErr) && strings.HasPrefix(redisErr.Error(), "OOM "):
 		return fmt.Errorf("%w: %v", ErrFull, err) //nolint:errorlint // as below
 	case errors.As(err, &redisErr) && !isServerGone(redisErr.Error()):
@@ -283,6 +285,12 @@ func translate(err error) error {
 	}
 	// %v, not %w: callers above this package must not inspect go-redis's errors.
 	return fmt.Errorf("%w: %v", ErrUnavailable, err) //nolint:errorlint // on purpose, as said
+}
+
+// flushed reports whether err is go-redis's failure to read an invalidation naming no key (a
+// null where the keys are), which Redis sends to tracking clients at a FLUSHDB or FLUSHALL.
+func flushed(err error) bool {
+	return strings.HasSuffix(err.Error(), "unsupported pubsub message payload: <nil>")
 }
 
 // isDial reports whether err is the failure of a dial.

@@ -547,21 +547,13 @@ func TestWatchEndsWithItsContext(t *testing.T) {
 		defer close(done)
 		s.Watch(ctx, w)
 	}()
-	writing, stopWriting := context.WithCancel(context.Background())
-	wrote := make(chan struct{})
-	t.Cleanup(func() {
-		stopWriting()
-		<-wrote
+	var version int64
+	testenv.Every(t, 10*time.Millisecond, func(ctx context.Context) { // well within Watch's ping
+		version++
+		now := time.Now()
+		e, _ := cache.NewEntry(version, version, now, now.Add(time.Minute), now.Add(time.Hour)) // an int always encodes
+		_, _ = s.Put(ctx, "busy", cache.Item{Key: "1", Entry: e})
 	})
-	go func() {
-		defer close(wrote)
-		for i := int64(1); writing.Err() == nil; i++ {
-			now := time.Now()
-			e, _ := cache.NewEntry(i, i, now, now.Add(time.Minute), now.Add(time.Hour)) // an int always encodes
-			_, _ = s.Put(writing, "busy", cache.Item{Key: "1", Entry: e})
-			time.Sleep(10 * time.Millisecond) // a write every 10 ms, well within Watch's ping
-		}
-	}()
 	select {
 	case <-w.subscribed:
 	case <-time.After(10 * time.Second):

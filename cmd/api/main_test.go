@@ -135,7 +135,7 @@ func TestHelpAndVersion(t *testing.T) {
 func TestSIGTERMFinishesRequestsInFlight(t *testing.T) {
 	t.Parallel()
 	env := environ(t)
-	cmd, addr := startProcess(t, env, "--jobs", testenv.JobsFile(t, "jobs:\n  slow:\n    schedule: '@hourly'\n    ttl: 2h\n    sql: SELECT pg_sleep(1)::text AS slept\n"))
+	cmd, addr, _ := startProcess(t, env, "--jobs", testenv.JobsFile(t, "jobs:\n  slow:\n    schedule: '@hourly'\n    ttl: 2h\n    sql: SELECT pg_sleep(1)::text AS slept\n"))
 
 	answered := make(chan error, 1)
 	req := testenv.NewRequest(t, http.MethodGet, "http://"+addr+"/v1/results/slow", "", "")
@@ -171,30 +171,15 @@ func TestSIGTERMWhileValuesChange(t *testing.T) {
 			ns = v
 		}
 	}
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(append(os.Environ(), env...), testenv.RunMainEnv)
-	lines := testenv.StartLogged(t, cmd)
-	t.Cleanup(func() { cmd.Process.Kill() }) //nolint:errcheck // already gone when the test passes
-	m := lines.Await(apiStarted)
-	if m == nil {
-		t.Fatal("the api did not start")
-	}
+	cmd, _, admin := startProcess(t, env)
 	rdb := testenv.Redis(t)
-	writing, stop := context.WithCancel(context.Background())
-	wrote := make(chan struct{})
-	t.Cleanup(func() {
-		stop()
-		<-wrote
+	changes := 0
+	testenv.Every(t, 10*time.Millisecond, func(ctx context.Context) { // as a busy warmer changes values
+		changes++
+		rdb.Set(ctx, ns+":orders_total", changes, time.Minute) //nolint:errcheck // the api hears what arrives
 	})
-	go func() {
-		defer close(wrote)
-		for i := 0; writing.Err() == nil; i++ {
-			rdb.Set(writing, ns+":orders_total", i, time.Minute) //nolint:errcheck // the api hears what arrives
-			time.Sleep(10 * time.Millisecond)                    // a change every 10 ms, as a busy warmer makes
-		}
-	}()
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		res := testenv.HTTPGet(t, "http://"+m[2]+"/metrics")
+		res := testenv.HTTPGet(t, "http://"+admin+"/metrics")
 		if strings.Contains(res.Body, "\nwarmcache_local_cache_watching 1\n") {
 			break
 		}
@@ -225,11 +210,12 @@ func (e *statusError) Error() string { return "answered " + strconv.Itoa(e.statu
 // apiStarted is the api's line once it listens, with its address and its admin listener's.
 var apiStarted = regexp.MustCompile(`"msg":"api_started","addr":"([^"]+)","admin_addr":"([^"]+)"`)
 
-// startProcess starts this test binary as the api, with env and args, and returns it and its
-// address once it started; it is killed when the test ends, if it still runs.
-func startProcess(t *testing.T, env []string, args ...string) (*exec.Cmd, string) {
+// startProcess starts this test binary as the api, with env and args, and returns it, its
+// address and its admin listener's once it started; it is killed when the test ends, if it
+// still runs.
+func startProcess(t *testing.T, env []string, args ...string) (cmd *exec.Cmd, addr, admin string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], args...)
+	cmd = exec.Command(os.Args[0], args...)
 	cmd.Env = append(append(os.Environ(), env...), testenv.RunMainEnv)
 	lines := testenv.StartLogged(t, cmd)
 	t.Cleanup(func() { cmd.Process.Kill() }) //nolint:errcheck // already gone when the test passes
@@ -237,7 +223,7 @@ func startProcess(t *testing.T, env []string, args ...string) (*exec.Cmd, string
 	if m == nil {
 		t.Fatal("the api did not start")
 	}
-	return cmd, m[1]
+	return cmd, m[1], m[2]
 }
 
 // waitForQuery waits until a statement containing text runs in the database at dbURL.
@@ -278,7 +264,7 @@ func TestKilledAfterCommit(t *testing.T) {
 	defer stop()
 	store := startWarmerParts(t, ctx, dbURL, ns)
 
-	cmd, addr := startProcess(t, env)
+	cmd, addr, _ := startProcess(t, env)
 	res := testenv.Post(t, "http://"+addr+"/v1/orders", "t0ken-for-the-kill-test", `{"orderdate":"2026-11-21","customerid":3137,"netamount":5,"tax":0}`)
 	if res.Status != http.StatusCreated {
 		t.Fatalf("POST: %d", res.Status)

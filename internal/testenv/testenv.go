@@ -192,3 +192,22 @@ func Keys(t testing.TB, ns, job string) []string {
 	}
 	return keys
 }
+
+// Every calls f every d, with a context that ends with the test, until the test ends, and
+// waits for the last call to return: a change the code under test keeps meeting, as a busy
+// writer makes it.
+func Every(t testing.TB, d time.Duration, f func(ctx context.Context)) {
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		stop()
+		<-done
+	})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			f(ctx)
+			time.Sleep(d) // the pace of the changes, not a wait for one
+		}
+	}()
+}
