@@ -36,3 +36,28 @@ func TestRunKeys(t *testing.T) {
 		t.Errorf("after a key added late: late %v, 1 %v, %d keys", held.has("late"), held.has("1"), held.Len())
 	}
 }
+
+// TestRunKeysWithin: a set is within another when the other holds each of its keys.
+func TestRunKeysWithin(t *testing.T) {
+	var small, large, empty RunKeys
+	for i := range 1000 {
+		large.Add(strconv.Itoa(i))
+		if i%7 == 0 {
+			small.Add(strconv.Itoa(i))
+		}
+	}
+	small.sort()
+	large.sort()
+	empty.sort()
+	if !small.within(&large) || !empty.within(&small) || !large.within(&large) {
+		t.Error("a subset is not within its set")
+	}
+	if large.within(&small) || small.within(&empty) {
+		t.Error("a set is within one that lacks its keys")
+	}
+	small.Add("1000")
+	small.sort()
+	if small.within(&large) {
+		t.Error("a set with a key past the other's last is within it")
+	}
+}

@@ -42,6 +42,7 @@ type Store struct {
 	// runHistory is how many runs of each job are kept (Options.RunHistory).
 	runHistory int
 	timeout    time.Duration // Options.Timeout
+	sweeps     sweeps        // the bulk runs written and swept, for Sweep
 }
 
 // Options tunes the Redis client. Zero values keep go-redis's defaults or the URL's settings,

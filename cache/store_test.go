@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -764,4 +765,95 @@ func TestSweep(t *testing.T) {
 	if c := <-told; c.Job != "j" || !c.All {
 		t.Errorf("told %+v, want every key of j (too many to name)", c)
 	}
+}
+
+// TestSweepOfTheNextRun: when the store swept the job's previous run, the next sweep looks only
+// at the keys written one at a time since (a key no write of the store's made, planted by hand
+// below, is not found); when it cannot know where the keys not held are (another run wrote in
+// between, the previous result is not all held, a run of the store failed), it walks every key.
+// Either way a key not held, read from an older snapshot, goes, and a newer one stays.
+func TestSweepOfTheNextRun(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	keys := newKeys(t)
+	s, other := openStore(t, keys), openStore(t, keys)
+	rdb := testenv.Redis(t)
+	// write writes a run of the job from the snapshot at position holding keys, and sweep
+	// sweeps it.
+	write := func(s *cache.Store, position int64, keys ...string) *cache.RunKeys {
+		t.Helper()
+		now := time.Now()
+		var items []cache.Item
+		var held cache.RunKeys
+		for _, k := range keys {
+			e, err := cache.NewEntry(k, position, now, now.Add(time.Minute), now.Add(time.Hour))
+			if err != nil {
+				t.Fatal(err)
+			}
+			items = append(items, cache.Item{Key: k, Entry: e})
+			held.Add(k)
+		}
+		if _, err := s.PutRun(ctx, "j", items); err != nil {
+			t.Fatalf("run at %d: %v", position, err)
+		}
+		return &held
+	}
+	sweep := func(s *cache.Store, position int64, held *cache.RunKeys) {
+		t.Helper()
+		if _, err := s.Sweep(ctx, "j", position, held); err != nil {
+			t.Fatalf("sweep of the run at %d: %v", position, err)
+		}
+	}
+	run := func(s *cache.Store, position int64, keys ...string) { sweep(s, position, write(s, position, keys...)) }
+	// plant copies a's entry, read at an older snapshot than any run below, to key, as no write
+	// of a store makes it.
+	plant := func(key string) {
+		t.Helper()
+		v, err := rdb.Get(ctx, keys.Value("j", "a")).Result()
+		if err == nil {
+			err = rdb.Set(ctx, keys.Value("j", key), v, time.Hour).Err()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := func(when string, want ...string) {
+		t.Helper()
+		got := slices.Sorted(maps.Keys(listAll(t, s, "j", 100)))
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: keys %v, want %v", when, got, want)
+		}
+	}
+	run(s, 10, "a", "b", "c")
+	plant("planted")
+	run(s, 20, "a", "b", "c")
+	want("a run after the one swept", "a", "b", "c", "planted")
+
+	if _, err := s.Put(ctx, "j", item(t, "refreshed", 25, `{"n":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	held := write(s, 30, "a", "b", "c")
+	// A write during the run, from a newer snapshot: the touched set drops the older touches.
+	if _, err := s.Put(ctx, "j", item(t, "newer", 35, `{"n":2}`)); err != nil {
+		t.Fatal(err)
+	}
+	sweep(s, 30, held)
+	want("keys written one at a time since: the older goes", "a", "b", "c", "newer", "planted")
+
+	write(other, 40, "a", "b", "c", "elsewhere")
+	run(s, 50, "a", "b", "c")
+	want("another run wrote in between", "a", "b", "c")
+
+	plant("planted")
+	run(s, 60, "a", "b")
+	want("the previous result not all held", "a", "b")
+
+	plant("planted")
+	write(s, 60, "a", "b", "failed") // of the same snapshot as the last swept, on another day
+	run(s, 70, "a", "b")
+	want("a run failed in between", "a", "b")
+
+	plant("planted")
+	run(s, 70, "a", "b")
+	want("a run of the same snapshot", "a", "b", "planted")
 }

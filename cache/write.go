@@ -179,6 +179,8 @@ func (s *Store) putEach(ctx context.Context, job string, items []Item, touch tou
 // the touched set under it, the batch falls back to comparing key by key. The keys whose value
 // changed are announced (Watch, and Options.Invalidated) once the batch is written, and so are the keys
 // that held nothing: Redis may have lost a value (evicted, flushed) that copies still hold.
+// The store remembers which run came before (the fence a batch found) and the keys touched
+// then, for Sweep.
 func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, error) {
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
@@ -211,6 +213,12 @@ func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, erro
 			if err == nil && current > position {
 				return ErrFenced
 			}
+			var touchedKeys []string // when this batch raises the fence: for Sweep
+			if current < position {
+				if touchedKeys, err = tx.ZRange(ctx, touched, 0, -1).Result(); err != nil {
+					return err
+				}
+			}
 			skip := make(map[string]bool, len(newer.Val()))
 			for _, k := range newer.Val() {
 				skip[k] = true
@@ -233,6 +241,9 @@ func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, erro
 			})
 			if errors.Is(err, redis.Nil) {
 				err = nil // a key that held nothing
+			}
+			if err == nil {
+				s.sweeps.started(job, position, items[0].Entry.ComputedAt, current, touchedKeys)
 			}
 			return queuedError(err, cmds)
 		}, fence, touched)

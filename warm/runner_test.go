@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -288,4 +289,57 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
+}
+
+// TestRunsRemoveGroupsGone: after each run of a keyed job, Redis holds the keys of its result and
+// none of a group whose rows went since the run before, whether that run or a refresh since
+// wrote its key (the runs' sweeps, cache.Store.Sweep, walking every key or not).
+func TestRunsRemoveGroupsGone(t *testing.T) {
+	t.Parallel()
+	dbURL := testenv.NewDatabase(t)
+	h := newHarness(t, dbURL)
+	ctx := context.Background()
+	exec := func(sql string) {
+		t.Helper()
+		if out, err := testenv.Psql(dbURL, "-v", "ON_ERROR_STOP=1", "-c", sql).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", sql, err, out)
+		}
+	}
+	job := testenv.JobsByName(testenv.LoadJobs(t, testenv.BuiltinsNotWarmed+`
+  tally:
+    schedule: "@hourly"
+    sql: SELECT g, count(*) AS n FROM tally GROUP BY g
+    key: "{g}"
+`, time.Now()))["tally"]
+	run := func(want ...string) {
+		t.Helper()
+		if _, err := h.runner.Run(ctx, job, TriggerSchedule, nil); err != nil {
+			t.Fatal(err)
+		}
+		keys, _, err := h.store.ListKeys(ctx, job.Name, "", 100)
+		if slices.Sort(keys); err != nil || !slices.Equal(keys, want) {
+			t.Fatalf("keys after the run: %v, %v; want %v", keys, err, want)
+		}
+	}
+	exec("CREATE TABLE tally (g text NOT NULL); INSERT INTO tally VALUES ('a'), ('b'), ('b'), ('c')")
+	run("a", "b", "c")
+	exec("DELETE FROM tally WHERE g = 'c'")
+	run("a", "b")
+	run("a", "b")
+
+	// A group that came and went between two runs, its key written by a refresh meanwhile.
+	exec("INSERT INTO tally VALUES ('d')")
+	row, err := h.db.Lookup(ctx, job.Aggregate, query.Params{}, "d", query.Latest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := Entry(job, "d", row.Value, row.Position, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.store.Put(ctx, job.Name, cache.Item{Key: "d", Entry: e}); err != nil {
+		t.Fatal(err)
+	}
+	exec("DELETE FROM tally WHERE g = 'd'")
+	run("a", "b")
 }

@@ -61,9 +61,18 @@ func StartLogged(t testing.TB, cmd *exec.Cmd) *Lines {
 // Await reads lines until one matches re, and returns the match and its groups; nil when the
 // output ended first. It discards the rest.
 func (l *Lines) Await(re *regexp.Regexp) []string {
+	m := l.Find(re)
+	if m != nil {
+		l.Discard()
+	}
+	return m
+}
+
+// Find reads lines until one matches re, and returns the match and its groups; nil when the
+// output ended first. The lines after it are left to read.
+func (l *Lines) Find(re *regexp.Regexp) []string {
 	for l.Scan() {
 		if m := re.FindStringSubmatch(l.Text()); m != nil {
-			l.Discard()
 			return m
 		}
 	}
