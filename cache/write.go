@@ -30,8 +30,8 @@ type Item struct {
 // with one from an older snapshot:
 //
 //   - Bulk runs (the warmer's scheduled jobs) write every key of a job from one snapshot. They
-//     use plain SETs (with GET, to learn which values changed) in MULTI/EXEC transactions, at
-//     half the Redis CPU of a script that compares every key, guarded by two records WATCHed
+//     use plain SETs (with GET where the changed values are told) in MULTI/EXEC transactions,
+//     at half the Redis CPU of a script that compares every key, guarded by two records WATCHed
 //     for the length of each batch: the job's fence, the position of the newest bulk run, which
 //     fences off older runs (a warmer that lost its lock, a replica further behind); and the
 //     job's touched set, the keys written one at a time lately with their positions, which a
@@ -176,9 +176,10 @@ func (s *Store) putEach(ctx context.Context, job string, items []Item, touch tou
 // PutRun writes a batch of a bulk run: entries of job, all read in one snapshot. It skips
 // the keys written one at a time from a newer snapshot and returns how many it wrote, or
 // ErrFenced when a run from a newer snapshot has started. When single-key writes keep changing
-// the touched set under it, the batch falls back to comparing key by key. The keys whose value
-// changed are announced (Watch, and Options.Invalidated) once the batch is written, and so are the keys
-// that held nothing: Redis may have lost a value (evicted, flushed) that copies still hold.
+// the touched set under it, the batch falls back to comparing key by key. Where someone needs
+// them (Options.Invalidated, or Watch on a Cluster), the keys whose value changed are announced
+// once the batch is written, and so are the keys that held nothing: Redis may have lost a value
+// (evicted, flushed) that copies still hold.
 // The store remembers which run came before (the fence a batch found) and the keys touched
 // then, for Sweep.
 func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, error) {
@@ -197,6 +198,11 @@ func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, erro
 		return s.putEach(ctx, job, items, touchNone, true)
 	}
 	fence, touched := s.keys.Fence(job), s.keys.Touched(job)
+	// Which values changed is for whoever keeps copies that Redis does not tell of: a purger of
+	// HTTP caches (Options.Invalidated), and the apis' tiers on a Cluster (Watch). Elsewhere the
+	// tiers hear of every write from Redis itself, and a SET with GET would cost Redis a quarter
+	// more, and the warmer the old values' reading.
+	tell := s.invalidated != nil || !s.TellsEveryChange()
 	var replaced []replacement
 	for attempt := 0; ; attempt++ {
 		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
@@ -233,8 +239,13 @@ func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, erro
 				for _, it := range items {
 					if !skip[it.Key] {
 						value := it.Entry.marshal()
-						old := p.SetArgs(ctx, s.keys.Value(job, it.Key), value, redis.SetArgs{TTL: it.Entry.retention(), Get: true})
-						replaced = append(replaced, replacement{it.Key, value, old})
+						r := replacement{key: it.Key, value: value}
+						if tell {
+							r.old = p.SetArgs(ctx, s.keys.Value(job, it.Key), value, redis.SetArgs{TTL: it.Entry.retention(), Get: true})
+						} else {
+							p.Set(ctx, s.keys.Value(job, it.Key), value, it.Entry.retention())
+						}
+						replaced = append(replaced, r)
 					}
 				}
 				return nil
@@ -256,6 +267,9 @@ func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, erro
 			return 0, err
 		case err != nil:
 			return 0, fmt.Errorf("write batch: %w", s.failure(ctx, err))
+		}
+		if !tell {
+			return len(replaced), nil
 		}
 		var changed []string
 		for _, r := range replaced {
@@ -291,7 +305,7 @@ func queuedError(err error, cmds []redis.Cmder) error {
 type replacement struct {
 	key   string
 	value []byte
-	old   *redis.StatusCmd // with GET: the replaced entry
+	old   *redis.StatusCmd // with GET, when the changes are told: the replaced entry
 }
 
 // sameValue reports whether the stored entry old has the value of the stored entry value: the
