@@ -3,6 +3,8 @@ package cache
 import (
 	"strconv"
 	"testing"
+
+	"github.com/cespare/xxhash/v2"
 )
 
 // TestRunKeys: a set of a run's keys holds every key added, in any order, and no other; the
@@ -37,8 +39,8 @@ func TestRunKeys(t *testing.T) {
 	}
 }
 
-// TestRunKeysWithin: a set is within another when the other holds each of its keys.
-func TestRunKeysWithin(t *testing.T) {
+// TestRunKeysHoldsAll: a set holds all of some hashes when it holds each of them.
+func TestRunKeysHoldsAll(t *testing.T) {
 	var small, large, empty RunKeys
 	for i := range 1000 {
 		large.Add(strconv.Itoa(i))
@@ -49,15 +51,22 @@ func TestRunKeysWithin(t *testing.T) {
 	small.sort()
 	large.sort()
 	empty.sort()
-	if !small.within(&large) || !empty.within(&small) || !large.within(&large) {
-		t.Error("a subset is not within its set")
+	if !large.holdsAll(small.hashes) || !small.holdsAll(empty.hashes) || !large.holdsAll(large.hashes) {
+		t.Error("a set does not hold the hashes of a subset")
 	}
-	if large.within(&small) || small.within(&empty) {
-		t.Error("a set is within one that lacks its keys")
+	if small.holdsAll(large.hashes) || empty.holdsAll(small.hashes) {
+		t.Error("a set holds hashes it lacks")
 	}
-	small.Add("1000")
+	// A key whose hash is past the last of large's.
+	past := ""
+	for i := 0; past == ""; i++ {
+		if k := "past" + strconv.Itoa(i); xxhash.Sum64String(k) > large.hashes[len(large.hashes)-1] {
+			past = k
+		}
+	}
+	small.Add(past)
 	small.sort()
-	if small.within(&large) {
-		t.Error("a set with a key past the other's last is within it")
+	if large.holdsAll(small.hashes) {
+		t.Error("a set holds a hash past its last")
 	}
 }

@@ -768,10 +768,11 @@ func TestSweep(t *testing.T) {
 }
 
 // TestSweepOfTheNextRun: when the store swept the job's previous run, the next sweep looks only
-// at the keys written one at a time since (a key no write of the store's made, planted by hand
-// below, is not found); when it cannot know where the keys not held are (another run wrote in
-// between, the previous result is not all held, a run of the store failed), it walks every key.
-// Either way a key not held, read from an older snapshot, goes, and a newer one stays.
+// at the keys written one at a time since (a key no write of a store's made, planted by hand
+// below, is then not found: the probe of which way the sweep went); when it cannot know where
+// the keys not held are (another run wrote in between, even of the same snapshot; the previous
+// result is not all held; a run of the store failed; the touched set was lost), it walks every
+// key. Either way a key not held, read from an older snapshot, goes, and a newer one stays.
 func TestSweepOfTheNextRun(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -829,7 +830,8 @@ func TestSweepOfTheNextRun(t *testing.T) {
 	run(s, 20, "a", "b", "c")
 	want("a run after the one swept", "a", "b", "c", "planted")
 
-	if _, err := s.Put(ctx, "j", item(t, "refreshed", 25, `{"n":1}`)); err != nil {
+	// A refresh since the run, and one from an older snapshot than the run's, written after it.
+	if _, err := s.Put(ctx, "j", item(t, "refreshed", 25, `{"n":1}`), item(t, "late", 15, `{"n":1}`)); err != nil {
 		t.Fatal(err)
 	}
 	held := write(s, 30, "a", "b", "c")
@@ -843,6 +845,18 @@ func TestSweepOfTheNextRun(t *testing.T) {
 	write(other, 40, "a", "b", "c", "elsewhere")
 	run(s, 50, "a", "b", "c")
 	want("another run wrote in between", "a", "b", "c")
+
+	plant("planted")
+	write(other, 50, "a", "b", "c", "elsewhere")
+	run(s, 55, "a", "b", "c")
+	want("another run of the same snapshot wrote in between", "a", "b", "c")
+
+	plant("planted")
+	if err := rdb.Del(ctx, keys.Touched("j")).Err(); err != nil {
+		t.Fatal(err)
+	}
+	run(s, 57, "a", "b", "c")
+	want("the touched set lost", "a", "b", "c")
 
 	plant("planted")
 	run(s, 60, "a", "b")

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -44,14 +46,16 @@ return deleted
 // deleted.
 //
 // Where the keys not held can be is what decides its cost. When this store swept the job's
-// previous run, and no run came in between (sweeps.since says when that is sure), they are
-// among the keys of the previous result and the keys written one at a time since (the touched
-// set): if the previous result's keys are all held, only the touched keys not held are looked
-// at. Otherwise Sweep walks every key of the job, as DropAll does, with SCAN (which walks the
-// whole keyspace, the other jobs' and namespaces' keys too: about a microsecond of Redis's time a
-// key); the keys held are passed over in the warmer. Either way the keys not held are looked at
-// 500 at a time by one script in Redis (in a Cluster, whose scripts take keys of one slot, one
-// script a key).
+// previous run and no other run wrote since (the touched set, as this run's first write found it,
+// holds the previous run's mark and no other: sweeps), they are among the keys of the previous
+// result and the keys written one at a time since, which the touched set keeps: if the previous
+// result's keys are all held, only the touched keys not held are looked at. Otherwise (the first
+// run of a store, another run since, a touched set lost: it expires TouchedWindow after its last
+// write; a Redis restarted or failed over) Sweep walks every key of the job, as DropAll does,
+// with SCAN (which walks the whole keyspace, the other jobs' and namespaces' keys too: about a
+// microsecond of Redis's time a key); the keys held are passed over in the warmer. Either way the
+// keys not held are looked at 500 at a time by one script in Redis (in a Cluster, whose scripts
+// take keys of one slot, one script a key).
 func (s *Store) Sweep(ctx context.Context, job string, position int64, held *RunKeys) (int, error) {
 	held.sort()
 	arg := string(binary.BigEndian.AppendUint64(nil, uint64(position)))
@@ -99,32 +103,30 @@ func (s *Store) Sweep(ctx context.Context, job string, position int64, held *Run
 		return walk(ctx, c, s.keys.ValuePattern(job), func(keys []string) error { return check(ctx, c, notHeld(keys)) })
 	}
 	var servers []string // the run IDs of the Redis servers: a restart or a failover changes them
-	var err error
 	if !s.cluster {
-		var info ServerInfo
-		info, err = serverInfo(ctx, s.rdb)
-		servers = info.RunIDs
-	}
-	if err == nil {
-		switch touched, known := s.sweeps.since(job, position, held, servers); {
-		case known:
-			values := make([]string, len(touched))
-			for i, k := range touched {
-				values[i] = s.keys.Value(job, k)
-			}
-			if err = olderThan.Load(ctx, s.rdb).Err(); err == nil {
-				err = check(ctx, s.rdb, notHeld(values))
-			}
-		case s.cluster:
-			var mu sync.Mutex
-			err = s.rdb.(*redis.ClusterClient).ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
-				mu.Lock() // swept is shared
-				defer mu.Unlock()
-				return walkAll(ctx, c)
-			})
-		default:
-			err = walkAll(ctx, s.rdb)
+		if info, err := serverInfo(ctx, s.rdb); err == nil { // else every key is walked
+			servers = info.RunIDs
 		}
+	}
+	var err error
+	switch touched, known := s.sweeps.since(job, position, held, servers); {
+	case known:
+		values := make([]string, len(touched))
+		for i, k := range touched {
+			values[i] = s.keys.Value(job, k)
+		}
+		if err = olderThan.Load(ctx, s.rdb).Err(); err == nil {
+			err = check(ctx, s.rdb, notHeld(values))
+		}
+	case s.cluster:
+		var mu sync.Mutex
+		err = s.rdb.(*redis.ClusterClient).ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+			mu.Lock() // swept is shared
+			defer mu.Unlock()
+			return walkAll(ctx, c)
+		})
+	default:
+		err = walkAll(ctx, s.rdb)
 	}
 	if err != nil {
 		s.sweeps.forget(job)
@@ -139,90 +141,115 @@ func (s *Store) Sweep(ctx context.Context, job string, position int64, held *Run
 
 // sweeps is what a store remembers of the bulk runs it writes, for Sweep to know where the keys a
 // run no longer holds can be. It is safe for use by several goroutines at once.
+//
+// Each batch of a run adds the run's mark, a member no key can be, to the job's touched set,
+// with the run's position as its score, and the run's first write reads the set (under WATCH,
+// so that it is the set the write changes). A run of the job, of this warmer or another, that
+// wrote after the run before leaves its mark there; so does the run before, whose mark the
+// touched set keeps (the fence having risen to it, touches below it alone are trimmed) unless
+// the set was lost (expired after TouchedWindow without a write, evicted, flushed).
 type sweeps struct {
-	mu     sync.Mutex
-	starts map[string]runStart // by job: the newest run PutRun wrote
-	last   map[string]sweptRun // by job: the last run swept
+	mu   sync.Mutex
+	id   string              // the store's, in its runs' marks
+	runs map[string]runFound // by job: the newest run whose first write read the touched set
+	last map[string]sweptRun // by job: the last run swept
 }
 
-// runStart is what the first batches of a bulk run found in Redis.
-type runStart struct {
+// runFound is the touched set the first write of a run found.
+type runFound struct {
+	mark     string
 	position int64
-	at       time.Time // when the run started: its entries' ComputedAt
-	// from is the fence the run raised, the position of the run before it, or the run's own
-	// position if another run of the same snapshot raised it.
-	from int64
-	// touched are the keys of the touched set when the run raised the fence, from which the
-	// touches older than the run go at the next single-key write.
-	touched []string
-	// after is set when a run of the job that this store wrote before it was not swept (it
-	// failed): its writes may hold keys neither run holds.
-	after bool
+	touched  []redis.Z
 }
 
 // sweptRun is a run Sweep swept.
 type sweptRun struct {
+	mark     string
 	position int64
-	at       time.Time
-	keys     *RunKeys
-	servers  []string // the run IDs of the Redis servers, which a restart or a failover changes
+	hashes   []uint64 // of its result's keys, sorted
+	servers  []string // the run IDs of the Redis servers
 }
 
-// started records that a batch of the run from the snapshot at position, started at at, found
-// the job's fence at fence, and the touched set holding touched when it raised the fence.
-func (m *sweeps) started(job string, position int64, at time.Time, fence int64, touched []string) {
+// markPrefix starts the runs' marks: bytes no key read from PostgreSQL's text holds.
+const markPrefix = "\xff\xfewarmcache run "
+
+// mark returns the mark of the run from the snapshot at position started at at.
+func (m *sweeps) mark(position int64, at time.Time) string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.starts == nil {
-		m.starts = map[string]runStart{}
+	if m.id == "" {
+		m.id = strconv.FormatUint(rand.Uint64(), 36)
 	}
-	r, ok := m.starts[job]
-	if !ok || r.position != position || !r.at.Equal(at) { // the run's first batch
-		last := m.last[job]
-		unswept := ok && (!last.at.Equal(r.at) || last.position != r.position)
-		r = runStart{position: position, at: at, from: fence, after: unswept}
+	return fmt.Sprintf("%s%s %d %d", markPrefix, m.id, position, at.UnixNano())
+}
+
+// found reports whether the first write of the run of mark read job's touched set.
+func (m *sweeps) found(job, mark string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.runs[job].mark == mark
+}
+
+// wrote records the touched set the first write of the run of mark, from the snapshot at
+// position, read.
+func (m *sweeps) wrote(job, mark string, position int64, touched []redis.Z) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.runs == nil {
+		m.runs = map[string]runFound{}
 	}
-	if fence < position { // this batch raised the fence; another may have recorded the run first
-		r.from, r.touched = fence, touched
+	if m.runs[job].mark != mark {
+		m.runs[job] = runFound{mark: mark, position: position, touched: touched}
 	}
-	m.starts[job] = r
 }
 
 // since returns the keys written one at a time to job's values since its previous run, when the
 // values of job other than the keys of held can only be among them: when this store swept the
-// job's previous run, on the same servers, that run's result is all held, and no other run of
-// the job wrote since (the fence went from that run's position to this one's, or stayed there,
-// the snapshot the same). They are the keys the touched set held when this run raised the fence:
-// it keeps those written since the fence rose to the previous run's position, for TouchedWindow
-// after the last (the previous run started less than that ago). Those written from older
-// snapshots than this run's after it raised the fence are not seen (the touched set drops them
-// at once), nor are the keys of a failed run of the previous run's snapshot from elsewhere, on
-// another day (Today): such keys go at their TTL, as the values of a lost refresh do.
+// job's previous run, on the same servers, that run's result is all held, and the touched set
+// the first write of this run read holds that run's mark and no other of a run at its position
+// or after. It returns the keys the set held then; those touched since are at this run's
+// position or after (touches older than the fence are scored at the fence), and stay.
 func (m *sweeps) since(job string, position int64, held *RunKeys, servers []string) ([]string, bool) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	r, last := m.starts[job], m.last[job]
-	if servers == nil || last.keys == nil || r.position != position || r.after || r.from != last.position ||
-		time.Since(last.at) >= TouchedWindow || !slices.Equal(servers, last.servers) || !last.keys.within(held) {
+	r, last := m.runs[job], m.last[job]
+	m.mu.Unlock()
+	if servers == nil || last.hashes == nil || r.position != position || !slices.Equal(servers, last.servers) {
 		return nil, false
 	}
-	return r.touched, true
+	var keys []string
+	for _, z := range r.touched {
+		member, _ := z.Member.(string)
+		switch {
+		case !strings.HasPrefix(member, markPrefix):
+			keys = append(keys, member)
+		case z.Score >= float64(last.position) && member != last.mark:
+			return nil, false // another run wrote since
+		}
+	}
+	if !slices.ContainsFunc(r.touched, func(z redis.Z) bool { return z.Member == last.mark }) || !held.holdsAll(last.hashes) {
+		return nil, false
+	}
+	return keys, true
 }
 
 // swept records that Sweep swept the run of job from the snapshot at position, holding held, on
-// the servers of those run IDs (none on a Cluster, whose runs are always swept whole).
+// the servers of those run IDs (none when unknown, or on a Cluster, whose runs are always swept
+// whole).
 func (m *sweeps) swept(job string, position int64, held *RunKeys, servers []string) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	r := m.starts[job]
+	r := m.runs[job]
+	m.mu.Unlock()
 	if servers == nil || r.position != position {
-		delete(m.last, job) // not a run PutRun wrote
+		m.forget(job) // not a run PutRun wrote
 		return
 	}
+	hashes := slices.Clone(held.hashes)
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.last == nil {
 		m.last = map[string]sweptRun{}
 	}
-	m.last[job] = sweptRun{position: position, at: r.at, keys: held, servers: servers}
+	m.last[job] = sweptRun{mark: r.mark, position: position, hashes: hashes, servers: servers}
 }
 
 // forget forgets the last run of job swept: the next is swept whole.
@@ -269,14 +296,14 @@ func (k *RunKeys) sort() {
 	}
 }
 
-// within reports whether every key of k is in o; both are sorted.
-func (k *RunKeys) within(o *RunKeys) bool {
+// holdsAll reports whether k holds every hash of hashes (sorted); k is sorted.
+func (k *RunKeys) holdsAll(hashes []uint64) bool {
 	i := 0
-	for _, h := range k.hashes {
-		for i < len(o.hashes) && o.hashes[i] < h {
+	for _, h := range hashes {
+		for i < len(k.hashes) && k.hashes[i] < h {
 			i++
 		}
-		if i == len(o.hashes) || o.hashes[i] != h {
+		if i == len(k.hashes) || k.hashes[i] != h {
 			return false
 		}
 	}

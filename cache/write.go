@@ -47,9 +47,11 @@ type Item struct {
 
 // putIfNotOlder writes KEYS[1] = ARGV[1] with a TTL of ARGV[2] milliseconds unless the key holds
 // an entry of the same format read at a higher position, and then, when KEYS[2] is given,
-// records the key (ARGV[5]) in that touched set with score ARGV[6] (its position), keeps the set
-// for ARGV[7] milliseconds, and forgets the touches older than the job's fence KEYS[3]: a bulk
-// run older than the fence writes nothing, and a newer one would not step around them. When the
+// records the key (ARGV[5]) in that touched set with score ARGV[6] (its position) or the job's
+// fence KEYS[3] if that is higher, keeps the set for ARGV[7] milliseconds, and forgets the
+// touches older than the fence: a bulk run older than the fence writes nothing, and a newer one
+// would not step around them. A touch older than the fence is kept at the fence's score, not
+// forgotten at once: the next run's sweep looks at the keys touched (Sweep). When the
 // value it replaced had another ETag (or there was none), it publishes ARGV[4] on the channel
 // ARGV[3], if one is given. It returns 0 if it did not write, 1 if it wrote the same value
 // again, 2 if it wrote a changed one. Positions are compared byte by byte (they are big-endian),
@@ -73,8 +75,12 @@ if not write then
 end
 redis.call('SET', KEYS[1], new, 'PX', ARGV[2])
 if KEYS[2] then
-  redis.call('ZADD', KEYS[2], ARGV[6], ARGV[5])
   local fence = redis.call('GET', KEYS[3])
+  local score = ARGV[6]
+  if fence and tonumber(fence) > tonumber(score) then
+    score = fence
+  end
+  redis.call('ZADD', KEYS[2], score, ARGV[5])
   if fence then
     redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. fence)
   end
@@ -180,8 +186,8 @@ func (s *Store) putEach(ctx context.Context, job string, items []Item, touch tou
 // them (Options.Invalidated, or Watch on a Cluster), the keys whose value changed are announced
 // once the batch is written, and so are the keys that held nothing: Redis may have lost a value
 // (evicted, flushed) that copies still hold.
-// The store remembers which run came before (the fence a batch found) and the keys touched
-// then, for Sweep.
+// Each batch leaves the run's mark in the job's touched set, and the run's first write reads
+// the set, for Sweep.
 func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, error) {
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
@@ -199,10 +205,11 @@ func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, erro
 	}
 	fence, touched := s.keys.Fence(job), s.keys.Touched(job)
 	// Which values changed is for whoever keeps copies that Redis does not tell of: a purger of
-	// HTTP caches (Options.Invalidated), and the apis' tiers on a Cluster (Watch). Elsewhere the
-	// tiers hear of every write from Redis itself, and a SET with GET would cost Redis a quarter
-	// more, and the warmer the old values' reading.
-	tell := s.invalidated != nil || !s.TellsEveryChange()
+	// HTTP caches (Options.Invalidated). The apis' tiers hear of every write from Redis itself
+	// (off a Cluster, as here), and a SET with GET would cost Redis a quarter more, and the
+	// warmer the old values' reading.
+	tell := s.invalidated != nil
+	mark := s.sweeps.mark(position, items[0].Entry.ComputedAt)
 	var replaced []replacement
 	for attempt := 0; ; attempt++ {
 		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
@@ -219,9 +226,12 @@ func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, erro
 			if err == nil && current > position {
 				return ErrFenced
 			}
-			var touchedKeys []string // when this batch raises the fence: for Sweep
-			if current < position {
-				if touchedKeys, err = tx.ZRange(ctx, touched, 0, -1).Result(); err != nil {
+			// The touched set as the run's first write finds it, for Sweep; read under WATCH, as
+			// the write will find it.
+			var found []redis.Z
+			first := !s.sweeps.found(job, mark)
+			if first {
+				if found, err = tx.ZRangeWithScores(ctx, touched, 0, -1).Result(); err != nil {
 					return err
 				}
 			}
@@ -235,6 +245,12 @@ func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, erro
 				// would otherwise keep aborting each other's transactions.
 				if current < position {
 					p.Set(ctx, fence, position, 0)
+				}
+				// The run's mark (Sweep), in every batch: once there, adding it again changes
+				// nothing, and aborts no other writer's transaction.
+				p.ZAdd(ctx, touched, redis.Z{Score: float64(position), Member: mark})
+				if first {
+					p.PExpire(ctx, touched, TouchedWindow)
 				}
 				for _, it := range items {
 					if !skip[it.Key] {
@@ -253,8 +269,8 @@ func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, erro
 			if errors.Is(err, redis.Nil) {
 				err = nil // a key that held nothing
 			}
-			if err == nil {
-				s.sweeps.started(job, position, items[0].Entry.ComputedAt, current, touchedKeys)
+			if err == nil && first {
+				s.sweeps.wrote(job, mark, position, found)
 			}
 			return queuedError(err, cmds)
 		}, fence, touched)
@@ -262,6 +278,9 @@ func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, erro
 		case errors.Is(err, redis.TxFailedErr) && attempt < 3:
 			continue // a single-key write or another run came in between: look again
 		case errors.Is(err, redis.TxFailedErr):
+			if err := s.rdb.ZAdd(ctx, touched, redis.Z{Score: float64(position), Member: mark}).Err(); err != nil {
+				return 0, s.failure(ctx, err)
+			}
 			return s.putEach(ctx, job, items, touchNone, true)
 		case errors.Is(err, ErrFenced):
 			return 0, err
