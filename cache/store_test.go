@@ -779,15 +779,13 @@ func TestSweepOfTheNextRun(t *testing.T) {
 	keys := newKeys(t)
 	s, other := openStore(t, keys), openStore(t, keys)
 	rdb := testenv.Redis(t)
-	// write writes a run of the job from the snapshot at position holding keys, and sweep
-	// sweeps it.
-	write := func(s *cache.Store, position int64, keys ...string) *cache.RunKeys {
+	// batch writes a batch of keys of the run of the job from the snapshot at position started
+	// at, adding them to held; write writes a run of the job holding keys, and sweep sweeps it.
+	batch := func(s *cache.Store, position int64, at time.Time, held *cache.RunKeys, keys ...string) {
 		t.Helper()
-		now := time.Now()
 		var items []cache.Item
-		var held cache.RunKeys
 		for _, k := range keys {
-			e, err := cache.NewEntry(k, position, now, now.Add(time.Minute), now.Add(time.Hour))
+			e, err := cache.NewEntry(k, position, at, at.Add(time.Minute), at.Add(time.Hour))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -797,6 +795,11 @@ func TestSweepOfTheNextRun(t *testing.T) {
 		if _, err := s.PutRun(ctx, "j", items); err != nil {
 			t.Fatalf("run at %d: %v", position, err)
 		}
+	}
+	write := func(s *cache.Store, position int64, keys ...string) *cache.RunKeys {
+		t.Helper()
+		var held cache.RunKeys
+		batch(s, position, time.Now(), &held, keys...)
 		return &held
 	}
 	sweep := func(s *cache.Store, position int64, held *cache.RunKeys) {
@@ -858,16 +861,56 @@ func TestSweepOfTheNextRun(t *testing.T) {
 	run(s, 57, "a", "b", "c")
 	want("the touched set lost", "a", "b", "c")
 
+	// The mark of a run from an older snapshot, written after the last run (a run that lost its
+	// lock, writing key by key after its transactions failed).
 	plant("planted")
-	run(s, 60, "a", "b")
+	if err := rdb.ZAdd(ctx, keys.Touched("j"), redis.Z{Score: 50, Member: "\xff\xfewarmcache run stalled"}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	run(s, 58, "a", "b", "c")
+	want("an older run wrote since", "a", "b", "c")
+
+	plant("planted")
+	if err := rdb.Del(ctx, keys.Fence("j")).Err(); err != nil {
+		t.Fatal(err)
+	}
+	run(s, 59, "a", "b", "c")
+	want("the fence lost", "a", "b", "c")
+
+	// The fence and the touched set lost during a run (FLUSHDB, say), and a key written one at
+	// a time meanwhile from an older snapshot.
+	plant("planted")
+	var held61 cache.RunKeys
+	at := time.Now()
+	batch(s, 61, at, &held61, "a", "b")
+	if err := rdb.Del(ctx, keys.Fence("j"), keys.Touched("j")).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, "j", item(t, "meanwhile", 20, `{"n":3}`)); err != nil {
+		t.Fatal(err)
+	}
+	batch(s, 61, at, &held61, "c")
+	sweep(s, 61, &held61)
+	want("the fence lost during the run", "a", "b", "c")
+
+	plant("planted")
+	run(s, 65, "a", "b")
 	want("the previous result not all held", "a", "b")
 
 	plant("planted")
-	write(s, 60, "a", "b", "failed") // of the same snapshot as the last swept, on another day
+	write(s, 65, "a", "b", "failed") // of the same snapshot as the last swept, on another day
 	run(s, 70, "a", "b")
 	want("a run failed in between", "a", "b")
 
 	plant("planted")
 	run(s, 70, "a", "b")
 	want("a run of the same snapshot", "a", "b", "planted")
+
+	// The marks of runs no longer needed go: the touched set does not grow with the runs.
+	for position := int64(80); position < 90; position++ {
+		run(s, position, "a", "b")
+	}
+	if n, err := rdb.ZCard(ctx, keys.Touched("j")).Result(); err != nil || n > 2 {
+		t.Errorf("the touched set holds %d members after ten runs (%v), want the last two runs' marks", n, err)
+	}
 }

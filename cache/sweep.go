@@ -155,19 +155,25 @@ type sweeps struct {
 	last map[string]sweptRun // by job: the last run swept
 }
 
-// runFound is the touched set the first write of a run found.
+// runFound is the touched set the first write of a run found, with the job's fence.
 type runFound struct {
 	mark     string
 	position int64
+	fence    int64
 	touched  []redis.Z
+	// reset is set when a later write of the run found the fence below the run's position: the
+	// fence and the touched set were lost meanwhile (a FLUSHDB, an eviction), and what the first
+	// write found says nothing of the writes since.
+	reset bool
 }
 
 // sweptRun is a run Sweep swept.
 type sweptRun struct {
 	mark     string
 	position int64
-	hashes   []uint64 // of its result's keys, sorted
-	servers  []string // the run IDs of the Redis servers
+	hashes   []uint64        // of its result's keys, sorted
+	servers  []string        // the run IDs of the Redis servers
+	marks    map[string]bool // the other runs' marks its first write found
 }
 
 // markPrefix starts the runs' marks: bytes no key read from PostgreSQL's text holds.
@@ -190,43 +196,59 @@ func (m *sweeps) found(job, mark string) bool {
 	return m.runs[job].mark == mark
 }
 
-// wrote records the touched set the first write of the run of mark, from the snapshot at
-// position, read.
-func (m *sweeps) wrote(job, mark string, position int64, touched []redis.Z) {
+// wrote records the touched set and the fence the first write of the run of mark, from the
+// snapshot at position, read.
+func (m *sweeps) wrote(job, mark string, position, fence int64, touched []redis.Z) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.runs == nil {
 		m.runs = map[string]runFound{}
 	}
 	if m.runs[job].mark != mark {
-		m.runs[job] = runFound{mark: mark, position: position, touched: touched}
+		m.runs[job] = runFound{mark: mark, position: position, fence: fence, touched: touched}
+	}
+}
+
+// reset records that a write of the run of mark after its first found the job's fence below the
+// run's position.
+func (m *sweeps) reset(job, mark string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r, ok := m.runs[job]; ok && r.mark == mark {
+		r.reset = true
+		m.runs[job] = r
 	}
 }
 
 // since returns the keys written one at a time to job's values since its previous run, when the
 // values of job other than the keys of held can only be among them: when this store swept the
-// job's previous run, on the same servers, that run's result is all held, and the touched set
-// the first write of this run read holds that run's mark and no other of a run at its position
-// or after. It returns the keys the set held then; those touched since are at this run's
-// position or after (touches older than the fence are scored at the fence), and stay.
+// job's previous run, on the same servers, that run's result is all held, and this run's first
+// write found the fence at least at that run's position and, in the touched set, that run's mark
+// and no mark of another run but those that run's first write found. It returns the keys the set
+// held then. A key written one at a time after that, from a snapshot older than this run's, is
+// scored at this run's position (the fence): the next run's sweep looks at it.
 func (m *sweeps) since(job string, position int64, held *RunKeys, servers []string) ([]string, bool) {
 	m.mu.Lock()
 	r, last := m.runs[job], m.last[job]
 	m.mu.Unlock()
-	if servers == nil || last.hashes == nil || r.position != position || !slices.Equal(servers, last.servers) {
+	if servers == nil || last.hashes == nil || r.position != position || r.mark == last.mark || r.reset ||
+		r.fence < last.position || !slices.Equal(servers, last.servers) {
 		return nil, false
 	}
 	var keys []string
+	found := false
 	for _, z := range r.touched {
 		member, _ := z.Member.(string)
 		switch {
 		case !strings.HasPrefix(member, markPrefix):
 			keys = append(keys, member)
-		case z.Score >= float64(last.position) && member != last.mark:
+		case member == last.mark:
+			found = true
+		case !last.marks[member]:
 			return nil, false // another run wrote since
 		}
 	}
-	if !slices.ContainsFunc(r.touched, func(z redis.Z) bool { return z.Member == last.mark }) || !held.holdsAll(last.hashes) {
+	if !found || !held.holdsAll(last.hashes) {
 		return nil, false
 	}
 	return keys, true
@@ -249,7 +271,13 @@ func (m *sweeps) swept(job string, position int64, held *RunKeys, servers []stri
 	if m.last == nil {
 		m.last = map[string]sweptRun{}
 	}
-	m.last[job] = sweptRun{mark: r.mark, position: position, hashes: hashes, servers: servers}
+	marks := map[string]bool{}
+	for _, z := range r.touched {
+		if member, _ := z.Member.(string); strings.HasPrefix(member, markPrefix) {
+			marks[member] = true
+		}
+	}
+	m.last[job] = sweptRun{mark: r.mark, position: position, hashes: hashes, servers: servers, marks: marks}
 }
 
 // forget forgets the last run of job swept: the next is swept whole.

@@ -182,12 +182,12 @@ func (s *Store) putEach(ctx context.Context, job string, items []Item, touch tou
 // PutRun writes a batch of a bulk run: entries of job, all read in one snapshot. It skips
 // the keys written one at a time from a newer snapshot and returns how many it wrote, or
 // ErrFenced when a run from a newer snapshot has started. When single-key writes keep changing
-// the touched set under it, the batch falls back to comparing key by key. Where someone needs
-// them (Options.Invalidated, or Watch on a Cluster), the keys whose value changed are announced
-// once the batch is written, and so are the keys that held nothing: Redis may have lost a value
-// (evicted, flushed) that copies still hold.
-// Each batch leaves the run's mark in the job's touched set, and the run's first write reads
-// the set, for Sweep.
+// the touched set under it, the batch falls back to comparing key by key, recording its keys in
+// the touched set as single-key writes do. Where someone needs them (Options.Invalidated, or
+// Watch on a Cluster), the keys whose value changed are announced once the batch is written, and
+// so are the keys that held nothing: Redis may have lost a value (evicted, flushed) that copies
+// still hold. Each batch leaves the run's mark in the job's touched set, and the run's first
+// write reads the set, for Sweep.
 func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, error) {
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
@@ -234,6 +234,8 @@ func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, erro
 				if found, err = tx.ZRangeWithScores(ctx, touched, 0, -1).Result(); err != nil {
 					return err
 				}
+			} else if current < position {
+				s.sweeps.reset(job, mark)
 			}
 			skip := make(map[string]bool, len(newer.Val()))
 			for _, k := range newer.Val() {
@@ -250,6 +252,9 @@ func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, erro
 				// nothing, and aborts no other writer's transaction.
 				p.ZAdd(ctx, touched, redis.Z{Score: float64(position), Member: mark})
 				if first {
+					// What is older than the fence goes, as putIfNotOlder trims it: the marks
+					// of runs that wrote no more since, and touches that the fence's run saw.
+					p.ZRemRangeByScore(ctx, touched, "-inf", "("+strconv.FormatInt(current, 10))
 					p.PExpire(ctx, touched, TouchedWindow)
 				}
 				for _, it := range items {
@@ -270,7 +275,7 @@ func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, erro
 				err = nil // a key that held nothing
 			}
 			if err == nil && first {
-				s.sweeps.wrote(job, mark, position, found)
+				s.sweeps.wrote(job, mark, position, current, found)
 			}
 			return queuedError(err, cmds)
 		}, fence, touched)
@@ -281,7 +286,9 @@ func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, erro
 			if err := s.rdb.ZAdd(ctx, touched, redis.Z{Score: float64(position), Member: mark}).Err(); err != nil {
 				return 0, s.failure(ctx, err)
 			}
-			return s.putEach(ctx, job, items, touchNone, true)
+			// Recorded as touched, as single-key writes are: a run that lost its lock may write
+			// so after a newer run, and the next run's sweep must see its keys (Sweep).
+			return s.putEach(ctx, job, items, touchAll, true)
 		case errors.Is(err, ErrFenced):
 			return 0, err
 		case err != nil:
