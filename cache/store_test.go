@@ -821,6 +821,12 @@ func TestSweepOfTheNextRun(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	want := func(when string, want ...string) {
 		t.Helper()
 		got := slices.Sorted(maps.Keys(listAll(t, s, "j", 100)))
@@ -834,14 +840,12 @@ func TestSweepOfTheNextRun(t *testing.T) {
 	want("a run after the one swept", "a", "b", "c", "planted")
 
 	// A refresh since the run, and one from an older snapshot than the run's, written after it.
-	if _, err := s.Put(ctx, "j", item(t, "refreshed", 25, `{"n":1}`), item(t, "late", 15, `{"n":1}`)); err != nil {
-		t.Fatal(err)
-	}
+	_, err := s.Put(ctx, "j", item(t, "refreshed", 25, `{"n":1}`), item(t, "late", 15, `{"n":1}`))
+	must(err)
 	held := write(s, 30, "a", "b", "c")
 	// A write during the run, from a newer snapshot: the touched set drops the older touches.
-	if _, err := s.Put(ctx, "j", item(t, "newer", 35, `{"n":2}`)); err != nil {
-		t.Fatal(err)
-	}
+	_, err = s.Put(ctx, "j", item(t, "newer", 35, `{"n":2}`))
+	must(err)
 	sweep(s, 30, held)
 	want("keys written one at a time since: the older goes", "a", "b", "c", "newer", "planted")
 
@@ -855,25 +859,19 @@ func TestSweepOfTheNextRun(t *testing.T) {
 	want("another run of the same snapshot wrote in between", "a", "b", "c")
 
 	plant("planted")
-	if err := rdb.Del(ctx, keys.Touched("j")).Err(); err != nil {
-		t.Fatal(err)
-	}
+	must(rdb.Del(ctx, keys.Touched("j")).Err())
 	run(s, 57, "a", "b", "c")
 	want("the touched set lost", "a", "b", "c")
 
 	// The mark of a run from an older snapshot, written after the last run (a run that lost its
 	// lock, writing key by key after its transactions failed).
 	plant("planted")
-	if err := rdb.ZAdd(ctx, keys.Touched("j"), redis.Z{Score: 50, Member: "\xff\xfewarmcache run stalled"}).Err(); err != nil {
-		t.Fatal(err)
-	}
+	must(rdb.ZAdd(ctx, keys.Touched("j"), redis.Z{Score: 50, Member: "\xff\xfewarmcache run stalled"}).Err())
 	run(s, 58, "a", "b", "c")
 	want("an older run wrote since", "a", "b", "c")
 
 	plant("planted")
-	if err := rdb.Del(ctx, keys.Fence("j")).Err(); err != nil {
-		t.Fatal(err)
-	}
+	must(rdb.Del(ctx, keys.Fence("j")).Err())
 	run(s, 59, "a", "b", "c")
 	want("the fence lost", "a", "b", "c")
 
@@ -883,12 +881,9 @@ func TestSweepOfTheNextRun(t *testing.T) {
 	var held61 cache.RunKeys
 	at := time.Now()
 	batch(s, 61, at, &held61, "a", "b")
-	if err := rdb.Del(ctx, keys.Fence("j"), keys.Touched("j")).Err(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Put(ctx, "j", item(t, "meanwhile", 20, `{"n":3}`)); err != nil {
-		t.Fatal(err)
-	}
+	must(rdb.Del(ctx, keys.Fence("j"), keys.Touched("j")).Err())
+	_, err = s.Put(ctx, "j", item(t, "meanwhile", 20, `{"n":3}`))
+	must(err)
 	batch(s, 61, at, &held61, "c")
 	sweep(s, 61, &held61)
 	want("the fence lost during the run", "a", "b", "c")

@@ -160,7 +160,8 @@ type runFound struct {
 	mark     string
 	position int64
 	fence    int64
-	touched  []redis.Z
+	keys     []string        // the set's keys: those written one at a time
+	marks    map[string]bool // the set's runs' marks
 	// reset is set when a later write of the run found the fence below the run's position: the
 	// fence and the touched set were lost meanwhile (a FLUSHDB, an eviction), and what the first
 	// write found says nothing of the writes since.
@@ -173,7 +174,7 @@ type sweptRun struct {
 	position int64
 	hashes   []uint64        // of its result's keys, sorted
 	servers  []string        // the run IDs of the Redis servers
-	marks    map[string]bool // the other runs' marks its first write found
+	marks    map[string]bool // the runs' marks its first write found
 }
 
 // markPrefix starts the runs' marks: bytes no key read from PostgreSQL's text holds.
@@ -198,14 +199,22 @@ func (m *sweeps) found(job, mark string) bool {
 
 // wrote records the touched set and the fence the first write of the run of mark, from the
 // snapshot at position, read.
-func (m *sweeps) wrote(job, mark string, position, fence int64, touched []redis.Z) {
+func (m *sweeps) wrote(job, mark string, position, fence int64, touched []string) {
+	r := runFound{mark: mark, position: position, fence: fence, marks: map[string]bool{}}
+	for _, member := range touched {
+		if strings.HasPrefix(member, markPrefix) {
+			r.marks[member] = true
+		} else {
+			r.keys = append(r.keys, member)
+		}
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.runs == nil {
 		m.runs = map[string]runFound{}
 	}
 	if m.runs[job].mark != mark {
-		m.runs[job] = runFound{mark: mark, position: position, fence: fence, touched: touched}
+		m.runs[job] = r
 	}
 }
 
@@ -235,49 +244,36 @@ func (m *sweeps) since(job string, position int64, held *RunKeys, servers []stri
 		r.fence < last.position || !slices.Equal(servers, last.servers) {
 		return nil, false
 	}
-	var keys []string
-	found := false
-	for _, z := range r.touched {
-		member, _ := z.Member.(string)
-		switch {
-		case !strings.HasPrefix(member, markPrefix):
-			keys = append(keys, member)
-		case member == last.mark:
-			found = true
-		case !last.marks[member]:
+	if !r.marks[last.mark] {
+		return nil, false
+	}
+	for mark := range r.marks {
+		if mark != last.mark && !last.marks[mark] {
 			return nil, false // another run wrote since
 		}
 	}
-	if !found || !held.holdsAll(last.hashes) {
+	if !held.holdsAll(last.hashes) {
 		return nil, false
 	}
-	return keys, true
+	return r.keys, true
 }
 
 // swept records that Sweep swept the run of job from the snapshot at position, holding held, on
 // the servers of those run IDs (none when unknown, or on a Cluster, whose runs are always swept
 // whole).
 func (m *sweeps) swept(job string, position int64, held *RunKeys, servers []string) {
-	m.mu.Lock()
-	r := m.runs[job]
-	m.mu.Unlock()
-	if servers == nil || r.position != position {
-		m.forget(job) // not a run PutRun wrote
-		return
-	}
 	hashes := slices.Clone(held.hashes)
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	r := m.runs[job]
+	if servers == nil || r.position != position {
+		delete(m.last, job) // not a run PutRun wrote
+		return
+	}
 	if m.last == nil {
 		m.last = map[string]sweptRun{}
 	}
-	marks := map[string]bool{}
-	for _, z := range r.touched {
-		if member, _ := z.Member.(string); strings.HasPrefix(member, markPrefix) {
-			marks[member] = true
-		}
-	}
-	m.last[job] = sweptRun{mark: r.mark, position: position, hashes: hashes, servers: servers, marks: marks}
+	m.last[job] = sweptRun{mark: r.mark, position: position, hashes: hashes, servers: servers, marks: r.marks}
 }
 
 // forget forgets the last run of job swept: the next is swept whole.

@@ -210,7 +210,8 @@ func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, erro
 	// warmer the old values' reading.
 	tell := s.invalidated != nil
 	mark := s.sweeps.mark(position, items[0].Entry.ComputedAt)
-	var replaced []replacement
+	written := 0
+	var replaced []replacement // when telling
 	for attempt := 0; ; attempt++ {
 		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
 			var newest *redis.StringCmd
@@ -228,10 +229,10 @@ func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, erro
 			}
 			// The touched set as the run's first write finds it, for Sweep; read under WATCH, as
 			// the write will find it.
-			var found []redis.Z
+			var found []string
 			first := !s.sweeps.found(job, mark)
 			if first {
-				if found, err = tx.ZRangeWithScores(ctx, touched, 0, -1).Result(); err != nil {
+				if found, err = tx.ZRange(ctx, touched, 0, -1).Result(); err != nil {
 					return err
 				}
 			} else if current < position {
@@ -241,7 +242,7 @@ func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, erro
 			for _, k := range newer.Val() {
 				skip[k] = true
 			}
-			replaced = replaced[:0]
+			written, replaced = 0, replaced[:0]
 			cmds, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 				// Raise the fence once per run, not in every batch: the writers of one run
 				// would otherwise keep aborting each other's transactions.
@@ -258,16 +259,17 @@ func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, erro
 					p.PExpire(ctx, touched, TouchedWindow)
 				}
 				for _, it := range items {
-					if !skip[it.Key] {
-						value := it.Entry.marshal()
-						r := replacement{key: it.Key, value: value}
-						if tell {
-							r.old = p.SetArgs(ctx, s.keys.Value(job, it.Key), value, redis.SetArgs{TTL: it.Entry.retention(), Get: true})
-						} else {
-							p.Set(ctx, s.keys.Value(job, it.Key), value, it.Entry.retention())
-						}
-						replaced = append(replaced, r)
+					if skip[it.Key] {
+						continue
 					}
+					written++
+					key, value := s.keys.Value(job, it.Key), it.Entry.marshal()
+					if !tell {
+						p.Set(ctx, key, value, it.Entry.retention())
+						continue
+					}
+					old := p.SetArgs(ctx, key, value, redis.SetArgs{TTL: it.Entry.retention(), Get: true})
+					replaced = append(replaced, replacement{it.Key, value, old})
 				}
 				return nil
 			})
@@ -295,7 +297,7 @@ func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, erro
 			return 0, fmt.Errorf("write batch: %w", s.failure(ctx, err))
 		}
 		if !tell {
-			return len(replaced), nil
+			return written, nil
 		}
 		var changed []string
 		for _, r := range replaced {
@@ -305,10 +307,10 @@ func (s *Store) PutRun(ctx context.Context, job string, items []Item) (int, erro
 		}
 		if len(changed) > 0 {
 			if err := s.announce(ctx, job, changed); err != nil {
-				return len(replaced), fmt.Errorf("tell of changed values: %w", err)
+				return written, fmt.Errorf("tell of changed values: %w", err)
 			}
 		}
-		return len(replaced), nil
+		return written, nil
 	}
 }
 
@@ -331,7 +333,7 @@ func queuedError(err error, cmds []redis.Cmder) error {
 type replacement struct {
 	key   string
 	value []byte
-	old   *redis.StatusCmd // with GET, when the changes are told: the replaced entry
+	old   *redis.StatusCmd // with GET: the replaced entry
 }
 
 // sameValue reports whether the stored entry old has the value of the stored entry value: the

@@ -299,12 +299,7 @@ func TestRunsRemoveGroupsGone(t *testing.T) {
 	dbURL := testenv.NewDatabase(t)
 	h := newHarness(t, dbURL)
 	ctx := context.Background()
-	exec := func(sql string) {
-		t.Helper()
-		if out, err := testenv.Psql(dbURL, "-v", "ON_ERROR_STOP=1", "-c", sql).CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v\n%s", sql, err, out)
-		}
-	}
+	db := testenv.NewWriter(t, dbURL, 1)
 	job := testenv.JobsByName(testenv.LoadJobs(t, testenv.BuiltinsNotWarmed+`
   tally:
     schedule: "@hourly"
@@ -316,29 +311,18 @@ func TestRunsRemoveGroupsGone(t *testing.T) {
 		if _, err := h.runner.Run(ctx, job, TriggerSchedule, nil); err != nil {
 			t.Fatal(err)
 		}
-		var keys []string
-		for cursor := ""; ; {
-			page, next, err := h.store.ListKeys(ctx, job.Name, cursor, 100)
-			if err != nil {
-				t.Fatal(err)
-			}
-			keys = append(keys, page...)
-			if cursor = next; cursor == "" {
-				break
-			}
-		}
-		if slices.Sort(keys); !slices.Equal(keys, want) {
+		if keys := slices.Sorted(slices.Values(testenv.Keys(t, h.ns, job.Name))); !slices.Equal(keys, want) {
 			t.Fatalf("keys after the run: %v; want %v", keys, want)
 		}
 	}
-	exec("CREATE TABLE tally (g text NOT NULL); INSERT INTO tally VALUES ('a'), ('b'), ('b'), ('c')")
+	db.MustExec("CREATE TABLE tally (g text NOT NULL); INSERT INTO tally VALUES ('a'), ('b'), ('b'), ('c')")
 	run("a", "b", "c")
-	exec("DELETE FROM tally WHERE g = 'c'")
+	db.MustExec("DELETE FROM tally WHERE g = 'c'")
 	run("a", "b")
 	run("a", "b")
 
 	// A group that came and went between two runs, its key written by a refresh meanwhile.
-	exec("INSERT INTO tally VALUES ('d')")
+	db.MustExec("INSERT INTO tally VALUES ('d')")
 	row, err := h.db.Lookup(ctx, job.Aggregate, query.Params{}, "d", query.Latest)
 	if err != nil {
 		t.Fatal(err)
@@ -350,6 +334,6 @@ func TestRunsRemoveGroupsGone(t *testing.T) {
 	if _, err := h.store.Put(ctx, job.Name, cache.Item{Key: "d", Entry: e}); err != nil {
 		t.Fatal(err)
 	}
-	exec("DELETE FROM tally WHERE g = 'd'")
+	db.MustExec("DELETE FROM tally WHERE g = 'd'")
 	run("a", "b")
 }
