@@ -126,6 +126,11 @@ func exercise(t *testing.T, url string) {
 	if err := s.Ack(ctx, "g", events); err != nil {
 		t.Error(err)
 	}
+	if end, err := s.StreamEnd(ctx); err != nil || end != events[0].StreamID {
+		t.Errorf("%s: the stream ends at %q, %v; want %s", url, end, err, events[0].StreamID)
+	} else if handled, err := s.Handled(ctx, "g", end); err != nil || !handled {
+		t.Errorf("%s: handled: %v, %v", url, handled, err)
+	}
 	if _, err := s.Get(ctx, "orders_by_customer", "nope"); !errors.Is(err, cache.ErrMiss) {
 		t.Errorf("%s: get of a missing key: %v", url, err)
 	}

@@ -124,6 +124,52 @@ func (s *Store) Ack(ctx context.Context, group string, deliveries []Delivery) er
 	return s.failure(ctx, s.rdb.XAck(ctx, s.keys.Events(), group, ids...).Err())
 }
 
+// StreamEnd returns the id of the stream's last entry, "0-0" when it has none.
+func (s *Store) StreamEnd(ctx context.Context) (string, error) {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
+	last, err := s.rdb.XRevRangeN(ctx, s.keys.Events(), "+", "-", 1).Result()
+	if err != nil {
+		return "", s.failure(ctx, err)
+	}
+	if len(last) == 0 {
+		return "0-0", nil
+	}
+	return last[0].ID, nil
+}
+
+// handledScript reports whether group (ARGV[1]) has acknowledged every entry of the stream
+// KEYS[1] up to id ARGV[2]: read past it, and none of them pending. In one script, so that
+// nothing moves between the two looks.
+var handledScript = redis.NewScript(`
+if ARGV[2] == '0-0' then return 1 end
+local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', KEYS[1])
+if not ok then return 0 end
+for _, g in ipairs(groups) do
+  local f = {}
+  for i = 1, #g, 2 do f[g[i]] = g[i + 1] end
+  if f['name'] == ARGV[1] then
+    local ms, seq = string.match(f['last-delivered-id'], '(%d+)-(%d+)')
+    local wms, wseq = string.match(ARGV[2], '(%d+)-(%d+)')
+    ms, seq, wms, wseq = tonumber(ms), tonumber(seq), tonumber(wms), tonumber(wseq)
+    if ms < wms or (ms == wms and seq < wseq) then return 0 end
+    local pending = redis.call('XPENDING', KEYS[1], ARGV[1], '-', ARGV[2], 1)
+    if #pending > 0 then return 0 end
+    return 1
+  end
+end
+return 0
+`)
+
+// Handled reports whether group has handled (acknowledged) every entry of the stream up to the
+// one with id upTo (StreamEnd).
+func (s *Store) Handled(ctx context.Context, group, upTo string) (bool, error) {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
+	handled, err := handledScript.Run(ctx, s.rdb, []string{s.keys.Events()}, group, upTo).Int()
+	return handled == 1, s.failure(ctx, err)
+}
+
 // removeIdle removes from group (ARGV[1]) of the stream KEYS[1] the consumers idle for ARGV[2]
 // milliseconds or longer with no event pending, and returns their names. In one script, so
 // that no consumer reads an event between the look and the removal: removing a consumer drops

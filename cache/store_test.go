@@ -909,3 +909,60 @@ func TestSweepOfTheNextRun(t *testing.T) {
 		t.Errorf("the touched set holds %d members after ten runs (%v), want the last two runs' marks", n, err)
 	}
 }
+
+// TestHandled: a group has handled the stream up to an entry once it has read past it and
+// acknowledged every entry up to it; entries after it do not count.
+func TestHandled(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := context.Background()
+	handled := func(stage, upTo string, want bool) {
+		t.Helper()
+		if got, err := s.Handled(ctx, "g", upTo); err != nil || got != want {
+			t.Fatalf("%s: handled up to %s: %v, %v; want %v", stage, upTo, got, err, want)
+		}
+	}
+	end, err := s.StreamEnd(ctx)
+	if err != nil || end != "0-0" {
+		t.Fatalf("end of no stream: %q, %v", end, err)
+	}
+	handled("no stream", end, true)
+	changes := make([]query.Change, cache.ChangesPerEvent+1) // two entries
+	for i := range changes {
+		changes[i] = query.Change{ID: int64(i), Table: "orders", Columns: map[string]string{}}
+	}
+	if err := s.Publish(ctx, changes); err != nil {
+		t.Fatal(err)
+	}
+	if end, err = s.StreamEnd(ctx); err != nil || end == "0-0" {
+		t.Fatalf("end of two entries: %q, %v", end, err)
+	}
+	handled("no group", end, false)
+	first, err := s.Consume(ctx, "g", "c", 1, 0, time.Minute)
+	if err != nil || len(first) == 0 {
+		t.Fatalf("consume: %d, %v", len(first), err)
+	}
+	handled("one entry read", end, false)
+	second, err := s.Consume(ctx, "g", "c", 1, 0, time.Minute)
+	if err != nil || len(second) == 0 || second[0].StreamID != end {
+		t.Fatalf("consume the second: %+v, %v", second, err)
+	}
+	handled("both read, none acknowledged", end, false)
+	if err := s.Ack(ctx, "g", second); err != nil {
+		t.Fatal(err)
+	}
+	handled("the first pending", end, false)
+	if err := s.Ack(ctx, "g", first); err != nil {
+		t.Fatal(err)
+	}
+	handled("both acknowledged", end, true)
+	if err := s.Publish(ctx, changes[:1]); err != nil {
+		t.Fatal(err)
+	}
+	handled("an entry after", end, true)
+	later, err := s.StreamEnd(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	handled("up to the entry after", later, false)
+}

@@ -62,7 +62,7 @@ type Aggregate struct {
 	// drift its own way instead of reseeding (Repair).
 	checkSQL  string
 	reseedSQL string
-	repair    func(ctx context.Context, db *DB) (Drift, error)
+	repair    func(ctx context.Context, db *DB, settle Settle) (Drift, error)
 }
 
 // keys is how a keyed aggregate's keys are spelled and become its lookup's arguments.
@@ -198,15 +198,15 @@ func check(ctx context.Context, tx pgx.Tx, agg Aggregate, p Params, full map[str
 
 // Repair mends the maintained figures of an incremental aggregate where Stream found them
 // drifted, and returns the drift it confirmed: none when what Stream saw were writes still on
-// their way into the figures. Figures kept by triggers in the writing transactions cannot lag:
-// their drift is confirmed as found, and they are computed afresh, holding off writes to their
-// table meanwhile.
-func (db *DB) Repair(ctx context.Context, agg Aggregate, found Drift) (Drift, error) {
+// their way into the figures, which settle waits for (nil gives them a fixed time). Figures kept
+// by triggers in the writing transactions cannot lag: their drift is confirmed as found, and they
+// are computed afresh, holding off writes to their table meanwhile.
+func (db *DB) Repair(ctx context.Context, agg Aggregate, found Drift, settle Settle) (Drift, error) {
 	switch {
 	case found.Values == 0 || !agg.Incremental():
 		return Drift{}, nil
 	case agg.repair != nil:
-		return agg.repair(ctx, db)
+		return agg.repair(ctx, db, settle)
 	}
 	return found, translate(pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, agg.reseedSQL)

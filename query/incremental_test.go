@@ -85,7 +85,7 @@ func TestTotalsDriftIsConfirmedAndMended(t *testing.T) {
 	if err != nil || s.Drift.Values == 0 {
 		t.Fatalf("the check found %+v, %v; want a drift", s.Drift, err)
 	}
-	confirmed, err := db.Repair(ctx, query.OrdersTotalAggregate, s.Drift)
+	confirmed, err := db.Repair(ctx, query.OrdersTotalAggregate, s.Drift, nil)
 	if err != nil || confirmed.Values != 2 || !strings.Contains(confirmed.Example, "customer") {
 		t.Errorf("repair confirmed %+v, %v; want customer 11 and the orders without a customer", confirmed, err)
 	}
@@ -139,7 +139,7 @@ func TestUserIncremental(t *testing.T) {
 			"ALTER TABLE "+spec.Table+" ENABLE TRIGGER USER",
 		)
 		check("after a write the triggers missed", true)
-		if _, err := db.Repair(ctx, agg, query.Drift{Values: 1}); err != nil {
+		if _, err := db.Repair(ctx, agg, query.Drift{Values: 1}, nil); err != nil {
 			t.Fatal(err)
 		}
 		check("after the reseed", false)

@@ -103,25 +103,71 @@ func (db *DB) reseedTotals(ctx context.Context, ex execer) error {
 	return nil
 }
 
-// settleTime is how long a drifted customer is given to be maintained by the changes in flight
-// before its figures count as drifted: the warmers reconcile a write within milliseconds.
+// Moment is a moment of the primary, after which the changes committed before it can be waited
+// for: its WAL position, past every commit it could see, and the last outbox row it could see.
+type Moment struct {
+	Position int64
+	Outbox   int64
+}
+
+// moment reads the primary's moment now.
+func (db *DB) moment(ctx context.Context) (Moment, error) {
+	var m Moment
+	err := db.pool.QueryRow(ctx, `SELECT (pg_current_wal_insert_lsn() - '0/0')::bigint,
+		COALESCE((SELECT max(id) FROM warmcache_outbox), 0)`).Scan(&m.Position, &m.Outbox)
+	return m, translate(err)
+}
+
+// Captured reports whether every change committed before m is out of PostgreSQL's hands: the
+// outbox rows m saw published (or dropped: booked, Redis being full), and with logical decoding
+// the slot confirmed past m's position (a capture confirms what it has published).
+func (db *DB) Captured(ctx context.Context, m Moment, logical bool) (bool, error) {
+	var captured bool
+	err := db.pool.QueryRow(ctx, `SELECT NOT EXISTS (SELECT FROM warmcache_outbox WHERE id <= $1 AND NOT dropped)
+		AND (NOT $2 OR COALESCE((SELECT confirmed_flush_lsn - '0/0' >= $3 FROM pg_replication_slots
+			WHERE slot_name = left($4, 50) || '_' || (SELECT oid FROM pg_database WHERE datname = current_database())), false))`,
+		m.Outbox, logical, m.Position, db.schema).Scan(&captured)
+	return captured, translate(err)
+}
+
+// Settle waits until the changes committed before a moment are booked in the maintained figures
+// (Maintain), as far as it can tell within a bound of its own: the warmers' pipeline knows
+// (invalidate.Settle). It returns an error only when ctx ends.
+type Settle func(ctx context.Context, before Moment) error
+
+// settleTime is how long the changes in flight are given when no Settle is at hand (a warmer run
+// with --once): the warmers reconcile a write within milliseconds.
 const settleTime = 2 * time.Second
 
 // repairTotals confirms that the built-in totals drifted, and mends them. The full computation
 // and the maintained figures of one snapshot also differ while writes are on their way to the
 // warmers, so it looks twice: the customers whose booked figures differ from their current ones,
-// then, after settleTime, those of them whose booked figures have not moved since and still
-// differ. It books their current figures and returns how many there were. The orders without a
-// customer count as customer 0.
-func repairTotals(ctx context.Context, db *DB) (Drift, error) {
+// then, once the changes committed before that first look are booked (settle; settleTime when
+// nil), those of them whose booked figures have not moved since and still differ. It books their
+// current figures and returns how many there were. The orders without a customer count as
+// customer 0.
+func repairTotals(ctx context.Context, db *DB, settle Settle) (Drift, error) {
 	first, err := db.driftedTotals(ctx, nil)
 	if err != nil || len(first) == 0 {
 		return Drift{}, err
 	}
-	select {
-	case <-ctx.Done():
-		return Drift{}, ctx.Err()
-	case <-time.After(settleTime):
+	// Read after the first look, the moment is past every commit the look saw.
+	m, err := db.moment(ctx)
+	if err != nil {
+		return Drift{}, err
+	}
+	if settle == nil {
+		settle = func(ctx context.Context, _ Moment) error {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(settleTime):
+				return nil
+			}
+		}
+	}
+	if err := settle(ctx, m); err != nil {
+		return Drift{}, err
 	}
 	second, err := db.driftedTotals(ctx, slices.Collect(func(yield func(int32) bool) {
 		for id := range first {

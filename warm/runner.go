@@ -37,6 +37,9 @@ type Runner struct {
 	store     Store
 	metrics   *Metrics
 	batchSize int
+	// Settle, when set, is how the check of the built-in totals waits for the changes in flight
+	// before it calls figures drifted (invalidate.Settle); unset, it gives them a fixed time.
+	Settle query.Settle
 }
 
 // NewRunner returns a Runner that reads aggregates from db and writes them to store; primary is
@@ -259,7 +262,7 @@ func (r *Runner) warm(ctx context.Context, job jobs.Job, started time.Time, prog
 // has them mended: the run itself writes the values computed in full, and the refreshes after it
 // read figures that are right again.
 func (r *Runner) reportDrift(ctx context.Context, job jobs.Job, found query.Drift) {
-	drift, err := r.primary.Repair(ctx, job.Aggregate, found)
+	drift, err := r.primary.Repair(ctx, job.Aggregate, found, r.Settle)
 	r.metrics.drift.WithLabelValues(job.Name).Set(float64(drift.Values))
 	switch {
 	case err != nil:

@@ -207,6 +207,7 @@ func daemon(ctx context.Context, cfg cli.WarmerConfig, logger *slog.Logger) erro
 	metrics := warm.NewMetrics(reg)
 	metrics.Declare(d.jobs, time.Now())
 	runner := warm.NewRunner(arch, d.reader, d.primary, d.store, metrics)
+	runner.Settle = invalidate.Settle(d.primary, d.store, cfg.ChangeCapture == query.CaptureLogical)
 	sched := warm.NewScheduler(arch, d.jobs, runner, d.primary.Runs(), cfg.Namespace)
 	// The relay drains the outbox in both modes: with logical decoding, what the triggers
 	// recorded before the switch.
