@@ -1,6 +1,7 @@
 package invalidate
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -184,30 +185,41 @@ func (r *Refresher) handle(ctx context.Context, events []cache.Delivery) error {
 		}
 	}
 	// Each chunk is written as soon as it is computed: the customers' own keys need not wait
-	// for the totals.
+	// for the totals. Chunks go in the order of the positions they read at: on a replica, the
+	// ones waiting longest for its replay do not hold back those it has already replayed.
+	type task struct {
+		job   jobs.Job
+		chunk []string
+		at    int64
+	}
+	var tasks []task
+	for _, job := range r.jobs {
+		at := at
+		if job.Aggregate.Incremental() {
+			at = max(at, booked)
+		}
+		for chunk := range slices.Chunk(slices.Sorted(maps.Keys(keys[job.Name])), refreshChunk) {
+			tasks = append(tasks, task{job, chunk, at})
+		}
+	}
+	slices.SortStableFunc(tasks, func(a, b task) int { return cmp.Compare(a.at, b.at) })
 	var written atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(4)
 	now := r.Time.Now()
 	var full atomic.Bool
-	for _, job := range r.jobs {
-		for chunk := range slices.Chunk(slices.Sorted(maps.Keys(keys[job.Name])), refreshChunk) {
-			g.Go(func() error {
-				at := at
-				if job.Aggregate.Incremental() {
-					at = max(at, booked)
-				}
-				n, err := r.refresh(gctx, job, chunk, at, now)
-				written.Add(int64(n))
-				if errors.Is(err, cache.ErrFull) {
-					// No room for the new values: readers compute them from PostgreSQL rather
-					// than read the old ones.
-					full.Store(true)
-					err = r.store.Drop(gctx, job.Name, chunk)
-				}
-				return err
-			})
-		}
+	for _, t := range tasks {
+		g.Go(func() error {
+			n, err := r.refresh(gctx, t.job, t.chunk, t.at, now)
+			written.Add(int64(n))
+			if errors.Is(err, cache.ErrFull) {
+				// No room for the new values: readers compute them from PostgreSQL rather
+				// than read the old ones.
+				full.Store(true)
+				err = r.store.Drop(gctx, t.job.Name, t.chunk)
+			}
+			return err
+		})
 	}
 	if err := g.Wait(); err != nil {
 		return err
