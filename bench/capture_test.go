@@ -40,6 +40,10 @@ import (
 //     (warmers, Redis) and the streaming replica on the other ("pinned"), as on machines of
 //     their own: what the writers' server then pays is the capture itself (the triggers' outbox
 //     rows, or the WAL sender decoding for the slot) and the warmers' queries.
+//   - cost: in each round, the CPU time of the primary's processes (/proc), from the round's
+//     start until the warmer has caught up (work put off is the round's too), per 1,000 writes:
+//     in all, of the WAL sender streaming the slot, and of the warmer's connections (those open
+//     at the round's start); the writers' backends and PostgreSQL's own workers are the rest.
 //   - visible: with each warmer, 100 orders inserted in SQL one at a time, every 50 ms, and the
 //     time from the commit until Redis holds the customer's new count and the new total.
 func BenchmarkCapture(b *testing.B) {
@@ -71,6 +75,7 @@ INSERT INTO orders (orderdate, customerid, netamount, tax, totalamount) VALUES (
 	for _, mode := range []string{"triggers", "logical"} {
 		stores[mode], writers[mode] = testenv.NamespaceStore(b, namespaces[mode]), testenv.NewWriter(b, dbs[mode], 1)
 	}
+	writers["none"] = testenv.NewWriter(b, dbs["none"], 1)
 	count := regexp.MustCompile(`"count":(\d+)`)
 	// settled waits until each warmer has caught up with the writes: its total counts every order.
 	settled := func() {
@@ -89,18 +94,24 @@ INSERT INTO orders (orderdate, customerid, netamount, tax, totalamount) VALUES (
 			}
 		}
 	}
+	primary := findServers(b).primary
 	for _, placement := range []string{"shared", "pinned"} {
 		if placement == "pinned" {
 			unpin := pinServers(b)
 			defer unpin()
 		}
 		tps := map[string][]float64{}
+		costs := map[string][]captureCPU{}
 		for round := range 5 {
 			for _, mode := range []string{"none", "triggers", "quiet", "logical"} {
 				settled()
-				db := dbs[mode]
+				db, w := dbs[mode], writers[mode]
 				if mode == "quiet" {
-					db = dbs["triggers"]
+					db, w = dbs["triggers"], writers["triggers"]
+				}
+				var cost func() captureCPU
+				if w != nil {
+					cost = sampleCapture(w, primary)
 				}
 				cmd := exec.Command(pgbenchPath(b), "-n", "-c", "2", "-j", "2", "-T", "4", "-f", script, db)
 				if mode == "quiet" { // the triggers without their pg_notify, as the api's writes
@@ -119,6 +130,18 @@ INSERT INTO orders (orderdate, customerid, netamount, tax, totalamount) VALUES (
 				}
 				v, _ := strconv.ParseFloat(string(m[1]), 64)
 				tps[mode] = append(tps[mode], v)
+				if cost != nil {
+					// Until the warmers have caught up: work put off past the round is the
+					// round's too.
+					settled()
+					c := cost()
+					t := transactionsLine.FindSubmatch(out)
+					if t == nil {
+						b.Fatalf("no transactions in:\n%s", out)
+					}
+					c.writes, _ = strconv.ParseFloat(string(t[1]), 64)
+					costs[mode] = append(costs[mode], c)
+				}
 			}
 		}
 		ratio := func(mode string) (float64, []float64) {
@@ -140,6 +163,22 @@ INSERT INTO orders (orderdate, customerid, netamount, tax, totalamount) VALUES (
 			"%.0f with logical decoding (ratio %.2f, rounds %v; goal ≥ 0.95)",
 			placement, median(tps["none"]), median(tps["triggers"]), triggers, triggerRounds, median(tps["quiet"]), quiet, quietRounds,
 			median(tps["logical"]), logical, logicalRounds)
+		for _, mode := range []string{"none", "triggers", "quiet", "logical"} {
+			var all, walsender, warmer []float64
+			per := func(cpu, writes float64) float64 { return math.Round(1e6 * cpu / writes) } // CPU-ms per 1,000 writes
+			for _, c := range costs[mode] {
+				all = append(all, per(c.primary, c.writes))
+				walsender = append(walsender, per(c.walsender, c.writes))
+				warmer = append(warmer, per(c.warmer, c.writes))
+			}
+			b.ReportMetric(median(all), "primary-cpu-ms-per-1k-writes-"+mode+"-"+placement)
+			b.ReportMetric(median(walsender), "walsender-cpu-ms-per-1k-writes-"+mode+"-"+placement)
+			b.ReportMetric(median(warmer), "warmer-conns-cpu-ms-per-1k-writes-"+mode+"-"+placement)
+			b.Logf("summary: capture, %s cores, %s: the primary's CPU per 1,000 writes, from a round's start until the "+
+				"warmer caught up: %.0f ms in all (rounds %v), of which the WAL sender for the slot %.0f ms (rounds %v) "+
+				"and the warmer's connections %.0f ms (rounds %v)",
+				placement, mode, median(all), all, median(walsender), walsender, median(warmer), warmer)
+		}
 	}
 
 	for _, mode := range []string{"triggers", "logical"} {
@@ -182,7 +221,46 @@ INSERT INTO orders (orderdate, customerid, netamount, tax, totalamount) VALUES (
 	}
 }
 
-var tpsLine = regexp.MustCompile(`tps = ([0-9.]+)`)
+var (
+	tpsLine          = regexp.MustCompile(`tps = ([0-9.]+)`)
+	transactionsLine = regexp.MustCompile(`number of transactions actually processed: (\d+)`)
+)
+
+// captureCPU is what a round of writes cost the primary's processes, in CPU seconds: all of
+// them, the WAL sender streaming warmcache's slot, and the warmer's own connections.
+type captureCPU struct{ primary, walsender, warmer, writes float64 }
+
+// sampleCapture starts measuring, on the database w writes to, what its processes of the
+// primary (whose postmaster is given) cost until the returned function is called: the WAL
+// sender of the database's slot, if one streams it, and the connections open now but w's own,
+// which are the warmer's (the writers connect after).
+func sampleCapture(w *testenv.Writer, postmaster int) func() captureCPU {
+	walsender := int(w.Int(`SELECT COALESCE((SELECT active_pid FROM pg_replication_slots
+		WHERE database = current_database() AND active), 0)`))
+	var warmer []int
+	for _, pid := range strings.Split(w.Text(`SELECT COALESCE(string_agg(pid::text, ','), '') FROM pg_stat_activity
+		WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()`), ",") {
+		if n, err := strconv.Atoi(pid); err == nil {
+			warmer = append(warmer, n)
+		}
+	}
+	sample := func() captureCPU {
+		c := captureCPU{primary: cpuOf(postmaster)}
+		if walsender > 0 {
+			c.walsender = cpuOf(walsender)
+		}
+		for _, pid := range warmer {
+			c.warmer += cpuOf(pid)
+		}
+		return c
+	}
+	start := sample()
+	return func() captureCPU {
+		end := sample()
+		return captureCPU{primary: end.primary - start.primary, walsender: end.walsender - start.walsender,
+			warmer: end.warmer - start.warmer}
+	}
+}
 
 // redisValue is the bytes at key, empty when it holds none.
 func redisValue(b *testing.B, rdb *redis.Client, key string) string {
