@@ -231,34 +231,43 @@ var (
 type captureCPU struct{ primary, walsender, warmer, writes float64 }
 
 // sampleCapture starts measuring, on the database w writes to, what its processes of the
-// primary (whose postmaster is given) cost until the returned function is called: the WAL
-// sender of the database's slot, if one streams it, and the connections open now but w's own,
-// which are the warmer's (the writers connect after).
+// primary (whose postmaster is given) cost until the returned function is called, after the
+// writers have gone: the WAL sender of the database's slot, if one streams it, and the warmer's
+// connections, those of the database but w's own open then, and those opened since (counted
+// whole).
 func sampleCapture(w *testenv.Writer, postmaster int) func() captureCPU {
 	walsender := int(w.Int(`SELECT COALESCE((SELECT active_pid FROM pg_replication_slots
 		WHERE database = current_database() AND active), 0)`))
-	var warmer []int
-	for _, pid := range strings.Split(w.Text(`SELECT COALESCE(string_agg(pid::text, ','), '') FROM pg_stat_activity
-		WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()`), ",") {
-		if n, err := strconv.Atoi(pid); err == nil {
-			warmer = append(warmer, n)
+	connections := func() []int {
+		var pids []int
+		for _, pid := range strings.Split(w.Text(`SELECT COALESCE(string_agg(pid::text, ','), '') FROM pg_stat_activity
+			WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()`), ",") {
+			if n, err := strconv.Atoi(pid); err == nil {
+				pids = append(pids, n)
+			}
 		}
+		return pids
 	}
-	sample := func() captureCPU {
-		c := captureCPU{primary: cpuOf(postmaster)}
+	primary, sender, warmer := cpuOf(postmaster), 0.0, map[int]float64{}
+	if walsender > 0 {
+		sender = cpuOf(walsender)
+	}
+	for _, pid := range connections() {
+		warmer[pid] = cpuOf(pid)
+	}
+	return func() captureCPU {
+		c := captureCPU{primary: cpuOf(postmaster) - primary}
 		if walsender > 0 {
-			c.walsender = cpuOf(walsender)
+			c.walsender = cpuOf(walsender) - sender
 		}
-		for _, pid := range warmer {
-			c.warmer += cpuOf(pid)
+		for _, pid := range connections() {
+			c.warmer += cpuOf(pid) - warmer[pid]
+			delete(warmer, pid)
+		}
+		for pid, before := range warmer { // still there, or gone (cpuOf is then 0)
+			c.warmer += max(cpuOf(pid)-before, 0)
 		}
 		return c
-	}
-	start := sample()
-	return func() captureCPU {
-		end := sample()
-		return captureCPU{primary: end.primary - start.primary, walsender: end.walsender - start.walsender,
-			warmer: end.warmer - start.warmer}
 	}
 }
 
