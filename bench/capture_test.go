@@ -154,6 +154,8 @@ INSERT INTO orders (orderdate, customerid, netamount, tax, totalamount) VALUES (
 		triggers, triggerRounds := ratio("triggers")
 		quiet, quietRounds := ratio("quiet")
 		logical, logicalRounds := ratio("logical")
+		bar("writer throughput, logical capture ÷ without warmcache, "+placement+" cores", logical, 0.95,
+			"pgbench inserts at 2 clients, the warmer running, median of 5 rounds")
 		b.ReportMetric(median(tps["none"]), "tps-without-"+placement)
 		b.ReportMetric(triggers, "ratio-triggers-"+placement)
 		b.ReportMetric(logical, "ratio-logical-"+placement)

@@ -319,14 +319,18 @@ func (v Schema) dropSlot(ctx context.Context, slot string) error {
 	}
 }
 
+// slotNameSQL is the name of the database's slot made in SQL, as logical makes it, from the
+// schema's name in the parameter param.
+func slotNameSQL(param string) string {
+	return "left(" + param + ", 50) || '_' || (SELECT oid FROM pg_database WHERE datname = current_database())"
+}
+
 // SlotLag returns how many bytes of WAL the database's slot keeps that it has not confirmed (the
-// primary keeps them on disk for it), and whether the slot exists. One query a scrape: the slot's
-// name is made in SQL as logical makes it.
+// primary keeps them on disk for it), and whether the slot exists. One query a scrape.
 func (v Schema) SlotLag(ctx context.Context) (int64, bool, error) {
 	var lag int64
 	err := v.db.pool.QueryRow(ctx, `SELECT COALESCE(pg_current_wal_insert_lsn() - confirmed_flush_lsn, 0)::bigint
-		FROM pg_replication_slots
-		WHERE slot_name = left($1, 50) || '_' || (SELECT oid FROM pg_database WHERE datname = current_database())`, v.db.schema).Scan(&lag)
+		FROM pg_replication_slots WHERE slot_name = `+slotNameSQL("$1"), v.db.schema).Scan(&lag)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, false, nil
 	}

@@ -107,14 +107,14 @@ func (db *DB) reseedTotals(ctx context.Context, ex execer) error {
 // for: its WAL position, past every commit it could see, and the last outbox row it could see.
 type Moment struct {
 	Position int64
-	Outbox   int64
+	outbox   int64
 }
 
 // moment reads the primary's moment now.
 func (db *DB) moment(ctx context.Context) (Moment, error) {
 	var m Moment
 	err := db.pool.QueryRow(ctx, `SELECT (pg_current_wal_insert_lsn() - '0/0')::bigint,
-		COALESCE((SELECT max(id) FROM warmcache_outbox), 0)`).Scan(&m.Position, &m.Outbox)
+		COALESCE((SELECT max(id) FROM warmcache_outbox), 0)`).Scan(&m.Position, &m.outbox)
 	return m, translate(err)
 }
 
@@ -125,8 +125,8 @@ func (db *DB) Captured(ctx context.Context, m Moment, logical bool) (bool, error
 	var captured bool
 	err := db.pool.QueryRow(ctx, `SELECT NOT EXISTS (SELECT FROM warmcache_outbox WHERE id <= $1 AND NOT dropped)
 		AND (NOT $2 OR COALESCE((SELECT confirmed_flush_lsn - '0/0' >= $3 FROM pg_replication_slots
-			WHERE slot_name = left($4, 50) || '_' || (SELECT oid FROM pg_database WHERE datname = current_database())), false))`,
-		m.Outbox, logical, m.Position, db.schema).Scan(&captured)
+			WHERE slot_name = `+slotNameSQL("$4")+`), false))`,
+		m.outbox, logical, m.Position, db.schema).Scan(&captured)
 	return captured, translate(err)
 }
 
