@@ -59,7 +59,10 @@ func (db *DB) onNotify(ctx context.Context, channel string, poll time.Duration, 
 		}()
 		if conn != nil {
 			_, err := conn.Conn().WaitForNotification(waitCtx)
-			if err != nil && !errors.Is(err, context.DeadlineExceeded) && waitCtx.Err() == nil {
+			switch {
+			case err == nil:
+				skipReceived(ctx, conn)
+			case !errors.Is(err, context.DeadlineExceeded) && waitCtx.Err() == nil:
 				if lost != nil {
 					lost(translate(err))
 				}
@@ -73,6 +76,28 @@ func (db *DB) onNotify(ctx context.Context, channel string, poll time.Duration, 
 		<-woken
 	}
 }
+
+// skipReceived reads the notifications that have already reached conn, up to maxSkipped, without
+// waiting for more. The call of fn that follows covers them all: each was sent at a commit before
+// it, which its snapshot sees. So a burst of writes, which notify one each, costs a drain of the
+// outbox rather than one each.
+func skipReceived(ctx context.Context, conn *pgxpool.Conn) {
+	for range maxSkipped {
+		readCtx, cancel := context.WithTimeout(ctx, skipWait)
+		_, err := conn.Conn().WaitForNotification(readCtx)
+		cancel()
+		if err != nil {
+			return // none more there (a broken connection is found by the next wait)
+		}
+	}
+}
+
+// maxSkipped bounds skipReceived under a flood of notifications; skipWait is how long it gives a
+// notification already on its way.
+const (
+	maxSkipped = 10_000
+	skipWait   = 100 * time.Microsecond
+)
 
 // listen takes a connection of the pool and listens on channel on it.
 func (db *DB) listen(ctx context.Context, channel string) (*pgxpool.Conn, error) {
