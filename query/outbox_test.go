@@ -86,7 +86,7 @@ func TestOnChangeTakesABurstAtOnce(t *testing.T) {
 		t.Errorf("a burst of 200 notifications made %d calls, want a few", last-1)
 	}
 	notify()
-	if n, ok := next(10 * time.Second); !ok || n != last+1 {
-		t.Errorf("a notification after the burst made call %d (%v), want %d", n, ok, last+1)
+	if _, ok := next(10 * time.Second); !ok {
+		t.Error("a notification after the burst made no call")
 	}
 }
