@@ -14,11 +14,6 @@ type Progress interface {
 	Handled(ctx context.Context, group, upTo string) (bool, error)
 }
 
-// settleLimit bounds Settle's wait: a pipeline further behind has alarms of its own (the outbox's
-// backlog, the slot's lag, the invalidation lag), and the drift check then goes by what moved
-// meanwhile.
-const settleLimit = 30 * time.Second
-
 // settlePoll is how often Settle looks again.
 const settlePoll = 50 * time.Millisecond
 
@@ -27,10 +22,12 @@ const settlePoll = 50 * time.Millisecond
 // every change committed before the moment is captured (query.DB.Captured; logical when the slot
 // carries them), and the group has then handled every event on the stream. A refresher books
 // an event's changes before it acknowledges it. A pipeline lagging by seconds under heavy
-// writes so no longer looks like drift. It waits settleLimit at most.
-func Settle(db *query.DB, store Progress, logical bool) query.Settle {
-	return func(outer context.Context, before query.Moment) error {
-		ctx, cancel := context.WithTimeout(outer, settleLimit)
+// writes so no longer looks like drift. It waits limit at most, and then reports the changes
+// unsettled: a pipeline further behind has alarms of its own (the outbox's backlog, the slot's
+// lag, the invalidation lag).
+func Settle(db *query.DB, store Progress, logical bool, limit time.Duration) query.Settle {
+	return func(outer context.Context, before query.Moment) (bool, error) {
+		ctx, cancel := context.WithTimeout(outer, limit)
 		defer cancel()
 		tick := time.NewTicker(settlePoll)
 		defer tick.Stop()
@@ -46,12 +43,12 @@ func Settle(db *query.DB, store Progress, logical bool) query.Settle {
 			}
 			if end != "" {
 				if handled, err := store.Handled(ctx, group, end); err == nil && handled {
-					return nil
+					return true, nil
 				}
 			}
 			select {
 			case <-ctx.Done():
-				return outer.Err() // nil when the bound ended the wait
+				return false, outer.Err() // no error when the bound ended the wait
 			case <-tick.C:
 			}
 		}

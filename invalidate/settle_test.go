@@ -2,6 +2,7 @@ package invalidate
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +16,8 @@ import (
 // TestDriftCheckWaitsForChangesInFlight: the check of the built-in totals, with the warmers'
 // pipeline stopped for longer than it used to give a change in flight, calls nothing drifted
 // until the pipeline has booked the changes made before it looked, then confirms only the real
-// drift (figures changed behind the warmers' back). With triggers and with logical decoding.
+// drift (figures changed behind the warmers' back); stopped past the check's bound, the check is
+// put off. With triggers and with logical decoding.
 func TestDriftCheckWaitsForChangesInFlight(t *testing.T) {
 	t.Parallel()
 	for _, capture := range []string{query.CaptureTriggers, query.CaptureLogical} {
@@ -25,13 +27,20 @@ func TestDriftCheckWaitsForChangesInFlight(t *testing.T) {
 			s.exec("UPDATE warmcache.warmcache_customer_totals SET orders = orders + 1 WHERE customerid = 11")
 			s.exec("INSERT INTO orders (orderdate, customerid, netamount, tax, totalamount) VALUES ('2004-02-02', 12, 1, 0, 1)")
 
+			// A bound that ends before the pipeline runs puts the check off, mending nothing.
+			logical := capture == query.CaptureLogical
+			short := Settle(s.db, s.store, logical, time.Second)
+			if d, err := s.db.Repair(context.Background(), query.OrdersTotalAggregate, query.Drift{Values: 2}, short); !errors.Is(err, query.ErrUnsettled) {
+				t.Fatalf("with the pipeline stopped past the bound, the check gave %+v, %v; want it put off", d, err)
+			}
+
 			type result struct {
 				drift query.Drift
 				err   error
 			}
 			done := make(chan result, 1)
 			go func() {
-				settle := Settle(s.db, s.store, capture == query.CaptureLogical)
+				settle := Settle(s.db, s.store, logical, 30*time.Second)
 				d, err := s.db.Repair(context.Background(), query.OrdersTotalAggregate, query.Drift{Values: 2}, settle)
 				done <- result{d, err}
 			}()

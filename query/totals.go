@@ -2,6 +2,7 @@ package query
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -131,9 +132,14 @@ func (db *DB) Captured(ctx context.Context, m Moment, logical bool) (bool, error
 }
 
 // Settle waits until the changes committed before a moment are booked in the maintained figures
-// (Maintain), as far as it can tell within a bound of its own: the warmers' pipeline knows
-// (invalidate.Settle). It returns an error only when ctx ends.
-type Settle func(ctx context.Context, before Moment) error
+// (Maintain), within a bound of its own, and reports whether they are: the warmers' pipeline
+// knows (invalidate.Settle). It returns an error only when ctx ends.
+type Settle func(ctx context.Context, before Moment) (bool, error)
+
+// ErrUnsettled reports that the check of the built-in totals was put off: the changes committed
+// before it looked were not all booked within its Settle's bound, so what it saw may be writes on
+// their way rather than drift.
+var ErrUnsettled = errors.New("the changes before the check were not all booked in time")
 
 // settleTime is how long the changes in flight are given when no Settle is at hand (a warmer run
 // with --once): the warmers reconcile a write within milliseconds.
@@ -145,7 +151,7 @@ const settleTime = 2 * time.Second
 // then, once the changes committed before that first look are booked (settle; settleTime when
 // nil), those of them whose booked figures have not moved since and still differ. It books their
 // current figures and returns how many there were. The orders without a customer count as
-// customer 0.
+// customer 0. Changes settle does not see booked in time put the check off (ErrUnsettled).
 func repairTotals(ctx context.Context, db *DB, settle Settle) (Drift, error) {
 	first, err := db.driftedTotals(ctx, nil)
 	if err != nil || len(first) == 0 {
@@ -157,17 +163,20 @@ func repairTotals(ctx context.Context, db *DB, settle Settle) (Drift, error) {
 		return Drift{}, err
 	}
 	if settle == nil {
-		settle = func(ctx context.Context, _ Moment) error {
+		settle = func(ctx context.Context, _ Moment) (bool, error) {
 			select {
 			case <-ctx.Done():
-				return ctx.Err()
+				return false, ctx.Err()
 			case <-time.After(settleTime):
-				return nil
+				return true, nil
 			}
 		}
 	}
-	if err := settle(ctx, m); err != nil {
+	switch settled, err := settle(ctx, m); {
+	case err != nil:
 		return Drift{}, err
+	case !settled:
+		return Drift{}, ErrUnsettled
 	}
 	second, err := db.driftedTotals(ctx, slices.Collect(func(yield func(int32) bool) {
 		for id := range first {

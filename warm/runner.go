@@ -263,6 +263,11 @@ func (r *Runner) warm(ctx context.Context, job jobs.Job, started time.Time, prog
 // read figures that are right again.
 func (r *Runner) reportDrift(ctx context.Context, job jobs.Job, found query.Drift) {
 	drift, err := r.primary.Repair(ctx, job.Aggregate, found, r.Settle)
+	if errors.Is(err, query.ErrUnsettled) {
+		// Nothing is confirmed either way: the gauge keeps what the last check found.
+		r.Logger.Warn("incremental_check_deferred", "job", job.Name, "found", found.Values, "reason", err.Error())
+		return
+	}
 	r.metrics.drift.WithLabelValues(job.Name).Set(float64(drift.Values))
 	switch {
 	case err != nil:

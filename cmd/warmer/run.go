@@ -192,6 +192,10 @@ func warnUninstalled(ctx context.Context, db *query.DB, list []jobs.Job, logger 
 
 // daemon runs the jobs on their schedules until ctx ends, then finishes the runs in flight
 // (within SHUTDOWN_TIMEOUT) and returns nil.
+// settleLimit is how long the check of the built-in totals waits for the changes committed
+// before it to be booked; a check they are not booked for by then is put off to the next run.
+const settleLimit = 30 * time.Second
+
 func daemon(ctx context.Context, cfg cli.WarmerConfig, logger *slog.Logger) error {
 	cfg.Log(logger)
 	arch := baseservice.NewArchetype(logger)
@@ -207,7 +211,7 @@ func daemon(ctx context.Context, cfg cli.WarmerConfig, logger *slog.Logger) erro
 	metrics := warm.NewMetrics(reg)
 	metrics.Declare(d.jobs, time.Now())
 	runner := warm.NewRunner(arch, d.reader, d.primary, d.store, metrics)
-	runner.Settle = invalidate.Settle(d.primary, d.store, cfg.ChangeCapture == query.CaptureLogical)
+	runner.Settle = invalidate.Settle(d.primary, d.store, cfg.ChangeCapture == query.CaptureLogical, settleLimit)
 	sched := warm.NewScheduler(arch, d.jobs, runner, d.primary.Runs(), cfg.Namespace)
 	// The relay drains the outbox in both modes: with logical decoding, what the triggers
 	// recorded before the switch.
