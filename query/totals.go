@@ -107,7 +107,7 @@ func (db *DB) reseedTotals(ctx context.Context, ex execer) error {
 // Moment is a moment of the primary, after which the changes committed before it can be waited
 // for: its WAL position, past every commit it could see, and the last outbox row it could see.
 type Moment struct {
-	Position int64
+	position int64
 	outbox   int64
 }
 
@@ -115,7 +115,7 @@ type Moment struct {
 func (db *DB) moment(ctx context.Context) (Moment, error) {
 	var m Moment
 	err := db.pool.QueryRow(ctx, `SELECT (pg_current_wal_insert_lsn() - '0/0')::bigint,
-		COALESCE((SELECT max(id) FROM warmcache_outbox), 0)`).Scan(&m.Position, &m.outbox)
+		COALESCE((SELECT max(id) FROM warmcache_outbox), 0)`).Scan(&m.position, &m.outbox)
 	return m, translate(err)
 }
 
@@ -127,7 +127,7 @@ func (db *DB) Captured(ctx context.Context, m Moment, logical bool) (bool, error
 	err := db.pool.QueryRow(ctx, `SELECT NOT EXISTS (SELECT FROM warmcache_outbox WHERE id <= $1 AND NOT dropped)
 		AND (NOT $2 OR COALESCE((SELECT confirmed_flush_lsn - '0/0' >= $3 FROM pg_replication_slots
 			WHERE slot_name = `+slotNameSQL("$4")+`), false))`,
-		m.outbox, logical, m.Position, db.schema).Scan(&captured)
+		m.outbox, logical, m.position, db.schema).Scan(&captured)
 	return captured, translate(err)
 }
 
@@ -144,6 +144,17 @@ var ErrUnsettled = errors.New("the changes before the check were not all booked 
 // settleTime is how long the changes in flight are given when no Settle is at hand (a warmer run
 // with --once): the warmers reconcile a write within milliseconds.
 const settleTime = 2 * time.Second
+
+// waitSettleTime is the Settle of a warmer without the warmers' pipeline at hand: it gives the
+// changes settleTime, and takes them as booked then.
+func waitSettleTime(ctx context.Context, _ Moment) (bool, error) {
+	select {
+	case <-ctx.Done():
+		return false, ctx.Err()
+	case <-time.After(settleTime):
+		return true, nil
+	}
+}
 
 // repairTotals confirms that the built-in totals drifted, and mends them. The full computation
 // and the maintained figures of one snapshot also differ while writes are on their way to the
@@ -163,14 +174,7 @@ func repairTotals(ctx context.Context, db *DB, settle Settle) (Drift, error) {
 		return Drift{}, err
 	}
 	if settle == nil {
-		settle = func(ctx context.Context, _ Moment) (bool, error) {
-			select {
-			case <-ctx.Done():
-				return false, ctx.Err()
-			case <-time.After(settleTime):
-				return true, nil
-			}
-		}
+		settle = waitSettleTime
 	}
 	switch settled, err := settle(ctx, m); {
 	case err != nil:
