@@ -3,6 +3,7 @@ package query_test
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"math/big"
 	"strconv"
 	"testing"
@@ -121,6 +122,23 @@ func FuzzCustomerKey(f *testing.F) {
 		id, perr := strconv.ParseInt(canon, 10, 32)
 		if perr != nil || id <= 0 || strconv.FormatInt(id, 10) != canon {
 			t.Fatalf("CanonicalKey(%q) = %q, not a canonical positive id", key, canon)
+		}
+	})
+}
+
+func FuzzCustomerOrdersJSON(f *testing.F) {
+	for _, v := range [][2]int64{{1, 0}, {19887, 12}, {-1, -1}, {math.MaxInt64, math.MinInt64}} {
+		f.Add(v[0], v[1])
+	}
+	f.Fuzz(func(t *testing.T, id, count int64) {
+		v := query.CustomerOrders{CustomerID: id, Count: count}
+		want, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prefix := []byte("kept")
+		if got := v.AppendJSON(prefix); string(got) != "kept"+string(want) {
+			t.Fatalf("AppendJSON of %+v = %q, want %q after the prefix, as encoding/json", v, got, want)
 		}
 	})
 }
