@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -249,6 +250,54 @@ func TestUnavailable(t *testing.T) {
 	if _, err := s.Put(ctx, "job", item(t, "k", 1, "{}")); !errors.Is(err, cache.ErrUnavailable) {
 		t.Errorf("put: %v, want ErrUnavailable", err)
 	}
+}
+
+// TestConcurrentGetsThroughAStall: reads of many callers at once, which share round trips,
+// each get their own key's value; while Redis's replies are held past the store's timeout, each
+// fails with ErrUnavailable; and once they flow again, each read gets its own key's value again,
+// none the late reply to a read that stopped waiting.
+func TestConcurrentGetsThroughAStall(t *testing.T) {
+	t.Parallel()
+	keys := newKeys(t)
+	redisURL := testenv.Get(t).RedisURL
+	proxy := testenv.NewProxy(t, testenv.HostPort(t, redisURL))
+	s := testenv.OpenStore(t, proxy.Through(redisURL), keys, cache.Options{Timeout: 200 * time.Millisecond})
+	ctx := context.Background()
+	const n = 100
+	var items []cache.Item
+	for i := range n {
+		items = append(items, item(t, fmt.Sprint(i), 1, fmt.Sprintf(`{"n":%d}`, i)))
+	}
+	if _, err := openStore(t, keys).PutRun(ctx, "job", items); err != nil {
+		t.Fatal(err)
+	}
+	// readAll reads every key at once, and checks each read.
+	readAll := func(check func(i int, e cache.Entry, err error)) {
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				e, err := s.Get(ctx, "job", fmt.Sprint(i))
+				check(i, e, err)
+			})
+		}
+		wg.Wait()
+	}
+	ownValue := func(when string) func(int, cache.Entry, error) {
+		return func(i int, e cache.Entry, err error) {
+			if want := fmt.Sprintf(`{"n":%d}`, i); err != nil || string(e.Body) != want {
+				t.Errorf("key %d %s: %s, %v; want %s", i, when, e.Body, err, want)
+			}
+		}
+	}
+	readAll(ownValue("before the stall"))
+	proxy.Delay(time.Second)
+	readAll(func(i int, _ cache.Entry, err error) {
+		if !errors.Is(err, cache.ErrUnavailable) {
+			t.Errorf("key %d while Redis's replies are held: %v, want ErrUnavailable", i, err)
+		}
+	})
+	proxy.Undelay()
+	readAll(ownValue("after the stall"))
 }
 
 func TestOpenURLs(t *testing.T) {
