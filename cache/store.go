@@ -31,10 +31,7 @@ var ErrFull = errors.New("redis is full (used memory reached maxmemory and maxme
 
 // Store reads and writes warmcache's entries and records in Redis.
 type Store struct {
-	rdb redis.UniversalClient
-	// reads sends Get's GETs through go-redis's auto-pipeliner, off a Cluster: the GETs of
-	// concurrent callers share a round trip, and Redis reads them in one go.
-	reads *redis.AutoPipeliner
+	rdb   redis.UniversalClient
 	probe func() redis.UniversalClient // a client of rdb's options for Probe, with one connection
 	// tracker returns a client of rdb's options with one connection, which onConnect prepares
 	// (Watch); nil on a Cluster.
@@ -93,7 +90,6 @@ func Open(rawURL string, keys Keys, opts Options) (*Store, error) {
 	q := u.Query()
 	var (
 		rdb     redis.UniversalClient
-		reads   *redis.AutoPipeliner
 		probe   func() redis.UniversalClient
 		tracker func(func(context.Context, *redis.Conn) error) *redis.Client
 		cluster bool
@@ -107,10 +103,6 @@ func Open(rawURL string, keys Keys, opts Options) (*Store, error) {
 		opts.apply(settings{&o.ContextTimeoutEnabled, &o.Protocol, &o.ClientName, &o.PoolSize, &o.MaxRetries,
 			&o.DialerRetries, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout, &o.Dialer, o.TLSConfig})
 		rdb = redis.NewFailoverClient(o)
-		reads, err = rdb.(*redis.Client).AsyncAutoPipeline()
-		if err != nil {
-			return nil, err
-		}
 		probe = func() redis.UniversalClient { one := *o; one.PoolSize = 1; return redis.NewFailoverClient(&one) }
 		tracker = func(onConnect func(context.Context, *redis.Conn) error) *redis.Client {
 			one := *o
@@ -136,10 +128,6 @@ func Open(rawURL string, keys Keys, opts Options) (*Store, error) {
 		opts.apply(settings{&o.ContextTimeoutEnabled, &o.Protocol, &o.ClientName, &o.PoolSize, &o.MaxRetries,
 			&o.DialerRetries, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout, &o.Dialer, o.TLSConfig})
 		rdb = redis.NewClient(o)
-		reads, err = rdb.(*redis.Client).AsyncAutoPipeline()
-		if err != nil {
-			return nil, err
-		}
 		probe = func() redis.UniversalClient { one := *o; one.PoolSize = 1; return redis.NewClient(&one) }
 		tracker = func(onConnect func(context.Context, *redis.Conn) error) *redis.Client {
 			one := *o
@@ -151,7 +139,7 @@ func Open(rawURL string, keys Keys, opts Options) (*Store, error) {
 	if history <= 0 {
 		history = DefaultRunHistory
 	}
-	return &Store{rdb: rdb, reads: reads, probe: probe, tracker: tracker, keys: keys, cluster: cluster, invalidated: opts.Invalidated, runHistory: history,
+	return &Store{rdb: rdb, probe: probe, tracker: tracker, keys: keys, cluster: cluster, invalidated: opts.Invalidated, runHistory: history,
 		timeout: opts.Timeout}, nil
 }
 
@@ -263,7 +251,7 @@ func (s *Store) Probe(ctx context.Context) error {
 // version reads are as good as none: ErrMiss too.
 func (s *Store) Get(ctx context.Context, job, key string) (Entry, error) {
 	call, cancel := s.bounded(ctx)
-	b, err := s.get(call, s.keys.Value(job, key))
+	b, err := s.rdb.Get(call, s.keys.Value(job, key)).Bytes()
 	cancel()
 	if err != nil {
 		return Entry{}, s.failure(call, err)
@@ -273,20 +261,6 @@ func (s *Store) Get(ctx context.Context, job, key string) (Entry, error) {
 		return Entry{}, ErrMiss
 	}
 	return e, nil
-}
-
-// get reads key's bytes, through the auto-pipeliner where there is one. A caller stops waiting
-// when call ends (the pipeliner does not watch each command's context): its GET, sent already
-// or about to be, is then answered to no one.
-func (s *Store) get(call context.Context, key string) ([]byte, error) {
-	if s.reads == nil {
-		return s.rdb.Get(call, key).Bytes()
-	}
-	cmd := redis.NewStringCmd(call, "get", key)
-	if err := s.reads.Submit(call, cmd).WaitContext(call); err != nil {
-		return nil, err
-	}
-	return cmd.Bytes()
 }
 
 // translate maps go-redis errors onto this package's errors, once, at the boundary.

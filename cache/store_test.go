@@ -252,10 +252,10 @@ func TestUnavailable(t *testing.T) {
 	}
 }
 
-// TestConcurrentGetsThroughAStall: reads of many callers at once, which share round trips,
-// each get their own key's value; while Redis's replies are held past the store's timeout, each
-// fails with ErrUnavailable; and once they flow again, each read gets its own key's value again,
-// none the late reply to a read that stopped waiting.
+// TestConcurrentGetsThroughAStall: reads of many callers at once each get their own key's value;
+// while Redis's replies are held past the store's timeout, each fails with ErrUnavailable; and
+// once they flow again, each read gets its own key's value again, none the late reply to a read
+// that stopped waiting.
 func TestConcurrentGetsThroughAStall(t *testing.T) {
 	t.Parallel()
 	keys := newKeys(t)
