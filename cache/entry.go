@@ -81,11 +81,12 @@ type JSONAppender interface {
 }
 
 // NewEntry returns the entry of value, computed at computedAt from the snapshot at position: its
-// JSON as the body, fresh and kept until the job's lifetime says (jobs.Lifetime.Fresh).
+// JSON as the body (appended by value itself where it is a JSONAppender), fresh and kept until
+// the job's lifetime says (jobs.Lifetime.Fresh).
 func NewEntry(value any, position int64, computedAt, freshUntil, staleUntil time.Time) (Entry, error) {
 	var body []byte
 	if v, ok := value.(JSONAppender); ok {
-		body = v.AppendJSON(make([]byte, 0, 48))
+		body = v.AppendJSON(make([]byte, 0, 48)) // a customer's count in one allocation
 	} else {
 		var err error
 		if body, err = json.Marshal(value); err != nil {
