@@ -34,14 +34,14 @@ func (v Outbox) Drain(ctx context.Context, limit int, publish func([]Change) err
 		RETURNING id, tablename, columns, truncated, `+drainedPosition, limit, func(_ pgx.Tx, changes []Change) error { return publish(changes) })
 }
 
-// The statements that take rows name them by an array of ids, not IN (subquery): PostgreSQL may
-// plan IN as a hash join over a scan of the whole outbox, rows waiting and rows deleted alike (it
-// did at a backlog of 5,000 rows), so that a batch costs as much as the backlog; an array of ids
-// is looked up in the primary key whatever the table's statistics say.
-
 // takeOutbox runs take, a statement that takes up to limit ($1) outbox rows and returns them,
 // and hands the rows to handle, in one transaction that commits only if handle succeeds. It
 // returns how many rows it handled; handle's error comes back as it is.
+//
+// The statements name the rows they take by an array of ids, not IN (subquery): PostgreSQL may
+// plan IN as a hash join over a scan of the whole outbox, rows waiting and rows deleted alike (it
+// did at a backlog of 5,000 rows), so that a batch costs as much as the backlog; an array of ids
+// is looked up in the primary key whatever the table's statistics say.
 func (db *DB) takeOutbox(ctx context.Context, take string, limit int, handle func(pgx.Tx, []Change) error) (int, error) {
 	var n int
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {

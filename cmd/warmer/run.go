@@ -190,12 +190,12 @@ func warnUninstalled(ctx context.Context, db *query.DB, list []jobs.Job, logger 
 	}
 }
 
-// daemon runs the jobs on their schedules until ctx ends, then finishes the runs in flight
-// (within SHUTDOWN_TIMEOUT) and returns nil.
 // settleLimit is how long the check of the built-in totals waits for the changes committed
 // before it to be booked; a check they are not booked for by then is put off to the next run.
 const settleLimit = 30 * time.Second
 
+// daemon runs the jobs on their schedules until ctx ends, then finishes the runs in flight
+// (within SHUTDOWN_TIMEOUT) and returns nil.
 func daemon(ctx context.Context, cfg cli.WarmerConfig, logger *slog.Logger) error {
 	cfg.Log(logger)
 	arch := baseservice.NewArchetype(logger)
