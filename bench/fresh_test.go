@@ -64,9 +64,11 @@ jobs:
 //     each holds the old value, and polled after it over HTTP by a goroutine of its own, every
 //     2 ms. Before the 51st write, runs of the per-customer jobs are requested, as their
 //     schedules do every 5 minutes: the second half of the writes meets them. The hit ratio of
-//     the reads, and the share of hits from memory, come from the apis' metrics. The first
-//     api's p50 and p99 of each key are bars (≤ 30 ms and ≤ 100 ms); its p50 and slowest of
-//     each half of the writes, before the runs and with them, are in the summary too.
+//     the reads, the share of hits from memory, what the other reads were answered with and how
+//     often the apis' breakers in front of Redis opened come from the apis' metrics; how many of
+//     Redis's own commands took long, from its slow log. The first api's p50 and p99 of each
+//     key are bars (≤ 30 ms and ≤ 100 ms); its p50 and slowest of each half of the writes,
+//     before the runs and with them, are in the summary too.
 //   - throughput: with the warmer stopped, wrk posts orders at 16 connections, in rounds of 3 s
 //     that alternate warmcache's triggers on and off; the ratio is the median of the rounds'.
 func BenchmarkWrites(b *testing.B) {
@@ -105,6 +107,11 @@ func benchWrites(b *testing.B, customers, orders int) {
 	db := testenv.OpenDB(b, dbURL, query.Options{MaxConns: 4})
 	list := benchJobs(b, jobsFile)
 
+	// Redis's slow log says which of its own commands took long while the writes went on.
+	rdb := testenv.Redis(b)
+	if err := rdb.Do(context.Background(), "SLOWLOG", "RESET").Err(); err != nil {
+		b.Fatal(err)
+	}
 	before := cacheResults(b, api, replica)
 	var readers []*exec.Cmd
 	for _, target := range []string{api, replica} {
@@ -119,7 +126,6 @@ func benchWrites(b *testing.B, customers, orders int) {
 	// One write at a time: at each place, the first value of a key that differs from the one
 	// served before the write is the one the write made.
 	// Redis is polled too: what a figure at an api adds to Redis's is the api's own delay.
-	rdb := testenv.Redis(b)
 	keys, _ := cache.NewKeys(ns)
 	fromURL := func(url string) func(writtenKey) (string, error) {
 		return func(k writtenKey) (string, error) { return fetch(url + k.path) }
@@ -261,8 +267,36 @@ func benchWrites(b *testing.B, customers, orders int) {
 	b.Logf("summary: %s 100 writes under %.0f reads at two api processes, hit ratio %.4f (%.0f%% of hits from memory), "+
 		"slowest key's p99 at either api %.1f ms", scaleName(customers), total, hits/total, 100*memory/hits,
 		float64(slices.Max(slowest).Microseconds())/1000)
+	b.Logf("summary: %s the reads answered HIT %.0f, MISS %.0f, STALE %.0f, BYPASS %.0f; the apis' breakers in front "+
+		"of Redis opened %.0f times; %s", scaleName(customers), after["HIT"]-before["HIT"], after["MISS"]-before["MISS"],
+		after["STALE"]-before["STALE"], after["BYPASS"]-before["BYPASS"], after["breaker_opens"]-before["breaker_opens"],
+		slowCommands(b, rdb))
 	stopWarmer()
 	writeThroughput(b, wrk, api, dbURL, token, customers)
+}
+
+// slowCommands says how many commands Redis's slow log holds and how long the slowest took.
+func slowCommands(b *testing.B, rdb *redis.Client) string {
+	b.Helper()
+	ctx := context.Background()
+	over, err := rdb.ConfigGet(ctx, "slowlog-log-slower-than").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	n, err := rdb.Do(ctx, "SLOWLOG", "LEN").Int64()
+	if err != nil {
+		b.Fatal(err)
+	}
+	logged, err := rdb.SlowLogGet(ctx, n).Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var slowest time.Duration
+	for _, c := range logged {
+		slowest = max(slowest, c.Duration)
+	}
+	return fmt.Sprintf("Redis's slow log (commands over %s µs, at most slowlog-max-len) holds %d, the slowest %.1f ms",
+		over["slowlog-log-slower-than"], n, float64(slowest.Microseconds())/1000)
 }
 
 // writeThroughput posts orders at 16 connections in rounds that alternate warmcache's triggers
@@ -368,10 +402,12 @@ func fetch(u string) (string, error) {
 	return res.Body, err
 }
 
+var redisBreakerLine = regexp.MustCompile(`(?m)^warmcache_circuit_breaker_opens_total\{dependency="redis"\} ([0-9.e+]+)$`)
+
 var resultLine = regexp.MustCompile(`(?m)^warmcache_cache_requests_total\{result="(\w+)",route="[^"]+"\} ([0-9.e+]+)$`)
 
-// cacheResults sums the apis' cached reads by result over all routes, and their hits from
-// memory ("memory").
+// cacheResults sums the apis' cached reads by result over all routes, their hits from memory
+// ("memory"), and how often their breakers in front of Redis opened ("breaker_opens").
 func cacheResults(b *testing.B, apis ...string) map[string]float64 {
 	b.Helper()
 	sums := map[string]float64{}
@@ -386,6 +422,10 @@ func cacheResults(b *testing.B, apis ...string) map[string]float64 {
 				v, _ := strconv.ParseFloat(m[2], 64)
 				sums["memory"] += v
 			}
+		}
+		if m := redisBreakerLine.FindStringSubmatch(metrics); m != nil {
+			v, _ := strconv.ParseFloat(m[1], 64)
+			sums["breaker_opens"] += v
 		}
 	}
 	return sums
