@@ -279,15 +279,11 @@ func benchWrites(b *testing.B, customers, orders int) {
 func slowCommands(b *testing.B, rdb *redis.Client) string {
 	b.Helper()
 	ctx := context.Background()
-	over, err := rdb.ConfigGet(ctx, "slowlog-log-slower-than").Result()
+	config, err := rdb.ConfigGet(ctx, "slowlog-*").Result()
 	if err != nil {
 		b.Fatal(err)
 	}
-	n, err := rdb.Do(ctx, "SLOWLOG", "LEN").Int64()
-	if err != nil {
-		b.Fatal(err)
-	}
-	logged, err := rdb.SlowLogGet(ctx, n).Result()
+	logged, err := rdb.SlowLogGet(ctx, -1).Result() // every command it holds
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -295,8 +291,8 @@ func slowCommands(b *testing.B, rdb *redis.Client) string {
 	for _, c := range logged {
 		slowest = max(slowest, c.Duration)
 	}
-	return fmt.Sprintf("Redis's slow log (commands over %s µs, at most slowlog-max-len) holds %d, the slowest %.1f ms",
-		over["slowlog-log-slower-than"], n, float64(slowest.Microseconds())/1000)
+	return fmt.Sprintf("Redis's slow log (commands over %s µs, the last %s kept) holds %d, the slowest %.1f ms",
+		config["slowlog-log-slower-than"], config["slowlog-max-len"], len(logged), float64(slowest.Microseconds())/1000)
 }
 
 // writeThroughput posts orders at 16 connections in rounds that alternate warmcache's triggers
